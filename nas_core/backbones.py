@@ -1,0 +1,261 @@
+"""ESM-2 backbones: a registry of the public checkpoints and one loading path for all of them.
+
+Hub ids and local directories go through the same ``transformers`` ``from_pretrained`` call
+(honouring the Hugging Face cache and ``HF_HUB_OFFLINE``). ``make_tiny_backbone`` writes a
+random-weight checkpoint of the real ESM-2 shape, so tests and the offline demo exercise exactly
+the code a real checkpoint goes through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ESM2_VOCAB = (
+    "<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P",
+    "K", "Q", "N", "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>",
+    "<mask>",
+)
+UNTRAINED_FLAG = "esm_nas_untrained"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the app needs to know about a checkpoint before loading it."""
+
+    name: str  # short name shown to users
+    source: str  # hub id or local directory
+    layers: int
+    hidden: int
+    heads: int
+    intermediate: int
+    untrained: bool = False
+
+    @property
+    def n_parameters(self) -> int:
+        return count_parameters(self.layers, self.hidden, self.intermediate, self.heads)
+
+    def parameters_at_depth(self, depth: int) -> int:
+        return count_parameters(depth, self.hidden, self.intermediate, self.heads)
+
+    def gpu_memory_gb(self, depth: int | None = None, *, finetune: bool = False) -> float:
+        """Rough need: bf16 weights (+ fp32 Adam state when fine-tuning) + activations."""
+        params = self.parameters_at_depth(depth or self.layers)
+        per_param = 16 if finetune else 2
+        return round(params * per_param / 1e9 + 1.0 + 0.002 * self.hidden * (depth or
+                                                                            self.layers) / 10, 1)
+
+    @property
+    def label(self) -> str:
+        size = _human(self.n_parameters)
+        tag = " — untrained demo" if self.untrained else ""
+        return f"{self.name} ({self.layers} layers, {size} parameters){tag}"
+
+
+def _human(n: int) -> str:
+    for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.1f}{unit}".replace(".0", "")
+    return str(n)
+
+
+def count_parameters(layers: int, hidden: int, intermediate: int, heads: int,
+                     vocab: int = len(ESM2_VOCAB)) -> int:
+    """Exact parameter count of an ``EsmModel`` without pooler (ESM-2 layout, rotary)."""
+    h, i = hidden, intermediate
+    per_layer = 4 * (h * h + h) + 2 * h + (h * i + i) + (i * h + h) + 2 * h
+    contact = layers * heads + 1
+    return vocab * h + layers * per_layer + 2 * h + contact
+
+
+REGISTRY: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec("esm2_t6_8M", "facebook/esm2_t6_8M_UR50D", 6, 320, 20, 1280),
+        BackboneSpec("esm2_t12_35M", "facebook/esm2_t12_35M_UR50D", 12, 480, 20, 1920),
+        BackboneSpec("esm2_t30_150M", "facebook/esm2_t30_150M_UR50D", 30, 640, 20, 2560),
+        BackboneSpec("esm2_t33_650M", "facebook/esm2_t33_650M_UR50D", 33, 1280, 20, 5120),
+        BackboneSpec("esm2_t36_3B", "facebook/esm2_t36_3B_UR50D", 36, 2560, 40, 10240),
+    )
+}
+
+
+class BackboneUnavailable(RuntimeError):
+    """The checkpoint cannot be loaded; the message says why and what to do."""
+
+
+def resolve(name_or_path: str) -> BackboneSpec:
+    """A registry short name, a hub id of the registry, or a local checkpoint directory."""
+    if name_or_path in REGISTRY:
+        return REGISTRY[name_or_path]
+    for spec in REGISTRY.values():
+        if spec.source == name_or_path:
+            return spec
+    path = Path(name_or_path).expanduser()
+    if (path / "config.json").is_file():
+        cfg = json.loads((path / "config.json").read_text())
+        if cfg.get("model_type") != "esm":
+            raise BackboneUnavailable(f"{path} is a '{cfg.get('model_type')}' checkpoint, not "
+                                      "ESM: choose an ESM-2 checkpoint directory.")
+        return BackboneSpec(
+            name=path.name, source=str(path.resolve()), layers=cfg["num_hidden_layers"],
+            hidden=cfg["hidden_size"], heads=cfg["num_attention_heads"],
+            intermediate=cfg["intermediate_size"], untrained=bool(cfg.get(UNTRAINED_FLAG)),
+        )
+    if path.exists():
+        raise BackboneUnavailable(f"{path} has no config.json: it is not a transformers "
+                                  "checkpoint directory.")
+    if "/" in name_or_path and not name_or_path.startswith((".", "/", "~")):
+        raise BackboneUnavailable(
+            f"'{name_or_path}' is not in the ESM-2 registry ({', '.join(REGISTRY)}). To use "
+            "another ESM checkpoint, download it and pass its local directory.")
+    raise BackboneUnavailable(f"unknown backbone '{name_or_path}': use one of "
+                              f"{', '.join(REGISTRY)} or a local checkpoint directory.")
+
+
+def fits(spec: BackboneSpec, gpu_memory_gb: float | None) -> bool:
+    """Whether the backbone can at least be run frozen on a GPU with that much memory."""
+    return gpu_memory_gb is None or spec.gpu_memory_gb() <= gpu_memory_gb
+
+
+def load_backbone(source: str, *, n_layers: int | None = None, attn_implementation: str = "sdpa"):
+    """Load ``EsmModel`` (no pooler) and its tokenizer, truncated to ``n_layers`` if given."""
+    import transformers
+    from huggingface_hub.errors import HfHubHTTPError
+    from transformers import EsmModel, EsmTokenizer
+
+    spec = resolve(source)
+    if not Path(spec.source).exists():
+        _check_reachable(spec.source)
+    transformers.logging.set_verbosity_error()  # "some weights not used" is expected: no LM head
+    try:
+        model = EsmModel.from_pretrained(spec.source, add_pooling_layer=False,
+                                         attn_implementation=attn_implementation)
+        tokenizer = EsmTokenizer.from_pretrained(spec.source)
+    except (OSError, HfHubHTTPError, ValueError) as exc:
+        where = "offline mode is on (HF_HUB_OFFLINE)" if _offline() else \
+            "the Hugging Face Hub could not be reached"
+        if Path(spec.source).exists():
+            raise BackboneUnavailable(
+                f"could not load the checkpoint in {spec.source}: {exc}") from exc
+        raise BackboneUnavailable(
+            f"could not load {spec.source}: {where} and it is not in the local cache "
+            f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}). On a machine with internet, "
+            f"run `hf download {spec.source} --local-dir DIR`, copy DIR here and use DIR as the "
+            "backbone."
+        ) from exc
+    finally:
+        transformers.logging.set_verbosity_warning()
+    if n_layers is not None:
+        truncate(model, n_layers)
+    return model, tokenizer
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no")
+
+
+def _check_reachable(repo_id: str) -> None:
+    """Fail in seconds, not after minutes of retries, when an uncached model cannot be fetched."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return  # cached: from_pretrained works offline
+    cache = constants.HF_HUB_CACHE
+    advice = (f"On a machine with internet, run `hf download {repo_id} --local-dir DIR`, copy "
+              "DIR here and use DIR as the backbone.")
+    if _offline():
+        raise BackboneUnavailable(f"{repo_id} is not in the local Hugging Face cache ({cache}) "
+                                  f"and offline mode is on (HF_HUB_OFFLINE). {advice}")
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https"
+                                                               else 80)), timeout=5).close()
+    except OSError as exc:
+        raise BackboneUnavailable(
+            f"{repo_id} is not in the local Hugging Face cache ({cache}) and the Hub "
+            f"({constants.ENDPOINT}) cannot be reached: {exc}. {advice}") from None
+
+
+def truncate(model, n_layers: int):
+    """Keep the first ``n_layers`` transformer layers, in place; the result saves and reloads.
+
+    ESM's contact head reads every layer's attention maps, so its input width is
+    layers x heads: it is sliced to the kept layers, and the config follows.
+    """
+    import torch
+
+    total = len(model.encoder.layer)
+    if not 1 <= n_layers <= total:
+        raise ValueError(f"n_layers must be between 1 and {total}, not {n_layers}.")
+    if n_layers == total:
+        return model
+    model.encoder.layer = model.encoder.layer[:n_layers]
+    model.config.num_hidden_layers = n_layers
+    head = getattr(model, "contact_head", None)
+    if head is not None:
+        keep = n_layers * model.config.num_attention_heads
+        old = head.regression
+        new = torch.nn.Linear(keep, 1, bias=old.bias is not None).to(old.weight.device,
+                                                                     old.weight.dtype)
+        with torch.no_grad():
+            new.weight.copy_(old.weight[:, :keep])
+            if old.bias is not None:
+                new.bias.copy_(old.bias)
+        head.regression = new
+        head.in_features = keep
+    return model
+
+
+def make_tiny_backbone(directory: str | os.PathLike[str], *, layers: int = 2, hidden: int = 32,
+                       heads: int = 4, intermediate: int | None = None, seed: int = 0) -> Path:
+    """Write a random-weight ESM-2-shaped checkpoint (``EsmForMaskedLM``, safetensors).
+
+    It loads through exactly the same ``from_pretrained`` path as a real ESM-2 checkpoint; its
+    config carries ``esm_nas_untrained: true`` so the app labels it as an untrained demo.
+    """
+    import torch
+    from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
+
+    if hidden % heads:
+        raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads}).")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = EsmConfig(
+        vocab_size=len(ESM2_VOCAB), hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, intermediate_size=intermediate or 4 * hidden,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, hidden_act="gelu",
+        max_position_embeddings=1026, position_embedding_type="rotary", layer_norm_eps=1e-5,
+        emb_layer_norm_before=False, token_dropout=True, mask_token_id=32, pad_token_id=1,
+        tie_word_embeddings=True, architectures=["EsmForMaskedLM"],
+        **{UNTRAINED_FLAG: True},
+    )
+    torch.manual_seed(seed)
+    model = EsmForMaskedLM(config)
+    model.save_pretrained(directory, safe_serialization=True)
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(ESM2_VOCAB))
+    EsmTokenizer(str(vocab)).save_pretrained(directory)
+    return directory
+
+
+def encode(sequences: list[str], tokenizer) -> list[np.ndarray]:
+    """Token ids with <cls> ... <eos>, vectorised (ESM's tokenizer is one char per token)."""
+    vocab = tokenizer.get_vocab()
+    table = np.full(128, vocab["<unk>"], dtype=np.int64)
+    for token, idx in vocab.items():
+        if len(token) == 1:
+            table[ord(token)] = idx
+    cls, eos = vocab["<cls>"], vocab["<eos>"]
+    out = []
+    for seq in sequences:
+        codes = np.frombuffer(seq.encode("ascii"), dtype=np.uint8)
+        out.append(np.concatenate(([cls], table[codes], [eos])))
+    return out

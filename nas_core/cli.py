@@ -1,0 +1,148 @@
+"""``python -m nas_core``: everything the app does, headless, through the same engine calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from nas_core import data as data_mod
+from nas_core.datastore import ImportOutcome, import_dataset
+from nas_core.reading import DataFileError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="CSV, TSV, Excel (.xlsx) or FASTA file (optionally .gz)")
+    p.add_argument("--seq-col", help="column holding the sequences (default: detected)")
+    p.add_argument("--label-col", help="column holding the labels (default: detected)")
+    p.add_argument("--task", default="auto", choices=["auto", *data_mod.TASKS])
+    p.add_argument("--fix", action="append", default=[], choices=sorted(data_mod.FIXES),
+                   metavar="FIX", help="apply a named fix, e.g. drop_conflicts (repeatable); "
+                   f"choices: {', '.join(sorted(data_mod.FIXES))}")
+
+
+def ingest(args: argparse.Namespace, out=sys.stdout, store=None) -> ImportOutcome | None:
+    """Read, validate and split from CLI args; None (message printed) if the file is unusable."""
+    from nas_core.splits import SplitOptions
+
+    try:
+        options = data_mod.IngestOptions(seq_col=args.seq_col, label_col=args.label_col,
+                                         task=args.task, fixes=frozenset(args.fix))
+        return import_dataset(args.data, options=options,
+                              split_options=SplitOptions(seed=getattr(args, "split_seed", 0)),
+                              store=store)
+    except (DataFileError, ValueError) as exc:
+        print(f"error: {exc}", file=out)
+        return None
+
+
+def print_problems(result: data_mod.ValidationResult, out=sys.stdout) -> None:
+    for note in result.applied_fixes:
+        print(f"fixed: {note}", file=out)
+    for problem in result.problems:
+        print(problem, file=out)
+    for fix, text in result.offered_fixes.items():
+        print(f"fix available: {text} -> rerun with --fix {fix}", file=out)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    outcome = ingest(args, out=sys.stdout if not args.json else sys.stderr)
+    if outcome is None:
+        if args.json:
+            print(json.dumps({"ok": False, "problems": [{"severity": "error",
+                                                          "code": "unreadable_file"}]}))
+        return EXIT_INVALID
+    result, notes, summary = outcome.result, outcome.notes, None
+    if outcome.ok:
+        summary = outcome.dataset.summary()
+        summary["fingerprint"] = outcome.dataset.fingerprint
+    if args.json:
+        print(json.dumps({
+            "ok": outcome.ok, "source": result.source, "rows_read": result.n_rows_read,
+            "summary": summary, "applied_fixes": result.applied_fixes,
+            "offered_fixes": result.offered_fixes,
+            "problems": [{"severity": p.severity, "code": p.code, "message": p.message,
+                          "where": list(p.where), "fix": p.fix}
+                         for p in result.problems + notes],
+        }, indent=2))
+    else:
+        print_problems(result)
+        if summary:
+            for note in notes:
+                print(note)
+            print(format_summary(summary))
+    return EXIT_OK if outcome.ok else EXIT_INVALID
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{summary['n_sequences']} sequences, task: {summary['task']}"]
+    length = summary["length"]
+    lines.append(f"length: {length['min']}-{length['max']} residues "
+                 f"(median {length['median']:g})")
+    if "classes" in summary:
+        total = sum(summary["classes"].values())
+        lines.append("classes: " + ", ".join(f"{k} {v} ({100 * v / total:.0f}%)"
+                                             for k, v in summary["classes"].items()))
+    if "label" in summary:
+        lab = summary["label"]
+        lines.append(f"label: {lab['min']:.4g} to {lab['max']:.4g} (mean {lab['mean']:.4g}, "
+                     f"sd {lab['std']:.3g})")
+    if "splits" in summary:
+        lines.append("split: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
+    if "fingerprint" in summary:
+        lines.append(f"fingerprint: {summary['fingerprint'][:16]}")
+    return "\n".join(lines)
+
+
+def cmd_make_tiny_backbone(args: argparse.Namespace) -> int:
+    from nas_core.backbones import make_tiny_backbone, resolve
+
+    try:
+        path = make_tiny_backbone(args.dir, layers=args.layers, hidden=args.hidden,
+                                  heads=args.heads)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"wrote {resolve(str(path)).label} to {path}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nas_core",
+                                     description="ESM-NAS Studio engine, headless.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a labelled dataset and summarise it")
+    _add_data_args(p)
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the train/valid/test split")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("make-tiny-backbone",
+                       help="write a random-weight ESM-2-shaped checkpoint (tests, offline demo)")
+    p.add_argument("dir")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--heads", type=int, default=4)
+    p.set_defaults(func=cmd_make_tiny_backbone)
+
+    _register_more(sub)
+    return parser
+
+
+def _register_more(sub) -> None:
+    """Commands of later engine modules register here (kept in their own modules)."""
+    try:
+        from nas_core import cli_search
+    except ImportError:  # pragma: no cover - search module not present
+        return
+    cli_search.register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

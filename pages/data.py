@@ -1,0 +1,73 @@
+import streamlit as st
+
+from nas_core.data import TASKS, IngestOptions
+from nas_core.datastore import import_dataset
+from nas_core.examples import DEFAULT_EXAMPLE, EXAMPLES
+from nas_core.reading import DataFileError
+from ui import render, resources
+
+st.title("Data")
+store = resources.dataset_store(resources.workspace())
+state = st.session_state
+state.setdefault("data_fixes", [])
+
+
+def _use_upload() -> None:
+    state["data_source"] = "upload"
+    state["data_fixes"] = []
+
+
+def _use_example() -> None:
+    state["data_source"] = "example"
+    state["data_fixes"] = []
+
+
+upload = st.file_uploader(
+    "Labelled sequences: CSV, TSV, Excel or FASTA",
+    type=["csv", "tsv", "txt", "xlsx", "fasta", "fa", "faa", "gz"], key="data_upload",
+    on_change=_use_upload,
+    help="One sequence per row with a label column, or FASTA headers like '>P12345 label=1'. "
+    "An optional 'split' column (train/valid/test) is honoured.")
+left, right = st.columns([3, 1])
+example = left.selectbox("...or try a real example", list(EXAMPLES), key="data_example",
+                         format_func=lambda k: EXAMPLES[k].title,
+                         index=list(EXAMPLES).index(DEFAULT_EXAMPLE))
+right.button("Use the example dataset", on_click=_use_example, width="stretch")
+
+with st.expander("Columns and task"):
+    c1, c2, c3 = st.columns(3)
+    seq_col = c1.text_input("Sequence column", key="data_seq_col",
+                            help=IngestOptions.__dataclass_fields__["seq_col"].metadata["help"])
+    label_col = c2.text_input("Label column", key="data_label_col", help=IngestOptions.
+                              __dataclass_fields__["label_col"].metadata["help"])
+    task = c3.selectbox("Task", ["auto", *TASKS], key="data_task",
+                        help=IngestOptions.__dataclass_fields__["task"].metadata["help"])
+
+source = state.get("data_source")
+if source == "upload" and upload is not None:
+    payload, name = upload.getvalue(), upload.name
+elif source == "example":
+    payload, name = EXAMPLES[example].path.read_bytes(), EXAMPLES[example].file
+    st.caption(f"{EXAMPLES[example].description} Source: {EXAMPLES[example].licence}.")
+else:
+    payload = name = None
+
+if payload is not None:
+    options = IngestOptions(seq_col=seq_col or None, label_col=label_col or None, task=task,
+                            fixes=frozenset(state["data_fixes"]))
+    try:
+        outcome = import_dataset(payload, name=name, options=options, store=store)
+    except DataFileError as exc:
+        st.error(str(exc))
+    else:
+        fix = render.problems(outcome.result, key="data")
+        if fix:
+            state["data_fixes"] = [*state["data_fixes"], fix]
+            st.rerun()
+        if outcome.ok:
+            st.success(f"**{outcome.stored.name}** is ready and stored in the workspace "
+                       f"(id {outcome.stored.id}).")
+            render.dataset_overview(outcome.dataset, outcome.notes)
+
+st.subheader("Stored datasets")
+render.stored_datasets(store.list())

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+
+# No test may reach the real Hugging Face Hub.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> Path:
+    """A random-weight ESM-2-shaped checkpoint written through the real code path."""
+    from nas_core.backbones import make_tiny_backbone
+
+    return make_tiny_backbone(tmp_path_factory.mktemp("backbones") / "tiny", layers=3,
+                              hidden=32, heads=4)
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "workspace"
+    monkeypatch.setenv("ESM_NAS_HOME", str(home))
+    return home
