@@ -51,12 +51,12 @@ class BackboneSpec:
 
     @property
     def label(self) -> str:
-        size = _human(self.n_parameters)
+        size = human_count(self.n_parameters)
         tag = " — untrained demo" if self.untrained else ""
         return f"{self.name} ({self.layers} layers, {size} parameters){tag}"
 
 
-def _human(n: int) -> str:
+def human_count(n: int) -> str:
     for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= div:
             return f"{n / div:.1f}{unit}".replace(".0", "")
@@ -132,6 +132,7 @@ def load_backbone(source: str, *, n_layers: int | None = None, attn_implementati
     if not Path(spec.source).exists():
         _check_reachable(spec.source)
     transformers.logging.set_verbosity_error()  # "some weights not used" is expected: no LM head
+    transformers.logging.disable_progress_bar()
     try:
         model = EsmModel.from_pretrained(spec.source, add_pooling_layer=False,
                                          attn_implementation=attn_implementation)

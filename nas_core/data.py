@@ -241,10 +241,7 @@ def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationR
         f"{df.at[i, 'where']}: the sequence is empty. Fill it in or drop the row.",
         (df.at[i, "where"],), "drop_empty"))
 
-    def bad_chars(seq: str) -> str:
-        return "".join(sorted(set(seq) - ALLOWED_RESIDUES))
-
-    invalid = df["sequence"].map(bad_chars)
+    invalid = df["sequence"].map(invalid_characters)
     flag((invalid != "") & ~empty, "drop_invalid", lambda i: Problem(
         "error", "invalid_characters",
         f"{df.at[i, 'where']}: invalid character(s) {', '.join(repr(c) for c in invalid[i])} "
@@ -434,3 +431,40 @@ def summarise(frame: pd.DataFrame, task: str, label_names: list[str] | None) -> 
         counts = Counter(frame["split"])
         out["splits"] = {s: int(counts.get(s, 0)) for s in SPLITS}
     return out
+
+
+def invalid_characters(seq: str) -> str:
+    return "".join(sorted(set(seq) - ALLOWED_RESIDUES))
+
+
+def validate_for_prediction(raw: RawTable, max_length: int = ESM2_MAX_RESIDUES
+                            ) -> tuple[pd.DataFrame, list[Problem]]:
+    """Sequences to predict: same sequence rules as training data, labels optional.
+
+    Returns the clean rows (``id``, ``sequence``, ``label``, ``where``) and the problems; any
+    error means nothing is predicted, so the user fixes the file once.
+    """
+    frame = raw.frame.copy()
+    frame["sequence"] = frame["sequence"].map(normalise_sequence)
+    problems: list[Problem] = []
+    for i in frame.index:
+        seq, where = frame.at[i, "sequence"], frame.at[i, "where"]
+        if not seq:
+            problems.append(Problem("error", "empty_sequence",
+                                    f"{where}: the sequence is empty. Fill it in or remove the "
+                                    "row.", (where,)))
+        elif bad := invalid_characters(seq):
+            problems.append(Problem(
+                "error", "invalid_characters",
+                f"{where}: invalid character(s) {', '.join(repr(c) for c in bad)} in the "
+                "sequence. Use one-letter amino-acid codes (the 20 standard ones plus X, B, Z, "
+                "U, O).", (where,)))
+    long = frame["sequence"].str.len() > max_length
+    if long.any():
+        wheres = list(frame.loc[long, "where"])
+        problems.append(Problem("warning", "truncated",
+                                f"{len(wheres)} sequence(s) longer than {max_length} residues "
+                                f"are truncated for prediction: {_where_list(wheres)}.",
+                                tuple(wheres)))
+        frame.loc[long, "sequence"] = frame.loc[long, "sequence"].str[:max_length]
+    return frame[["id", "sequence", "label", "where"]], problems

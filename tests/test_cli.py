@@ -64,3 +64,57 @@ def test_make_tiny_backbone(tmp_path):
     assert (tmp_path / "tb" / "vocab.txt").exists()
     bad = run_cli("make-tiny-backbone", str(tmp_path / "x"), "--hidden", "10", "--heads", "4")
     assert bad.returncode == 2 and "multiple of heads" in bad.stderr
+
+
+def test_search_then_predict_headless(tmp_path, tiny_backbone):
+    import os
+
+    env = dict(os.environ, ESM_NAS_HOME=str(tmp_path / "ws"))
+    out = run_cli("search", str(ASSETS / "amp_vs_transmembrane.csv"), "--backbone",
+                  str(tiny_backbone), "--trials", "3", "--max-epochs", "2", "--study", "cli",
+                  "--seed", "1", "--out", str(tmp_path / "out"), env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    trial_lines = [line for line in out.stdout.splitlines() if line.startswith("trial ")]
+    assert len(trial_lines) == 3
+    assert "held-out test" in out.stdout and "reference (logistic regression" in out.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["study"] == "cli" and report["n_trials"] == 3
+    # the same command resumes: the budget is already spent, nothing more runs
+    again = run_cli("search", str(ASSETS / "amp_vs_transmembrane.csv"), "--backbone",
+                    str(tiny_backbone), "--trials", "3", "--max-epochs", "2", "--study", "cli",
+                    "--out", str(tmp_path / "out2"), env=env)
+    assert again.returncode == 0 and "trial " not in again.stdout.split("\n\n")[0].split(
+        "\n", 1)[-1]
+    preds = tmp_path / "preds.csv"
+    out = run_cli("predict", str(tmp_path / "out" / "best_model"),
+                  str(ASSETS / "amp_vs_transmembrane.csv"), "--out", str(preds), env=env)
+    assert out.returncode == 0, out.stderr
+    import pandas as pd
+
+    frame = pd.read_csv(preds)
+    assert len(frame) == 412 and {"prediction", "p_AMP", "p_TM"} <= set(frame.columns)
+    np_sum = (frame["p_AMP"] + frame["p_TM"]).round(5)
+    assert (np_sum == 1.0).all()
+    bad = tmp_path / "new.csv"
+    bad.write_text("sequence\nMKVLA\nMK1V\n")
+    out = run_cli("predict", str(tmp_path / "out" / "best_model"), str(bad), "--out",
+                  str(tmp_path / "p.csv"), env=env)
+    assert out.returncode == 2 and "row 3: invalid character(s) '1'" in out.stderr
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_search_usage_errors(tmp_path, tiny_backbone):
+    out = run_cli("search", str(ASSETS / "amp_vs_transmembrane.csv"), "--backbone",
+                  "esm2_t6_8M,nonsense_model", "--trials", "2", "--out", str(tmp_path))
+    assert out.returncode == 2 and "unknown backbone 'nonsense_model'" in out.stderr
+    out = run_cli("search", str(ASSETS / "amp_vs_transmembrane.csv"), "--backbone",
+                  str(tiny_backbone), "--trials", "2", "--metric", "spearman", "--out",
+                  str(tmp_path))
+    assert out.returncode == 2 and "does not apply to a binary task" in out.stderr
+
+
+def test_predict_needs_a_model(tmp_path):
+    out = run_cli("predict", str(tmp_path / "missing_model"),
+                  str(ASSETS / "amp_vs_transmembrane.csv"), "--out",
+                  str(tmp_path / "p.csv"))
+    assert out.returncode == 2 and "no model directory" in out.stderr

@@ -1,0 +1,79 @@
+"""Task metrics, computed the same way for trials, the held-out test, baselines and predict."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+from sklearn import metrics as skm
+
+# metric name -> optimisation direction
+DIRECTIONS = {"roc_auc": "maximize", "mcc": "maximize", "accuracy": "maximize",
+              "f1_macro": "maximize", "spearman": "maximize", "pearson": "maximize",
+              "r2": "maximize", "mae": "minimize", "loss": "minimize", "rmse": "minimize"}
+DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "mcc", "regression": "spearman"}
+CLASSIFICATION_METRICS = ("roc_auc", "mcc", "accuracy", "f1_macro", "mae", "loss")
+REGRESSION_METRICS = ("spearman", "pearson", "r2", "mae", "rmse", "loss")
+
+
+def metrics_for(task: str) -> tuple[str, ...]:
+    return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def classification_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
+    """``y``: class indices; ``probs``: (n, k) class probabilities."""
+    n, k = probs.shape
+    onehot = np.eye(k)[y]
+    pred = probs.argmax(1)
+    eps = 1e-7
+    out = {
+        "loss": float(-np.mean(np.log(np.clip(probs[np.arange(n), y], eps, 1.0)))),
+        # Keras' MAE on probabilities: mean over samples and classes of |y - p|
+        "mae": float(np.mean(np.abs(onehot - probs))),
+        "accuracy": float(np.mean(pred == y)),
+        "mcc": float(skm.matthews_corrcoef(y, pred)),
+        "f1_macro": float(skm.f1_score(y, pred, average="macro", labels=list(range(k)),
+                                       zero_division=0)),
+        "roc_auc": None,
+    }
+    present = np.unique(y)
+    if len(present) == k and k == 2:
+        out["roc_auc"] = float(skm.roc_auc_score(y, probs[:, 1]))
+    elif len(present) == k and k > 2:
+        out["roc_auc"] = float(skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    return out
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float | None]:
+    y = np.asarray(y, dtype=float)
+    pred = np.asarray(pred, dtype=float)
+    err = pred - y
+    constant = np.allclose(pred, pred[0]) if len(pred) else True
+    return {
+        "loss": float(np.mean(err ** 2)),
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err ** 2))),
+        # a constant prediction carries no ranking: score it 0, not NaN
+        "spearman": 0.0 if constant else _finite(stats.spearmanr(y, pred).statistic) or 0.0,
+        "pearson": 0.0 if constant else _finite(stats.pearsonr(y, pred).statistic) or 0.0,
+        "r2": float(skm.r2_score(y, pred)) if len(y) > 1 else None,
+    }
+
+
+def compute_metrics(task: str, y: np.ndarray, output: np.ndarray) -> dict[str, float | None]:
+    if task == "regression":
+        return regression_metrics(y, output)
+    return classification_metrics(np.asarray(y, dtype=int), output)
+
+
+def objective_value(metrics: dict, metric: str) -> float:
+    """The value Optuna sees: a missing metric counts as the worst possible."""
+    value = metrics.get(metric)
+    if value is None or not math.isfinite(value):
+        return -1.0 if DIRECTIONS[metric] == "maximize" else float("inf")
+    return float(value)

@@ -1,0 +1,168 @@
+"""One trial: sample an architecture, build it, train it, report each epoch to Optuna.
+
+The objective is a plain function of ``(trial, context)``; everything it needs arrives in the
+:class:`TrialContext`, which holds the training and validation splits only — never the test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+
+from nas_core.data import Dataset
+from nas_core.metrics import objective_value
+from nas_core.model import (
+    TaskInfo,
+    build_model,
+    count_parameters,
+    load_trainable_state,
+    save_trial_checkpoint,
+)
+from nas_core.space import Architecture, SearchSpace, suggest_architecture
+from nas_core.training import EpochRecord, TrainingCancelled, encode_split, train
+
+HISTORY_ATTR = "history"
+
+
+class SearchListener:
+    """Progress hooks for the app or the CLI; called from the search thread, must be quick."""
+
+    def trial_started(self, number: int, architecture: Architecture) -> None:
+        pass
+
+    def epoch_finished(self, number: int, record: dict) -> None:
+        pass
+
+    def trial_finished(self, trial: optuna.trial.FrozenTrial) -> None:
+        pass
+
+
+@dataclass
+class SearchData:
+    """The splits a search may look at: train and validation. The test split stays out."""
+
+    train_sequences: list[str]
+    train_targets: np.ndarray  # class indices, or standardised values
+    val_sequences: list[str]
+    val_targets: np.ndarray  # class indices, or values in label units
+    info: TaskInfo
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset) -> SearchData:
+        train, val = dataset.part("train"), dataset.part("valid")
+        if len(train) == 0 or len(val) == 0:
+            raise ValueError("the dataset needs training and validation rows; split it first.")
+        y_train = dataset.label_index(train["label"])
+        y_val = dataset.label_index(val["label"])
+        if dataset.task == "regression":
+            mean, std = float(y_train.mean()), float(y_train.std()) or 1.0
+            info = TaskInfo("regression", None, mean, std)
+            y_train = (y_train - mean) / std
+        else:
+            info = TaskInfo(dataset.task, list(dataset.label_names or []))
+        return cls(list(train["sequence"]), y_train, list(val["sequence"]), y_val, info)
+
+
+@dataclass
+class TrialContext:
+    data: SearchData
+    space: SearchSpace
+    metric: str
+    multi_objective: bool
+    device: torch.device
+    checkpoint_dir: Path
+    seed: int = 0
+    patience: int = 3
+    max_tokens: int | None = None
+    listeners: Sequence[SearchListener] = ()
+    should_stop: Callable[[], bool] | None = None
+    backbone_loader: Callable | None = field(default=None, repr=False)
+
+    def emit(self, event: str, *args) -> None:
+        for listener in self.listeners:
+            getattr(listener, event)(*args)
+
+
+def objective(trial: optuna.Trial, ctx: TrialContext) -> float | tuple[float, float]:
+    arch = suggest_architecture(trial, ctx.space)
+    trial.set_user_attr("architecture", arch.to_dict())
+    trial.set_user_attr("description", arch.describe())
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("device", str(ctx.device))
+    ctx.emit("trial_started", trial.number, arch)
+    try:
+        try:
+            return _train_and_report(trial, arch, ctx)
+        except torch.OutOfMemoryError:
+            if arch.batch_size <= 1:
+                raise
+            _free_memory(ctx.device)
+            smaller = dataclasses.replace(arch, batch_size=max(1, arch.batch_size // 2))
+            trial.set_user_attr("oom_retry_batch_size", smaller.batch_size)
+            return _train_and_report(trial, smaller, ctx)
+    except optuna.TrialPruned:
+        raise
+    except TrainingCancelled as exc:
+        trial.set_user_attr("cancelled", True)
+        trial.set_user_attr("fail_reason", f"cancelled: {exc}")
+        trial.study.stop()
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, torch.OutOfMemoryError):
+            reason = "out of memory even at half the batch size: " + reason
+        trial.set_user_attr("fail_reason", reason[:2000])
+        raise
+    finally:
+        _free_memory(ctx.device)
+
+
+def _free_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext):
+    model, tokenizer = build_model(arch, ctx.data.info,
+                                   backbone=ctx.backbone_loader(arch) if ctx.backbone_loader
+                                   else None)
+    n_parameters = count_parameters(model)
+    trial.set_user_attr("n_parameters", n_parameters)
+    pad_id = tokenizer.pad_token_id
+    train_data = encode_split(ctx.data.train_sequences, ctx.data.train_targets, tokenizer)
+    val_data = encode_split(ctx.data.val_sequences, ctx.data.val_targets, tokenizer)
+    history: list[dict] = []
+
+    def on_epoch(record: EpochRecord) -> None:
+        row = record.flat()
+        history.append(row)
+        trial.set_user_attr(HISTORY_ATTR, history)
+        ctx.emit("epoch_finished", trial.number, row)
+        if not ctx.multi_objective:  # Optuna prunes single-objective studies only
+            trial.report(objective_value(record.val, ctx.metric), record.epoch)
+            if trial.should_prune():
+                trial.set_user_attr("epochs_trained", record.epoch)
+                raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
+
+    result = train(model, train_data, val_data, val_targets_raw=ctx.data.val_targets,
+                   metric=ctx.metric, device=ctx.device, pad_id=pad_id,
+                   seed=ctx.seed + trial.number, patience=ctx.patience,
+                   max_tokens=ctx.max_tokens, on_epoch=on_epoch, should_stop=ctx.should_stop)
+    load_trainable_state(model, result.best_state)
+    checkpoint = ctx.checkpoint_dir / f"trial_{trial.number:05d}"
+    save_trial_checkpoint(model, checkpoint, arch, ctx.data.info)
+    trial.set_user_attr("checkpoint", str(checkpoint))
+    trial.set_user_attr("epochs_trained", len(result.history))
+    trial.set_user_attr("best_epoch", result.best_epoch)
+    trial.set_user_attr("val_metrics", result.best_val)
+    value = objective_value(result.best_val, ctx.metric)
+    if ctx.multi_objective:
+        return value, float(n_parameters)
+    return value

@@ -1,0 +1,101 @@
+"""Predictions from a saved model directory or a Hub repository: the one path for the app,
+the CLI and the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nas_core.data import Problem, validate_for_prediction
+from nas_core.metrics import compute_metrics
+from nas_core.model import load_model
+from nas_core.reading import RawTable, read_bytes, read_raw
+from nas_core.training import encode_split, predict_outputs, resolve_device
+
+
+class PredictionInputError(ValueError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(p.message for p in problems))
+
+
+def resolve_model_dir(model: str | Path) -> Path:
+    """A local model directory, or a Hub repository id downloaded to the local cache."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if str(model).count("/") == 1 and not str(model).startswith((".", "/", "~")):
+        from huggingface_hub import snapshot_download
+
+        # only our own files: safetensors + config + tokenizer, never pickles or code to run
+        return Path(snapshot_download(str(model), allow_patterns=[
+            "*.json", "*.safetensors", "vocab.txt", "*.md"]))
+    raise FileNotFoundError(f"no model directory '{model}' (and it is not a Hub repository id "
+                            "like 'lab/enzyme-model').")
+
+
+class Predictor:
+    """A loaded model, kept for repeated predictions (the app caches one per model)."""
+
+    def __init__(self, model: str | Path, *, device: str = "auto") -> None:
+        self.directory = resolve_model_dir(model)
+        self.device = resolve_device(device)
+        self.model, self.tokenizer = load_model(self.directory)
+        self.model.to(self.device)
+        self.info = self.model.info
+
+    def predict_sequences(self, sequences: list[str], *,
+                          progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+        data = encode_split(sequences, np.zeros(len(sequences)), self.tokenizer)
+        output = predict_outputs(self.model, data.ids, device=self.device,
+                                 pad_id=self.tokenizer.pad_token_id, progress=progress)
+        frame = pd.DataFrame({"sequence": sequences})
+        if self.info.task == "regression":
+            frame["prediction"] = output
+        else:
+            names = self.info.label_names or []
+            frame["prediction"] = [names[i] for i in output.argmax(1)]
+            for i, name in enumerate(names):
+                frame[f"p_{name}"] = output[:, i]
+        return frame
+
+    def predict_table(self, raw: RawTable, *, progress=None) -> tuple[pd.DataFrame,
+                                                                       list[Problem], dict | None]:
+        """Validate and predict; with labels in the input, also score the predictions."""
+        rows, problems = validate_for_prediction(raw)
+        errors = [p for p in problems if p.severity == "error"]
+        if errors:
+            raise PredictionInputError(errors)
+        frame = self.predict_sequences(list(rows["sequence"]), progress=progress)
+        frame.insert(0, "id", rows["id"].to_numpy())
+        metrics = None
+        if rows["label"].notna().all():
+            frame.insert(2, "label", rows["label"].to_numpy())
+            metrics = self._score(rows["label"], frame)
+        return frame, problems, metrics
+
+    def _score(self, labels: pd.Series, frame: pd.DataFrame) -> dict | None:
+        if self.info.task == "regression":
+            try:
+                y = labels.astype(float).to_numpy()
+            except ValueError:
+                return None
+            return compute_metrics("regression", y, frame["prediction"].to_numpy())
+        names = self.info.label_names or []
+        lookup = {n: i for i, n in enumerate(names)}
+        if not set(map(str, labels)) <= set(lookup):
+            return None
+        y = np.array([lookup[str(v)] for v in labels])
+        probs = frame[[f"p_{n}" for n in names]].to_numpy()
+        return compute_metrics(self.info.task, y, probs)
+
+
+def predict_file(model: str | Path, data: str | Path | bytes, *, name: str | None = None,
+                 device: str = "auto", progress=None):
+    predictor = Predictor(model, device=device)
+    raw = (read_bytes(data, name or "upload.csv", require_label=False)
+           if isinstance(data, bytes) else read_raw(data, require_label=False))
+    return predictor.predict_table(raw, progress=progress)

@@ -1,0 +1,334 @@
+"""The search: an Optuna study over the architecture space, then one honest test evaluation.
+
+``run_search`` = ``open_study`` + ``optimize`` + ``finalise``. The study storage is the single
+source of truth: the search configuration, the dataset fingerprint and every trial's per-epoch
+history live there, so any process (the app, a CLI, a worker) sees the same state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas_core.baseline import fit_baseline
+from nas_core.data import Dataset
+from nas_core.metrics import DEFAULT_METRIC, DIRECTIONS, metrics_for
+from nas_core.model import count_parameters, export_model, load_trial_checkpoint
+from nas_core.objective import SearchData, SearchListener, TrialContext, objective
+from nas_core.space import Architecture, SearchSpace
+from nas_core.training import encode_split, evaluate, resolve_device
+from nas_core.workspace import default_storage_url, subdir
+
+# Heartbeats, fail_stale_trials and TPE's `group` are stable in practice but still flagged
+# experimental by Optuna; the warnings would only confuse users of the app and the CLI.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+optuna.logging.set_verbosity(logging.WARNING)
+
+SAMPLERS = ("tpe", "random", "nsga2", "gp")
+PRUNERS = ("median", "hyperband", "none")
+OBJECTIVES = ("metric", "metric+size")
+CONFIG_ATTR = "search_config"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a search (saved in the study, so a resume needs nothing else)."""
+
+    study_name: str = field(metadata={"help": "Name of the study; the same name resumes it."})
+    space: SearchSpace = field(default_factory=SearchSpace, metadata={
+        "help": "The architectures the search may try."})
+    n_trials: int | None = field(default=20, metadata={
+        "help": "Total trials of the study (a resume runs only the missing ones)."})
+    timeout: float | None = field(default=None, metadata={
+        "help": "Wall-clock limit in seconds for this run of the search."})
+    sampler: str = field(default="tpe", metadata={
+        "help": "tpe (Bayesian), random, nsga2 (evolutionary) or gp (Gaussian process)."})
+    pruner: str = field(default="median", metadata={
+        "help": "Stops unpromising trials early: median, hyperband or none."})
+    objective: str = field(default="metric", metadata={
+        "help": "metric: best validation score; metric+size: also as few parameters as "
+        "possible (a Pareto front)."})
+    metric: str | None = field(default=None, metadata={
+        "help": "Validation metric to optimise; default ROC-AUC (binary), MCC (multiclass), "
+        "Spearman (regression)."})
+    seed: int = field(default=0, metadata={"help": "Makes the search reproducible on CPU."})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N."})
+    patience: int = field(default=3, metadata={
+        "help": "Early stopping: epochs without improvement before a trial stops."})
+    max_tokens: int | None = field(default=None, metadata={
+        "help": "Cap on padded tokens per training batch (protects GPU memory)."})
+
+    def __post_init__(self) -> None:
+        if not self.study_name or not self.study_name.strip():
+            raise ValueError("the study needs a name.")
+        if self.n_trials is None and self.timeout is None:
+            raise ValueError("give a budget: a number of trials, a time limit, or both.")
+        if self.n_trials is not None and self.n_trials < 1:
+            raise ValueError("n_trials must be at least 1.")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be positive (seconds).")
+        for name, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS),
+                              ("objective", OBJECTIVES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not "
+                                 f"'{getattr(self, name)}'.")
+        if self.metric is not None and self.metric not in DIRECTIONS:
+            raise ValueError(f"unknown metric '{self.metric}'; choose from "
+                             f"{', '.join(DIRECTIONS)}.")
+        if self.patience < 1:
+            raise ValueError("patience must be at least 1.")
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.objective == "metric+size"
+
+    def metric_for(self, task: str) -> str:
+        metric = self.metric or DEFAULT_METRIC[task]
+        if metric not in metrics_for(task):
+            raise ValueError(f"metric '{metric}' does not apply to a {task} task; choose from "
+                             f"{', '.join(metrics_for(task))}.")
+        return metric
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["space"] = self.space.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SearchConfig:
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["space"] = SearchSpace.from_dict(data.get("space", {}))
+        return cls(**data)
+
+
+def make_sampler(name: str, seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=4,
+                                         warn_independent_sampling=False)
+    # TPE also for two objectives (Optuna 5 default); passed explicitly, always seeded
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True,
+                                      group=True)
+
+
+def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(2, max_epochs),
+                                              reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def make_storage(url: str | None, root=None) -> optuna.storages.BaseStorage:
+    """RDB storage with heartbeats, so trials of a killed process are marked failed."""
+    url = url or default_storage_url(root)
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=30,
+                                      grace_period=120)
+
+
+def masked_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def open_study(config: SearchConfig, dataset: Dataset, *, root=None,
+               storage: str | None = None) -> optuna.Study:
+    """Create the study, or load it to resume (refusing another dataset or task)."""
+    store = make_storage(storage, root)
+    metric = config.metric_for(dataset.task)
+    directions = [DIRECTIONS[metric]] + (["minimize"] if config.multi_objective else [])
+    max_epochs = config.space.max_epochs_range[1]
+    study = optuna.create_study(
+        study_name=config.study_name, storage=store, directions=directions,
+        sampler=make_sampler(config.sampler, config.seed, config.multi_objective),
+        pruner=make_pruner(config.pruner, max_epochs), load_if_exists=True)
+    attrs = study.user_attrs
+    if CONFIG_ATTR in attrs:
+        if attrs.get("dataset_fingerprint") != dataset.fingerprint:
+            raise ValueError(f"study '{config.study_name}' was run on another dataset (fingerprint "
+                             f"{attrs.get('dataset_fingerprint', '?')[:12]}, this one "
+                             f"{dataset.fingerprint[:12]}): choose a new study name.")
+        if [d.name.lower() for d in study.directions] != directions:
+            raise ValueError(f"study '{config.study_name}' optimises other objectives: choose a "
+                             "new study name.")
+    study.set_user_attr(CONFIG_ATTR, config.to_dict())
+    study.set_user_attr("dataset_fingerprint", dataset.fingerprint)
+    study.set_user_attr("dataset_name", dataset.name)
+    study.set_user_attr("task", dataset.task)
+    study.set_user_attr("label_names", dataset.label_names)
+    study.set_user_attr("metric", metric)
+    optuna.storages.fail_stale_trials(study)
+    return study
+
+
+def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Finished trials that use up the budget (a user's cancel does not)."""
+    return [t for t in study.get_trials(deepcopy=False, states=FINISHED)
+            if not t.user_attrs.get("cancelled")]
+
+
+def optimize(study: optuna.Study, config: SearchConfig, dataset: Dataset, *, root=None,
+             listeners: Sequence[SearchListener] = (),
+             should_stop: Callable[[], bool] | None = None) -> None:
+    """Run the trials still missing from the budget. Sees only the train and valid splits."""
+    device = resolve_device(config.device)
+    ctx = TrialContext(
+        data=SearchData.from_dataset(dataset), space=config.space,
+        metric=study.user_attrs["metric"], multi_objective=config.multi_objective, device=device,
+        checkpoint_dir=subdir("runs", root) / _safe(study.study_name), seed=config.seed,
+        patience=config.patience, max_tokens=config.max_tokens, listeners=listeners,
+        should_stop=should_stop)
+    config.space.usable_backbones()  # fail before the first trial if nothing fits
+    remaining = None
+    if config.n_trials is not None:
+        remaining = config.n_trials - len(counted_trials(study))
+        if remaining <= 0:
+            return
+
+    def finished(study: optuna.Study, trial: FrozenTrial) -> None:
+        ctx.emit("trial_finished", trial)
+
+    study.optimize(lambda trial: objective(trial, ctx), n_trials=remaining,
+                   timeout=config.timeout, catch=(Exception,), callbacks=[finished],
+                   gc_after_trial=True)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def choose_trial(study: optuna.Study, trial_number: int | None = None) -> FrozenTrial:
+    """The best trial; for two objectives the Pareto point with the best metric (or the one
+    asked for)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise RuntimeError(f"study '{study.study_name}' has no completed trial yet: nothing to "
+                           "evaluate. Look at the failure reasons in the trials table.")
+    if trial_number is not None:
+        for t in complete:
+            if t.number == trial_number:
+                return t
+        raise ValueError(f"trial {trial_number} is not a completed trial of this study.")
+    if len(study.directions) == 1:
+        return study.best_trial
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    front = study.best_trials
+    return (max if maximize else min)(front, key=lambda t: (t.values[0], -t.values[1]))
+
+
+def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
+             trial_number: int | None = None, device: str = "auto",
+             wall_seconds: float | None = None) -> dict:
+    """Evaluate the chosen trial once on the held-out test split; export it; write report.json.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trial = choose_trial(study, trial_number)
+    torch_device = resolve_device(device)
+    checkpoint = Path(trial.user_attrs.get("checkpoint", ""))
+    if not (checkpoint / "trainable.safetensors").is_file():
+        raise FileNotFoundError(
+            f"the weights of trial {trial.number} are not on this machine ({checkpoint}); run "
+            "the finalisation where the trial ran, or choose another trial.")
+    model, tokenizer = load_trial_checkpoint(checkpoint)
+    model.to(torch_device)
+    metric = study.user_attrs["metric"]
+    results = {}
+    for split, name in (("valid", "val"), ("test", "test")):
+        part = dataset.part(split)
+        y = dataset.label_index(part["label"])
+        data = encode_split(list(part["sequence"]), y, tokenizer)
+        results[name], _ = evaluate(model, data, device=torch_device,
+                                    pad_id=tokenizer.pad_token_id, raw_targets=y)
+    n_parameters = count_parameters(model)
+    export_model(model, tokenizer, out_dir / "best_model", extra={
+        "study": study.study_name, "trial": trial.number, "metric": metric,
+        "dataset_fingerprint": dataset.fingerprint, "val_metrics": results["val"],
+        "test_metrics": results["test"], "n_parameters": n_parameters})
+    report = build_report(study, dataset, metric)
+    report["best"] = {
+        "trial": trial.number, "params": trial.params,
+        "architecture": trial.user_attrs["architecture"],
+        "description": Architecture.from_dict(trial.user_attrs["architecture"]).describe(),
+        "val": results["val"], "test": results["test"], "n_parameters": n_parameters,
+        "best_epoch": trial.user_attrs.get("best_epoch"),
+        "model_dir": str(out_dir / "best_model"),
+    }
+    report["baseline"] = fit_baseline(dataset)
+    if wall_seconds is not None:
+        report["wall_seconds"] = round(wall_seconds, 2)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    return report
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
+
+
+def storage_url(study: optuna.Study) -> str:
+    backend = getattr(study._storage, "_backend", study._storage)  # unwrap Optuna's cache
+    return getattr(backend, "url", type(backend).__name__)
+
+
+def build_report(study: optuna.Study, dataset: Dataset, metric: str) -> dict:
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    config = study.user_attrs.get(CONFIG_ATTR, {})
+    budget = config.get("space", {}).get("max_epochs_range", [None, None])[1]
+    trained = sum(t.user_attrs.get("epochs_trained", len(t.user_attrs.get("history", [])))
+                  for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+    durations = [t.duration.total_seconds() for t in trials if t.duration]
+    report = {
+        "study": study.study_name,
+        "storage": masked_url(storage_url(study)),
+        "task": dataset.task, "metric": metric,
+        "direction": study.directions[0].name.lower(),
+        "objective": config.get("objective", "metric"),
+        "sampler": config.get("sampler"), "pruner": config.get("pruner"),
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint,
+                    "summary": dataset.summary()},
+        "n_trials": len(trials),
+        "n_complete": states.count(TrialState.COMPLETE),
+        "n_pruned": states.count(TrialState.PRUNED),
+        "n_failed": states.count(TrialState.FAIL),
+        "trial_seconds": round(sum(durations), 2),
+        "epochs_trained": trained,
+        "epochs_without_pruning": budget * sum(
+            s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) if budget else None,
+        "failures": [{"trial": t.number, "reason": t.user_attrs.get("fail_reason", "")}
+                     for t in trials if t.state == TrialState.FAIL],
+    }
+    if len(study.directions) > 1:
+        report["pareto"] = [{"trial": t.number, metric: t.values[0],
+                             "n_parameters": int(t.values[1])} for t in study.best_trials]
+    return report
+
+
+def run_search(config: SearchConfig, dataset: Dataset, out_dir: str | Path, *, root=None,
+               storage: str | None = None, listeners: Sequence[SearchListener] = (),
+               should_stop: Callable[[], bool] | None = None) -> dict:
+    """Search, then evaluate the best architecture on the test split; returns the report."""
+    started = time.perf_counter()
+    study = open_study(config, dataset, root=root, storage=storage)
+    optimize(study, config, dataset, root=root, listeners=listeners, should_stop=should_stop)
+    return finalise(study, dataset, out_dir, device=config.device,
+                    wall_seconds=time.perf_counter() - started)

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nas_core.backbones import encode, load_backbone
+from nas_core.metrics import classification_metrics, regression_metrics
+from nas_core.model import TaskInfo, build_model, export_model, load_model
+from nas_core.space import Architecture
+from nas_core.training import (
+    Encoded,
+    length_batches,
+    predict_outputs,
+    supervised_contrastive,
+    train,
+)
+
+SEQS = ["MKVLAAGIW", "ACDEFGHIK", "KKKKRRRRKK", "LLLLIVVVA", "GLFDIIKKIAESF", "WWPWWRR",
+        "MKV", "AAAAAAAAAAAAAAAAAAAAAAA"] * 4
+
+
+def test_length_batches_cover_everything_once_and_respect_token_cap():
+    lengths = np.array([5, 50, 7, 48, 6, 49, 100, 3])
+    batches = length_batches(lengths, 3)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(8))
+    assert [lengths[b].tolist() for b in batches][0] == [3, 5, 6]
+    capped = length_batches(lengths, 8, max_tokens=150)
+    assert all(lengths[b].max() * len(b) <= 150 or len(b) == 1 for b in capped)
+    shuffled = length_batches(lengths, 3, rng=np.random.default_rng(0))
+    assert sorted(np.concatenate(shuffled).tolist()) == list(range(8))
+
+
+def test_padding_and_batching_do_not_change_predictions(tiny_backbone):
+    arch = Architecture(backbone=str(tiny_backbone), n_layers=3, pooling="attention",
+                        head_layers=1, dropout=0.0)
+    model, tok = build_model(arch, TaskInfo("binary", ["a", "b"]))
+    ids = encode(SEQS, tok)
+    one = predict_outputs(model, ids, device=torch.device("cpu"), pad_id=1, batch_size=1)
+    many = predict_outputs(model, ids, device=torch.device("cpu"), pad_id=1, batch_size=16)
+    np.testing.assert_allclose(one, many, atol=1e-5)
+
+
+@pytest.mark.parametrize("adaptation", ["frozen", "lora", "partial"])
+def test_adaptations_train_only_what_they_should(tiny_backbone, adaptation):
+    arch = Architecture(backbone=str(tiny_backbone), n_layers=2, adaptation=adaptation,
+                        finetune_layers=1, lora_rank=4, lora_alpha=8, max_epochs=2, lr=1e-2,
+                        contrastive_weight=0.5, batch_size=8)
+    model, tok = build_model(arch, TaskInfo("binary", ["a", "b"]))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("head.") for n in trainable)
+    backbone_trainable = {n for n in trainable if n.startswith("esm.")}
+    if adaptation == "frozen":
+        assert not backbone_trainable
+    elif adaptation == "lora":
+        assert backbone_trainable and all("lora_" in n for n in backbone_trainable)
+    else:
+        assert backbone_trainable and all("layer.1." in n or "emb_layer_norm_after" in n
+                                          for n in backbone_trainable)
+    frozen_before = {n: p.detach().clone() for n, p in model.named_parameters()
+                     if not p.requires_grad}
+    y = np.array([i % 2 for i in range(len(SEQS))])
+    data = Encoded(encode(SEQS, tok), y)
+    result = train(model, data, data, val_targets_raw=y, metric="roc_auc",
+                   device=torch.device("cpu"), pad_id=1, seed=0)
+    assert len(result.history) == 2
+    assert result.history[0].val["loss"] > 0
+    for n, p in model.named_parameters():
+        if n in frozen_before:
+            assert torch.equal(p, frozen_before[n]), n
+
+
+def test_export_merges_lora_and_reloads_with_identical_predictions(tiny_backbone, tmp_path):
+    arch = Architecture(backbone=str(tiny_backbone), n_layers=2, adaptation="lora",
+                        lora_rank=4, lora_alpha=8, max_epochs=1, lr=5e-2, dropout=0.0)
+    model, tok = build_model(arch, TaskInfo("regression", None, 3.0, 0.5))
+    y = np.linspace(-1, 1, len(SEQS))
+    data = Encoded(encode(SEQS, tok), y)
+    train(model, data, data, val_targets_raw=y * 0.5 + 3.0, metric="spearman",
+          device=torch.device("cpu"), pad_id=1)
+    before = predict_outputs(model, data.ids, device=torch.device("cpu"), pad_id=1)
+    export_model(model, tok, tmp_path / "m")
+    reloaded, _ = load_model(tmp_path / "m")
+    after = predict_outputs(reloaded, data.ids, device=torch.device("cpu"), pad_id=1)
+    np.testing.assert_allclose(before, after, rtol=1e-4, atol=1e-5)
+    assert not any("lora" in k for k in reloaded.state_dict())
+    # only safetensors, no pickles
+    assert not list((tmp_path / "m").glob("*.bin")) and not list((tmp_path / "m").glob("*.pt"))
+
+
+def test_supervised_contrastive_prefers_clustered_embeddings():
+    groups = torch.tensor([0, 0, 1, 1])
+    clustered = torch.tensor([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]])
+    mixed = torch.tensor([[1.0, 0], [0, 1.0], [0.9, 0.1], [0.1, 0.9]])
+    assert supervised_contrastive(clustered, groups, 0.1) < supervised_contrastive(
+        mixed, groups, 0.1)
+
+
+def test_metrics():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]])
+    m = classification_metrics(np.array([0, 1, 1, 0]), probs)
+    assert m["accuracy"] == 1.0 and m["roc_auc"] == 1.0 and m["mcc"] == 1.0
+    assert m["mae"] == pytest.approx(np.mean([0.1, 0.2, 0.4, 0.3]))
+    r = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))
+    assert r["spearman"] == pytest.approx(1.0) and r["mae"] == pytest.approx(1 / 3)
+    flat = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0]))
+    assert flat["spearman"] == 0.0
+
+
+def test_backbone_loader_truncates(tiny_backbone):
+    model, _ = load_backbone(str(tiny_backbone), n_layers=1)
+    assert len(model.encoder.layer) == 1
