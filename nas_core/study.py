@@ -162,9 +162,9 @@ def open_study(config: SearchConfig, dataset: Dataset, *, root=None,
     attrs = study.user_attrs
     if CONFIG_ATTR in attrs:
         if attrs.get("dataset_fingerprint") != dataset.fingerprint:
-            raise ValueError(f"study '{config.study_name}' was run on another dataset (fingerprint "
-                             f"{attrs.get('dataset_fingerprint', '?')[:12]}, this one "
-                             f"{dataset.fingerprint[:12]}): choose a new study name.")
+            raise ValueError(f"study '{config.study_name}' was run on another dataset "
+                             f"(fingerprint {attrs.get('dataset_fingerprint', '?')[:12]}, this "
+                             f"one {dataset.fingerprint[:12]}): choose a new study name.")
         if [d.name.lower() for d in study.directions] != directions:
             raise ValueError(f"study '{config.study_name}' optimises other objectives: choose a "
                              "new study name.")
