@@ -7,6 +7,7 @@ The objective is a plain function of ``(trial, context)``; everything it needs a
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ def objective(trial: optuna.Trial, ctx: TrialContext) -> float | tuple[float, fl
     trial.set_user_attr("architecture", arch.to_dict())
     trial.set_user_attr("description", arch.describe())
     trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
     trial.set_user_attr("device", str(ctx.device))
     ctx.emit("trial_started", trial.number, arch)
     try:

@@ -7,9 +7,11 @@ history live there, so any process (the app, a CLI, a worker) sees the same stat
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -135,11 +137,27 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
 
 
 def make_storage(url: str | None, root=None) -> optuna.storages.BaseStorage:
-    """RDB storage with heartbeats, so trials of a killed process are marked failed."""
-    url = url or default_storage_url(root)
+    """RDB storage with heartbeats, so trials of a killed process are marked failed.
+
+    One storage object per URL and process: every thread shares it (Optuna's storages are
+    thread-safe), and a fresh SQLite file gets its tables created exactly once.
+    """
+    return _storage_for(url or default_storage_url(root))
+
+
+_STORAGE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_storage(url: str) -> optuna.storages.BaseStorage:
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=30,
                                       grace_period=120)
+
+
+def _storage_for(url: str) -> optuna.storages.BaseStorage:
+    with _STORAGE_LOCK:
+        return _cached_storage(url)
 
 
 def masked_url(url: str) -> str:
@@ -255,8 +273,9 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
         part = dataset.part(split)
         y = dataset.label_index(part["label"])
         data = encode_split(list(part["sequence"]), y, tokenizer)
-        results[name], _ = evaluate(model, data, device=torch_device,
-                                    pad_id=tokenizer.pad_token_id, raw_targets=y)
+        results[name], output = evaluate(model, data, device=torch_device,
+                                         pad_id=tokenizer.pad_token_id, raw_targets=y)
+    _write_predictions(out_dir / "test_predictions.csv", part, output, dataset)
     n_parameters = count_parameters(model)
     export_model(model, tokenizer, out_dir / "best_model", extra={
         "study": study.study_name, "trial": trial.number, "metric": metric,
@@ -276,6 +295,18 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
         report["wall_seconds"] = round(wall_seconds, 2)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
     return report
+
+
+def _write_predictions(path: Path, part, output, dataset: Dataset) -> None:
+    frame = part[["id", "sequence", "label"]].copy()
+    if dataset.task == "regression":
+        frame["prediction"] = output
+    else:
+        names = dataset.label_names or []
+        frame["prediction"] = [names[i] for i in output.argmax(1)]
+        for i, name in enumerate(names):
+            frame[f"p_{name}"] = output[:, i]
+    frame.to_csv(path, index=False)
 
 
 def _json_default(value):

@@ -67,3 +67,102 @@ def stored_datasets(records: list[StoredDataset]) -> None:
         "added": pd.Timestamp(r.created, unit="s").strftime("%Y-%m-%d %H:%M"),
     } for r in records])
     st.dataframe(table, hide_index=True, width="stretch")
+
+
+# -- jobs, live monitor, results ---------------------------------------------------------------
+def jobs_table(jobs, progress) -> None:
+    """``progress``: job id -> nas_core.monitor.Progress."""
+    from nas_core.monitor import format_eta
+
+    if not jobs:
+        st.info("No search yet: start one on the Search page.")
+        return
+    rows = []
+    for job in jobs:
+        p = progress[job.id]
+        state = job.state + (f" (#{job.queue_position} in queue)" if job.queue_position else "")
+        rows.append({
+            "job": job.id, "study": job.study_name, "owner": job.owner, "state": state,
+            "progress": p.fraction,
+            "trials": f"{p.done}/{p.total}" if p.total else str(p.done),
+            "best": p.best, "ETA": format_eta(p.eta_seconds), "device": job.device or "",
+            "started": pd.Timestamp(job.started or job.created, unit="s").strftime(
+                "%Y-%m-%d %H:%M"),
+        })
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+        "best": st.column_config.NumberColumn("best", format="%.4f")})
+
+
+def live_study(view, job) -> None:
+    from nas_core import charts
+
+    if view is None or view.trials.empty:
+        st.info("Waiting for the first trial..." if job.state in ("queued", "running")
+                else "This job has no trials.")
+        return
+    running = view.running_trial()
+    if running is not None:
+        st.caption(f"Trial {running} is training. Faded lines: earlier trials.")
+    if not view.history.empty:
+        left, right = st.columns(2)
+        left.altair_chart(charts.make_curves_chart(view.history, "loss", running),
+                          width="stretch")
+        right.altair_chart(charts.make_curves_chart(view.history, "mae", running),
+                           width="stretch")
+    if (view.trials["state"] == "COMPLETE").any():
+        left, right = st.columns(2)
+        left.altair_chart(charts.make_best_so_far_chart(view.trials, view.directions[0],
+                                                        view.metric), width="stretch")
+        if view.multi_objective:
+            front = _pareto_numbers(view)
+            right.altair_chart(charts.make_pareto_chart(view.trials, view.metric, front),
+                               width="stretch")
+    columns = ["number", "state", "value", "n_parameters", "epochs", "duration_s",
+               "description", "fail_reason", "host", "device"]
+    st.dataframe(view.trials[columns].rename(columns={"value": view.metric}),
+                 hide_index=True, width="stretch")
+
+
+def _pareto_numbers(view) -> list[int]:
+    done = view.trials[view.trials["state"] == "COMPLETE"]
+    sign = 1 if view.directions[0] == "maximize" else -1
+    front = []
+    for _, row in done.iterrows():
+        dominated = ((sign * done["value"] >= sign * row["value"]) &
+                     (done["n_parameters"] <= row["n_parameters"]) &
+                     ((sign * done["value"] > sign * row["value"]) |
+                      (done["n_parameters"] < row["n_parameters"]))).any()
+        if not dominated:
+            front.append(int(row["number"]))
+    return front
+
+
+def results(report: dict, predictions, metrics_frame) -> None:
+    from nas_core import charts
+
+    best = report["best"]
+    metric = report["metric"]
+    st.markdown(f"**Best architecture** (trial {best['trial']}): {best['description']}.")
+    test, base = best["test"].get(metric), report["baseline"].get("test", {}).get(metric)
+    cols = st.columns(4)
+    cols[0].metric(f"Held-out test {metric}", _fmt(test),
+                   delta=None if test is None or base is None else f"{test - base:+.3f} vs "
+                   "reference")
+    cols[1].metric(f"Validation {metric}", _fmt(best["val"].get(metric)))
+    cols[2].metric("Parameters", f"{best['n_parameters']:,}")
+    cols[3].metric("Trials", f"{report['n_complete']} complete / {report['n_trials']}")
+    st.caption(f"Reference: {report['baseline']['model']} (fitted in "
+               f"{report['baseline']['seconds']:.2f} s on the same splits).")
+    st.dataframe(metrics_frame, hide_index=True, width="stretch")
+    if predictions is not None:
+        if report["task"] == "regression":
+            st.altair_chart(charts.make_scatter_chart(predictions), width="stretch")
+        else:
+            labels = report["dataset"]["summary"].get("classes", {})
+            st.altair_chart(charts.make_confusion_chart(predictions.astype(
+                {"label": str, "prediction": str}), list(labels)), width="stretch")
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

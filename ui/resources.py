@@ -5,12 +5,30 @@ from __future__ import annotations
 import streamlit as st
 
 from nas_core.datastore import DatasetStore
+from nas_core.jobs import JobManager
+from nas_core.monitor import StudyView, load_view
 from nas_core.workspace import workspace_root
 
 
 @st.cache_resource
 def dataset_store(root: str) -> DatasetStore:
     return DatasetStore(root)
+
+
+@st.cache_resource
+def job_manager(root: str) -> JobManager:
+    """Owns the background search threads for as long as this server process lives."""
+    return JobManager(root)
+
+
+@st.cache_data(ttl=2, show_spinner=False, max_entries=64)
+def _study_view(study_name: str, storage: str, version: str) -> StudyView | None:
+    return load_view(study_name, storage)
+
+
+def study_view(job) -> StudyView | None:
+    """The job's study, re-read at most every 2 s, and at once when the job changes state."""
+    return _study_view(job.study_name, job.storage, f"{job.state}:{job.started}:{job.ended}")
 
 
 def workspace() -> str:

@@ -1,0 +1,369 @@
+"""Background searches owned by the server process, not by a browser session.
+
+A small job table (SQLite in the workspace) records each job's lifecycle and owner; everything
+about the search itself lives in the Optuna storage. One job runs per device (one in total on a
+CPU machine); the others wait in a queue. After a server restart, jobs whose process is gone
+show as *interrupted*, their half-run trials are marked failed, and Resume continues them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from nas_core.workspace import default_storage_url, subdir, workspace_root
+
+logger = logging.getLogger(__name__)
+STATES = ("queued", "running", "finished", "cancelled", "failed", "interrupted")
+ACTIVE = ("queued", "running")
+RESUMABLE = ("cancelled", "interrupted", "failed")
+_LIVE: set[str] = set()  # job ids with a running thread in this process
+_LIVE_LOCK = threading.Lock()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, study_name TEXT NOT NULL, dataset_id TEXT NOT NULL,
+    owner TEXT NOT NULL, state TEXT NOT NULL, config TEXT NOT NULL, storage TEXT NOT NULL,
+    out_dir TEXT NOT NULL, created REAL NOT NULL, started REAL, ended REAL, error TEXT,
+    device TEXT, host TEXT, pid INTEGER
+)"""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    study_name: str
+    dataset_id: str
+    owner: str
+    state: str
+    config: dict
+    storage: str
+    out_dir: str
+    created: float
+    started: float | None = None
+    ended: float | None = None
+    error: str | None = None
+    device: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    queue_position: int | None = None
+
+    @property
+    def n_trials(self) -> int | None:
+        return self.config.get("n_trials")
+
+    @property
+    def report_path(self) -> Path:
+        return Path(self.out_dir) / "report.json"
+
+    def report(self) -> dict | None:
+        path = self.report_path
+        return json.loads(path.read_text()) if path.is_file() else None
+
+
+class JobTable:
+    """The job rows; every method opens its own connection (safe from any thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with closing(self._connect()) as db, db:
+            db.execute(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def insert(self, job: Job) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute(
+                "INSERT INTO jobs (id, study_name, dataset_id, owner, state, config, storage, "
+                "out_dir, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.study_name, job.dataset_id, job.owner, job.state,
+                 json.dumps(job.config), job.storage, job.out_dir, job.created))
+
+    def update(self, job_id: str, **values) -> None:
+        if "config" in values:
+            values["config"] = json.dumps(values["config"])
+        columns = ", ".join(f"{k} = ?" for k in values)
+        with closing(self._connect()) as db, db:
+            db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
+
+    def claim(self, job_id: str, device: str, host: str, pid: int) -> bool:
+        """Atomically start ``job_id`` on ``device`` if it is still queued and no job runs on
+        that device of this host (several server processes may share a workspace)."""
+        with closing(self._connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                busy = db.execute("SELECT 1 FROM jobs WHERE state = 'running' AND host = ? AND "
+                                  "device = ?", (host, device)).fetchone()
+                queued = db.execute("SELECT 1 FROM jobs WHERE id = ? AND state = 'queued'",
+                                    (job_id,)).fetchone()
+                if busy or not queued:
+                    db.rollback()
+                    return False
+                db.execute("UPDATE jobs SET state = 'running', started = ?, device = ?, "
+                           "host = ?, pid = ?, error = NULL WHERE id = ?",
+                           (time.time(), device, host, pid, job_id))
+                db.commit()
+                return True
+            except BaseException:
+                db.rollback()
+                raise
+
+    def all(self) -> list[Job]:
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT * FROM jobs ORDER BY created").fetchall()
+        jobs = [Job(**{**dict(r), "config": json.loads(r["config"])}) for r in rows]
+        queued = [j.id for j in jobs if j.state == "queued"]
+        return [replace(j, queue_position=queued.index(j.id) + 1) if j.id in queued else j
+                for j in jobs]
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def default_devices() -> list[str]:
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+
+
+class JobManager:
+    """Runs searches in named daemon threads; create one per server process."""
+
+    def __init__(self, root=None, *, devices: list[str] | None = None,
+                 runner: Callable | None = None) -> None:
+        self.root = workspace_root(root)
+        self.table = JobTable(self.root / "jobs.db")
+        self.devices = devices or default_devices()
+        self._runner = runner or _run_job
+        self._lock = threading.RLock()
+        self._busy: dict[str, str] = {}  # device -> job id
+        self._stops: dict[str, threading.Event] = {}
+        self._done = threading.Condition(self._lock)
+        from nas_core.study import make_storage
+
+        make_storage(default_storage_url(self.root))  # tables exist before any thread runs
+        self.recover()
+        self._schedule()
+
+    # -- queries ---------------------------------------------------------------------------
+    def jobs(self) -> list[Job]:
+        return list(reversed(self.table.all()))
+
+    def get(self, job_id: str) -> Job:
+        for job in self.table.all():
+            if job.id == job_id:
+                return job
+        raise KeyError(f"no job '{job_id}'.")
+
+    # -- commands --------------------------------------------------------------------------
+    def submit(self, config, dataset_id: str, owner: str, *, storage: str | None = None) -> Job:
+        """Queue a search (a :class:`~nas_core.study.SearchConfig`) on a stored dataset."""
+        from nas_core.datastore import DatasetStore
+
+        if not owner or not owner.strip():
+            raise ValueError("say who starts the job: a name is needed.")
+        DatasetStore(self.root).get(dataset_id)  # fail now, not in the thread
+        if any(j.study_name == config.study_name and j.state in ACTIVE for j in self.jobs()):
+            raise ValueError(f"a job for study '{config.study_name}' is already queued or "
+                             "running.")
+        job_id = uuid.uuid4().hex[:10]
+        job = Job(id=job_id, study_name=config.study_name, dataset_id=dataset_id,
+                  owner=owner.strip(), state="queued", config=config.to_dict(),
+                  storage=storage or default_storage_url(self.root),
+                  out_dir=str(subdir("results", self.root) / job_id), created=time.time())
+        self.table.insert(job)
+        self._schedule()
+        return self.get(job_id)
+
+    def cancel(self, job_id: str, user: str) -> Job:
+        """Stop a job: a queued one at once, a running one at the end of the current epoch."""
+        with self._lock:
+            job = self.get(job_id)
+            self._check_owner(job, user, "cancel")
+            if job.state == "queued":
+                self.table.update(job_id, state="cancelled", ended=time.time())
+            elif job.state == "running":
+                stop = self._stops.get(job_id)
+                if stop is None:
+                    raise RuntimeError("this job runs in another server process; cancel it "
+                                       "there.")
+                stop.set()
+            else:
+                raise ValueError(f"job is {job.state}: nothing to cancel.")
+        return self.get(job_id)
+
+    def resume(self, job_id: str, user: str) -> Job:
+        with self._lock:
+            job = self.get(job_id)
+            self._check_owner(job, user, "resume")
+            if job.state not in RESUMABLE:
+                raise ValueError(f"job is {job.state}: only cancelled, interrupted or failed jobs "
+                                 "can be resumed.")
+            self.table.update(job_id, state="queued", error=None, ended=None)
+        self._schedule()
+        return self.get(job_id)
+
+    def retry_failed(self, job_id: str, user: str) -> int:
+        """Run the failed trials' architectures again (the budget grows by as many)."""
+        import optuna
+
+        from nas_core.study import make_storage
+
+        with self._lock:
+            job = self.get(job_id)
+            self._check_owner(job, user, "retry failed trials of")
+            if job.state in ACTIVE:
+                raise ValueError("wait until the job has stopped, then retry its failed trials.")
+            study = optuna.load_study(study_name=job.study_name,
+                                      storage=make_storage(job.storage, self.root))
+            trials = study.get_trials(deepcopy=False)
+            retried = {t.user_attrs.get("retry_of") for t in trials}
+            failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL
+                      and not t.user_attrs.get("cancelled") and t.number not in retried]
+            for trial in failed:
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            if not failed:
+                return 0
+            config = dict(job.config)
+            if config.get("n_trials") is not None:
+                config["n_trials"] += len(failed)
+            self.table.update(job_id, config=config, state="queued", error=None, ended=None)
+        self._schedule()
+        return len(failed)
+
+    def wait(self, job_id: str, timeout: float = 600) -> Job:
+        """Block until the job is no longer queued or running (tests, CLI)."""
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while self.get(job_id).state in ACTIVE:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"job {job_id} still {self.get(job_id).state}.")
+                self._done.wait(min(left, 1.0))
+        return self.get(job_id)
+
+    @staticmethod
+    def _check_owner(job: Job, user: str, verb: str) -> None:
+        if job.owner != user:
+            raise PermissionError(f"only {job.owner}, who started this job, can {verb} it.")
+
+    # -- running -------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Mark jobs whose process is gone as interrupted and fail their half-run trials."""
+        host = socket.gethostname()
+        recovered = []
+        for job in self.table.all():
+            if job.state != "running" or job.host != host:
+                continue
+            with _LIVE_LOCK:
+                live = job.id in _LIVE and job.pid == os.getpid()
+            if live or (job.pid != os.getpid() and _pid_alive(job.pid)):
+                continue
+            self.table.update(job.id, state="interrupted", ended=time.time(),
+                              error="the server stopped while this job was running; Resume "
+                              "continues it (completed trials are kept)")
+            _fail_orphan_trials(job, self.root)
+            recovered.append(job.id)
+        return recovered
+
+    def _schedule(self) -> None:
+        host = socket.gethostname()
+        with self._lock:
+            for job in self.table.all():
+                if job.state != "queued":
+                    continue
+                for device in self.devices:
+                    if device not in self._busy and self.table.claim(job.id, device, host,
+                                                                     os.getpid()):
+                        self._start(job, device)
+                        break
+                else:
+                    break  # every device is busy: the rest wait in the queue
+
+    def _start(self, job: Job, device: str) -> None:
+        stop = threading.Event()
+        self._busy[device] = job.id
+        self._stops[job.id] = stop
+        with _LIVE_LOCK:
+            _LIVE.add(job.id)
+        thread = threading.Thread(target=self._thread, args=(job, device, stop),
+                                  name=f"esm-nas-job-{job.id}", daemon=True)
+        thread.start()
+
+    def _thread(self, job: Job, device: str, stop: threading.Event) -> None:
+        try:
+            outcome = self._runner(self.get(job.id), device=device, root=self.root,
+                                   should_stop=stop.is_set)
+            state, error = ("cancelled", None) if stop.is_set() else (outcome or "finished",
+                                                                        None)
+        except Exception as exc:  # shown to the user on the Monitor page
+            state = "cancelled" if stop.is_set() else "failed"
+            error = f"{type(exc).__name__}: {exc}"
+            logger.error("job %s failed:\n%s", job.id, traceback.format_exc())
+        with self._lock:
+            self.table.update(job.id, state=state, ended=time.time(), error=error)
+            self._busy.pop(device, None)
+            self._stops.pop(job.id, None)
+            with _LIVE_LOCK:
+                _LIVE.discard(job.id)
+            self._done.notify_all()
+        self._schedule()
+
+
+def _fail_orphan_trials(job: Job, root) -> None:
+    """Trials left RUNNING by the dead process of ``job`` become FAIL (nothing else is touched:
+    other workers may be running trials of the same study)."""
+    import optuna
+
+    from nas_core.study import make_storage
+
+    try:
+        study = optuna.load_study(study_name=job.study_name,
+                                  storage=make_storage(job.storage, root))
+    except KeyError:
+        return  # the study was never created
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial.user_attrs.get("pid") == job.pid and trial.user_attrs.get("host") == job.host:
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
+                                               "interrupted: the server process stopped")
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+
+def _run_job(job: Job, *, device: str, root, should_stop) -> str:
+    from nas_core.datastore import DatasetStore
+    from nas_core.study import SearchConfig, finalise, open_study, optimize
+
+    dataset = DatasetStore(root).load(job.dataset_id)
+    config = replace(SearchConfig.from_dict(job.config), device=device)
+    study = open_study(config, dataset, root=root, storage=job.storage)
+    started = time.perf_counter()
+    optimize(study, config, dataset, root=root, should_stop=should_stop)
+    if should_stop():
+        return "cancelled"
+    finalise(study, dataset, job.out_dir, device=device,
+             wall_seconds=time.perf_counter() - started)
+    return "finished"

@@ -1,0 +1,138 @@
+"""Read-only views of a study for the Monitor page: trials, per-epoch curves, progress.
+
+Everything is read from the Optuna storage, so any process sees the same picture.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from nas_core.jobs import Job
+from nas_core.study import make_storage as _storage
+
+
+@dataclass
+class StudyView:
+    name: str
+    metric: str
+    directions: list[str]
+    trials: pd.DataFrame  # one row per trial
+    history: pd.DataFrame  # one row per (trial, epoch)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.directions) > 1
+
+    def counted(self) -> int:
+        finished = self.trials[self.trials["state"].isin(["COMPLETE", "PRUNED", "FAIL"])]
+        return int((~finished["cancelled"]).sum())
+
+    def running_trial(self) -> int | None:
+        running = self.trials[self.trials["state"] == "RUNNING"]
+        return int(running["number"].max()) if len(running) else None
+
+
+TRIAL_COLUMNS = ["number", "state", "value", "n_parameters", "description", "duration_s",
+                 "epochs", "fail_reason", "host", "device", "cancelled"]
+
+
+def load_view(study_name: str, storage_url: str) -> StudyView | None:
+    """The study as stored now; None if it does not exist (yet)."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
+    except KeyError:
+        return None
+    trials, history = [], []
+    for t in study.get_trials(deepcopy=False):
+        value = None
+        if t.values:
+            value = t.values[0]
+        elif t.intermediate_values:
+            value = t.intermediate_values[max(t.intermediate_values)]
+        duration = (t.duration.total_seconds() if t.duration else
+                    (time.time() - t.datetime_start.timestamp() if t.datetime_start else None))
+        epochs = t.user_attrs.get("history", [])
+        trials.append({
+            "number": t.number, "state": t.state.name, "value": value,
+            "n_parameters": t.user_attrs.get("n_parameters"),
+            "description": t.user_attrs.get("description", ""),
+            "duration_s": round(duration, 1) if duration is not None else None,
+            "epochs": len(epochs), "fail_reason": t.user_attrs.get("fail_reason", ""),
+            "host": t.user_attrs.get("host", ""), "device": t.user_attrs.get("device", ""),
+            "cancelled": bool(t.user_attrs.get("cancelled", False)),
+            **{f"param_{k}": v for k, v in t.params.items()},
+        })
+        for row in epochs:
+            history.append({"trial": t.number, "state": t.state.name, **row})
+    trial_frame = pd.DataFrame(trials)
+    if trial_frame.empty:
+        trial_frame = pd.DataFrame(columns=TRIAL_COLUMNS)
+    return StudyView(study_name, study.user_attrs.get("metric", "value"),
+                     [d.name.lower() for d in study.directions], trial_frame,
+                     pd.DataFrame(history))
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int | None
+    fraction: float
+    eta_seconds: float | None
+    best: float | None
+
+
+def job_progress(job: Job, view: StudyView | None) -> Progress:
+    total = job.n_trials
+    if view is None or view.trials.empty:
+        return Progress(0, total, 0.0, None, None)
+    done = view.counted()
+    finished = view.trials[view.trials["state"].isin(["COMPLETE", "PRUNED", "FAIL"])]
+    complete = view.trials[view.trials["state"] == "COMPLETE"]["value"].dropna()
+    best = None
+    if len(complete):
+        best = float(complete.max() if view.directions[0] == "maximize" else complete.min())
+    fraction = min(1.0, done / total) if total else 0.0
+    eta = None
+    if job.state == "running":
+        durations = finished["duration_s"].dropna()
+        if total and len(durations):
+            eta = max(0.0, (total - done) * float(durations.mean()))
+        timeout = job.config.get("timeout")
+        if timeout and job.started:
+            left = max(0.0, job.started + timeout - time.time())
+            eta = left if eta is None else min(eta, left)
+            if not total:
+                fraction = min(1.0, (time.time() - job.started) / timeout)
+    elif job.state == "finished":
+        fraction = 1.0
+    return Progress(done, total, fraction, eta, best)
+
+
+def importances(study_name: str, storage_url: str, minimum: int = 5) -> pd.DataFrame | None:
+    """Hyper-parameter importance (fANOVA) once enough trials have completed."""
+    study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < minimum:
+        return None
+    try:
+        target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+        scores = optuna.importance.get_param_importances(study, target=target)
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return None  # e.g. every completed trial has the same parameters
+    return pd.DataFrame({"parameter": list(scores), "importance": list(scores.values())})
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {(seconds % 3600) // 60:02d} min"

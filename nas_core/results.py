@@ -1,0 +1,63 @@
+"""What the Results page shows of a finished job: report, test predictions, model download,
+and other points of a Pareto front evaluated on demand."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+from nas_core.jobs import Job
+
+
+def load_report(out_dir: str | Path) -> dict | None:
+    path = Path(out_dir) / "report.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def test_predictions(out_dir: str | Path) -> pd.DataFrame | None:
+    path = Path(out_dir) / "test_predictions.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def zip_directory(directory: str | Path) -> bytes:
+    """The model directory as a zip (what the download button hands out)."""
+    directory = Path(directory)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                archive.write(path, Path(directory.name) / path.relative_to(directory))
+    return buffer.getvalue()
+
+
+def point_dir(job: Job, trial_number: int) -> Path:
+    return Path(job.out_dir) / f"pareto_trial_{trial_number}"
+
+
+def evaluate_point(job: Job, trial_number: int, root=None) -> dict:
+    """Evaluate another Pareto point on the test split and export it beside the best model."""
+    import optuna
+
+    from nas_core.datastore import DatasetStore
+    from nas_core.study import finalise, make_storage
+
+    study = optuna.load_study(study_name=job.study_name, storage=make_storage(job.storage,
+                                                                              root))
+    dataset = DatasetStore(root).load(job.dataset_id)
+    return finalise(study, dataset, point_dir(job, trial_number), trial_number=trial_number,
+                    device=job.device or "auto")
+
+
+def metrics_table(report: dict) -> pd.DataFrame:
+    """Best model and reference side by side, validation and held-out test."""
+    rows = []
+    for who, block in (("best architecture", report["best"]), ("reference model",
+                                                                report["baseline"])):
+        for split, key in (("validation", "val"), ("held-out test", "test")):
+            values = block.get(key) or {}
+            rows.append({"model": who, "split": split, **{k: v for k, v in values.items()}})
+    return pd.DataFrame(rows)

@@ -1,0 +1,64 @@
+import streamlit as st
+
+from nas_core.monitor import job_progress
+from ui import render, resources
+from ui.identity import current_user
+
+st.title("Monitor")
+root = resources.workspace()
+manager = resources.job_manager(root)
+user = current_user()
+jobs = manager.jobs()
+active = any(j.state in ("queued", "running") for j in jobs)
+
+
+@st.fragment(run_every=2 if active else None)
+def jobs_panel() -> None:
+    current = manager.jobs()
+    progress = {j.id: job_progress(j, resources.study_view(j))
+                for j in current}
+    render.jobs_table(current, progress)
+
+
+jobs_panel()
+if not jobs:
+    st.stop()
+
+job_id = st.selectbox("Job", [j.id for j in jobs], key="monitor_job",
+                      format_func=lambda i: next(f"{j.study_name} — {j.state} ({j.owner})"
+                                                 for j in jobs if j.id == i))
+job = manager.get(job_id)
+if job.error:
+    (st.warning if job.state == "interrupted" else st.error)(job.error)
+c1, c2, c3 = st.columns(3)
+is_owner = user == job.owner
+try:
+    if c1.button("Cancel", disabled=job.state not in ("queued", "running") or not is_owner,
+                 help="The current trial stops at the end of its epoch; completed trials are "
+                 "kept.", key="monitor_cancel"):
+        manager.cancel(job.id, user)
+        st.rerun()
+    if c2.button("Resume", disabled=job.state not in ("cancelled", "interrupted", "failed")
+                 or not is_owner, key="monitor_resume"):
+        manager.resume(job.id, user)
+        st.rerun()
+    if c3.button("Retry failed trials", disabled=job.state in ("queued", "running")
+                 or not is_owner, key="monitor_retry"):
+        n = manager.retry_failed(job.id, user)
+        st.toast(f"{n} failed trial(s) queued again." if n else "No failed trial to retry.")
+        st.rerun()
+except (PermissionError, ValueError, RuntimeError) as exc:
+    st.error(str(exc))
+if not is_owner:
+    st.caption(f"Started by {job.owner}: you can watch; only they can cancel or resume.")
+
+
+@st.fragment(run_every=2 if job.state in ("queued", "running") else None)
+def live_panel() -> None:
+    current = manager.get(job_id)
+    render.live_study(resources.study_view(current), current)
+    if current.state == "finished":
+        st.page_link("pages/results.py", label="See the results", icon="🏁")
+
+
+live_panel()

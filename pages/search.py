@@ -1,0 +1,108 @@
+import time
+
+import streamlit as st
+
+from nas_core.backbones import BackboneUnavailable
+from nas_core.monitor import format_eta
+from nas_core.presets import (
+    estimate_seconds,
+    gpu_memory_gb,
+    is_available,
+    offered_backbones,
+    presets,
+)
+from nas_core.study import OBJECTIVES, PRUNERS, SAMPLERS, SearchConfig
+from ui import resources
+from ui.identity import current_user
+from ui.space_form import space_editor
+
+st.title("Search")
+root = resources.workspace()
+store = resources.dataset_store(root)
+manager = resources.job_manager(root)
+user = current_user()
+help_for = {name: f.metadata["help"] for name, f in SearchConfig.__dataclass_fields__.items()}
+
+records = store.list()
+if not records:
+    st.info("Add a dataset first.")
+    st.page_link("pages/data.py", label="Go to Data", icon="📄")
+    st.stop()
+record = st.selectbox("Dataset", records, format_func=lambda r: r.title, key="search_dataset")
+
+gpu = gpu_memory_gb()
+offered = offered_backbones(gpu, root)
+st.caption(f"Device: {f'GPU with {gpu:.0f} GB' if gpu else 'CPU only (no GPU found)'}; "
+           "only backbones that fit are offered.")
+available = [name for name, spec in offered.items() if is_available(spec)]
+
+
+def _label(name: str) -> str:
+    spec = offered[name]
+    return spec.label + ("" if name in available else " — not downloaded yet")
+
+
+backbones = st.multiselect("Backbones", list(offered), default=available[:1],
+                           format_func=_label, key="search_backbones",
+                           help="ESM-2 protein language models to build on. The untrained "
+                           "demo runs anywhere in seconds but predicts poorly: use it to try "
+                           "the app.")
+if not backbones:
+    st.warning("Choose at least one backbone.")
+    st.stop()
+choices = presets(tuple(backbones))
+preset_name = st.radio("Preset", list(choices), index=0, horizontal=True, key="search_preset",
+                       help="How much to explore; Advanced below changes any detail.")
+preset = choices[preset_name]
+st.caption(preset.description)
+c1, c2 = st.columns(2)
+n_trials = c1.number_input("Trials", 1, 1000, preset.n_trials, key="search_trials",
+                           help=help_for["n_trials"])
+minutes = c2.number_input("Time limit in minutes (0 = none)", 0, 10_000, 0,
+                          key="search_minutes", help=help_for["timeout"])
+
+with st.expander("Advanced"):
+    c1, c2, c3 = st.columns(3)
+    sampler = c1.selectbox("Sampler", SAMPLERS, key="search_sampler",
+                           help=help_for["sampler"])
+    pruner = c2.selectbox("Pruner", PRUNERS, key="search_pruner", help=help_for["pruner"])
+    objective = c3.selectbox("Objectives", OBJECTIVES, key="search_objective",
+                             help=help_for["objective"])
+    seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="search_seed", help=help_for["seed"])
+    try:
+        space = space_editor(preset.space)
+    except ValueError as exc:
+        st.error(f"Search space: {exc}")
+        st.stop()
+
+study_name = st.text_input("Study name", f"{record.name}-{time.strftime('%Y%m%d-%H%M')}",
+                           key="search_study", help=help_for["study_name"])
+try:
+    config = SearchConfig(study_name=study_name, space=space, n_trials=int(n_trials),
+                          timeout=minutes * 60 or None, sampler=sampler, pruner=pruner,
+                          objective=objective, seed=int(seed))
+    space.usable_backbones()
+except (ValueError, BackboneUnavailable) as exc:
+    st.error(str(exc))
+    st.stop()
+
+dataset = store.load(record.id)
+low, high = estimate_seconds(space, int(n_trials), len(dataset.part("train")),
+                             dataset.frame["sequence"].str.len().mean(),
+                             "cuda" if gpu else "cpu")
+st.info(f"Estimated run time: {format_eta(low)} to {format_eta(high)}"
+        + (f" (stops after {minutes} min at most)" if minutes else "") + ".")
+
+if not user:
+    st.warning("Enter your name in the sidebar to start a search.")
+if st.button("Start", type="primary", disabled=not user, key="search_start"):
+    try:
+        job = manager.submit(config, record.id, user)
+    except ValueError as exc:
+        st.error(str(exc))
+    else:
+        where = "running" if job.state == "running" else \
+            f"queued (position {job.queue_position})"
+        st.success(f"Job {job.id} for study '{job.study_name}' is {where}. Follow it live on "
+                   "the Monitor page.")
+        st.page_link("pages/monitor.py", label="Open Monitor", icon="📈")

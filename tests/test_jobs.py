@@ -1,0 +1,195 @@
+"""The background job manager: queue, cancel, resume, owners, retries, server restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import nas_core.objective as objective_mod
+from nas_core.datastore import DatasetStore, import_dataset
+from nas_core.jobs import JobManager
+from nas_core.space import SearchSpace
+from nas_core.study import SearchConfig, make_storage
+from tests.conftest import ASSETS, ROOT
+
+
+@pytest.fixture
+def dataset_id(workspace):
+    outcome = import_dataset(ASSETS / "amp_vs_transmembrane.csv",
+                             name="amp_vs_transmembrane.csv", store=DatasetStore())
+    return outcome.stored.id
+
+
+def config(tiny_backbone, name: str, n_trials: int = 2, epochs: int = 2, **kw) -> SearchConfig:
+    space = SearchSpace(backbones=(str(tiny_backbone),), max_epochs_range=(epochs, epochs),
+                        batch_sizes=(32,), lr_range=(1e-3, 1e-2))
+    return SearchConfig(name, space, n_trials=n_trials, **kw)
+
+
+def study_of(job, workspace) -> optuna.Study:
+    """The job's study, once its thread has created it."""
+    found = []
+
+    def exists() -> bool:
+        try:
+            found.append(optuna.load_study(study_name=job.study_name,
+                                           storage=make_storage(job.storage)))
+        except KeyError:
+            return False
+        return True
+
+    wait_for(exists)
+    return found[-1]
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    """Poll a condition of another thread or process (the test's side only)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.1)
+
+
+def test_jobs_run_one_at_a_time_and_queue(workspace, tiny_backbone, dataset_id):
+    manager = JobManager(workspace, devices=["cpu"])
+    first = manager.submit(config(tiny_backbone, "q1", n_trials=3), dataset_id, "alice")
+    second = manager.submit(config(tiny_backbone, "q2"), dataset_id, "bob")
+    assert first.state == "running"
+    assert second.state == "queued" and second.queue_position == 1
+    # a second manager (another browser, a page reload) reads the same table
+    assert JobManager(workspace, devices=["cpu"]).get(second.id).state == "queued"
+    assert manager.wait(first.id).state == "finished"
+    assert manager.wait(second.id).state == "finished"
+    assert manager.get(second.id).started >= manager.get(first.id).ended
+    report = manager.get(first.id).report()
+    assert report["n_trials"] == 3 and report["best"]["test"]["roc_auc"] is not None
+
+
+def test_only_the_owner_cancels_and_resume_finishes(workspace, tiny_backbone, dataset_id):
+    manager = JobManager(workspace, devices=["cpu"])
+    job = manager.submit(config(tiny_backbone, "cancel-me", n_trials=6, epochs=3,
+                                pruner="none"), dataset_id, "alice")
+    study = study_of(job, workspace)
+    wait_for(lambda: any(t.state == TrialState.COMPLETE for t in study.get_trials()))
+    with pytest.raises(PermissionError, match="only alice"):
+        manager.cancel(job.id, "mallory")
+    manager.cancel(job.id, "alice")
+    stopped = manager.wait(job.id)
+    assert stopped.state == "cancelled"
+    kept = [(t.number, t.values) for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert kept and len(kept) < 6
+    with pytest.raises(PermissionError):
+        manager.resume(job.id, "mallory")
+    manager.resume(job.id, "alice")
+    assert manager.wait(job.id).state == "finished"
+    after = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert all(after[n] == v for n, v in kept)  # completed trials survived untouched
+    counted = [t for t in study.get_trials() if t.state in (TrialState.COMPLETE,
+               TrialState.PRUNED, TrialState.FAIL) and not t.user_attrs.get("cancelled")]
+    assert len(counted) == 6
+
+
+def test_cancel_a_queued_job(workspace, tiny_backbone, dataset_id):
+    manager = JobManager(workspace, devices=["cpu"])
+    running = manager.submit(config(tiny_backbone, "busy"), dataset_id, "alice")
+    with pytest.raises(ValueError, match="already queued or running"):
+        manager.submit(config(tiny_backbone, "busy"), dataset_id, "bob")
+    with pytest.raises(ValueError, match="a name is needed"):
+        manager.submit(config(tiny_backbone, "anonymous"), dataset_id, " ")
+    queued = manager.submit(config(tiny_backbone, "waiting"), dataset_id, "bob")
+    assert manager.cancel(queued.id, "bob").state == "cancelled"
+    manager.wait(running.id)
+    assert manager.get(queued.id).state == "cancelled"  # never started
+    assert manager.get(queued.id).started is None
+
+
+def test_retry_failed_trials(workspace, tiny_backbone, dataset_id, monkeypatch):
+    real = objective_mod.build_model
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objective_mod, "build_model", flaky)
+    manager = JobManager(workspace, devices=["cpu"])
+    job = manager.submit(config(tiny_backbone, "retry", n_trials=3, pruner="none"), dataset_id,
+                         "alice")
+    assert manager.wait(job.id).state == "finished"
+    study = study_of(job, workspace)
+    failed = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+    assert len(failed) == 1
+    assert manager.retry_failed(job.id, "alice") == 1
+    assert manager.wait(job.id).state == "finished"
+    trials = study.get_trials()
+    assert len(trials) == 4 and trials[-1].state == TrialState.COMPLETE
+    assert trials[-1].params == failed[0].params
+    assert trials[-1].user_attrs["retry_of"] == failed[0].number
+    assert manager.retry_failed(job.id, "alice") == 0  # nothing left to retry
+
+
+SERVER = textwrap.dedent("""
+    import sys, time
+    from nas_core.jobs import JobManager
+    from nas_core.space import SearchSpace
+    from nas_core.study import SearchConfig
+    root, backbone, dataset_id = sys.argv[1:4]
+    space = SearchSpace(backbones=(backbone,), max_epochs_range=(3, 3), batch_sizes=(32,),
+                        adaptations=("frozen",))
+    manager = JobManager(root, devices=["cpu"])
+    job = manager.submit(SearchConfig("restart", space, n_trials=8, pruner="none"),
+                         dataset_id, "alice")
+    print(job.id, flush=True)
+    while True:
+        time.sleep(1)
+""")
+
+
+def test_server_restart_marks_jobs_interrupted_and_resume_finishes(workspace, tiny_backbone,
+                                                                  dataset_id):
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(workspace), str(tiny_backbone), dataset_id],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        job_id = server.stdout.readline().strip()
+        storage = make_storage(None, workspace)
+
+        def mid_trial() -> bool:
+            try:
+                study = optuna.load_study(study_name="restart", storage=storage)
+            except KeyError:
+                return False
+            states = [t.state for t in study.get_trials()]
+            return states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states
+
+        wait_for(mid_trial, timeout=180)
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+    study = optuna.load_study(study_name="restart", storage=make_storage(None, workspace))
+    before = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    manager = JobManager(workspace, devices=["cpu"])  # the restarted server
+    job = manager.get(job_id)
+    assert job.state == "interrupted" and "Resume" in job.error
+    orphans = [t for t in study.get_trials() if t.user_attrs.get("fail_reason", "").startswith(
+        "interrupted")]
+    assert len(orphans) == 1 and orphans[0].state == TrialState.FAIL
+    manager.resume(job_id, "alice")
+    assert manager.wait(job_id).state == "finished"
+    after = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert all(after[n] == v for n, v in before.items())
+    counted = [t for t in study.get_trials() if t.state in (TrialState.COMPLETE,
+               TrialState.PRUNED, TrialState.FAIL)]
+    assert len(counted) == 8  # the budget is global: the orphan counts as a failed trial
+    assert job_id in {j.id for j in manager.jobs()}
