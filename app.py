@@ -2,13 +2,17 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="ESM-NAS Studio", page_icon="🧬", layout="wide")
+from ui import identity
+
+st.set_page_config(page_title="ESM-NAS Studio", page_icon=":material/biotech:", layout="wide")
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/data.py", title="Data", icon="📄"),
-    st.Page("pages/search.py", title="Search", icon="🔎"),
-    st.Page("pages/monitor.py", title="Monitor", icon="📈"),
-    st.Page("pages/results.py", title="Results", icon="🏁"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/table_view:"),
+    st.Page("pages/search.py", title="Search", icon=":material/travel_explore:"),
+    st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
+    st.Page("pages/results.py", title="Results", icon=":material/emoji_events:"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+identity.sidebar()
+page.run()

@@ -15,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+# Imported eagerly, under Python's import lock: transformers' lazy attribute loading is not
+# thread-safe, and the app's script threads and search threads would otherwise race on it.
+from transformers import EsmConfig, EsmForMaskedLM, EsmModel, EsmTokenizer
+
 ESM2_VOCAB = (
     "<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P",
     "K", "Q", "N", "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>",
@@ -126,7 +130,6 @@ def load_backbone(source: str, *, n_layers: int | None = None, attn_implementati
     """Load ``EsmModel`` (no pooler) and its tokenizer, truncated to ``n_layers`` if given."""
     import transformers
     from huggingface_hub.errors import HfHubHTTPError
-    from transformers import EsmModel, EsmTokenizer
 
     spec = resolve(source)
     if not Path(spec.source).exists():
@@ -223,7 +226,6 @@ def make_tiny_backbone(directory: str | os.PathLike[str], *, layers: int = 2, hi
     config carries ``esm_nas_untrained: true`` so the app labels it as an untrained demo.
     """
     import torch
-    from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
 
     if hidden % heads:
         raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads}).")

@@ -32,7 +32,7 @@ def make_label_chart(frame: pd.DataFrame, task: str) -> alt.Chart:
         x=alt.X("count():Q", title="sequences"),
         color=alt.Color("split:N", sort=["train", "valid", "test"]),
         tooltip=["label:N", "split:N", "count():Q"],
-    ).properties(height=max(80, 30 * data["label"].nunique()))
+    ).properties(height=alt.Step(36))  # discrete axis: size per class, not in total
 
 
 def curves_frame(history: pd.DataFrame, quantity: str) -> pd.DataFrame:
@@ -72,7 +72,8 @@ def make_best_so_far_chart(trials: pd.DataFrame, direction: str, metric: str) ->
     data = done.assign(best=best.to_numpy())
     base = alt.Chart(data, title=f"Best validation {metric} so far")
     points = base.mark_circle(opacity=0.5).encode(
-        x=alt.X("number:Q", title="trial"), y=alt.Y("value:Q", title=metric,
+        x=alt.X("number:Q", title="trial", axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("value:Q", title=metric,
                                                    scale=alt.Scale(zero=False)),
         tooltip=["number:Q", alt.Tooltip("value:Q", format=".4f")])
     line = base.mark_line(interpolate="step-after", color="#2e7d6b").encode(
@@ -110,7 +111,7 @@ def make_confusion_chart(frame: pd.DataFrame, labels: list[str]) -> alt.Chart:
     cells = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(
         scheme="greens")), tooltip=["label:N", "prediction:N", "count:Q"])
     text = base.mark_text(fontSize=14).encode(text="count:Q")
-    return (cells + text).properties(height=60 * len(labels) + 40)
+    return (cells + text).properties(height=alt.Step(70))
 
 
 def make_scatter_chart(frame: pd.DataFrame) -> alt.Chart:

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from nas_core.backbones import load_backbone
+from nas_core.backbones import EsmConfig, EsmModel, EsmTokenizer, load_backbone
 from nas_core.space import Architecture
 
 ACTIVATION_LAYERS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -200,8 +200,6 @@ def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
 
 def load_model(directory: str | Path) -> tuple[SequencePredictor, object]:
     """Load an exported model directory (never unpickles: safetensors only)."""
-    from transformers import EsmConfig, EsmModel, EsmTokenizer
-
     directory = Path(directory)
     if not (directory / "config.json").is_file() or not (directory / WEIGHTS).is_file():
         raise FileNotFoundError(f"{directory} is not an ESM-NAS model directory (needs "

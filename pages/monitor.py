@@ -56,9 +56,11 @@ if not is_owner:
 @st.fragment(run_every=2 if job.state in ("queued", "running") else None)
 def live_panel() -> None:
     current = manager.get(job_id)
+    if current.state != job.state:
+        st.rerun(scope="app")  # buttons and messages above follow the job's new state
     render.live_study(resources.study_view(current), current)
     if current.state == "finished":
-        st.page_link("pages/results.py", label="See the results", icon="🏁")
+        st.page_link("pages/results.py", label="See the results", icon=":material/emoji_events:")
 
 
 live_panel()

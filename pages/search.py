@@ -26,7 +26,7 @@ help_for = {name: f.metadata["help"] for name, f in SearchConfig.__dataclass_fie
 records = store.list()
 if not records:
     st.info("Add a dataset first.")
-    st.page_link("pages/data.py", label="Go to Data", icon="📄")
+    st.page_link("pages/data.py", label="Go to Data", icon=":material/table_view:")
     st.stop()
 record = st.selectbox("Dataset", records, format_func=lambda r: r.title, key="search_dataset")
 
@@ -105,4 +105,4 @@ if st.button("Start", type="primary", disabled=not user, key="search_start"):
             f"queued (position {job.queue_position})"
         st.success(f"Job {job.id} for study '{job.study_name}' is {where}. Follow it live on "
                    "the Monitor page.")
-        st.page_link("pages/monitor.py", label="Open Monitor", icon="📈")
+        st.page_link("pages/monitor.py", label="Open Monitor", icon=":material/monitoring:")
