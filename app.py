@@ -12,6 +12,7 @@ pages = [
     st.Page("pages/search.py", title="Search", icon=":material/travel_explore:"),
     st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
     st.Page("pages/results.py", title="Results", icon=":material/emoji_events:"),
+    st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
 ]
 page = st.navigation(pages)
 identity.sidebar()

@@ -130,6 +130,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from nas_core.hub import PublishConfig, PublishError, publish
+
+    try:
+        config = PublishConfig(repo=args.repo, private=not args.public, license=args.license)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        url = publish(args.model_dir, config,
+                      progress=lambda message, fraction: print(f"[{fraction:4.0%}] {message}",
+                                                               flush=True))
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"published {url}")
+    return EXIT_OK
+
+
 def register(sub) -> None:
     from nas_core.cli import _add_data_args
     from nas_core.metrics import DIRECTIONS
@@ -165,3 +184,14 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="CSV to write")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("push", help="publish a model directory to the Hugging Face Hub "
+                       "(token from HF_TOKEN, endpoint from HF_ENDPOINT)")
+    p.add_argument("model_dir")
+    p.add_argument("--repo", required=True, help="'name' or 'namespace/name'")
+    visibility = p.add_mutually_exclusive_group()
+    visibility.add_argument("--private", action="store_true", default=True,
+                            help="private repository (the default)")
+    visibility.add_argument("--public", action="store_true", help="public repository")
+    p.add_argument("--license", default="mit")
+    p.set_defaults(func=cmd_push)

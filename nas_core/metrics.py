@@ -77,3 +77,19 @@ def objective_value(metrics: dict, metric: str) -> float:
     if value is None or not math.isfinite(value):
         return -1.0 if DIRECTIONS[metric] == "maximize" else float("inf")
     return float(value)
+
+
+def bootstrap_ci(task: str, y: np.ndarray, output: np.ndarray, *, n: int = 1000,
+                 level: float = 0.95, seed: int = 0) -> dict[str, list[float] | None]:
+    """Percentile bootstrap intervals of every metric (resampling the test sequences)."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y)
+    samples: dict[str, list[float]] = {}
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        for key, value in compute_metrics(task, y[idx], output[idx]).items():
+            if value is not None and math.isfinite(value):
+                samples.setdefault(key, []).append(value)
+    alpha = (1 - level) / 2
+    return {key: [float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))]
+            if len(v) >= n // 2 else None for key, v in samples.items()}

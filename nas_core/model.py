@@ -8,6 +8,7 @@ config plus an ``esm_nas`` block with the task, label names and every architectu
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from torch import nn
 from nas_core.backbones import EsmConfig, EsmModel, EsmTokenizer, load_backbone
 from nas_core.space import Architecture
 
+REMOTE_MODULE = "modeling_esm_nas"
+REMOTE_CLASS = "EsmNasForSequenceClassification"
 ACTIVATION_LAYERS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 WEIGHTS = "model.safetensors"
 
@@ -185,17 +188,47 @@ def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
         "backbone_untrained": bool(getattr(backbone.config, "esm_nas_untrained", False)),
         **(extra or {}),
     }
-    if model.info.label_names:
-        config["id2label"] = dict(enumerate(model.info.label_names))
-        config["label2id"] = {n: i for i, n in enumerate(model.info.label_names)}
+    names = model.info.label_names or ["value"]
+    config["id2label"] = dict(enumerate(names))
+    config["label2id"] = {n: i for i, n in enumerate(names)}
+    config["problem_type"] = ("regression" if model.info.task == "regression" else
+                              "single_label_classification")
+    # loadable anywhere with only torch + transformers, through the bundled modelling file
+    config["architectures"] = [REMOTE_CLASS]
+    config["auto_map"] = {"AutoModelForSequenceClassification":
+                          f"{REMOTE_MODULE}.{REMOTE_CLASS}"}
     state = {f"esm.{k}": v for k, v in backbone.state_dict().items()
              if not k.startswith("contact_head.")}
     state.update({k: v for k, v in model.state_dict().items() if not k.startswith("esm.")})
+    state.update(standard_head_weights(model))
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
     tokenizer.save_pretrained(directory)
+    shutil.copy(Path(__file__).parent / "hf_export" / f"{REMOTE_MODULE}.py", directory)
     return directory
+
+
+def is_standard_head(arch: Architecture, hidden: int) -> bool:
+    """Exactly transformers' EsmClassificationHead: CLS token, dense(hidden) + tanh, out."""
+    return (arch.pooling == "cls" and arch.head_layers == 1 and arch.head_width == hidden
+            and arch.activation == "tanh")
+
+
+def standard_head_weights(model: SequencePredictor) -> dict[str, torch.Tensor]:
+    """``classifier.*`` copies of the head when it is the standard one, so plain
+    ``EsmForSequenceClassification`` loads the repository without remote code (regression:
+    the label scaling is folded into the output layer)."""
+    if not is_standard_head(model.arch, model.esm.config.hidden_size):
+        return {}
+    dense, out = model.head[1], model.head[4]
+    weight, bias = out.weight.detach().clone(), out.bias.detach().clone()
+    if model.info.task == "regression":
+        weight, bias = weight * model.info.target_std, bias * model.info.target_std + \
+            model.info.target_mean
+    return {"classifier.dense.weight": dense.weight.detach().clone(),
+            "classifier.dense.bias": dense.bias.detach().clone(),
+            "classifier.out_proj.weight": weight, "classifier.out_proj.bias": bias}
 
 
 def load_model(directory: str | Path) -> tuple[SequencePredictor, object]:
@@ -216,6 +249,7 @@ def load_model(directory: str | Path) -> tuple[SequencePredictor, object]:
     backbone.contact_head = None
     model = SequencePredictor(backbone, arch, info)
     state = load_file(str(directory / WEIGHTS))
+    state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"{directory}: weights do not match the config (missing "

@@ -3,6 +3,7 @@ the CLI and the tests."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,8 +32,15 @@ def resolve_model_dir(model: str | Path) -> Path:
         from huggingface_hub import snapshot_download
 
         # only our own files: safetensors + config + tokenizer, never pickles or code to run
-        return Path(snapshot_download(str(model), allow_patterns=[
-            "*.json", "*.safetensors", "vocab.txt", "*.md"]))
+        from nas_core.hub import _transport_errors
+
+        try:
+            return Path(snapshot_download(
+                str(model), endpoint=os.environ.get("HF_ENDPOINT") or None,
+                token=os.environ.get("HF_TOKEN") or None,
+                allow_patterns=["*.json", "*.safetensors", "vocab.txt", "*.md"]))
+        except (OSError, *_transport_errors()) as exc:
+            raise FileNotFoundError(f"could not fetch '{model}' from the Hub: {exc}") from None
     raise FileNotFoundError(f"no model directory '{model}' (and it is not a Hub repository id "
                             "like 'lab/enzyme-model').")
 

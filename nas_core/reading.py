@@ -267,3 +267,23 @@ def _parse_header(header: str) -> tuple[str, str | None, str | None]:
             "train", "valid", "validation", "val", "test"} else None
         return parts[0], parts[1], split
     return first, None, None
+
+
+def read_pasted(text: str) -> RawTable:
+    """Sequences pasted into a text box: FASTA, or one sequence per line (``id,sequence`` or
+    ``id<TAB>sequence`` allowed)."""
+    if not text.strip():
+        raise DataFileError("nothing pasted: paste FASTA records or one sequence per line.")
+    if text.lstrip().startswith(">"):
+        return _read_fasta(text, "pasted text", require_label=False)
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        parts = re.split(r"[,\t]", line, maxsplit=1)
+        ident, seq = (parts[0].strip(), parts[1]) if len(parts) == 2 else (None, parts[0])
+        rows.append({"where": f"line {number}", "id": ident, "sequence": seq, "label": None,
+                     "split": None})
+    frame = pd.DataFrame(rows, columns=["where", "id", "sequence", "label", "split"])
+    return RawTable(frame, "pasted text", "text", "sequence", None)

@@ -61,3 +61,18 @@ def metrics_table(report: dict) -> pd.DataFrame:
             values = block.get(key) or {}
             rows.append({"model": who, "split": split, **{k: v for k, v in values.items()}})
     return pd.DataFrame(rows)
+
+
+def workspace_models(root=None) -> dict[str, Path]:
+    """Exported models in the workspace, newest first: label -> model directory."""
+    from nas_core.workspace import subdir
+
+    found = []
+    for config in subdir("results", root).glob("*/**/best_model/config.json"):
+        report = load_report(config.parent.parent) or {}
+        best = report.get("best", {})
+        label = (f"{report.get('study', config.parent.parent.name)} — trial {best.get('trial')}"
+                 f" ({report.get('task', '?')}, test {report.get('metric', '')} "
+                 f"{best.get('test', {}).get(report.get('metric'), float('nan')):.3f})")
+        found.append((config.stat().st_mtime, label, config.parent))
+    return {label: path for _, label, path in sorted(found, reverse=True)}

@@ -21,9 +21,11 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas_core.backbones import resolve
 from nas_core.baseline import fit_baseline
+from nas_core.card import write_model_card
 from nas_core.data import Dataset
-from nas_core.metrics import DEFAULT_METRIC, DIRECTIONS, metrics_for
+from nas_core.metrics import DEFAULT_METRIC, DIRECTIONS, bootstrap_ci, metrics_for
 from nas_core.model import count_parameters, export_model, load_trial_checkpoint
 from nas_core.objective import SearchData, SearchListener, TrialContext, objective
 from nas_core.space import Architecture, SearchSpace
@@ -276,6 +278,7 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
         results[name], output = evaluate(model, data, device=torch_device,
                                          pad_id=tokenizer.pad_token_id, raw_targets=y)
     _write_predictions(out_dir / "test_predictions.csv", part, output, dataset)
+    test_ci = bootstrap_ci(dataset.task, y, output)
     n_parameters = count_parameters(model)
     export_model(model, tokenizer, out_dir / "best_model", extra={
         "study": study.study_name, "trial": trial.number, "metric": metric,
@@ -286,14 +289,17 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
         "trial": trial.number, "params": trial.params,
         "architecture": trial.user_attrs["architecture"],
         "description": Architecture.from_dict(trial.user_attrs["architecture"]).describe(),
-        "val": results["val"], "test": results["test"], "n_parameters": n_parameters,
-        "best_epoch": trial.user_attrs.get("best_epoch"),
+        "val": results["val"], "test": results["test"], "test_ci": test_ci,
+        "n_parameters": n_parameters, "best_epoch": trial.user_attrs.get("best_epoch"),
+        "backbone_untrained": resolve(trial.user_attrs["architecture"]["backbone"]).untrained,
+        "history": trial.user_attrs.get("history", []),
         "model_dir": str(out_dir / "best_model"),
     }
     report["baseline"] = fit_baseline(dataset)
     if wall_seconds is not None:
         report["wall_seconds"] = round(wall_seconds, 2)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    write_model_card(out_dir / "best_model", report)
     return report
 
 

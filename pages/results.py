@@ -9,6 +9,7 @@ from nas_core.results import (
     zip_directory,
 )
 from ui import render, resources
+from ui.publish import publish_form
 
 st.title("Results")
 root = resources.workspace()
@@ -41,3 +42,4 @@ model_dir = report["best"]["model_dir"]
 st.download_button("Download the model (zip)", zip_directory(model_dir),
                    file_name=f"{job.study_name}-trial{report['best']['trial']}.zip",
                    mime="application/zip", key="results_download")
+publish_form(model_dir, f"{job.study_name}-trial{report['best']['trial']}")

@@ -10,6 +10,8 @@ ASSETS = ROOT / "assets"
 
 # No test may reach the real Hugging Face Hub.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# The loopback fake Hub speaks the plain LFS protocol; must be set before huggingface_hub loads.
+os.environ["HF_HUB_DISABLE_XET"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -110,3 +110,29 @@ def test_metrics():
 def test_backbone_loader_truncates(tiny_backbone):
     model, _ = load_backbone(str(tiny_backbone), n_layers=1)
     assert len(model.encoder.layer) == 1
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_standard_head_loads_without_remote_code(tiny_backbone, tmp_path, task):
+    """CLS pooling + dense(hidden)+tanh is transformers' own ESM classification head: the
+    export then also loads as plain EsmForSequenceClassification, with identical outputs."""
+    from transformers import EsmForSequenceClassification
+
+    arch = Architecture(backbone=str(tiny_backbone), n_layers=2, pooling="cls", head_layers=1,
+                        head_width=32, activation="tanh", dropout=0.0)
+    info = TaskInfo("binary", ["neg", "pos"]) if task == "binary" else \
+        TaskInfo("regression", None, 2.5, 0.7)
+    model, tok = build_model(arch, info)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.normal_(0, 0.5)
+    export_model(model, tok, tmp_path / "m")
+    plain = EsmForSequenceClassification.from_pretrained(tmp_path / "m").eval()
+    ids = encode(SEQS[:6], tok)
+    ours = predict_outputs(model, ids, device=torch.device("cpu"), pad_id=1)
+    batch = tok(SEQS[:6], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = plain(**batch).logits
+    theirs = logits.softmax(-1).numpy() if task == "binary" else logits.squeeze(-1).numpy()
+    np.testing.assert_allclose(theirs, ours, atol=1e-5)

@@ -33,3 +33,11 @@ def study_view(job) -> StudyView | None:
 
 def workspace() -> str:
     return str(workspace_root())
+
+
+@st.cache_resource(max_entries=4)
+def predictor(model: str, version: float):
+    """A loaded model, shared by every session (``version``: the weights' mtime)."""
+    from nas_core.predict import Predictor
+
+    return Predictor(model)

@@ -1,0 +1,1 @@
+"""Files copied into every exported model repository (they import only torch/transformers)."""

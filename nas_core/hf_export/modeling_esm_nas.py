@@ -1,0 +1,82 @@
+"""ESM-NAS Studio model: an ESM-2 encoder (cut to the searched depth, LoRA merged) with the
+searched pooling and prediction head.
+
+Self-contained: needs only ``torch`` and ``transformers``. Load it with
+``AutoModelForSequenceClassification.from_pretrained(repo, trust_remote_code=True)``.
+For regression the single logit is the prediction in the label's units.
+"""
+
+import torch
+from torch import nn
+from transformers import EsmConfig, EsmModel, EsmPreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+class _AttentionPooling(nn.Module):
+    def __init__(self, hidden):
+        super().__init__()
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, states, mask):
+        scores = self.score(states).squeeze(-1).float()
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1).to(states.dtype)
+        return torch.einsum("bl,blh->bh", weights, states)
+
+
+class EsmNasForSequenceClassification(EsmPreTrainedModel):
+    config_class = EsmConfig
+    _keys_to_ignore_on_load_unexpected = [r"classifier\."]
+
+    def __init__(self, config):
+        super().__init__(config)
+        meta = config.esm_nas
+        arch = meta["architecture"]
+        self.task = meta["task"]
+        self.pooling = arch["pooling"]
+        self.esm = EsmModel(config, add_pooling_layer=False)
+        self.esm.contact_head = None
+        hidden = config.hidden_size
+        self.pool = _AttentionPooling(hidden) if self.pooling == "attention" else None
+        layers, width = [], hidden
+        for _ in range(arch["head_layers"]):
+            layers += [nn.Dropout(arch["dropout"]), nn.Linear(width, arch["head_width"]),
+                       _ACTIVATIONS[arch["activation"]]()]
+            width = arch["head_width"]
+        n_outputs = 1 if self.task == "regression" else len(meta["label_names"])
+        layers += [nn.Dropout(arch["dropout"]), nn.Linear(width, n_outputs)]
+        self.head = nn.Sequential(*layers)
+        self.register_buffer("target_scale", torch.tensor(
+            [float(meta["target_std"]), float(meta["target_mean"])]), persistent=False)
+        self.post_init()
+
+    def _init_weights(self, module):
+        return  # every weight comes from the checkpoint
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        states = self.esm(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            pooled = states[:, 0]
+        else:
+            eos = self.config.eos_token_id if self.config.eos_token_id is not None else 2
+            residues = attention_mask.bool() & (input_ids != eos)
+            residues[:, 0] = False
+            if self.pool is not None:
+                pooled = self.pool(states, residues)
+            else:
+                w = residues.to(states.dtype).unsqueeze(-1)
+                pooled = (states * w).sum(1) / w.sum(1).clamp(min=1.0)
+        logits = self.head(pooled)
+        if self.task == "regression":
+            logits = logits * self.target_scale[0] + self.target_scale[1]
+        loss = None
+        if labels is not None:
+            if self.task == "regression":
+                loss = nn.functional.mse_loss(logits.squeeze(-1), labels.float())
+            else:
+                loss = nn.functional.cross_entropy(logits, labels.long())
+        return SequenceClassifierOutput(loss=loss, logits=logits)

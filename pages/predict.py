@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import streamlit as st
+
+from nas_core.predict import PredictionInputError
+from nas_core.reading import DataFileError, read_bytes, read_pasted
+from nas_core.results import workspace_models
+from ui import resources
+
+st.title("Predict")
+root = resources.workspace()
+models = workspace_models(root)
+source = st.radio("Model", ["From this workspace", "From the Hugging Face Hub"],
+                  horizontal=True, key="predict_source",
+                  index=0 if models else 1)
+if source == "From this workspace":
+    if not models:
+        st.info("No model in the workspace yet: run a search first, or use a Hub model.")
+        st.stop()
+    label = st.selectbox("Model", list(models), key="predict_model")
+    model_ref = str(models[label])
+else:
+    model_ref = st.text_input("Hub repository id", placeholder="your-lab/enzyme-classifier",
+                              key="predict_repo", help="A model published by ESM-NAS Studio.")
+    if not model_ref:
+        st.stop()
+
+tab_paste, tab_file = st.tabs(["Paste sequences", "Upload a file"])
+pasted = tab_paste.text_area("FASTA, or one sequence per line (optionally 'id,sequence')",
+                             key="predict_text", height=160)
+upload = tab_file.file_uploader("CSV, TSV, Excel or FASTA with a sequence column",
+                                type=["csv", "tsv", "txt", "xlsx", "fasta", "fa", "faa", "gz"],
+                                key="predict_upload")
+if st.button("Predict", type="primary", key="predict_go"):
+    st.session_state.pop("predict_result", None)
+    try:
+        raw = read_bytes(upload.getvalue(), upload.name, require_label=False) if upload else \
+            read_pasted(pasted)
+        version = Path(model_ref, "model.safetensors").stat().st_mtime if Path(
+            model_ref).is_dir() else 0.0
+        with st.spinner("Loading the model..."):
+            predictor = resources.predictor(model_ref, version)
+        bar = st.progress(0.0, text="Predicting...")
+        frame, problems, metrics = predictor.predict_table(
+            raw, progress=lambda done, total: bar.progress(done / total,
+                                                           text=f"{done}/{total} sequences"))
+        bar.empty()
+    except PredictionInputError as exc:
+        st.error(f"{len(exc.problems)} sequence(s) cannot be used; nothing was predicted:")
+        st.markdown("\n".join(f"- {p.message}" for p in exc.problems[:50]))
+    except (DataFileError, FileNotFoundError, ValueError) as exc:
+        st.error(str(exc))
+    else:
+        # kept for this browser session, so sorting or downloading does not lose it
+        st.session_state["predict_result"] = (model_ref, frame, problems, metrics)
+
+if "predict_result" in st.session_state:
+    used, frame, problems, metrics = st.session_state["predict_result"]
+    for p in problems:
+        st.warning(p.message)
+    st.success(f"{len(frame)} prediction(s) with {used}.")
+    if metrics:
+        st.caption("Against the labels in your file: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in metrics.items() if v is not None))
+    st.dataframe(frame, hide_index=True, width="stretch", key="predict_table")
+    st.download_button("Download as CSV", frame.to_csv(index=False).encode(),
+                       file_name="predictions.csv", mime="text/csv", key="predict_download")

@@ -1,0 +1,62 @@
+"""The publish form of the Results page."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from nas_core.hub import PublishConfig, PublishError, publish
+
+
+def _configured_token() -> tuple[str | None, str | None]:
+    """(token, where it comes from) from the environment or Streamlit secrets."""
+    if os.environ.get("HF_TOKEN"):
+        return os.environ["HF_TOKEN"], "the HF_TOKEN environment variable"
+    try:
+        if "HF_TOKEN" in st.secrets:
+            return str(st.secrets["HF_TOKEN"]), "the app's secrets"
+    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+        pass
+    return None, None
+
+
+def publish_form(model_dir: str, default_name: str) -> None:
+    st.subheader("Publish to the Hugging Face Hub")
+    failed = st.session_state.get("publish_error")
+    if failed:
+        st.error(f"Not published: {failed} Nothing was retrained; press Retry when ready.")
+    if st.session_state.get("publish_url"):
+        st.success(f"Published: {st.session_state['publish_url']}")
+    token, origin = _configured_token()
+    help_for = {name: f.metadata["help"] for name, f in
+                PublishConfig.__dataclass_fields__.items()}
+    with st.form("publish_form"):
+        repo = st.text_input("Repository name", default_name, key="publish_repo",
+                             help=help_for["repo"])
+        private = st.checkbox("Private", True, key="publish_private", help=help_for["private"])
+        if token:
+            st.caption(f"Using the token from {origin}.")
+        else:
+            token = st.text_input("Hugging Face token (write access)", type="password",
+                                  key="publish_token",
+                                  help="Used for this upload only: never saved or logged.")
+        submitted = st.form_submit_button("Retry" if failed else "Publish", type="primary")
+    if not submitted:
+        return
+    try:
+        config = PublishConfig(repo=repo, private=private)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    bar = st.progress(0.0, text="Starting")
+    try:
+        url = publish(model_dir, config, token=token or None,
+                      progress=lambda message, fraction: bar.progress(fraction, text=message))
+    except PublishError as exc:
+        st.session_state["publish_error"] = str(exc)
+        st.session_state.pop("publish_url", None)
+    else:
+        st.session_state.pop("publish_error", None)
+        st.session_state["publish_url"] = url
+    st.rerun()  # show the outcome above the form, with the button relabelled
