@@ -8,6 +8,7 @@ the code a real checkpoint goes through.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -247,6 +248,17 @@ def make_tiny_backbone(directory: str | os.PathLike[str], *, layers: int = 2, hi
     vocab.write_text("\n".join(ESM2_VOCAB))
     EsmTokenizer(str(vocab)).save_pretrained(directory)
     return directory
+
+
+@functools.lru_cache(maxsize=1)
+def esm2_tokenizer() -> EsmTokenizer:
+    """The ESM-2 tokenizer (every ESM-2 checkpoint shares this vocabulary)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = Path(tmp) / "vocab.txt"
+        vocab.write_text("\n".join(ESM2_VOCAB))
+        return EsmTokenizer(str(vocab))
 
 
 def encode(sequences: list[str], tokenizer) -> list[np.ndarray]:

@@ -102,6 +102,49 @@ class SequencePredictor(nn.Module):
         return self.head(pooled), pooled
 
 
+class HeadModel(nn.Module):
+    """Only the head of a frozen-backbone candidate, trained on cached pooled features.
+
+    Its parameter names are those of the full :class:`SequencePredictor`'s trainable part, so
+    its checkpoint rebuilds the full model (backbone + this head) exactly.
+    """
+
+    esm = None
+    pool = None
+
+    def __init__(self, arch: Architecture, info: TaskInfo, hidden: int) -> None:
+        super().__init__()
+        self.arch, self.info = arch, info
+        self.head = make_head(hidden, arch, info.n_outputs)
+
+
+def init_head(model: nn.Module, seed: int) -> None:
+    """Seeded initialisation of the head (and attention pooling): the same trial seed gives
+    the same start whether the backbone runs or its cached features are used."""
+    import math
+
+    generator = torch.Generator().manual_seed(seed)
+    for part in (model.head, getattr(model, "pool", None)):
+        if part is None:
+            continue
+        for module in part.modules():
+            if isinstance(module, nn.Linear):
+                with torch.no_grad():
+                    nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                    bound = 1 / math.sqrt(module.in_features)
+                    module.bias.uniform_(-bound, bound, generator=generator)
+
+
+def deployed_parameters(arch: Architecture, head: nn.Module) -> int:
+    """Parameters of the exported model (backbone at its depth, no contact head, + head)."""
+    from nas_core.backbones import resolve
+
+    spec = resolve(arch.backbone)
+    contact = arch.n_layers * spec.heads + 1
+    return spec.parameters_at_depth(arch.n_layers) - contact + sum(
+        p.numel() for p in head.parameters())
+
+
 def _lora_targets(arch: Architecture) -> list[str]:
     return arch.lora_targets.split(",")
 

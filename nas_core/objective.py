@@ -17,12 +17,17 @@ import numpy as np
 import optuna
 import torch
 
+from nas_core.backbones import esm2_tokenizer, resolve
+from nas_core.cache import RepresentationCache, cached_trial_possible
 from nas_core.data import Dataset
 from nas_core.metrics import objective_value
 from nas_core.model import (
+    HeadModel,
     TaskInfo,
     build_model,
     count_parameters,
+    deployed_parameters,
+    init_head,
     load_trainable_state,
     save_trial_checkpoint,
 )
@@ -84,7 +89,7 @@ class TrialContext:
     max_tokens: int | None = None
     listeners: Sequence[SearchListener] = ()
     should_stop: Callable[[], bool] | None = None
-    backbone_loader: Callable | None = field(default=None, repr=False)
+    cache: RepresentationCache | None = field(default=None, repr=False)
 
     def emit(self, event: str, *args) -> None:
         for listener in self.listeners:
@@ -131,15 +136,41 @@ def _free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext):
-    model, tokenizer = build_model(arch, ctx.data.info,
-                                   backbone=ctx.backbone_loader(arch) if ctx.backbone_loader
-                                   else None)
-    n_parameters = count_parameters(model)
-    trial.set_user_attr("n_parameters", n_parameters)
-    pad_id = tokenizer.pad_token_id
+def _prepare(arch: Architecture, ctx: TrialContext):
+    """The model to train and the two splits: cached features for a frozen backbone with
+    mean/CLS pooling (the backbone does not run at all), token ids otherwise."""
+    if ctx.cache is not None and cached_trial_possible(arch):
+        spec = resolve(arch.backbone)
+        layers = list(range(*_inclusive(ctx.space.depth_bounds(spec))))
+        sequences = ctx.data.train_sequences + ctx.data.val_sequences
+        features = ctx.cache.pooled(arch.backbone, sequences, layers, device=ctx.device,
+                                    max_tokens=ctx.max_tokens or 16384)
+        pooled = np.asarray(features[(arch.pooling, arch.n_layers)])
+        n_train = len(ctx.data.train_sequences)
+        tokenizer = esm2_tokenizer()  # ids only set the batches (by length)
+        train_data = encode_split(ctx.data.train_sequences, ctx.data.train_targets, tokenizer)
+        val_data = encode_split(ctx.data.val_sequences, ctx.data.val_targets, tokenizer)
+        train_data.features, val_data.features = pooled[:n_train], pooled[n_train:]
+        model = HeadModel(arch, ctx.data.info, pooled.shape[1])
+        return model, deployed_parameters(arch, model.head), train_data, val_data, \
+            tokenizer.pad_token_id
+    model, tokenizer = build_model(arch, ctx.data.info)
     train_data = encode_split(ctx.data.train_sequences, ctx.data.train_targets, tokenizer)
     val_data = encode_split(ctx.data.val_sequences, ctx.data.val_targets, tokenizer)
+    return model, count_parameters(model), train_data, val_data, tokenizer.pad_token_id
+
+
+def _inclusive(bounds: tuple[int, int]) -> tuple[int, int]:
+    return bounds[0], bounds[1] + 1
+
+
+
+
+def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext):
+    model, n_parameters, train_data, val_data, pad_id = _prepare(arch, ctx)
+    init_head(model, ctx.seed + trial.number)
+    trial.set_user_attr("n_parameters", n_parameters)
+    trial.set_user_attr("cached_features", train_data.features is not None)
     history: list[dict] = []
 
     def on_epoch(record: EpochRecord) -> None:

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas_core.backbones import resolve
 from nas_core.baseline import fit_baseline
+from nas_core.cache import RepresentationCache
 from nas_core.card import write_model_card
 from nas_core.data import Dataset
 from nas_core.metrics import DEFAULT_METRIC, DIRECTIONS, bootstrap_ci, metrics_for
@@ -71,6 +72,9 @@ class SearchConfig:
         "help": "Early stopping: epochs without improvement before a trial stops."})
     max_tokens: int | None = field(default=None, metadata={
         "help": "Cap on padded tokens per training batch (protects GPU memory)."})
+    cache_representations: bool = field(default=True, metadata={
+        "help": "Frozen-backbone trials reuse pooled representations computed once per "
+        "backbone and dataset instead of running the backbone again."})
 
     def __post_init__(self) -> None:
         if not self.study_name or not self.study_name.strip():
@@ -214,7 +218,8 @@ def optimize(study: optuna.Study, config: SearchConfig, dataset: Dataset, *, roo
         metric=study.user_attrs["metric"], multi_objective=config.multi_objective, device=device,
         checkpoint_dir=subdir("runs", root) / _safe(study.study_name), seed=config.seed,
         patience=config.patience, max_tokens=config.max_tokens, listeners=listeners,
-        should_stop=should_stop)
+        should_stop=should_stop,
+        cache=RepresentationCache(root) if config.cache_representations else None)
     config.space.usable_backbones()  # fail before the first trial if nothing fits
     remaining = None
     if config.n_trials is not None:

@@ -42,13 +42,31 @@ def autocast(device: torch.device):
 # -- batches --------------------------------------------------------------------------------
 @dataclass
 class Encoded:
-    """Token ids of a split with its targets (class indices or standardised values)."""
+    """A split ready for the model: token ids, or — for a frozen backbone whose pooled
+    representations are cached — the pooled features; with the targets (class indices or
+    standardised values)."""
 
     ids: list[np.ndarray]
     targets: np.ndarray
+    features: np.ndarray | None = None  # (N, hidden) pooled representations
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(x) for x in self.ids])
+
+
+def forward(model, data: Encoded, batch: np.ndarray, pad_id: int, device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, pooled) for the rows ``batch`` of ``data``; skips the backbone when the pooled
+    features are given."""
+    if data.features is not None:
+        pooled = torch.from_numpy(data.features[batch]).to(device)
+        return model.head(pooled), pooled
+    tokens, mask = collate([data.ids[i] for i in batch], pad_id, device)
+    return model(tokens, mask)
 
 
 def encode_split(sequences: list[str], targets: np.ndarray, tokenizer) -> Encoded:
@@ -127,18 +145,19 @@ def task_loss(task: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.T
 
 # -- evaluation -----------------------------------------------------------------------------
 @torch.inference_mode()
-def predict_outputs(model: SequencePredictor, ids: list[np.ndarray], *, device: torch.device,
-                    pad_id: int, batch_size: int = 64, max_tokens: int = 16384,
+def predict_outputs(model: SequencePredictor, data: Encoded | list[np.ndarray], *,
+                    device: torch.device, pad_id: int, batch_size: int = 64,
+                    max_tokens: int = 16384,
                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Probabilities (classification) or values in label units (regression), input order."""
+    if not isinstance(data, Encoded):
+        data = Encoded(list(data), np.zeros(len(data)))
     model.eval()
-    lengths = np.array([len(x) for x in ids])
     out: np.ndarray | None = None
     done = 0
-    for batch in length_batches(lengths, batch_size, max_tokens=max_tokens):
-        tokens, mask = collate([ids[i] for i in batch], pad_id, device)
+    for batch in length_batches(data.lengths, batch_size, max_tokens=max_tokens):
         with autocast(device):
-            logits, _ = model(tokens, mask)
+            logits, _ = forward(model, data, batch, pad_id, device)
         logits = logits.float()
         if model.info.task == "regression":
             values = logits.squeeze(-1) * model.info.target_std + model.info.target_mean
@@ -146,18 +165,18 @@ def predict_outputs(model: SequencePredictor, ids: list[np.ndarray], *, device: 
         else:
             result = torch.softmax(logits, dim=-1).cpu().numpy()
         if out is None:
-            out = np.zeros((len(ids), result.shape[1]), dtype=np.float64)
+            out = np.zeros((len(data), result.shape[1]), dtype=np.float64)
         out[batch] = result
         done += len(batch)
         if progress:
-            progress(done, len(ids))
+            progress(done, len(data))
     assert out is not None
     return out[:, 0] if model.info.task == "regression" else out
 
 
 def evaluate(model: SequencePredictor, data: Encoded, *, device: torch.device, pad_id: int,
              raw_targets: np.ndarray) -> tuple[dict, np.ndarray]:
-    output = predict_outputs(model, data.ids, device=device, pad_id=pad_id)
+    output = predict_outputs(model, data, device=device, pad_id=pad_id)
     return compute_metrics(model.info.task, raw_targets, output), output
 
 
@@ -202,7 +221,7 @@ def train(model: SequencePredictor, train_data: Encoded, val_data: Encoded, *,
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=arch.lr, weight_decay=arch.weight_decay)
-    lengths = np.array([len(x) for x in train_data.ids])
+    lengths = train_data.lengths
     edges = (np.quantile(train_data.targets, [0.25, 0.5, 0.75])
              if task == "regression" else None)
     groups_all = contrastive_groups(task, train_data.targets, edges)
@@ -214,15 +233,14 @@ def train(model: SequencePredictor, train_data: Encoded, val_data: Encoded, *,
             raise TrainingCancelled(f"stopped by the user before epoch {epoch}")
         started = time.perf_counter()
         model.train()
-        if arch.adaptation == "frozen":
+        if arch.adaptation == "frozen" and getattr(model, "esm", None) is not None:
             model.esm.eval()  # no dropout in a frozen backbone
         total_loss = total_mae = 0.0
         seen = 0
         for batch in length_batches(lengths, arch.batch_size, max_tokens=max_tokens, rng=rng):
-            tokens, mask = collate([train_data.ids[i] for i in batch], pad_id, device)
             targets = torch.as_tensor(train_data.targets[batch], device=device)
             with autocast(device):
-                logits, pooled = model(tokens, mask)
+                logits, pooled = forward(model, train_data, batch, pad_id, device)
             supervised = task_loss(task, logits, targets)
             loss = supervised
             if arch.contrastive_weight > 0 and len(batch) > 1:
