@@ -149,19 +149,21 @@ def _lora_targets(arch: Architecture) -> list[str]:
     return arch.lora_targets.split(",")
 
 
-def build_model(arch: Architecture, info: TaskInfo, *, backbone=None) -> tuple[
-        SequencePredictor, object]:
+def build_model(arch: Architecture, info: TaskInfo, *,
+                gradient_checkpointing: bool = False) -> tuple[SequencePredictor, object]:
     """Load the backbone cut to ``arch.n_layers``, apply the adaptation, add pooling + head.
 
     Returns ``(model, tokenizer)``; only the parameters the adaptation trains require grad.
+    ``gradient_checkpointing`` trades compute for memory when the backbone is trained (large
+    backbones on small GPUs).
     """
-    if backbone is None:
-        backbone, tokenizer = load_backbone(arch.backbone, n_layers=arch.n_layers)
-    else:
-        backbone, tokenizer = backbone
+    backbone, tokenizer = load_backbone(arch.backbone, n_layers=arch.n_layers)
     backbone.contact_head = None  # never used for prediction; keeps saved weights lean
     for p in backbone.parameters():
         p.requires_grad_(False)
+    if gradient_checkpointing and arch.adaptation != "frozen":
+        backbone.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     if arch.adaptation == "lora":
         from peft import LoraConfig, get_peft_model
 

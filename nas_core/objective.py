@@ -90,6 +90,7 @@ class TrialContext:
     listeners: Sequence[SearchListener] = ()
     should_stop: Callable[[], bool] | None = None
     cache: RepresentationCache | None = field(default=None, repr=False)
+    gradient_checkpointing: str = "auto"  # auto: for backbones of 150M parameters and more
 
     def emit(self, event: str, *args) -> None:
         for listener in self.listeners:
@@ -154,7 +155,9 @@ def _prepare(arch: Architecture, ctx: TrialContext):
         model = HeadModel(arch, ctx.data.info, pooled.shape[1])
         return model, deployed_parameters(arch, model.head), train_data, val_data, \
             tokenizer.pad_token_id
-    model, tokenizer = build_model(arch, ctx.data.info)
+    checkpointing = ctx.gradient_checkpointing == "on" or (
+        ctx.gradient_checkpointing == "auto" and resolve(arch.backbone).n_parameters >= 1.5e8)
+    model, tokenizer = build_model(arch, ctx.data.info, gradient_checkpointing=checkpointing)
     train_data = encode_split(ctx.data.train_sequences, ctx.data.train_targets, tokenizer)
     val_data = encode_split(ctx.data.val_sequences, ctx.data.val_targets, tokenizer)
     return model, count_parameters(model), train_data, val_data, tokenizer.pad_token_id

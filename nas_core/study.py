@@ -72,6 +72,9 @@ class SearchConfig:
         "help": "Early stopping: epochs without improvement before a trial stops."})
     max_tokens: int | None = field(default=None, metadata={
         "help": "Cap on padded tokens per training batch (protects GPU memory)."})
+    gradient_checkpointing: str = field(default="auto", metadata={
+        "help": "Recompute activations instead of storing them when the backbone is trained: "
+        "auto (backbones of 150M parameters and more), on or off."})
     cache_representations: bool = field(default=True, metadata={
         "help": "Frozen-backbone trials reuse pooled representations computed once per "
         "backbone and dataset instead of running the backbone again."})
@@ -95,6 +98,8 @@ class SearchConfig:
                              f"{', '.join(DIRECTIONS)}.")
         if self.patience < 1:
             raise ValueError("patience must be at least 1.")
+        if self.gradient_checkpointing not in ("auto", "on", "off"):
+            raise ValueError("gradient_checkpointing must be auto, on or off.")
 
     @property
     def multi_objective(self) -> bool:
@@ -219,7 +224,8 @@ def optimize(study: optuna.Study, config: SearchConfig, dataset: Dataset, *, roo
         checkpoint_dir=subdir("runs", root) / _safe(study.study_name), seed=config.seed,
         patience=config.patience, max_tokens=config.max_tokens, listeners=listeners,
         should_stop=should_stop,
-        cache=RepresentationCache(root) if config.cache_representations else None)
+        cache=RepresentationCache(root) if config.cache_representations else None,
+        gradient_checkpointing=config.gradient_checkpointing)
     config.space.usable_backbones()  # fail before the first trial if nothing fits
     remaining = None
     if config.n_trials is not None:

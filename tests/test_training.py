@@ -136,3 +136,28 @@ def test_standard_head_loads_without_remote_code(tiny_backbone, tmp_path, task):
         logits = plain(**batch).logits
     theirs = logits.softmax(-1).numpy() if task == "binary" else logits.squeeze(-1).numpy()
     np.testing.assert_allclose(theirs, ours, atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_backbone):
+    arch = Architecture(backbone=str(tiny_backbone), n_layers=3, adaptation="lora",
+                        lora_rank=4, lora_alpha=8, dropout=0.0, lora_dropout=0.0)
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model, tok = build_model(arch, TaskInfo("binary", ["a", "b"]),
+                                 gradient_checkpointing=checkpointing)
+        from nas_core.model import init_head
+
+        init_head(model, 0)
+        model.train()
+        ids = encode(SEQS[:4], tok)
+        from nas_core.training import collate
+
+        tokens, mask = collate(ids, 1, torch.device("cpu"))
+        logits, _ = model(tokens, mask)
+        logits.sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()
+                      if p.requires_grad and p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-5)

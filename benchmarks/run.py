@@ -1,0 +1,307 @@
+"""ESM-NAS Studio performance benchmark: every figure is measured side by side in one run.
+
+    python benchmarks/run.py [--quick] [--device cpu|cuda] [--write]
+
+Prints one line per figure, ``name: value``, followed by the two raw measurements. With
+``--write`` the output is also saved to benchmarks/RESULTS.md with the machine description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from nas_core.backbones import encode, make_tiny_backbone  # noqa: E402
+from nas_core.cache import RepresentationCache  # noqa: E402
+from nas_core.data import Dataset  # noqa: E402
+from nas_core.model import TaskInfo, build_model  # noqa: E402
+from nas_core.objective import SearchData, TrialContext, objective  # noqa: E402
+from nas_core.space import Architecture, SearchSpace  # noqa: E402
+from nas_core.splits import assign_splits  # noqa: E402
+from nas_core.training import collate, encode_split, length_batches, task_loss, train  # noqa: E402
+
+AMINO = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+LINES: list[str] = []
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+    LINES.append(line)
+
+
+def synthetic_dataset(n: int, seed: int = 0, low: int = 50, high: int = 600) -> Dataset:
+    """Protein-like sequences, lengths log-uniform in [low, high]; the label (is the sequence
+    rich in K/R?) is learnable from composition, like many real peptide tasks."""
+    rng = np.random.default_rng(seed)
+    lengths = np.exp(rng.uniform(np.log(low), np.log(high), n)).astype(int)
+    seqs, labels = [], []
+    for i, length in enumerate(lengths):
+        positive = i % 2 == 0
+        p = np.full(20, 1.0)
+        p[[8, 14]] += 0.35 if positive else 0.0  # K, R: a weak signal, not a giveaway
+        seq = "".join(rng.choice(AMINO, size=length, p=p / p.sum()))
+        seqs.append(seq)
+        labels.append("rich" if positive else "poor")
+    frame = pd.DataFrame({"id": None, "sequence": seqs, "label": labels, "split": None,
+                          "where": [f"row {i + 2}" for i in range(n)]})
+    frame = frame.drop_duplicates("sequence").reset_index(drop=True)
+    dataset, _ = assign_splits(Dataset(frame, "binary", ["poor", "rich"], "synthetic"))
+    return dataset
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def frozen_trial(data, backbone, workdir, cache, epochs, device):
+    space = SearchSpace(backbones=(backbone,), adaptations=("frozen",), poolings=("mean",),
+                        layers_range=(6, 6), max_epochs_range=(epochs, epochs),
+                        batch_sizes=(16,), head_layers_range=(1, 1), head_widths=(64,),
+                        contrastive_weight_range=(0.0, 0.0), lr_range=(1e-3, 1e-3))
+    ctx = TrialContext(data=data, space=space, metric="roc_auc", multi_objective=False,
+                       device=device, checkpoint_dir=Path(workdir) / "ck", seed=0,
+                       patience=epochs, cache=cache)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: objective(t, ctx), n_trials=1)
+    return study.trials[0]
+
+
+def bench_cache(backbone, data, workdir, epochs, device) -> None:
+    t_plain, plain = timed(lambda: frozen_trial(data, backbone, workdir, None, epochs, device))
+    cache = RepresentationCache(Path(workdir) / "ws")
+    t_cold, _ = timed(lambda: frozen_trial(data, backbone, workdir, cache, epochs, device))
+    t_warm, warm = timed(lambda: frozen_trial(data, backbone, workdir, cache, epochs, device))
+    same = abs(plain.value - warm.value) < 1e-4
+    say(f"frozen_cache_speedup: {t_plain / t_warm:.1f}x")
+    say(f"  without cache: {t_plain:.2f} s per trial; with a warm cache: {t_warm:.3f} s per "
+        f"trial (the first trial, which builds the cache: {t_cold:.2f} s); {epochs} epochs, "
+        f"6-layer backbone; same validation ROC-AUC: {same}")
+
+
+def _model(backbone, adaptation="partial"):
+    arch = Architecture(backbone=backbone, n_layers=6, adaptation=adaptation,
+                        finetune_layers=6, pooling="mean", head_layers=1, head_width=64,
+                        batch_size=16, max_epochs=1, lr=1e-4, dropout=0.0)
+    return build_model(arch, TaskInfo("binary", ["poor", "rich"]))
+
+
+def bench_engine_overhead(backbone, data, device) -> None:
+    model, tok = _model(backbone)
+    train_data = encode_split(data.train_sequences, data.train_targets, tok)
+    val_data = encode_split(data.val_sequences, data.val_targets, tok)
+    result = train(model, train_data, val_data, val_targets_raw=data.val_targets,
+                   metric="roc_auc", device=device, pad_id=1, seed=0)
+    t_engine = result.history[0].seconds
+
+    # the same model, data and batches, written by hand: forward, loss, step; then eval
+    model, tok = _model(backbone)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    model.train()
+    for batch in length_batches(train_data.lengths, 16, rng=rng):
+        tokens, mask = collate([train_data.ids[i] for i in batch], 1, device)
+        logits, _ = model(tokens, mask)
+        loss = task_loss("binary", logits, torch.as_tensor(train_data.targets[batch]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.inference_mode():
+        for batch in length_batches(val_data.lengths, 64, max_tokens=16384):
+            tokens, mask = collate([val_data.ids[i] for i in batch], 1, device)
+            model(tokens, mask)
+    t_hand = time.perf_counter() - start
+    say(f"engine_overhead: {t_engine / t_hand:.3f}")
+    say(f"  engine epoch: {t_engine:.2f} s; hand-written loop: {t_hand:.2f} s (same model, "
+        "data and batches, both with the validation pass)")
+
+
+def bench_bucketing(backbone, data, device) -> None:
+    model, tok = _model(backbone)
+    model.to(device).train()
+    ids = encode(data.train_sequences, tok)
+    lengths = np.array([len(x) for x in ids])
+    targets = torch.as_tensor(data.train_targets)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+    def epoch(batches) -> float:
+        start = time.perf_counter()
+        for batch in batches:
+            tokens, mask = collate([ids[i] for i in batch], 1, device)
+            logits, _ = model(tokens, mask)
+            loss = task_loss("binary", logits, targets[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - start
+
+    rng = np.random.default_rng(0)
+    fixed = np.array_split(rng.permutation(len(ids)), max(1, len(ids) // 16))
+    t_fixed = epoch(fixed)
+    t_bucket = epoch(length_batches(lengths, 16, max_tokens=16 * 256, rng=rng))
+    real = lengths.sum()
+    padded_fixed = sum(lengths[b].max() * len(b) for b in fixed)
+    say(f"bucketing_speedup: {t_fixed / t_bucket:.2f}x")
+    say(f"  length-bucketed: {real / t_bucket:,.0f} tokens/s; fixed 16-sequence batches padded "
+        f"to their longest: {real / t_fixed:,.0f} tokens/s (padding {padded_fixed / real - 1:.0%} "
+        "of the real tokens)")
+
+
+def bench_pruning(backbone, dataset, workdir, trials) -> None:
+    from nas_core.study import SearchConfig, open_study, optimize
+
+    results = {}
+    for pruner in ("median", "none"):
+        space = SearchSpace(backbones=(backbone,), adaptations=("frozen",),
+                            max_epochs_range=(8, 8), lr_range=(1e-5, 3e-2),
+                            batch_sizes=(16,))
+        config = SearchConfig(f"prune-{pruner}", space, n_trials=trials, sampler="random",
+                              pruner=pruner, seed=11, patience=8)
+        root = Path(workdir) / f"prune-{pruner}"
+        study = open_study(config, dataset, root=root)
+        optimize(study, config, dataset, root=root)
+        epochs = sum(t.user_attrs.get("epochs_trained", 0) for t in study.trials)
+        results[pruner] = (epochs, study.best_value)
+    saving = 1 - results["median"][0] / results["none"][0]
+    say(f"pruning_epoch_saving: {saving:.2f}")
+    say(f"  median pruner: {results['median'][0]} epochs, best ROC-AUC "
+        f"{results['median'][1]:.4f}; no pruning: {results['none'][0]} epochs, best "
+        f"{results['none'][1]:.4f} ({trials} trials, seed 11)")
+
+
+RSS_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from benchmarks.run import synthetic_dataset
+from nas_core.space import SearchSpace
+from nas_core.study import SearchConfig, run_search
+dataset = synthetic_dataset({n})
+space = SearchSpace(backbones=({backbone!r},), adaptations=("frozen",),
+                    poolings=("mean", "cls"), max_epochs_range=(3, 3), batch_sizes=(64,))
+start = time.perf_counter()
+report = run_search(SearchConfig("rss", space, n_trials=3), dataset, {out!r}, root={out!r})
+print(json.dumps({{"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "seconds": time.perf_counter() - start, "n": len(dataset.frame),
+                  "tokens": int(dataset.frame["sequence"].str.len().sum())}}))
+"""
+
+
+def bench_rss(backbone, workdir, n) -> None:
+    code = RSS_CHILD.format(root=str(ROOT), n=n, backbone=backbone,
+                            out=str(Path(workdir) / "rss"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "ESM_NAS_HOME": str(Path(workdir) / "rss")})
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    say(f"peak_rss_mb: {result['rss_mb']:.0f}")
+    say(f"  search of 3 frozen-backbone trials on {result['n']:,} sequences "
+        f"({result['tokens']:,} residues) in {result['seconds']:.1f} s, measured in a fresh "
+        "process (ru_maxrss)")
+
+
+def bench_gpu(workdir) -> None:
+    """Tokens/s of the real ESM-2 8M and 35M shapes (random weights), bf16+SDPA vs fp32
+    eager, forward+backward."""
+    from transformers import EsmConfig, EsmModel
+
+    device = torch.device("cuda")
+    for name, layers, hidden, heads in (("esm2_t6_8M", 6, 320, 20),
+                                        ("esm2_t12_35M", 12, 480, 20)):
+        rates = {}
+        for mode in ("bf16+sdpa", "fp32+eager"):
+            config = EsmConfig(vocab_size=33, hidden_size=hidden, num_hidden_layers=layers,
+                               num_attention_heads=heads, intermediate_size=4 * hidden,
+                               position_embedding_type="rotary", pad_token_id=1,
+                               attn_implementation="sdpa" if mode == "bf16+sdpa" else "eager")
+            model = EsmModel(config, add_pooling_layer=False).to(device)
+            tokens = torch.randint(4, 24, (32, 512), device=device)
+            mask = torch.ones_like(tokens)
+            for step in range(13):
+                if step == 3:
+                    torch.cuda.synchronize()
+                    start = time.perf_counter()
+                with torch.autocast("cuda", dtype=torch.bfloat16,
+                                    enabled=mode == "bf16+sdpa"):
+                    out = model(input_ids=tokens, attention_mask=mask).last_hidden_state
+                out.float().mean().backward()
+            torch.cuda.synchronize()
+            rates[mode] = 10 * tokens.numel() / (time.perf_counter() - start)
+        say(f"gpu_tokens_per_s_{name}: {rates['bf16+sdpa'] / rates['fp32+eager']:.2f}x")
+        say(f"  bf16+SDPA: {rates['bf16+sdpa']:,.0f} tokens/s; fp32 eager: "
+            f"{rates['fp32+eager']:,.0f} tokens/s (batch 32 x 512, forward+backward)")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return (f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, GPU: {gpu}; Python "
+            f"{platform.python_version()}, torch {torch.__version__}, {platform.system()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller data (about 2 minutes)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    device = torch.device(args.device)
+    n = 300 if args.quick else 800
+    with tempfile.TemporaryDirectory() as workdir:
+        os.environ["ESM_NAS_HOME"] = str(Path(workdir) / "ws")
+        backbone = str(make_tiny_backbone(Path(workdir) / "tiny6", layers=6, hidden=64,
+                                          heads=4))
+        small = str(make_tiny_backbone(Path(workdir) / "tiny2", layers=2, hidden=32, heads=4))
+        dataset = synthetic_dataset(n)
+        data = SearchData.from_dataset(dataset)
+        say(f"machine: {machine()}")
+        say(f"data: {len(dataset.frame)} synthetic sequences, 50-600 residues "
+            f"(mean {dataset.frame['sequence'].str.len().mean():.0f}); tiny ESM-2-shaped "
+            "backbones with random weights (6 layers x 64, 2 layers x 32)")
+        bench_cache(backbone, data, workdir, epochs=5, device=device)
+        bench_engine_overhead(backbone, data, device)
+        bench_bucketing(backbone, data, device)
+        bench_pruning(small, dataset, workdir, trials=12)
+        bench_rss(small, workdir, 5_000 if args.quick else 20_000)
+        if args.device == "cuda":
+            bench_gpu(workdir)
+    if args.write:
+        text = ("# Benchmark results\n\n`python benchmarks/run.py" +
+                (" --quick" if args.quick else "") + f" --device {args.device}`, "
+                f"{time.strftime('%Y-%m-%d')}.\n\n```\n" + "\n".join(LINES) + "\n```\n")
+        (ROOT / "benchmarks" / "RESULTS.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
