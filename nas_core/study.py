@@ -70,8 +70,9 @@ class SearchConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N."})
     patience: int = field(default=3, metadata={
         "help": "Early stopping: epochs without improvement before a trial stops."})
-    max_tokens: int | None = field(default=None, metadata={
-        "help": "Cap on padded tokens per training batch (protects GPU memory)."})
+    max_tokens: int | None = field(default=32768, metadata={
+        "help": "Cap on padded tokens per training batch, on top of the batch size: long "
+        "sequences travel in smaller batches instead of running out of GPU memory."})
     gradient_checkpointing: str = field(default="auto", metadata={
         "help": "Recompute activations instead of storing them when the backbone is trained: "
         "auto (backbones of 150M parameters and more), on or off."})

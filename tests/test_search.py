@@ -222,3 +222,13 @@ def test_regression_search_on_gfp(tmp_path, workspace, tiny_backbone):
                                 ).best_trial.user_attrs["history"]
     # training loss is reported in label units, like the validation loss
     assert history[-1]["train_loss"] < 10 and history[-1]["val_loss"] < 10
+
+
+def test_same_seed_same_search_on_cpu(workspace, tiny_backbone, peptides):
+    outcomes = []
+    for name in ("seed-a", "seed-b"):
+        config = SearchConfig(name, small_space(tiny_backbone), n_trials=3, seed=5)
+        study = open_study(config, peptides)
+        optimize(study, config, peptides)
+        outcomes.append([(t.params, t.state, t.value) for t in study.trials])
+    assert outcomes[0] == outcomes[1]

@@ -118,6 +118,12 @@ def live_study(view, job) -> None:
             front = _pareto_numbers(view)
             right.altair_chart(charts.make_pareto_chart(view.trials, view.metric, front),
                                width="stretch")
+    if (view.trials["state"] == "COMPLETE").sum() >= 5:
+        from nas_core.monitor import importances
+
+        frame = importances(job.study_name, job.storage)
+        if frame is not None:
+            st.altair_chart(charts.make_importance_chart(frame), width="stretch")
     columns = ["number", "state", "value", "n_parameters", "epochs", "duration_s",
                "description", "fail_reason", "host", "device"]
     st.dataframe(view.trials[columns].rename(columns={"value": view.metric}),
