@@ -28,9 +28,10 @@ def dataset_id(workspace):
     return outcome.stored.id
 
 
-def config(tiny_backbone, name: str, n_trials: int = 2, epochs: int = 2, **kw) -> SearchConfig:
+def config(tiny_backbone, name: str, n_trials: int = 2, epochs: int = 2,
+           adaptations=("frozen", "lora", "partial"), **kw) -> SearchConfig:
     space = SearchSpace(backbones=(str(tiny_backbone),), max_epochs_range=(epochs, epochs),
-                        batch_sizes=(32,), lr_range=(1e-3, 1e-2))
+                        batch_sizes=(32,), lr_range=(1e-3, 1e-2), adaptations=adaptations)
     return SearchConfig(name, space, n_trials=n_trials, **kw)
 
 
@@ -124,8 +125,8 @@ def test_retry_failed_trials(workspace, tiny_backbone, dataset_id, monkeypatch):
 
     monkeypatch.setattr(objective_mod, "build_model", flaky)
     manager = JobManager(workspace, devices=["cpu"])
-    job = manager.submit(config(tiny_backbone, "retry", n_trials=3, pruner="none"), dataset_id,
-                         "alice")
+    job = manager.submit(config(tiny_backbone, "retry", n_trials=3, pruner="none",
+                                adaptations=("lora",)), dataset_id, "alice")
     assert manager.wait(job.id).state == "finished"
     study = study_of(job, workspace)
     failed = [t for t in study.get_trials() if t.state == TrialState.FAIL]

@@ -159,7 +159,9 @@ def test_a_failing_trial_does_not_stop_the_study(workspace, tiny_backbone, pepti
         return real(*args, **kwargs)
 
     monkeypatch.setattr(objective_mod, "build_model", flaky)
-    config = SearchConfig("flaky", small_space(tiny_backbone), n_trials=3, pruner="none")
+    # trials that build a model (frozen mean/CLS trials may use cached features instead)
+    config = SearchConfig("flaky", small_space(tiny_backbone, adaptations=("lora", "partial")),
+                          n_trials=3, pruner="none")
     study = open_study(config, peptides)
     optimize(study, config, peptides)
     states = [t.state for t in study.trials]
