@@ -74,12 +74,16 @@ def frozen_trial(data, backbone, workdir, cache, epochs, device):
     space = SearchSpace(backbones=(backbone,), adaptations=("frozen",), poolings=("mean",),
                         layers_range=(6, 6), max_epochs_range=(epochs, epochs),
                         batch_sizes=(16,), head_layers_range=(1, 1), head_widths=(64,),
-                        contrastive_weight_range=(0.0, 0.0), lr_range=(1e-3, 1e-3))
+                        contrastive_weight_range=(0.0, 0.0), lr_range=(1e-3, 1e-3),
+                        dropout_range=(0.1, 0.1), weight_decay_range=(1e-4, 1e-4),
+                        activations=("gelu",))  # every dimension pinned: the same trial
     ctx = TrialContext(data=data, space=space, metric="roc_auc", multi_objective=False,
                        device=device, checkpoint_dir=Path(workdir) / "ck", seed=0,
                        patience=epochs, cache=cache)
-    study = optuna.create_study(direction="maximize")
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: objective(t, ctx), n_trials=1)
+    assert not study.trials[0].params, study.trials[0].params
     return study.trials[0]
 
 

@@ -39,7 +39,7 @@ if report.get("pareto"):
         report = load_report(out_dir)
 render.results(report, test_predictions(out_dir), metrics_table(report))
 model_dir = report["best"]["model_dir"]
-st.download_button("Download the model (zip)", zip_directory(model_dir),
+st.download_button("Download the model (zip)", lambda: zip_directory(model_dir),
                    file_name=f"{job.study_name}-trial{report['best']['trial']}.zip",
                    mime="application/zip", key="results_download")
 publish_form(model_dir, f"{job.study_name}-trial{report['best']['trial']}")

@@ -28,3 +28,21 @@ def workspace(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "workspace"
     monkeypatch.setenv("ESM_NAS_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def second_build_fails(monkeypatch):
+    """The second model build of the test raises, as a broken checkpoint would; the failure
+    happens inside the real objective, so the study records it like any other."""
+    import nas_core.objective as objective_mod
+
+    real = objective_mod.build_model
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated broken checkpoint")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objective_mod, "build_model", flaky)

@@ -13,7 +13,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import nas_core.objective as objective_mod
 from nas_core.datastore import DatasetStore, import_dataset
 from nas_core.jobs import JobManager
 from nas_core.space import SearchSpace
@@ -113,17 +112,7 @@ def test_cancel_a_queued_job(workspace, tiny_backbone, dataset_id):
     assert manager.get(queued.id).started is None
 
 
-def test_retry_failed_trials(workspace, tiny_backbone, dataset_id, monkeypatch):
-    real = objective_mod.build_model
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("simulated failure")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(objective_mod, "build_model", flaky)
+def test_retry_failed_trials(workspace, tiny_backbone, dataset_id, second_build_fails):
     manager = JobManager(workspace, devices=["cpu"])
     job = manager.submit(config(tiny_backbone, "retry", n_trials=3, pruner="none",
                                 adaptations=("lora",)), dataset_id, "alice")

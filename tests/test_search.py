@@ -148,17 +148,7 @@ def test_two_objectives_give_a_pareto_front(tmp_path, workspace, tiny_backbone, 
 
 
 def test_a_failing_trial_does_not_stop_the_study(workspace, tiny_backbone, peptides,
-                                                 monkeypatch):
-    calls = {"n": 0}
-    real = objective_mod.build_model
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("simulated broken checkpoint")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(objective_mod, "build_model", flaky)
+                                                 second_build_fails):
     # trials that build a model (frozen mean/CLS trials may use cached features instead)
     config = SearchConfig("flaky", small_space(tiny_backbone, adaptations=("lora", "partial")),
                           n_trials=3, pruner="none")
