@@ -66,9 +66,29 @@ class RepresentationCache:
         return {(p, k): np.load(folder / f"{p}_{k:03d}.npy", mmap_mode="r")
                 for p, k in wanted}
 
+    def residues(self, backbone: str, sequences: list[str], layer: int, *,
+                 device: torch.device, max_tokens: int = 16384) -> tuple[np.ndarray,
+                                                                         np.ndarray]:
+        """Per-residue representations of one depth, for heads that pool themselves
+        (attention pooling): ``(states (all tokens, hidden), offsets (N + 1,))``, row i's
+        tokens (``<cls>`` ... ``<eos>``) being ``states[offsets[i]:offsets[i + 1]]``."""
+        folder = self.dir / self.key(backbone, sequences)
+        path = folder / f"residues_{layer:03d}.npy"
+        if not path.exists():
+            self.misses += 1
+            self._compute(backbone, sequences, [layer], folder, device=device,
+                          max_tokens=max_tokens, residue_layer=layer)
+            self.evict(keep=folder)
+        else:
+            self.hits += 1
+        os.utime(folder)
+        offsets = np.load(folder / "offsets.npy")
+        return np.load(path, mmap_mode="r"), offsets
+
     @torch.inference_mode()
     def _compute(self, backbone: str, sequences: list[str], layers: list[int], folder: Path,
-                 *, device: torch.device, max_tokens: int) -> None:
+                 *, device: torch.device, max_tokens: int,
+                 residue_layer: int | None = None) -> None:
         from nas_core.training import autocast, collate, length_batches
 
         model, tokenizer = load_backbone(backbone, n_layers=max(layers))
@@ -78,9 +98,15 @@ class RepresentationCache:
         final_norm = model.encoder.emb_layer_norm_after
         ids = encode(sequences, tokenizer)
         hidden = model.config.hidden_size
+        lengths = np.array([len(x) for x in ids])
+        offsets = np.concatenate(([0], np.cumsum(lengths)))
+        folder.mkdir(parents=True, exist_ok=True)
         out = {(p, k): np.zeros((len(ids), hidden), dtype=np.float32)
                for p in POOLINGS for k in layers}
-        lengths = np.array([len(x) for x in ids])
+        tmp_residues = folder / f".residues.{os.getpid()}.npy"
+        table = (np.lib.format.open_memmap(tmp_residues, mode="w+", dtype=np.float32,
+                                           shape=(int(offsets[-1]), hidden))
+                 if residue_layer is not None else None)
         eos = tokenizer.eos_token_id
         for batch in length_batches(lengths, 64, max_tokens=max_tokens):
             tokens, mask = collate([ids[i] for i in batch], tokenizer.pad_token_id, device)
@@ -92,16 +118,21 @@ class RepresentationCache:
             weights = residues.float().unsqueeze(-1)
             for k in layers:
                 # hidden_states[k] is layer k's output; the last entry is already normed
-                h = states[k] if k == depth else final_norm(states[k])
-                h = h.float()
+                h = (states[k] if k == depth else final_norm(states[k])).float()
                 out[("cls", k)][batch] = h[:, 0].cpu().numpy()
                 out[("mean", k)][batch] = ((h * weights).sum(1) / weights.sum(1).clamp(
                     min=1.0)).cpu().numpy()
-        folder.mkdir(parents=True, exist_ok=True)
+                if k == residue_layer:
+                    h = h.cpu().numpy()
+                    for row, i in enumerate(batch):
+                        table[offsets[i]:offsets[i + 1]] = h[row, : lengths[i]]
         for (p, k), array in out.items():
-            tmp = folder / f".{p}_{k:03d}.{os.getpid()}.npy"
-            np.save(tmp, array)
-            tmp.replace(folder / f"{p}_{k:03d}.npy")  # readers never see half a file
+            _save_atomic(folder / f"{p}_{k:03d}.npy", array)
+        _save_atomic(folder / "offsets.npy", offsets)
+        if table is not None:
+            table.flush()
+            del table
+            tmp_residues.replace(folder / f"residues_{residue_layer:03d}.npy")
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.dir.rglob("*.npy"))
@@ -119,6 +150,12 @@ class RepresentationCache:
             total -= size
 
 
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
+    np.save(tmp, array)
+    tmp.replace(path)  # readers never see half a file
+
+
 def cached_trial_possible(arch) -> bool:
-    return arch.adaptation == "frozen" and arch.pooling in POOLINGS
+    return arch.adaptation == "frozen"
 

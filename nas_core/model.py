@@ -58,6 +58,20 @@ class AttentionPooling(nn.Module):
         return torch.einsum("bl,blh->bh", weights, states)
 
 
+def pool_hidden(states: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                pooling: str, pool: nn.Module | None, eos_id: int) -> torch.Tensor:
+    """One vector per sequence: the CLS token, or the (learned-)weighted mean of the residues
+    (``<cls>``, ``<eos>`` and padding excluded)."""
+    if pooling == "cls":
+        return states[:, 0]
+    residues = attention_mask.bool() & (input_ids != eos_id)
+    residues[:, 0] = False  # <cls>
+    if pool is not None:
+        return pool(states, residues)
+    weights = residues.to(states.dtype).unsqueeze(-1)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
 def make_head(hidden: int, arch: Architecture, n_outputs: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     width = hidden
@@ -87,14 +101,8 @@ class SequencePredictor(nn.Module):
 
     def pool_states(self, states: torch.Tensor, input_ids: torch.Tensor,
                     attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.arch.pooling == "cls":
-            return states[:, 0]
-        residues = attention_mask.bool() & (input_ids != self.eos_id)
-        residues[:, 0] = False  # <cls>
-        if self.pool is not None:
-            return self.pool(states, residues)
-        weights = residues.to(states.dtype).unsqueeze(-1)
-        return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return pool_hidden(states, input_ids, attention_mask, self.arch.pooling, self.pool,
+                           self.eos_id)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,19 +111,26 @@ class SequencePredictor(nn.Module):
 
 
 class HeadModel(nn.Module):
-    """Only the head of a frozen-backbone candidate, trained on cached pooled features.
+    """Pooling + head of a frozen-backbone candidate, trained on cached representations
+    (pooled ones, or per-residue ones for attention pooling).
 
     Its parameter names are those of the full :class:`SequencePredictor`'s trainable part, so
     its checkpoint rebuilds the full model (backbone + this head) exactly.
     """
 
     esm = None
-    pool = None
 
-    def __init__(self, arch: Architecture, info: TaskInfo, hidden: int) -> None:
+    def __init__(self, arch: Architecture, info: TaskInfo, hidden: int, eos_id: int = 2
+                 ) -> None:
         super().__init__()
-        self.arch, self.info = arch, info
+        self.arch, self.info, self.eos_id = arch, info, eos_id
+        self.pool = AttentionPooling(hidden) if arch.pooling == "attention" else None
         self.head = make_head(hidden, arch, info.n_outputs)
+
+    def pool_states(self, states: torch.Tensor, input_ids: torch.Tensor,
+                    attention_mask: torch.Tensor) -> torch.Tensor:
+        return pool_hidden(states, input_ids, attention_mask, self.arch.pooling, self.pool,
+                           self.eos_id)
 
 
 def init_head(model: nn.Module, seed: int) -> None:
@@ -136,7 +151,8 @@ def init_head(model: nn.Module, seed: int) -> None:
 
 
 def deployed_parameters(arch: Architecture, head: nn.Module) -> int:
-    """Parameters of the exported model (backbone at its depth, no contact head, + head)."""
+    """Parameters of the exported model (backbone at its depth, no contact head, + ``head``:
+    the pooling and head modules)."""
     from nas_core.backbones import resolve
 
     spec = resolve(arch.backbone)

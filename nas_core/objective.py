@@ -142,18 +142,27 @@ def _prepare(arch: Architecture, ctx: TrialContext):
     mean/CLS pooling (the backbone does not run at all), token ids otherwise."""
     if ctx.cache is not None and cached_trial_possible(arch):
         spec = resolve(arch.backbone)
-        layers = list(range(*_inclusive(ctx.space.depth_bounds(spec))))
         sequences = ctx.data.train_sequences + ctx.data.val_sequences
-        features = ctx.cache.pooled(arch.backbone, sequences, layers, device=ctx.device,
-                                    max_tokens=ctx.max_tokens or 16384)
-        pooled = np.asarray(features[(arch.pooling, arch.n_layers)])
         n_train = len(ctx.data.train_sequences)
-        tokenizer = esm2_tokenizer()  # ids only set the batches (by length)
+        tokenizer = esm2_tokenizer()  # ids set the batches (by length) and the masks
         train_data = encode_split(ctx.data.train_sequences, ctx.data.train_targets, tokenizer)
         val_data = encode_split(ctx.data.val_sequences, ctx.data.val_targets, tokenizer)
-        train_data.features, val_data.features = pooled[:n_train], pooled[n_train:]
-        model = HeadModel(arch, ctx.data.info, pooled.shape[1])
-        return model, deployed_parameters(arch, model.head), train_data, val_data, \
+        max_tokens = ctx.max_tokens or 16384
+        if arch.pooling == "attention":
+            table, offsets = ctx.cache.residues(arch.backbone, sequences, arch.n_layers,
+                                                device=ctx.device, max_tokens=max_tokens)
+            train_data.residues = (table, offsets[: n_train + 1])
+            val_data.residues = (table, offsets[n_train:])
+            hidden = table.shape[1]
+        else:
+            layers = list(range(*_inclusive(ctx.space.depth_bounds(spec))))
+            features = ctx.cache.pooled(arch.backbone, sequences, layers, device=ctx.device,
+                                        max_tokens=max_tokens)
+            pooled = np.asarray(features[(arch.pooling, arch.n_layers)])
+            train_data.features, val_data.features = pooled[:n_train], pooled[n_train:]
+            hidden = pooled.shape[1]
+        model = HeadModel(arch, ctx.data.info, hidden, eos_id=tokenizer.eos_token_id)
+        return model, deployed_parameters(arch, model), train_data, val_data, \
             tokenizer.pad_token_id
     checkpointing = ctx.gradient_checkpointing == "on" or (
         ctx.gradient_checkpointing == "auto" and resolve(arch.backbone).n_parameters >= 1.5e8)
@@ -173,7 +182,8 @@ def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext
     model, n_parameters, train_data, val_data, pad_id = _prepare(arch, ctx)
     init_head(model, ctx.seed + trial.number)
     trial.set_user_attr("n_parameters", n_parameters)
-    trial.set_user_attr("cached_features", train_data.features is not None)
+    trial.set_user_attr("cached_features", train_data.features is not None
+                        or train_data.residues is not None)
     history: list[dict] = []
 
     def on_epoch(record: EpochRecord) -> None:

@@ -49,6 +49,8 @@ class Encoded:
     ids: list[np.ndarray]
     targets: np.ndarray
     features: np.ndarray | None = None  # (N, hidden) pooled representations
+    # per-residue representations: (all tokens, hidden) and each row's start/end offsets
+    residues: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -66,6 +68,14 @@ def forward(model, data: Encoded, batch: np.ndarray, pad_id: int, device: torch.
         pooled = torch.from_numpy(data.features[batch]).to(device)
         return model.head(pooled), pooled
     tokens, mask = collate([data.ids[i] for i in batch], pad_id, device)
+    if data.residues is not None:
+        table, offsets = data.residues
+        states = torch.zeros((len(batch), tokens.shape[1], table.shape[1]))
+        for row, i in enumerate(batch):
+            start, end = offsets[i], offsets[i + 1]
+            states[row, : end - start] = torch.from_numpy(np.asarray(table[start:end]))
+        pooled = model.pool_states(states.to(device), tokens, mask)
+        return model.head(pooled), pooled
     return model(tokens, mask)
 
 

@@ -36,7 +36,7 @@ def run_trial(tmp_path, tiny_backbone, data, pooling, cache, name):
     return study.trials[0]
 
 
-@pytest.mark.parametrize("pooling", ["mean", "cls"])
+@pytest.mark.parametrize("pooling", ["mean", "cls", "attention"])
 def test_cached_and_uncached_trials_give_the_same_model(tmp_path, workspace, tiny_backbone,
                                                        data, pooling):
     cache = RepresentationCache(workspace)
