@@ -160,6 +160,15 @@ def load_backbone(source: str, *, n_layers: int | None = None, attn_implementati
     return model, tokenizer
 
 
+def ensure_loadable(name_or_path: str) -> BackboneSpec:
+    """Fail before a search starts, with the fix, when a backbone can be neither read locally
+    nor downloaded (instead of failing every trial that picks it)."""
+    spec = resolve(name_or_path)
+    if not Path(spec.source).exists():
+        _check_reachable(spec.source)
+    return spec
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no")
 

@@ -52,7 +52,7 @@ def _space_from_args(args: argparse.Namespace) -> SearchSpace:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from nas_core.backbones import BackboneUnavailable
+    from nas_core.backbones import BackboneUnavailable, ensure_loadable
     from nas_core.cli import ingest, print_problems
     from nas_core.datastore import DatasetStore
     from nas_core.study import SearchConfig, run_search
@@ -69,7 +69,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             space=_space_from_args(args), n_trials=args.trials, timeout=args.timeout,
             sampler=args.sampler, pruner=args.pruner, objective=args.objective,
             metric=args.metric, seed=args.seed, device=args.device, patience=args.patience)
-        config.space.usable_backbones()
+        for name in config.space.usable_backbones():
+            ensure_loadable(name)
         config.metric_for(outcome.dataset.task)
     except (ValueError, BackboneUnavailable, json.JSONDecodeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas_core.backbones import resolve
+from nas_core.backbones import ensure_loadable, resolve
 from nas_core.baseline import fit_baseline
 from nas_core.cache import RepresentationCache
 from nas_core.card import write_model_card
@@ -227,7 +227,8 @@ def optimize(study: optuna.Study, config: SearchConfig, dataset: Dataset, *, roo
         should_stop=should_stop,
         cache=RepresentationCache(root) if config.cache_representations else None,
         gradient_checkpointing=config.gradient_checkpointing)
-    config.space.usable_backbones()  # fail before the first trial if nothing fits
+    for name in config.space.usable_backbones():  # fail before the first trial, with the fix
+        ensure_loadable(name)
     remaining = None
     if config.n_trials is not None:
         remaining = config.n_trials - len(counted_trials(study))

@@ -118,3 +118,14 @@ def test_predict_needs_a_model(tmp_path):
                   str(ASSETS / "amp_vs_transmembrane.csv"), "--out",
                   str(tmp_path / "p.csv"))
     assert out.returncode == 2 and "no model directory" in out.stderr
+
+
+def test_search_refuses_an_unreachable_backbone_before_any_trial(tmp_path):
+    import os
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"),
+               ESM_NAS_HOME=str(tmp_path / "ws"))
+    out = run_cli("search", str(ASSETS / "amp_vs_transmembrane.csv"), "--backbone",
+                  "esm2_t6_8M", "--trials", "2", "--out", str(tmp_path / "out"), env=env)
+    assert out.returncode == 2
+    assert "not in the local Hugging Face cache" in out.stderr and "trial" not in out.stdout
