@@ -25,7 +25,8 @@ if not jobs:
     st.stop()
 
 job_id = st.selectbox("Job", [j.id for j in jobs], key="monitor_job",
-                      format_func=lambda i: next(f"{j.study_name} — {j.state} ({j.owner})"
+                      # no state in the label: the table above shows it live
+                      format_func=lambda i: next(f"{j.study_name} ({j.owner}, job {j.id})"
                                                  for j in jobs if j.id == i))
 job = manager.get(job_id)
 if job.error:
