@@ -32,6 +32,20 @@ class StudyView:
         finished = self.trials[self.trials["state"].isin(["COMPLETE", "PRUNED", "FAIL"])]
         return int((~finished["cancelled"]).sum())
 
+    def pareto_front(self) -> list[int]:
+        """Completed trials no other trial beats on both the metric and the size."""
+        done = self.trials[self.trials["state"] == "COMPLETE"]
+        sign = 1 if self.directions[0] == "maximize" else -1
+        front = []
+        for _, row in done.iterrows():
+            at_least = (sign * done["value"] >= sign * row["value"]) & \
+                (done["n_parameters"] <= row["n_parameters"])
+            better = (sign * done["value"] > sign * row["value"]) | \
+                (done["n_parameters"] < row["n_parameters"])
+            if not (at_least & better).any():
+                front.append(int(row["number"]))
+        return front
+
     def running_trial(self) -> int | None:
         running = self.trials[self.trials["state"] == "RUNNING"]
         return int(running["number"].max()) if len(running) else None

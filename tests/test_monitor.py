@@ -34,7 +34,9 @@ def test_views_charts_and_progress_of_a_real_study(workspace, tiny_backbone):
         assert len(charts.curves_frame(view.history, quantity)) == 2 * len(view.history)
     assert isinstance(charts.make_best_so_far_chart(view.trials, "maximize", "roc_auc"),
                       alt.LayerChart)
-    assert charts.make_pareto_chart(view.trials, "roc_auc", [0]).to_dict()
+    front = view.pareto_front()
+    assert front and sorted(front) == sorted(t.number for t in study.best_trials)
+    assert charts.make_pareto_chart(view.trials, "roc_auc", front).to_dict()
     job = Job(id="j", study_name="view", dataset_id="d", owner="a", state="finished",
               config=config.to_dict(), storage=default_storage_url(), out_dir="x", created=0)
     progress = job_progress(job, view)

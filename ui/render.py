@@ -115,7 +115,7 @@ def live_study(view, job) -> None:
         left.altair_chart(charts.make_best_so_far_chart(view.trials, view.directions[0],
                                                         view.metric), width="stretch")
         if view.multi_objective:
-            front = _pareto_numbers(view)
+            front = view.pareto_front()
             right.altair_chart(charts.make_pareto_chart(view.trials, view.metric, front),
                                width="stretch")
     if (view.trials["state"] == "COMPLETE").sum() >= 5:
@@ -128,20 +128,6 @@ def live_study(view, job) -> None:
                "description", "fail_reason", "host", "device"]
     st.dataframe(view.trials[columns].rename(columns={"value": view.metric}),
                  hide_index=True, width="stretch")
-
-
-def _pareto_numbers(view) -> list[int]:
-    done = view.trials[view.trials["state"] == "COMPLETE"]
-    sign = 1 if view.directions[0] == "maximize" else -1
-    front = []
-    for _, row in done.iterrows():
-        dominated = ((sign * done["value"] >= sign * row["value"]) &
-                     (done["n_parameters"] <= row["n_parameters"]) &
-                     ((sign * done["value"] > sign * row["value"]) |
-                      (done["n_parameters"] < row["n_parameters"]))).any()
-        if not dominated:
-            front.append(int(row["number"]))
-    return front
 
 
 def results(report: dict, predictions, metrics_frame) -> None:
