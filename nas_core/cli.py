@@ -135,11 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_more(sub) -> None:
-    """Commands of later engine modules register here (kept in their own modules)."""
-    try:
-        from nas_core import cli_search
-    except ImportError:  # pragma: no cover - search module not present
-        return
+    """The search, predict and push commands live in their own module."""
+    from nas_core import cli_search
+
     cli_search.register(sub)
 
 
