@@ -31,9 +31,11 @@ def manager(workspace):
     return job_manager(str(workspace))
 
 
-def start_search(at: AppTest, trials: int, study: str) -> None:
+def start_search(at: AppTest, trials: int, study: str, adaptations=None) -> None:
     at.switch_page("pages/search.py").run()
     assert not at.exception
+    if adaptations:
+        at.multiselect(key="adv_adaptations").set_value(adaptations)
     at.number_input(key="search_trials").set_value(trials)
     at.text_input(key="search_study").set_value(study)
     at.run()
@@ -81,7 +83,7 @@ def test_search_monitor_results(stored):
 
 def test_cancel_resume_and_owner_rights(stored):
     at = app()
-    start_search(at, 12, "page-cancel")
+    start_search(at, 12, "page-cancel", adaptations=["lora"])  # trials of seconds
     job = manager(stored).jobs()[0]
     from tests.test_jobs import study_of
 
@@ -105,7 +107,7 @@ def test_cancel_resume_and_owner_rights(stored):
 
 def test_queue_holds_the_second_job(stored):
     at = app()
-    start_search(at, 4, "page-first")
+    start_search(at, 4, "page-first", adaptations=["lora"])
     start_search(at, 2, "page-second")
     assert "queued (position 1)" in at.success[0].value
     at.switch_page("pages/monitor.py").run()
