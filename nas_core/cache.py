@@ -101,11 +101,14 @@ class RepresentationCache:
         lengths = np.array([len(x) for x in ids])
         offsets = np.concatenate(([0], np.cumsum(lengths)))
         folder.mkdir(parents=True, exist_ok=True)
-        out = {(p, k): np.zeros((len(ids), hidden), dtype=np.float32)
-               for p in POOLINGS for k in layers}
-        tmp_residues = folder / f".residues.{os.getpid()}.npy"
-        table = (np.lib.format.open_memmap(tmp_residues, mode="w+", dtype=np.float32,
-                                           shape=(int(offsets[-1]), hidden))
+
+        def scratch(name: str, rows: int) -> np.memmap:
+            # written straight to disk: 30+ layers of a large backbone need not fit in RAM
+            return np.lib.format.open_memmap(folder / f".{name}.{os.getpid()}.npy", mode="w+",
+                                             dtype=np.float32, shape=(rows, hidden))
+
+        out = {(p, k): scratch(f"{p}_{k:03d}", len(ids)) for p in POOLINGS for k in layers}
+        table = (scratch(f"residues_{residue_layer:03d}", int(offsets[-1]))
                  if residue_layer is not None else None)
         eos = tokenizer.eos_token_id
         for batch in length_batches(lengths, 64, max_tokens=max_tokens):
@@ -126,13 +129,13 @@ class RepresentationCache:
                     h = h.cpu().numpy()
                     for row, i in enumerate(batch):
                         table[offsets[i]:offsets[i + 1]] = h[row, : lengths[i]]
-        for (p, k), array in out.items():
-            _save_atomic(folder / f"{p}_{k:03d}.npy", array)
         _save_atomic(folder / "offsets.npy", offsets)
-        if table is not None:
-            table.flush()
-            del table
-            tmp_residues.replace(folder / f"residues_{residue_layer:03d}.npy")
+        finished = list(out.values()) + ([table] if table is not None else [])
+        for array in finished:
+            array.flush()
+            path = Path(array.filename)
+            # readers never see half a file: the final name appears only when complete
+            path.replace(folder / (path.name[1:].split(".")[0] + ".npy"))
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.dir.rglob("*.npy"))

@@ -90,6 +90,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     except (RuntimeError, ValueError, FileNotFoundError, BackboneUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if report is None:
+        print(f"stopped: rerun with --study {config.study_name} to resume.", file=sys.stderr)
+        return EXIT_FAILED
     best, base = report["best"], report["baseline"]
     metric = report["metric"]
     print(f"\n{report['n_trials']} trials: {report['n_complete']} complete, "

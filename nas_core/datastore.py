@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -93,10 +93,6 @@ def load_stored(record: StoredDataset | str | os.PathLike[str]) -> Dataset:
         raise ValueError(f"stored dataset {record.id} was changed on disk: its content no longer "
                          "matches its fingerprint. Upload it again.")
     return dataset
-
-
-def as_dict(record: StoredDataset) -> dict:
-    return asdict(record)
 
 
 @dataclass

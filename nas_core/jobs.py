@@ -25,7 +25,6 @@ from pathlib import Path
 from nas_core.workspace import default_storage_url, subdir, workspace_root
 
 logger = logging.getLogger(__name__)
-STATES = ("queued", "running", "finished", "cancelled", "failed", "interrupted")
 ACTIVE = ("queued", "running")
 RESUMABLE = ("cancelled", "interrupted", "failed")
 _LIVE: set[str] = set()  # job ids with a running thread in this process
@@ -355,15 +354,10 @@ def _fail_orphan_trials(job: Job, root) -> None:
 
 def _run_job(job: Job, *, device: str, root, should_stop) -> str:
     from nas_core.datastore import DatasetStore
-    from nas_core.study import SearchConfig, finalise, open_study, optimize
+    from nas_core.study import SearchConfig, run_search
 
     dataset = DatasetStore(root).load(job.dataset_id)
     config = replace(SearchConfig.from_dict(job.config), device=device)
-    study = open_study(config, dataset, root=root, storage=job.storage)
-    started = time.perf_counter()
-    optimize(study, config, dataset, root=root, should_stop=should_stop)
-    if should_stop():
-        return "cancelled"
-    finalise(study, dataset, job.out_dir, device=device,
-             wall_seconds=time.perf_counter() - started)
-    return "finished"
+    report = run_search(config, dataset, job.out_dir, root=root, storage=job.storage,
+                        should_stop=should_stop)
+    return "finished" if report is not None else "cancelled"

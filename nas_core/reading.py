@@ -162,7 +162,7 @@ def _read_excel(data: bytes, name: str) -> pd.DataFrame:
 
 
 def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str,
-          name: str, flag: str) -> str | None:
+          name: str) -> str | None:
     lowered = {c.strip().lower(): c for c in columns}
     if wanted is not None:
         if wanted in columns:
@@ -183,13 +183,13 @@ def _from_frame(frame: pd.DataFrame, name: str, fmt: str, seq_col: str | None,
     columns = list(frame.columns)
     if not columns or len(frame) == 0:
         raise DataFileError(f"{name}: the table has a header but no rows.")
-    seq = _pick(columns, seq_col, SEQUENCE_COLUMNS, "sequence", name, "--seq-col")
+    seq = _pick(columns, seq_col, SEQUENCE_COLUMNS, "sequence", name)
     if seq is None:
         raise DataFileError(
             f"{name}: no sequence column found. Columns found: {', '.join(columns)}. Name the "
             "column 'sequence' or choose it (--seq-col in the CLI, 'Sequence column' in the app)."
         )
-    label = _pick(columns, label_col, LABEL_COLUMNS, "label", name, "--label-col")
+    label = _pick(columns, label_col, LABEL_COLUMNS, "label", name)
     if label is None and require_label:
         others = [c for c in columns if c != seq and c.lower() not in SPLIT_COLUMNS + ID_COLUMNS]
         if len(others) == 1:
@@ -199,8 +199,8 @@ def _from_frame(frame: pd.DataFrame, name: str, fmt: str, seq_col: str | None,
                 f"{name}: no label column found. Columns found: {', '.join(columns)}. Name the "
                 "column 'label' or choose it (--label-col in the CLI, 'Label column' in the app)."
             )
-    split = _pick(columns, None, SPLIT_COLUMNS, "split", name, "")
-    ident = _pick(columns, None, ID_COLUMNS, "id", name, "")
+    split = _pick(columns, None, SPLIT_COLUMNS, "split", name)
+    ident = _pick(columns, None, ID_COLUMNS, "id", name)
 
     def col(c: str | None) -> list[object]:
         if c is None:

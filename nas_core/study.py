@@ -375,10 +375,13 @@ def build_report(study: optuna.Study, dataset: Dataset, metric: str) -> dict:
 
 def run_search(config: SearchConfig, dataset: Dataset, out_dir: str | Path, *, root=None,
                storage: str | None = None, listeners: Sequence[SearchListener] = (),
-               should_stop: Callable[[], bool] | None = None) -> dict:
-    """Search, then evaluate the best architecture on the test split; returns the report."""
+               should_stop: Callable[[], bool] | None = None) -> dict | None:
+    """Search, then evaluate the best architecture on the test split; returns the report, or
+    None when ``should_stop`` ended the search (its completed trials stay in the study)."""
     started = time.perf_counter()
     study = open_study(config, dataset, root=root, storage=storage)
     optimize(study, config, dataset, root=root, listeners=listeners, should_stop=should_stop)
+    if should_stop and should_stop():
+        return None
     return finalise(study, dataset, out_dir, device=config.device,
                     wall_seconds=time.perf_counter() - started)
