@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -55,7 +56,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nas_core.backbones import BackboneUnavailable, ensure_loadable
     from nas_core.cli import ingest, print_problems
     from nas_core.datastore import DatasetStore
+    from nas_core.jobs import default_devices
     from nas_core.study import SearchConfig, run_search
+    from nas_core.workers import parse_workers, worker_devices
 
     outcome = ingest(args, store=DatasetStore())
     if outcome is None:
@@ -68,7 +71,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             study_name=args.study or f"{outcome.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}",
             space=_space_from_args(args), n_trials=args.trials, timeout=args.timeout,
             sampler=args.sampler, pruner=args.pruner, objective=args.objective,
-            metric=args.metric, seed=args.seed, device=args.device, patience=args.patience)
+            metric=args.metric, seed=args.seed, device=args.device, patience=args.patience,
+            workers=parse_workers(args.workers))
         for name in config.space.usable_backbones():
             ensure_loadable(name)
         config.metric_for(outcome.dataset.task)
@@ -79,10 +83,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"dataset {outcome.dataset.name}: {summary['n_sequences']} sequences, "
           f"{summary['task']}, split {summary['splits']}; study '{config.study_name}'",
           flush=True)
+    devices = [config.device]
+    if config.workers != 1:
+        devices = worker_devices(config.workers, default_devices() if config.device == "auto"
+                                 else [config.device])
+        print(f"{len(devices)} workers: {', '.join(devices)}", flush=True)
     stop = threading.Event()
     try:
         report = run_search(config, outcome.dataset, args.out, storage=args.storage,
-                            listeners=[PrintListener()], should_stop=stop.is_set)
+                            listeners=[PrintListener()], should_stop=stop.is_set,
+                            dataset_path=outcome.stored.path, devices=devices)
     except KeyboardInterrupt:
         print(f"interrupted: rerun the same command with --study {config.study_name} to resume.",
               file=sys.stderr)
@@ -104,6 +114,46 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"reference ({base['model']}): validation {_fmt(base['val'].get(metric))}, test "
           f"{_fmt(base.get('test', {}).get(metric))}")
     print(f"wrote {Path(args.out) / 'report.json'} and {best['model_dir']}")
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+
+    from nas_core.backbones import BackboneUnavailable
+    from nas_core.storage import STORAGE_ENV, Heartbeat, public_url, register
+    from nas_core.workers import DatabaseUnreachable, WorkerError, join
+
+    url = args.storage or os.environ.get(STORAGE_ENV)
+    if not url:
+        print(f"error: give the study database: --storage URL or ${STORAGE_ENV}.",
+              file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        url = register(url)
+        heartbeat = Heartbeat(args.heartbeat_interval, args.grace_period)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        print("stopping after the current epoch; its trial goes back to the queue",
+              file=sys.stderr, flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"worker {os.getpid()} joining study '{args.study}' at {public_url(url)}", flush=True)
+    try:
+        done = join(args.study, url, device=args.device, data=args.data, heartbeat=heartbeat,
+                    db_wait=args.db_wait, seed_offset=args.seed_offset,
+                    listeners=[PrintListener()], should_stop=stop.is_set)
+    except (WorkerError, BackboneUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED if isinstance(exc, DatabaseUnreachable) else EXIT_INVALID
+    print(f"{'stopped' if stop.is_set() else 'budget reached'}: this worker finished {done} "
+          "trials", flush=True)
     return EXIT_OK
 
 
@@ -179,8 +229,30 @@ def register(sub) -> None:
     p.add_argument("--adaptation", default=None, help="e.g. lora or frozen,partial")
     p.add_argument("--max-parameters", type=int, default=None)
     p.add_argument("--space", default=None, help="JSON file narrowing the search space")
+    p.add_argument("--workers", default="1",
+                   help="worker processes on this machine: a number, or 'auto' (one per GPU)")
     p.add_argument("--out", required=True, help="folder for report.json and best_model/")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("worker", help="join an existing study and run its queued trials until "
+                       "the budget is reached (one per GPU, on any machine)")
+    p.add_argument("--storage", default=None,
+                   help="study database URL (default: $ESM_NAS_STORAGE; prefer the variable "
+                   "or ~/.pgpass for passwords: command lines are visible to other users)")
+    p.add_argument("--study", required=True, help="name of the study to join")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the study's)")
+    p.add_argument("--data", default=None,
+                   help="this machine's copy of the study's dataset folder or data.csv "
+                   "(default: where the study says it is)")
+    p.add_argument("--heartbeat-interval", type=int, default=30)
+    p.add_argument("--grace-period", type=int, default=120,
+                   help="seconds without a heartbeat before a trial counts as dead and is "
+                   "queued again")
+    p.add_argument("--db-wait", type=float, default=300,
+                   help="seconds to wait for a lost database before giving up")
+    p.add_argument("--seed-offset", type=int, default=None,
+                   help="sampler seed offset of this worker (default: from the process id)")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("predict", help="predict new sequences with a saved model")
     p.add_argument("model", help="model directory (or Hub repository id)")

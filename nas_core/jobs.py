@@ -22,7 +22,7 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from nas_core.workspace import default_storage_url, subdir, workspace_root
+from nas_core.workspace import subdir, workspace_root
 
 logger = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
@@ -99,22 +99,23 @@ class JobTable:
         with closing(self._connect()) as db, db:
             db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
 
-    def claim(self, job_id: str, device: str, host: str, pid: int) -> bool:
-        """Atomically start ``job_id`` on ``device`` if it is still queued and no job runs on
-        that device of this host (several server processes may share a workspace)."""
+    def claim(self, job_id: str, devices: list[str], host: str, pid: int) -> bool:
+        """Atomically start ``job_id`` on ``devices`` if it is still queued and no job runs on
+        any of them on this host (several server processes may share a workspace)."""
         with closing(self._connect()) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                busy = db.execute("SELECT 1 FROM jobs WHERE state = 'running' AND host = ? AND "
-                                  "device = ?", (host, device)).fetchone()
+                rows = db.execute("SELECT device FROM jobs WHERE state = 'running' AND host = ?",
+                                  (host,)).fetchall()
+                taken = {d for r in rows for d in (r["device"] or "").split(",")}
                 queued = db.execute("SELECT 1 FROM jobs WHERE id = ? AND state = 'queued'",
                                     (job_id,)).fetchone()
-                if busy or not queued:
+                if taken & set(devices) or not queued:
                     db.rollback()
                     return False
                 db.execute("UPDATE jobs SET state = 'running', started = ?, device = ?, "
                            "host = ?, pid = ?, error = NULL WHERE id = ?",
-                           (time.time(), device, host, pid, job_id))
+                           (time.time(), ",".join(devices), host, pid, job_id))
                 db.commit()
                 return True
             except BaseException:
@@ -153,8 +154,13 @@ class JobManager:
     """Runs searches in named daemon threads; create one per server process."""
 
     def __init__(self, root=None, *, devices: list[str] | None = None,
-                 runner: Callable | None = None) -> None:
+                 runner: Callable | None = None, storage: str | None = None) -> None:
+        """``storage``: the study store new jobs use (a PostgreSQL URL for a lab server;
+        default ``$ESM_NAS_STORAGE`` or the workspace's SQLite file)."""
+        from nas_core.storage import configured_url
+
         self.root = workspace_root(root)
+        self.storage = configured_url(self.root, secret=storage)
         self.table = JobTable(self.root / "jobs.db")
         self.devices = devices or default_devices()
         self._runner = runner or _run_job
@@ -164,7 +170,7 @@ class JobManager:
         self._done = threading.Condition(self._lock)
         from nas_core.study import make_storage
 
-        make_storage(default_storage_url(self.root))  # tables exist before any thread runs
+        make_storage(self.storage)  # tables exist before any thread runs
         self.recover()
         self._schedule()
 
@@ -192,7 +198,7 @@ class JobManager:
         job_id = uuid.uuid4().hex[:10]
         job = Job(id=job_id, study_name=config.study_name, dataset_id=dataset_id,
                   owner=owner.strip(), state="queued", config=config.to_dict(),
-                  storage=storage or default_storage_url(self.root),
+                  storage=storage or self.storage,
                   out_dir=str(subdir("results", self.root) / job_id), created=time.time())
         self.table.insert(job)
         self._schedule()
@@ -227,10 +233,12 @@ class JobManager:
         return self.get(job_id)
 
     def retry_failed(self, job_id: str, user: str) -> int:
-        """Run the failed trials' architectures again (the budget grows by as many)."""
+        """Run the failed trials' architectures again (each retry takes its failed trial's place
+        in the budget)."""
         import optuna
 
-        from nas_core.study import make_storage
+        from nas_core.storage import requeue
+        from nas_core.study import make_storage, superseded
 
         with self._lock:
             job = self.get(job_id)
@@ -240,17 +248,14 @@ class JobManager:
             study = optuna.load_study(study_name=job.study_name,
                                       storage=make_storage(job.storage, self.root))
             trials = study.get_trials(deepcopy=False)
-            retried = {t.user_attrs.get("retry_of") for t in trials}
+            again = superseded(trials)
             failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL
-                      and not t.user_attrs.get("cancelled") and t.number not in retried]
-            for trial in failed:
-                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                      and not t.user_attrs.get("cancelled") and t.number not in again]
+            for trial in failed:  # the retry takes the failed trial's place in the budget
+                requeue(study, trial)
             if not failed:
                 return 0
-            config = dict(job.config)
-            if config.get("n_trials") is not None:
-                config["n_trials"] += len(failed)
-            self.table.update(job_id, config=config, state="queued", error=None, ended=None)
+            self.table.update(job_id, state="queued", error=None, ended=None)
         self._schedule()
         return len(failed)
 
@@ -295,27 +300,27 @@ class JobManager:
             for job in self.table.all():
                 if job.state != "queued":
                     continue
-                for device in self.devices:
-                    if device not in self._busy and self.table.claim(job.id, device, host,
-                                                                     os.getpid()):
-                        self._start(job, device)
-                        break
-                else:
+                free = [d for d in self.devices if d not in self._busy]
+                wanted = job.config.get("workers", 1)
+                devices = free[:1] if wanted == 1 else free[:wanted or len(free)]
+                if not devices or not self.table.claim(job.id, devices, host, os.getpid()):
                     break  # every device is busy: the rest wait in the queue
+                self._start(job, devices)
 
-    def _start(self, job: Job, device: str) -> None:
+    def _start(self, job: Job, devices: list[str]) -> None:
         stop = threading.Event()
-        self._busy[device] = job.id
+        for device in devices:
+            self._busy[device] = job.id
         self._stops[job.id] = stop
         with _LIVE_LOCK:
             _LIVE.add(job.id)
-        thread = threading.Thread(target=self._thread, args=(job, device, stop),
+        thread = threading.Thread(target=self._thread, args=(job, devices, stop),
                                   name=f"esm-nas-job-{job.id}", daemon=True)
         thread.start()
 
-    def _thread(self, job: Job, device: str, stop: threading.Event) -> None:
+    def _thread(self, job: Job, devices: list[str], stop: threading.Event) -> None:
         try:
-            outcome = self._runner(self.get(job.id), device=device, root=self.root,
+            outcome = self._runner(self.get(job.id), devices=devices, root=self.root,
                                    should_stop=stop.is_set)
             state, error = ("cancelled", None) if stop.is_set() else (outcome or "finished",
                                                                         None)
@@ -325,7 +330,8 @@ class JobManager:
             logger.error("job %s failed:\n%s", job.id, traceback.format_exc())
         with self._lock:
             self.table.update(job.id, state=state, ended=time.time(), error=error)
-            self._busy.pop(device, None)
+            for device in devices:
+                self._busy.pop(device, None)
             self._stops.pop(job.id, None)
             with _LIVE_LOCK:
                 _LIVE.discard(job.id)
@@ -334,10 +340,11 @@ class JobManager:
 
 
 def _fail_orphan_trials(job: Job, root) -> None:
-    """Trials left RUNNING by the dead process of ``job`` become FAIL (nothing else is touched:
-    other workers may be running trials of the same study)."""
+    """Trials left RUNNING by the dead process of ``job`` become FAIL and are queued again
+    (nothing else is touched: other workers may be running trials of the same study)."""
     import optuna
 
+    from nas_core.storage import requeue
     from nas_core.study import make_storage
 
     try:
@@ -348,16 +355,20 @@ def _fail_orphan_trials(job: Job, root) -> None:
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if trial.user_attrs.get("pid") == job.pid and trial.user_attrs.get("host") == job.host:
             study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
-                                               "interrupted: the server process stopped")
+                                               "interrupted: the server process stopped; "
+                                               "queued again")
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            requeue(study, trial)
 
 
-def _run_job(job: Job, *, device: str, root, should_stop) -> str:
+def _run_job(job: Job, *, devices: list[str], root, should_stop) -> str:
     from nas_core.datastore import DatasetStore
     from nas_core.study import SearchConfig, run_search
 
-    dataset = DatasetStore(root).load(job.dataset_id)
-    config = replace(SearchConfig.from_dict(job.config), device=device)
+    store = DatasetStore(root)
+    dataset = store.load(job.dataset_id)
+    config = replace(SearchConfig.from_dict(job.config), device=devices[0])
     report = run_search(config, dataset, job.out_dir, root=root, storage=job.storage,
-                        should_stop=should_stop)
+                        should_stop=should_stop, dataset_path=store.get(job.dataset_id).path,
+                        devices=devices)
     return "finished" if report is not None else "cancelled"

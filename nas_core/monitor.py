@@ -13,6 +13,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from nas_core.jobs import Job
+from nas_core.storage import fail_reasons
 from nas_core.study import make_storage as _storage
 
 
@@ -29,8 +30,10 @@ class StudyView:
         return len(self.directions) > 1
 
     def counted(self) -> int:
+        """Finished trials in the budget: not cancelled, not run again by a retry."""
         finished = self.trials[self.trials["state"].isin(["COMPLETE", "PRUNED", "FAIL"])]
-        return int((~finished["cancelled"]).sum())
+        again = set(self.trials["retry_of"].dropna().astype(int))
+        return int((~finished["cancelled"] & ~finished["number"].isin(again)).sum())
 
     def pareto_front(self) -> list[int]:
         """Completed trials no other trial beats on both the metric and the size."""
@@ -52,7 +55,7 @@ class StudyView:
 
 
 TRIAL_COLUMNS = ["number", "state", "value", "n_parameters", "description", "duration_s",
-                 "epochs", "fail_reason", "host", "device", "cancelled"]
+                 "epochs", "fail_reason", "host", "device", "cancelled", "retry_of"]
 
 
 def load_view(study_name: str, storage_url: str) -> StudyView | None:
@@ -62,7 +65,12 @@ def load_view(study_name: str, storage_url: str) -> StudyView | None:
     except KeyError:
         return None
     trials, history = [], []
-    for t in study.get_trials(deepcopy=False):
+    waiting = (TrialState.WAITING,)
+    all_trials = study.get_trials(deepcopy=False)
+    reasons = fail_reasons(all_trials)
+    for t in all_trials:
+        if t.state in waiting:  # a queued slot of the budget, not a trial yet
+            continue
         value = None
         if t.values:
             value = t.values[0]
@@ -76,9 +84,10 @@ def load_view(study_name: str, storage_url: str) -> StudyView | None:
             "n_parameters": t.user_attrs.get("n_parameters"),
             "description": t.user_attrs.get("description", ""),
             "duration_s": round(duration, 1) if duration is not None else None,
-            "epochs": len(epochs), "fail_reason": t.user_attrs.get("fail_reason", ""),
+            "epochs": len(epochs), "fail_reason": reasons.get(t.number, ""),
             "host": t.user_attrs.get("host", ""), "device": t.user_attrs.get("device", ""),
             "cancelled": bool(t.user_attrs.get("cancelled", False)),
+            "retry_of": t.user_attrs.get("retry_of"),
             **{f"param_{k}": v for k, v in t.params.items()},
         })
         for row in epochs:

@@ -7,11 +7,9 @@ history live there, so any process (the app, a CLI, a worker) sees the same stat
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
-import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -30,8 +28,9 @@ from nas_core.metrics import DEFAULT_METRIC, DIRECTIONS, bootstrap_ci, metrics_f
 from nas_core.model import count_parameters, export_model, load_trial_checkpoint
 from nas_core.objective import SearchData, SearchListener, TrialContext, objective
 from nas_core.space import Architecture, SearchSpace
+from nas_core.storage import Heartbeat, fail_reasons, make_storage
 from nas_core.training import encode_split, evaluate, resolve_device
-from nas_core.workspace import default_storage_url, subdir
+from nas_core.workspace import subdir
 
 # Heartbeats, fail_stale_trials and TPE's `group` are stable in practice but still flagged
 # experimental by Optuna; the warnings would only confuse users of the app and the CLI.
@@ -79,6 +78,9 @@ class SearchConfig:
     cache_representations: bool = field(default=True, metadata={
         "help": "Frozen-backbone trials reuse pooled representations computed once per "
         "backbone and dataset instead of running the backbone again."})
+    workers: int | None = field(default=1, metadata={
+        "help": "Worker processes on this machine: 1, a number, or None for one per GPU. "
+        "Workers on other machines join with `python -m nas_core worker`."})
 
     def __post_init__(self) -> None:
         if not self.study_name or not self.study_name.strip():
@@ -99,6 +101,8 @@ class SearchConfig:
                              f"{', '.join(DIRECTIONS)}.")
         if self.patience < 1:
             raise ValueError("patience must be at least 1.")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError("workers must be at least 1 (or None: one per GPU).")
         if self.gradient_checkpointing not in ("auto", "on", "off"):
             raise ValueError("gradient_checkpointing must be auto, on or off.")
 
@@ -148,30 +152,6 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def make_storage(url: str | None, root=None) -> optuna.storages.BaseStorage:
-    """RDB storage with heartbeats, so trials of a killed process are marked failed.
-
-    One storage object per URL and process: every thread shares it (Optuna's storages are
-    thread-safe), and a fresh SQLite file gets its tables created exactly once.
-    """
-    return _storage_for(url or default_storage_url(root))
-
-
-_STORAGE_LOCK = threading.Lock()
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_storage(url: str) -> optuna.storages.BaseStorage:
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=30,
-                                      grace_period=120)
-
-
-def _storage_for(url: str) -> optuna.storages.BaseStorage:
-    with _STORAGE_LOCK:
-        return _cached_storage(url)
-
-
 def masked_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -179,16 +159,22 @@ def masked_url(url: str) -> str:
 
 
 def open_study(config: SearchConfig, dataset: Dataset, *, root=None,
-               storage: str | None = None) -> optuna.Study:
-    """Create the study, or load it to resume (refusing another dataset or task)."""
-    store = make_storage(storage, root)
+               storage: str | None = None, dataset_path: str | None = None,
+               heartbeat: Heartbeat | None = None) -> optuna.Study:
+    """Create the study, or load it to resume (refusing another dataset or task), and queue
+    the trials still missing from the budget.
+
+    The study records everything a worker needs to join: the configuration, the task, the
+    dataset's fingerprint and where its normalised copy lives (``dataset_path``).
+    """
+    store = make_storage(storage, root, heartbeat=heartbeat)
     metric = config.metric_for(dataset.task)
     directions = [DIRECTIONS[metric]] + (["minimize"] if config.multi_objective else [])
-    max_epochs = config.space.max_epochs_range[1]
     study = optuna.create_study(
         study_name=config.study_name, storage=store, directions=directions,
         sampler=make_sampler(config.sampler, config.seed, config.multi_objective),
-        pruner=make_pruner(config.pruner, max_epochs), load_if_exists=True)
+        pruner=make_pruner(config.pruner, config.space.max_epochs_range[1]),
+        load_if_exists=True)
     attrs = study.user_attrs
     if CONFIG_ATTR in attrs:
         if attrs.get("dataset_fingerprint") != dataset.fingerprint:
@@ -201,46 +187,126 @@ def open_study(config: SearchConfig, dataset: Dataset, *, root=None,
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
     study.set_user_attr("dataset_fingerprint", dataset.fingerprint)
     study.set_user_attr("dataset_name", dataset.name)
+    if dataset_path or "dataset_path" not in attrs:
+        study.set_user_attr("dataset_path", str(dataset_path or ""))
     study.set_user_attr("task", dataset.task)
     study.set_user_attr("label_names", dataset.label_names)
     study.set_user_attr("metric", metric)
     optuna.storages.fail_stale_trials(study)
+    if config.n_trials is not None:
+        top_up(study, config.n_trials)
     return study
 
 
+def superseded(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of failed trials that a later trial runs again (they leave the budget)."""
+    return {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+
+
 def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Finished trials that use up the budget (a user's cancel does not)."""
-    return [t for t in study.get_trials(deepcopy=False, states=FINISHED)
-            if not t.user_attrs.get("cancelled")]
+    """Finished trials that use up the budget: not cancelled by a user, not run again."""
+    trials = study.get_trials(deepcopy=False)
+    again = superseded(trials)
+    return [t for t in trials if t.state in FINISHED and not t.user_attrs.get("cancelled")
+            and t.number not in again]
+
+
+def top_up(study: optuna.Study, n_trials: int) -> int:
+    """Queue empty WAITING trials until finished + running + waiting = ``n_trials``.
+
+    This makes the budget global and exact across any number of workers: a worker only ever
+    runs a queued trial (popping one is atomic in the database) and never creates one. Only the
+    process that owns the study (the app's job, ``search``) tops up; workers do not.
+    """
+    trials = study.get_trials(deepcopy=False)  # one consistent read
+    again = superseded(trials)
+    used = sum(1 for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)
+               or (t.state in FINISHED and not t.user_attrs.get("cancelled")
+                   and t.number not in again))
+    missing = max(0, n_trials - used)
+    for _ in range(missing):
+        study.enqueue_trial({})
+    return missing
+
+
+class BudgetReached(Exception):
+    """No queued trial is left: this worker's part of the budget is done."""
+
+
+class QueueStudy(optuna.Study):
+    """A study whose ``ask`` only pops queued trials; an empty queue ends ``optimize``."""
+
+    def _pop_waiting_trial_id(self) -> int | None:
+        trial_id = super()._pop_waiting_trial_id()
+        if trial_id is None:
+            raise BudgetReached
+        return trial_id
+
+
+def worker_study(study: optuna.Study, config: SearchConfig,
+                 seed_offset: int = 0) -> optuna.Study:
+    """The same study, seen by one worker: its own sampler seed (two workers with one seed would
+    try the same architectures), and, when the budget is a number of trials, queue-only."""
+    cls = QueueStudy if config.n_trials is not None else optuna.Study
+    return cls(study_name=study.study_name, storage=study._storage,
+               sampler=make_sampler(config.sampler, config.seed + seed_offset,
+                                    config.multi_objective),
+               pruner=make_pruner(config.pruner, config.space.max_epochs_range[1]))
 
 
 def optimize(study: optuna.Study, config: SearchConfig, dataset: Dataset, *, root=None,
              listeners: Sequence[SearchListener] = (),
-             should_stop: Callable[[], bool] | None = None) -> None:
-    """Run the trials still missing from the budget. Sees only the train and valid splits."""
-    device = resolve_device(config.device)
+             should_stop: Callable[[], bool] | None = None, device: str | None = None,
+             seed_offset: int = 0, poll_seconds: float | None = None) -> None:
+    """Run queued trials until the budget is spent. Sees only the train and valid splits.
+
+    With a trial budget, this returns when no trial is queued and no other worker's trial is
+    still running: a running trial whose worker dies is queued again (heartbeats), and someone
+    has to run it.
+    """
+    torch_device = resolve_device(device or config.device)
     ctx = TrialContext(
         data=SearchData.from_dataset(dataset), space=config.space,
-        metric=study.user_attrs["metric"], multi_objective=config.multi_objective, device=device,
-        checkpoint_dir=subdir("runs", root) / _safe(study.study_name), seed=config.seed,
-        patience=config.patience, max_tokens=config.max_tokens, listeners=listeners,
-        should_stop=should_stop,
+        metric=study.user_attrs["metric"], multi_objective=config.multi_objective,
+        device=torch_device, checkpoint_dir=subdir("runs", root) / _safe(study.study_name),
+        seed=config.seed, patience=config.patience, max_tokens=config.max_tokens,
+        listeners=listeners, should_stop=should_stop,
         cache=RepresentationCache(root) if config.cache_representations else None,
         gradient_checkpointing=config.gradient_checkpointing)
     for name in config.space.usable_backbones():  # fail before the first trial, with the fix
         ensure_loadable(name)
-    remaining = None
-    if config.n_trials is not None:
-        remaining = config.n_trials - len(counted_trials(study))
-        if remaining <= 0:
-            return
+    mine = worker_study(study, config, seed_offset)
 
     def finished(study: optuna.Study, trial: FrozenTrial) -> None:
         ctx.emit("trial_finished", trial)
 
-    study.optimize(lambda trial: objective(trial, ctx), n_trials=remaining,
-                   timeout=config.timeout, catch=(Exception,), callbacks=[finished],
-                   gc_after_trial=True)
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
+    interval = poll_seconds or _heartbeat_interval(study)
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        try:
+            mine.optimize(lambda trial: objective(trial, ctx), timeout=left,
+                          catch=(Exception,), callbacks=[finished], gc_after_trial=True)
+        except BudgetReached:
+            pass
+        if config.n_trials is None or (should_stop and should_stop()) or mine._stop_flag:
+            return
+        if not _others_running(study):
+            return
+        time.sleep(interval)  # another worker's trial may still fail and be queued again
+        optuna.storages.fail_stale_trials(study)
+
+
+def _heartbeat_interval(study: optuna.Study) -> float:
+    interval = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
+    return float(interval or 5)
+
+
+def _others_running(study: optuna.Study) -> bool:
+    waiting_or_running = (TrialState.WAITING, TrialState.RUNNING)
+    return bool(study.get_trials(deepcopy=False, states=waiting_or_running))
 
 
 def _safe(name: str) -> str:
@@ -364,8 +430,7 @@ def build_report(study: optuna.Study, dataset: Dataset, metric: str) -> dict:
         "epochs_trained": trained,
         "epochs_without_pruning": budget * sum(
             s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) if budget else None,
-        "failures": [{"trial": t.number, "reason": t.user_attrs.get("fail_reason", "")}
-                     for t in trials if t.state == TrialState.FAIL],
+        "failures": [{"trial": n, "reason": r} for n, r in fail_reasons(trials).items()],
     }
     if len(study.directions) > 1:
         report["pareto"] = [{"trial": t.number, metric: t.values[0],
@@ -375,13 +440,35 @@ def build_report(study: optuna.Study, dataset: Dataset, metric: str) -> dict:
 
 def run_search(config: SearchConfig, dataset: Dataset, out_dir: str | Path, *, root=None,
                storage: str | None = None, listeners: Sequence[SearchListener] = (),
-               should_stop: Callable[[], bool] | None = None) -> dict | None:
+               should_stop: Callable[[], bool] | None = None,
+               dataset_path: str | None = None,
+               devices: Sequence[str] | None = None) -> dict | None:
     """Search, then evaluate the best architecture on the test split; returns the report, or
-    None when ``should_stop`` ended the search (its completed trials stay in the study)."""
+    None when ``should_stop`` ended the search (its completed trials stay in the study).
+
+    With several ``devices`` this process runs trials on the first and starts a worker process
+    on each of the others (they need ``dataset_path``, the stored normalised dataset).
+    """
+    from nas_core import workers
+
     started = time.perf_counter()
-    study = open_study(config, dataset, root=root, storage=storage)
-    optimize(study, config, dataset, root=root, listeners=listeners, should_stop=should_stop)
+    study = open_study(config, dataset, root=root, storage=storage, dataset_path=dataset_path)
+    devices = list(devices or [config.device])
+    helpers = []
+    if len(devices) > 1:
+        if not dataset_path:
+            raise ValueError("several workers need the stored dataset's path (dataset_path).")
+        helpers = workers.spawn(study, devices[1:], root=root, data=dataset_path,
+                                log_dir=subdir("runs", root) / _safe(study.study_name))
+    try:
+        optimize(study, config, dataset, root=root, listeners=listeners,
+                 should_stop=should_stop, device=devices[0])
+    finally:
+        for process in helpers:
+            if should_stop and should_stop():
+                process.terminate()  # it gives its running trial back to the queue
+            process.wait()
     if should_stop and should_stop():
         return None
-    return finalise(study, dataset, out_dir, device=config.device,
+    return finalise(study, dataset, out_dir, device=devices[0],
                     wall_seconds=time.perf_counter() - started)

@@ -46,3 +46,23 @@ def second_build_fails(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(objective_mod, "build_model", flaky)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (Debian's binaries) on a loopback port, for the whole run."""
+    from tests.pgserver import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres, request) -> str:
+    """A fresh database on the test server; the URL carries the password."""
+    import re
+
+    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:50]
+    postgres.create_database(name)
+    return postgres.url_for(name)

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from nas_core.datastore import DatasetStore, import_dataset
 from nas_core.jobs import JobManager
 from nas_core.space import SearchSpace
-from nas_core.study import SearchConfig, make_storage
+from nas_core.study import SearchConfig, counted_trials, make_storage
 from tests.conftest import ASSETS, ROOT
 
 
@@ -183,8 +183,11 @@ def test_server_restart_marks_jobs_interrupted_and_resume_finishes(workspace, ti
     assert manager.wait(job_id).state == "finished"
     after = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert all(after[n] == v for n, v in before.items())
-    counted = [t for t in study.get_trials() if t.state in (TrialState.COMPLETE,
-               TrialState.PRUNED, TrialState.FAIL)]
-    assert len(counted) == 6  # the budget is global: the orphan counts as a failed trial
+    # the orphan was queued again with its architecture; the retry takes its budget slot
+    retry = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == orphans[0].number]
+    assert len(retry) == 1 and retry[0].params == orphans[0].params
+    assert retry[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert len(counted_trials(study)) == 6
+    assert len([t for t in study.get_trials() if t.state != TrialState.WAITING]) == 7
     assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
     assert job_id in {j.id for j in manager.jobs()}
