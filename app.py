@@ -14,6 +14,7 @@ pages = [
     st.Page("pages/results.py", title="Results", icon=":material/emoji_events:"),
     st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
 ]
+identity.require_login()
 page = st.navigation(pages)
 identity.sidebar()
 page.run()

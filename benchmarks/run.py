@@ -194,6 +194,65 @@ def bench_pruning(backbone, dataset, workdir, trials) -> None:
         f"{results['none'][1]:.4f} ({trials} trials, seed 11)")
 
 
+def bench_worker_scaling(backbone, dataset, workdir, trials) -> None:
+    """Trials per hour with 2 worker processes divided by 1, on the same study definition (a
+    fresh study each), through the real `worker` command and a real PostgreSQL server when
+    its binaries are installed (SQLite otherwise). Every trial costs the same: one LoRA
+    architecture shape, fixed epochs, no pruning; only the learning rate varies."""
+    from nas_core.datastore import DatasetStore
+    from nas_core.storage import register
+    from nas_core.study import SearchConfig, counted_trials, open_study
+
+    server = None
+    try:
+        from tests.pgserver import PostgresServer, find_bindir
+
+        if find_bindir() is not None:
+            server = PostgresServer().start()
+    except (ImportError, RuntimeError, OSError):
+        server = None
+    root = Path(workdir) / "scaling"
+    url = server.url if server else f"sqlite:///{root / 'studies.db'}"
+    root.mkdir(parents=True, exist_ok=True)
+    stored = DatasetStore(root).save(dataset)
+    space = SearchSpace(backbones=(backbone,), adaptations=("lora",), lora_ranks=(8,),
+                        lora_alpha_ratios=(2.0,), lora_targets=("query,value",),
+                        poolings=("mean",),
+                        head_layers_range=(1, 1), head_widths=(64,), activations=("gelu",),
+                        batch_sizes=(16,), max_epochs_range=(3, 3), contrastive_weight_range=(
+                            0.0, 0.0), layers_range=(2, 2))
+    seconds = {}
+    try:
+        for workers in (1, 2):
+            config = SearchConfig(f"scaling-{workers}", space, n_trials=trials,
+                                  sampler="random", pruner="none", patience=3, seed=5)
+            study = open_study(config, dataset, root=root, storage=register(url),
+                               dataset_path=stored.path)
+            env = {**os.environ, "ESM_NAS_STORAGE": url, "ESM_NAS_HOME": str(root),
+                   "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // 2))}
+            start = time.perf_counter()
+            procs = [subprocess.Popen(
+                [sys.executable, "-m", "nas_core", "worker", "--study", config.study_name,
+                 "--device", "cpu", "--seed-offset", str(i)], cwd=ROOT, env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                for i in range(workers)]
+            for proc in procs:
+                _, err = proc.communicate()
+                if proc.returncode:
+                    raise RuntimeError(err[-3000:])
+            seconds[workers] = time.perf_counter() - start
+            assert len(counted_trials(study)) == trials
+    finally:
+        if server:
+            server.stop()
+    per_hour = {w: 3600 * trials / s for w, s in seconds.items()}
+    say(f"worker_scaling: {per_hour[2] / per_hour[1]:.2f}")
+    say(f"  1 worker: {per_hour[1]:.0f} trials/h ({seconds[1]:.1f} s for {trials}); 2 workers: "
+        f"{per_hour[2]:.0f} trials/h ({seconds[2]:.1f} s); each worker "
+        f"{max(1, (os.cpu_count() or 2) // 2)} CPU thread(s), "
+        f"{'PostgreSQL' if server else 'SQLite'} study store, wall time including process start")
+
+
 RSS_CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
@@ -277,7 +336,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller data (about 2 minutes)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
+    parser.add_argument("--only", default=None, help="run one figure: cache, overhead, "
+                        "bucketing, pruning, rss, scaling, gpu")
     args = parser.parse_args()
+
+    def wanted(name: str) -> bool:
+        return args.only in (None, name)
+
     torch.manual_seed(0)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     device = torch.device(args.device)
@@ -293,14 +358,21 @@ def main() -> int:
         say(f"data: {len(dataset.frame)} synthetic sequences, 50-600 residues "
             f"(mean {dataset.frame['sequence'].str.len().mean():.0f}); tiny ESM-2-shaped "
             "backbones with random weights (6 layers x 64, 2 layers x 32)")
-        bench_cache(backbone, data, workdir, epochs=5, device=device)
-        bench_engine_overhead(backbone, data, device)
-        bench_bucketing(backbone, data, device)
-        bench_pruning(small, dataset, workdir, trials=12)
-        bench_rss(small, workdir, 5_000 if args.quick else 20_000)
-        if args.device == "cuda":
+        if wanted("cache"):
+            bench_cache(backbone, data, workdir, epochs=5, device=device)
+        if wanted("overhead"):
+            bench_engine_overhead(backbone, data, device)
+        if wanted("bucketing"):
+            bench_bucketing(backbone, data, device)
+        if wanted("pruning"):
+            bench_pruning(small, dataset, workdir, trials=12)
+        if wanted("rss"):
+            bench_rss(small, workdir, 5_000 if args.quick else 20_000)
+        if wanted("scaling"):
+            bench_worker_scaling(small, dataset, workdir, trials=6 if args.quick else 12)
+        if args.device == "cuda" and wanted("gpu"):
             bench_gpu(workdir)
-    if args.write:
+    if args.write and args.only is None:
         text = ("# Benchmark results\n\n`python benchmarks/run.py" +
                 (" --quick" if args.quick else "") + f" --device {args.device}`, "
                 f"{time.strftime('%Y-%m-%d')}.\n\n```\n" + "\n".join(LINES) + "\n```\n")

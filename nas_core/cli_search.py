@@ -157,6 +157,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_finalise(args: argparse.Namespace) -> int:
+    from nas_core.storage import STORAGE_ENV, register
+    from nas_core.study import finalise
+    from nas_core.workers import WorkerError, connect, dataset_for
+
+    url = args.storage or os.environ.get(STORAGE_ENV)
+    if not url:
+        print(f"error: give the study database: --storage URL or ${STORAGE_ENV}.",
+              file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        study = connect(args.study, register(url), wait_seconds=10)
+        report = finalise(study, dataset_for(study, args.data), args.out,
+                          trial_number=args.trial, device=args.device)
+    except (WorkerError, ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    best = report["best"]
+    print(f"trial {best['trial']}: held-out test {report['metric']} "
+          f"{_fmt(best['test'].get(report['metric']))}; wrote {best['model_dir']}")
+    return EXIT_OK
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -253,6 +276,17 @@ def register(sub) -> None:
     p.add_argument("--seed-offset", type=int, default=None,
                    help="sampler seed offset of this worker (default: from the process id)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("finalise", help="test the best (or a chosen) trial of a study once on "
+                       "the held-out split and export it; run it where that trial's weights are")
+    p.add_argument("--storage", default=None, help="study database URL (default: "
+                   "$ESM_NAS_STORAGE)")
+    p.add_argument("--study", required=True)
+    p.add_argument("--data", default=None, help="this machine's copy of the study's dataset")
+    p.add_argument("--trial", type=int, default=None, help="trial number (default: the best)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="folder for report.json and best_model/")
+    p.set_defaults(func=cmd_finalise)
 
     p = sub.add_parser("predict", help="predict new sequences with a saved model")
     p.add_argument("model", help="model directory (or Hub repository id)")

@@ -55,7 +55,8 @@ class StudyView:
 
 
 TRIAL_COLUMNS = ["number", "state", "value", "n_parameters", "description", "duration_s",
-                 "epochs", "fail_reason", "host", "device", "cancelled", "retry_of"]
+                 "epochs", "fail_reason", "host", "device", "worker", "cancelled",
+                 "retry_of"]
 
 
 def load_view(study_name: str, storage_url: str) -> StudyView | None:
@@ -86,6 +87,8 @@ def load_view(study_name: str, storage_url: str) -> StudyView | None:
             "duration_s": round(duration, 1) if duration is not None else None,
             "epochs": len(epochs), "fail_reason": reasons.get(t.number, ""),
             "host": t.user_attrs.get("host", ""), "device": t.user_attrs.get("device", ""),
+            "worker": (f"{t.user_attrs['host']} (pid {t.user_attrs.get('pid')})"
+                       if "host" in t.user_attrs else ""),
             "cancelled": bool(t.user_attrs.get("cancelled", False)),
             "retry_of": t.user_attrs.get("retry_of"),
             **{f"param_{k}": v for k, v in t.params.items()},

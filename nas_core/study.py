@@ -344,8 +344,11 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
     checkpoint = Path(trial.user_attrs.get("checkpoint", ""))
     if not (checkpoint / "trainable.safetensors").is_file():
         raise FileNotFoundError(
-            f"the weights of trial {trial.number} are not on this machine ({checkpoint}); run "
-            "the finalisation where the trial ran, or choose another trial.")
+            f"the weights of trial {trial.number} are not on this machine ({checkpoint}): it "
+            f"ran on {trial.user_attrs.get('host', 'another machine')}. Run `python -m "
+            f"nas_core finalise --study {study.study_name} --trial {trial.number} --out DIR` "
+            "there, share the workspace's runs/ folder between the machines, or choose "
+            "another trial.")
     model, tokenizer = load_trial_checkpoint(checkpoint)
     model.to(torch_device)
     metric = study.user_attrs["metric"]

@@ -24,11 +24,12 @@ from optuna.trial import TrialState
 from nas_core.data import Dataset
 from nas_core.objective import SearchListener
 from nas_core.storage import STORAGE_ENV, Heartbeat, full_url, make_storage, public_url, requeue
-from nas_core.study import CONFIG_ATTR, SearchConfig, optimize
+from nas_core.study import CONFIG_ATTR, FINISHED, SearchConfig, optimize
 from nas_core.workspace import ENV_VAR as WORKSPACE_ENV
 from nas_core.workspace import workspace_root
 
 logger = logging.getLogger(__name__)
+MAX_RECONNECTS = 5  # in a row without any trial finishing
 
 
 class WorkerError(Exception):
@@ -40,9 +41,10 @@ class DatabaseUnreachable(WorkerError):
 
 
 def database_errors() -> tuple[type[BaseException], ...]:
+    """What a dropped connection looks like (Optuna wraps some as StorageInternalError)."""
     from sqlalchemy.exc import DBAPIError, OperationalError
 
-    return (OperationalError, DBAPIError)
+    return (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError)
 
 
 def connect(study_name: str, storage: str, *, root=None, heartbeat: Heartbeat | None = None,
@@ -69,8 +71,16 @@ def connect(study_name: str, storage: str, *, root=None, heartbeat: Heartbeat | 
     return study
 
 
+def _reason(exc: BaseException) -> str:
+    """The driver's words (Optuna and SQLAlchemy wrap them)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _lost(storage: str, exc: BaseException, waited: float) -> str:
-    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    reason = _reason(exc)
     return (f"cannot reach the study database {public_url(storage)} (waited {waited:.0f} s): "
             f"{reason}. Completed trials are safe in the database; start the worker again "
             "when it answers.")
@@ -121,16 +131,28 @@ def join(study_name: str, storage: str, *, device: str | None = None, data: str 
     dataset = dataset_for(study, data)
     offset = (os.getpid() % 9973) + 1 if seed_offset is None else seed_offset
     pid = os.getpid()
+    failures = 0
     while True:
+        done_before = len(study.get_trials(deepcopy=False, states=FINISHED))
         try:
             optimize(study, config, dataset, root=root, listeners=listeners,
                      should_stop=should_stop, device=device, seed_offset=offset)
             break
         except database_errors() as exc:
-            logger.warning("lost the study database (%s); reconnecting",
-                           str(getattr(exc, "orig", exc)).strip().splitlines()[0])
+            reason = _reason(exc)
+            failures += 1
+            if failures > MAX_RECONNECTS:
+                raise DatabaseUnreachable(
+                    f"the study database failed {failures} times in a row ({reason}); "
+                    "completed trials are safe in it. Check the database, then start the "
+                    "worker again.") from None
+            logger.warning("lost the study database (%s); reconnecting", reason)
+            print(f"lost the study database ({reason}); reconnecting", file=sys.stderr,
+                  flush=True)
             study = connect(study_name, storage, root=root, heartbeat=heartbeat,
                             wait_seconds=db_wait)
+            if len(study.get_trials(deepcopy=False, states=FINISHED)) > done_before:
+                failures = 0
     mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("pid") == pid
             and t.user_attrs.get("host") == _host()]
     for trial in mine:  # a stopped worker gives its interrupted trial back to the queue
@@ -179,6 +201,8 @@ def spawn(study: optuna.Study, devices: Sequence[str], *, root=None, data: str |
     if cpu_workers:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // (cpu_workers + 1))))
     processes = []
+    if log_dir:
+        log_dir.mkdir(parents=True, exist_ok=True)
     for i, device in enumerate(devices):
         argv = [sys.executable, "-m", "nas_core", "worker", "--study", study.study_name,
                 "--device", device, "--seed-offset", str(first_offset + i),
@@ -187,8 +211,12 @@ def spawn(study: optuna.Study, devices: Sequence[str], *, root=None, data: str |
         if data:
             argv += ["--data", str(data)]
         log = open(log_dir / f"worker-{i + first_offset}.log", "ab") if log_dir else None
-        processes.append(subprocess.Popen(argv, env=env, stdout=log or subprocess.DEVNULL,
-                                          stderr=subprocess.STDOUT if log else None))
+        try:
+            processes.append(subprocess.Popen(argv, env=env, stdout=log or subprocess.DEVNULL,
+                                              stderr=subprocess.STDOUT if log else None))
+        finally:
+            if log:
+                log.close()  # the child keeps its own descriptor
     return processes
 
 

@@ -75,12 +75,19 @@ with st.expander("Advanced"):
         st.error(f"Search space: {exc}")
         st.stop()
 
+workers = 1
+gpus = [d for d in manager.devices if d.startswith("cuda")]
+if len(gpus) > 1:
+    spread = st.toggle(f"Use every free GPU for this search ({len(gpus)} here)", value=True,
+                       key="search_all_gpus", help=help_for["workers"])
+    workers = None if spread else 1
+
 study_name = st.text_input("Study name", f"{record.name}-{time.strftime('%Y%m%d-%H%M')}",
                            key="search_study", help=help_for["study_name"])
 try:
     config = SearchConfig(study_name=study_name, space=space, n_trials=int(n_trials),
                           timeout=minutes * 60 or None, sampler=sampler, pruner=pruner,
-                          objective=objective, seed=int(seed))
+                          objective=objective, seed=int(seed), workers=workers)
     space.usable_backbones()
 except (ValueError, BackboneUnavailable) as exc:
     st.error(str(exc))
@@ -93,6 +100,9 @@ low, high = estimate_seconds(space, int(n_trials), len(dataset.part("train")),
 st.info(f"Estimated run time: {format_eta(low)} to {format_eta(high)}"
         + (f" (stops after {minutes} min at most)" if minutes else "") + ".")
 
+st.caption(f"Studies are stored in `{manager.storage}`. More machines can join a running "
+           f"search: `python -m nas_core worker --study {study_name}` with ESM_NAS_STORAGE "
+           "set to this database (see docs/deployment.md).")
 if not user:
     st.warning("Enter your name in the sidebar to start a search.")
 if st.button("Start", type="primary", disabled=not user, key="search_start"):

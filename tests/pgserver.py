@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -67,11 +68,16 @@ class PostgresServer:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", USER,
                   f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=trust",
                   "-E", "UTF8", "--no-locale", "--no-sync")
+        self._launch()
+        self.create_database(DATABASE)
+        return self
+
+    def _launch(self) -> None:
         self.process = subprocess.Popen(
             [*self._as_user, str(self.bindir / "postgres"), "-D", str(self.data),
              "-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.dir), "-F",
              "-c", "max_connections=200", "-c", "fsync=off"],
-            stdout=subprocess.DEVNULL, stderr=open(self.dir / "server.log", "wb"))
+            stdout=subprocess.DEVNULL, stderr=open(self.dir / "server.log", "ab"))
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -81,8 +87,27 @@ class PostgresServer:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("PostgreSQL did not start:\n" + self.log()) from None
                 time.sleep(0.1)
-        self.create_database(DATABASE)
-        return self
+
+    def outage(self, seconds: float) -> None:
+        """Stop the server (every connection drops), wait, start it again on the same data."""
+        self._shutdown()
+        time.sleep(seconds)
+        self._launch()
+
+    def _shutdown(self) -> None:
+        """Fast shutdown (SIGINT to the postmaster: clients are disconnected at once)."""
+        pidfile = self.data / "postmaster.pid"
+        if self.process is None or self.process.poll() is not None:
+            return
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text().split()[0]), signal.SIGINT)
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
     def create_database(self, name: str) -> None:
         deadline = time.monotonic() + 30
@@ -96,6 +121,11 @@ class PostgresServer:
                     raise RuntimeError(f"createdb failed: {exc.stderr}") from None
                 time.sleep(0.2)  # still starting up
 
+    def drop_database(self, name: str) -> None:
+        """Gone, as after a disk failure (open connections are cut: ``--force``)."""
+        self._run(str(self.bindir / "dropdb"), "--force", "-h", str(self.dir), "-p",
+                  str(self.port), "-U", USER, name)
+
     def url_for(self, database: str) -> str:
         return self.url.rsplit("/", 1)[0] + "/" + database
 
@@ -104,10 +134,5 @@ class PostgresServer:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        self._shutdown()
         shutil.rmtree(self.dir, ignore_errors=True)

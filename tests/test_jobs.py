@@ -191,3 +191,31 @@ def test_server_restart_marks_jobs_interrupted_and_resume_finishes(workspace, ti
     assert len([t for t in study.get_trials() if t.state != TrialState.WAITING]) == 7
     assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
     assert job_id in {j.id for j in manager.jobs()}
+
+
+def test_a_job_spreads_over_every_free_gpu_and_others_wait(workspace, tiny_backbone, dataset_id):
+    """Scheduling only (no GPU here): the runner records the devices each job is given."""
+    import threading
+
+    release = threading.Event()
+    given = {}
+
+    def runner(job, *, devices, root, should_stop):
+        given[job.study_name] = devices
+        release.wait(30)
+        return "finished"
+
+    manager = JobManager(workspace, devices=["cuda:0", "cuda:1", "cuda:2"], runner=runner)
+    single = manager.submit(config(tiny_backbone, "one-gpu"), dataset_id, "alice")
+    spread = manager.submit(config(tiny_backbone, "all-gpus", workers=None), dataset_id, "bob")
+    waiting = manager.submit(config(tiny_backbone, "later"), dataset_id, "carol")
+    deadline = time.monotonic() + 30
+    while len(given) < 2 and time.monotonic() < deadline:  # the job threads are starting
+        time.sleep(0.05)
+    assert given == {"one-gpu": ["cuda:0"], "all-gpus": ["cuda:1", "cuda:2"]}
+    assert manager.get(spread.id).device == "cuda:1,cuda:2"
+    assert manager.get(waiting.id).state == "queued"  # every GPU is taken
+    release.set()
+    for job in (single, spread, waiting):
+        assert manager.wait(job.id).state == "finished"
+    assert given["later"] in (["cuda:0"], ["cuda:1"], ["cuda:2"])

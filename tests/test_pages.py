@@ -124,3 +124,17 @@ def test_search_page_refuses_bad_input(stored):
     assert any("Enter your name" in w.value for w in at.warning)
     at.multiselect(key="search_backbones").set_value([]).run()
     assert any("at least one backbone" in w.value for w in at.warning)
+
+
+def test_oidc_login_gates_the_instance(workspace):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback",
+                          "cookie_secret": "x" * 32, "client_id": "lab",
+                          "client_secret": "s",
+                          "server_metadata_url": "https://idp.example/.well-known/"
+                          "openid-configuration"}
+    at.run()
+    assert not at.exception
+    assert at.button(key="sign_in").label == "Sign in"
+    assert not at.text_input  # no name box, no page: the instance is closed until sign-in
+    assert "sign in with your institutional account" in at.markdown[0].value

@@ -144,3 +144,96 @@ def test_public_url_never_carries_the_password(pg_url):
     assert public_url(public) == public
     store = make_storage(public)  # the registered credentials are found again
     assert optuna.get_all_study_names(store) == []
+
+
+def test_worker_reconnects_after_a_database_outage(workspace, tiny_backbone, stored):
+    from tests.pgserver import PostgresServer
+
+    server = PostgresServer().start()  # its own server: this test stops it
+    try:
+        study = create_study("outage", server.url, stored, tiny_backbone, n_trials=4, epochs=3)
+        worker = start_worker(server.url, "outage", workspace, "--db-wait", "60")
+        deadline = time.monotonic() + 240
+        while not counted_trials(study):
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        server.outage(seconds=3)
+        out = finish(worker, timeout=400)
+        assert "budget reached" in out
+        assert "lost the study database" in out and "reconnecting" in out
+        study = optuna.load_study(study_name="outage", storage=make_storage(register(
+            server.url)))
+        assert len(counted_trials(study)) == 4
+        assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    finally:
+        server.stop()
+
+
+def test_monitor_shows_the_postgresql_study_with_every_worker(workspace, tiny_backbone, stored,
+                                                              pg_url, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from ui.resources import job_manager
+
+    monkeypatch.setenv("ESM_NAS_STORAGE", pg_url)  # a lab server's setting
+    manager = job_manager(str(workspace))
+    assert manager.storage == public_url(pg_url) and PASSWORD not in manager.storage
+    study = create_study("lab", pg_url, stored, tiny_backbone, n_trials=6, epochs=4)
+    helper = start_worker(pg_url, "lab", workspace)  # a second machine joining
+
+    def helper_running() -> bool:
+        return any(t.user_attrs.get("pid") == helper.pid
+                   for t in study.get_trials(states=(TrialState.RUNNING, TrialState.COMPLETE)))
+
+    deadline = time.monotonic() + 240
+    while not helper_running():
+        assert helper.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    config = SearchConfig.from_dict(study.user_attrs["search_config"])
+    job = manager.submit(config, stored.id, "alice")  # the app's own job on the same study
+    assert manager.wait(job.id, timeout=400).state == "finished", manager.get(job.id).error
+    finish(helper)
+    assert len(counted_trials(study)) == 6
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["user_name"] = "alice"
+    at.run().switch_page("pages/monitor.py").run()
+    assert not at.exception, at.exception
+    assert at.dataframe[0].value["trials"].tolist() == ["6/6"]
+    trials = at.dataframe[1].value
+    assert len(trials) == 6 and set(trials["device"]) == {"cpu"}
+    assert trials["worker"].str.contains(f"pid {helper.pid}").any()
+    assert trials["worker"].str.contains(f"pid {os.getpid()}").any()
+    assert len(at.get("vega_lite_chart")) >= 3  # loss and MAE curves, best so far
+    page = " ".join(str(e.value) for e in at.markdown) + " ".join(
+        str(e.value) for e in at.caption)
+    assert PASSWORD not in page
+    at.switch_page("pages/search.py").run()
+    captions = " ".join(c.value for c in at.caption)
+    assert public_url(pg_url) in captions and PASSWORD not in captions
+
+
+def test_search_with_two_local_workers_on_sqlite(workspace, tiny_backbone, tmp_path):
+    """`search --workers N` on one machine: the extra worker is a `worker` process; the default
+    SQLite store serves both; the budget stays exact and the best trial is finalised."""
+    import json
+
+    from nas_core.storage import configured_url
+
+    env = {**os.environ, "ESM_NAS_HOME": str(workspace), "OMP_NUM_THREADS": "1"}
+    env.pop("ESM_NAS_STORAGE", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "nas_core", "search", str(ASSETS / "amp_vs_transmembrane.csv"),
+         "--backbone", str(tiny_backbone), "--adaptation", "lora", "--max-epochs", "4",
+         "--trials", "6", "--pruner", "none", "--patience", "4", "--study", "local2",
+         "--device", "cpu", "--workers", "2", "--out", str(tmp_path / "out")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 workers: cpu, cpu" in out.stdout
+    study = optuna.load_study(study_name="local2",
+                              storage=make_storage(configured_url(workspace)))
+    trials = study.get_trials()
+    assert len(trials) == 6 and len(counted_trials(study)) == 6
+    assert len({t.user_attrs["pid"] for t in trials}) == 2  # both processes ran trials
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["n_trials"] == 6 and report["best"]["test"]["roc_auc"] is not None

@@ -125,7 +125,7 @@ def live_study(view, job) -> None:
         if frame is not None:
             st.altair_chart(charts.make_importance_chart(frame), width="stretch")
     columns = ["number", "state", "value", "n_parameters", "epochs", "duration_s",
-               "description", "fail_reason", "host", "device"]
+               "description", "fail_reason", "worker", "device"]
     st.dataframe(view.trials[columns].rename(columns={"value": view.metric}),
                  hide_index=True, width="stretch")
 

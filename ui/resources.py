@@ -17,8 +17,19 @@ def dataset_store(root: str) -> DatasetStore:
 
 @st.cache_resource
 def job_manager(root: str) -> JobManager:
-    """Owns the background search threads for as long as this server process lives."""
-    return JobManager(root)
+    """Owns the background search threads for as long as this server process lives.
+
+    The study store comes from Streamlit secrets (``[storage] url = "postgresql://..."``),
+    else ``$ESM_NAS_STORAGE``, else the workspace's SQLite file; the page only ever sees it
+    without the password."""
+    return JobManager(root, storage=_secret_storage_url())
+
+
+def _secret_storage_url() -> str | None:
+    try:
+        return st.secrets.get("storage", {}).get("url")
+    except (FileNotFoundError, KeyError, AttributeError):
+        return None  # no secrets file: environment or workspace default
 
 
 @st.cache_data(ttl=2, show_spinner=False, max_entries=64)
