@@ -245,7 +245,6 @@ def register(sub) -> None:
     p.add_argument("--objective", default="metric", choices=OBJECTIVES)
     p.add_argument("--metric", default=None, choices=sorted(DIRECTIONS))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--max-epochs", type=int, default=None)

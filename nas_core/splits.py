@@ -1,8 +1,11 @@
 """Train / validation / held-out test splits.
 
-The user's own split column wins. Otherwise a seeded split stratified by class (or by label
-quantile bin for regression). Sequences are unique after validation, so an identical sequence
-can never sit in two splits.
+The user's own split column wins. Otherwise, by default, a homology-aware split: sequences are
+clustered by pairwise identity (MMseqs2) and whole clusters go to train, validation or test,
+stratified by class (or label bin) as far as the clusters allow, so no validation or test
+sequence has a close relative in training. The random stratified split stays available.
+Every split records each validation/test sequence's identity to its nearest training sequence
+(``nearest_train_identity``), whatever the method.
 """
 
 from __future__ import annotations
@@ -13,11 +16,26 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from nas_core import homology
 from nas_core.data import Dataset, Problem
+
+METHODS = ("homology", "random")
+EXPLANATION = {
+    "homology": "Homology-aware (recommended): related proteins stay on the same side, so the "
+    "test score says how the model does on proteins unlike those it was trained on.",
+    "random": "Random: quick, but near-copies of training sequences land in the test set and "
+    "inflate the score.",
+}
 
 
 @dataclass(frozen=True)
 class SplitOptions:
+    method: str = field(default="homology", metadata={
+        "help": "homology: whole clusters of similar sequences per split (recommended); "
+        "random: stratified at random."})
+    identity: float | None = field(default=None, metadata={
+        "help": "Homology split: sequences at least this identical are kept together. Default "
+        "0.3 for proteins, 0.5 for short peptides (median under 50 residues)."})
     valid_fraction: float = field(default=0.1, metadata={
         "help": "Share of sequences used to choose between architectures."})
     test_fraction: float = field(default=0.1, metadata={
@@ -25,6 +43,11 @@ class SplitOptions:
     seed: int = field(default=0, metadata={"help": "Same seed, same split."})
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"split method must be one of {', '.join(METHODS)}, not "
+                             f"'{self.method}'.")
+        if self.identity is not None and not 0.1 <= self.identity <= 1.0:
+            raise ValueError(f"identity must be between 0.1 and 1.0, not {self.identity}.")
         for name in ("valid_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 < value < 0.5:
@@ -54,12 +77,107 @@ def _cut(index: np.ndarray, strata: np.ndarray | None, size: float,
         return train_test_split(index, test_size=size, random_state=seed, stratify=None)
 
 
-def assign_splits(dataset: Dataset, options: SplitOptions | None = None) -> tuple[Dataset,
-                                                                                  list[Problem]]:
-    """Return a copy of ``dataset`` whose every row has a split, and notes on what was done."""
+def _random_split(frame: pd.DataFrame, task: str, opts: SplitOptions) -> Problem:
+    idx = frame.index.to_numpy()
+    strata = _strata(frame, task)
+    rest, test = _cut(idx, strata, opts.test_fraction, opts.seed)
+    rest_strata = strata[np.searchsorted(idx, rest)]
+    share = opts.valid_fraction / (1.0 - opts.test_fraction)
+    train, valid = _cut(rest, rest_strata, share, opts.seed + 1)
+    frame.loc[train, "split"] = "train"
+    frame.loc[valid, "split"] = "valid"
+    frame.loc[test, "split"] = "test"
+    return Problem("info", "random_split",
+                   f"Split at random (seed {opts.seed}, stratified by "
+                   f"{'label bin' if task == 'regression' else 'class'}): {len(train)} train, "
+                   f"{len(valid)} validation, {len(test)} test.")
+
+
+def _homology_split(frame: pd.DataFrame, task: str, opts: SplitOptions,
+                    hits: pd.DataFrame) -> Problem:
+    """Whole clusters to each split: largest clusters first (they can only go to training),
+    each to the split whose per-class shortfall it fills best without overshooting."""
+    identity = opts.identity or homology.default_identity(list(frame["sequence"]))
+    n = len(frame)
+    labels = homology.clusters(n, hits, identity)
+    strata = pd.Series(_strata(frame, task)).astype(str).to_numpy()
+    classes = sorted(set(strata))
+    per_class = {c: int((strata == c).sum()) for c in classes}
+    fractions = {"test": opts.test_fraction, "valid": opts.valid_fraction}
+    want = {s: {c: f * per_class[c] for c in classes} for s, f in fractions.items()}
+    have = {s: dict.fromkeys(classes, 0) for s in fractions}
+    total = {s: f * n for s, f in fractions.items()}
+    rng = np.random.default_rng(opts.seed)
+    order = rng.permutation(labels.max() + 1)
+    sizes = np.bincount(labels)
+    order = sorted(order, key=lambda c: -sizes[c])  # stable: equal sizes keep the shuffle
+    members = pd.Series(np.arange(n)).groupby(labels).apply(list)
+    split = np.full(n, "train", dtype=object)
+    for cluster in order:
+        rows = members[cluster]
+        counts = pd.Series(strata[rows]).value_counts()
+        best, best_fit = None, 0.0
+        for s in ("test", "valid"):
+            filled = sum(have[s].values())
+            if filled + len(rows) > total[s] + max(1.0, 0.02 * total[s]):
+                continue  # would overshoot this split
+            fit = sum(min(k, max(0.0, want[s][c] - have[s][c])) for c, k in counts.items())
+            fit /= len(rows)
+            if fit > best_fit or (fit == best_fit and best is not None and filled / total[s] <
+                                  sum(have[best].values()) / total[best]):
+                best, best_fit = s, fit
+        if best is not None and best_fit > 0:
+            split[rows] = best
+            for c, k in counts.items():
+                have[best][c] += k
+    reached = {s: int((split == s).sum()) for s in fractions}
+    if min(reached[s] / total[s] for s in fractions) < 0.5:
+        largest = int(sizes.max())
+        return Problem(
+            "warning", "homology_impossible",
+            f"A homology-aware split at {identity:.0%} identity is not possible here: "
+            f"{largest:,} of {n:,} sequences are related to each other at that level (for "
+            "instance variants of one protein). A random split is used instead, so the test "
+            "score tells how the model does on variants of the proteins it was trained on, not "
+            "on new ones.")
+    frame["split"] = split
+    counts = {s: int((split == s).sum()) for s in ("train", "valid", "test")}
+    return Problem(
+        "info", "homology_split",
+        f"Homology-aware split at {identity:.0%} identity (MMseqs2, seed {opts.seed}): "
+        f"{labels.max() + 1:,} clusters (largest {int(sizes.max())} sequences) kept whole; "
+        f"{counts['train']} train, {counts['valid']} validation, {counts['test']} test.")
+
+
+def _nearest_train(frame: pd.DataFrame, hits: pd.DataFrame) -> np.ndarray:
+    train = (frame["split"] == "train").to_numpy()
+    nearest = homology.nearest_in(hits, len(frame), train)
+    return np.where(train, np.nan, np.round(nearest, 4))
+
+
+def _leakage_notes(frame: pd.DataFrame, chosen_random: bool) -> list[Problem]:
+    test = frame.loc[frame["split"] == "test", "nearest_train_identity"].to_numpy()
+    if not len(test):
+        return []
+    close = float((test >= 0.9).mean())
+    if close < 0.1:
+        return []
+    return [Problem(
+        "warning", "test_near_duplicates",
+        f"{close:.0%} of the test sequences are at least 90% identical to a training sequence: "
+        "the test score says how the model does on close variants of its training proteins, "
+        "not on new proteins." + (" The homology-aware split avoids this." if chosen_random
+                                  else ""))]
+
+
+def assign_splits(dataset: Dataset, options: SplitOptions | None = None, *,
+                  progress=None) -> tuple[Dataset, list[Problem]]:
+    """Return a copy of ``dataset`` whose every row has a split (and, for validation and test
+    rows, the identity to the nearest training sequence), and notes on what was done."""
     opts = options or SplitOptions()
     frame = dataset.frame.copy()
     notes: list[Problem] = []
+    hits = None
     given = frame["split"].notna().all() and len(frame) > 0
     if given:
         present = set(frame["split"])
@@ -80,20 +198,16 @@ def assign_splits(dataset: Dataset, options: SplitOptions | None = None) -> tupl
                 f"Your split column has no '{part}' rows: {len(cut)} training sequences were set "
                 f"aside as {part} (seeded, stratified)."))
     else:
-        idx = frame.index.to_numpy()
-        strata = _strata(frame, dataset.task)
-        rest, test = _cut(idx, strata, opts.test_fraction, opts.seed)
-        rest_strata = strata[np.searchsorted(idx, rest)]
-        share = opts.valid_fraction / (1.0 - opts.test_fraction)
-        train, valid = _cut(rest, rest_strata, share, opts.seed + 1)
-        frame.loc[train, "split"] = "train"
-        frame.loc[valid, "split"] = "valid"
-        frame.loc[test, "split"] = "test"
-        notes.append(Problem(
-            "info", "random_split",
-            f"Split at random (seed {opts.seed}, stratified by "
-            f"{'label bin' if dataset.task == 'regression' else 'class'}): "
-            f"{len(train)} train, {len(valid)} validation, {len(test)} test."))
+        hits = None
+        if opts.method == "homology":
+            hits = homology.all_hits(list(frame["sequence"]), progress=progress)
+            notes.append(_homology_split(frame, dataset.task, opts, hits))
+        if opts.method == "random" or notes[-1].code == "homology_impossible":
+            notes.append(_random_split(frame, dataset.task, opts))
+    if hits is None:
+        hits = homology.all_hits(list(frame["sequence"]), progress=progress)
+    frame["nearest_train_identity"] = _nearest_train(frame, hits)
+    notes.extend(_leakage_notes(frame, chosen_random=not given and opts.method == "random"))
     out = Dataset(frame, dataset.task, dataset.label_names, dataset.name)
     if dataset.task != "regression":
         for part in ("train", "valid"):

