@@ -51,8 +51,10 @@ def composition(sequences: list[str]) -> np.ndarray:
     return out
 
 
-def fit_baseline(dataset: Dataset, *, evaluate_test: bool = True) -> dict:
-    """Fit on train, report validation (and test) metrics with the engine's metric code."""
+def fit_baseline(dataset: Dataset, *, evaluate_test: bool = True,
+                 return_test_output: bool = False):
+    """Fit on train, report validation (and test) metrics with the engine's metric code; with
+    ``return_test_output``, also the test predictions (for paired comparisons)."""
     started = time.perf_counter()
     parts = {s: dataset.part(s) for s in ("train", "valid", "test")}
     lengths = dataset.frame["sequence"].str.len()
@@ -75,6 +77,8 @@ def fit_baseline(dataset: Dataset, *, evaluate_test: bool = True) -> dict:
         name = f"logistic regression on {name}"
     model.fit(x_train, y_train)
 
+    outputs = {}
+
     def score(split: str) -> dict:
         frame = parts[split]
         x = features(list(frame["sequence"]))
@@ -84,10 +88,11 @@ def fit_baseline(dataset: Dataset, *, evaluate_test: bool = True) -> dict:
         else:
             output = np.zeros((len(x), len(dataset.label_names or [])))
             output[:, model.classes_] = model.predict_proba(x)
+        outputs[split] = output
         return compute_metrics(dataset.task, y, output)
 
     report = {"model": name, "aligned": bool(aligned), "val": score("valid")}
     if evaluate_test and len(parts["test"]):
         report["test"] = score("test")
     report["seconds"] = round(time.perf_counter() - started, 3)
-    return report
+    return (report, outputs.get("test")) if return_test_output else report

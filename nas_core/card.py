@@ -65,6 +65,45 @@ def _ci(report: dict, key: str) -> str:
     return f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "n/a"
 
 
+def _interval(ci) -> str:
+    return f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "n/a"
+
+
+def comparison_sentence(report: dict) -> str:
+    """One sentence: is the best model better than the reference by more than the noise?"""
+    cmp = report.get("vs_reference") or {}
+    name = METRIC_NAMES.get(cmp.get("metric"), cmp.get("metric"))
+    if cmp.get("difference") is None:
+        return f"The difference from the reference model in {name} could not be estimated."
+    text = (f"Against the reference model the {name} differs by {cmp['difference']:+.3f} "
+            f"(paired bootstrap 95% CI {_interval(cmp['ci'])}): ")
+    return text + {"better": "better by more than the noise.",
+                   "worse": "worse by more than the noise.",
+                   "within noise": "within the noise of a test set this size."}[cmp["verdict"]]
+
+
+def leakage_section(report: dict) -> list[str]:
+    """The identity of test sequences to their nearest training sequence, and the test metric
+    in each identity bin."""
+    leak = report.get("leakage")
+    if not leak:
+        return []
+    metric = METRIC_NAMES.get(report["metric"], report["metric"])
+    lines = ["## How new are the test proteins?", "",
+             f"Identity of each of the {leak['n']} test sequences to its nearest training "
+             f"sequence (MMseqs2; median {_fmt(leak['median'])}):", "",
+             "| identity | test sequences | " + metric + " | 95% CI |", "|---|---|---|---|"]
+    for row in report.get("by_identity", []):
+        lines.append(f"| {row['bin']} | {row['n']} | {_fmt(row['value'])} | "
+                     f"{_interval(row['ci'])} |")
+    lines.append("")
+    lines.append("Histogram (identity: sequences): " + ", ".join(
+        f"{h['from']:.1f}–{h['to']:.1f}: {h['count']}" for h in leak["histogram"]) + ".")
+    if leak.get("warning"):
+        lines += ["", f"**Warning:** {leak['warning']}"]
+    return lines + [""]
+
+
 def render_card(report: dict, *, repo_id: str = "your-name/your-model", license: str = "mit",
                 has_curves: bool = True) -> str:
     best, data = report["best"], report["dataset"]["summary"]
@@ -107,21 +146,27 @@ def render_card(report: dict, *, repo_id: str = "your-name/your-model", license:
     if has_curves:
         lines += [f"![Training and validation curves of the best trial]({CURVES_IMAGE})", ""]
     lines += ["## Held-out test results", "",
-              "| metric | best architecture | 95% CI (bootstrap) | reference model |",
-              "|---|---|---|---|"]
+              "| metric | best architecture | 95% CI (bootstrap) | reference model | "
+              "reference 95% CI |", "|---|---|---|---|---|"]
     base = report["baseline"].get("test", {})
+    base_ci = report["baseline"].get("test_ci") or {}
     for key, value in best["test"].items():
         if value is None:
             continue
         lines.append(f"| {METRIC_NAMES.get(key, key)} | {_fmt(value)} | {_ci(report, key)} | "
-                     f"{_fmt(base.get(key))} |")
+                     f"{_fmt(base.get(key))} | {_interval(base_ci.get(key))} |")
     lines += ["", f"Reference model: {report['baseline']['model']}, fitted on the same "
-              "splits.", "",
-              "## Intended use and limitations", "",
+              "splits."]
+    if report.get("vs_reference"):
+        lines += ["", comparison_sentence(report)]
+    lines += [""] + leakage_section(report)
+    lines += ["## Intended use and limitations", "",
               "- Research use: ranking or triaging sequences similar to the training data "
               "before experiments. Not a substitute for measurement.",
               "- Scores hold for sequences like those in the data; predictions for proteins "
-              "unrelated to any training sequence are less reliable.",
+              "unrelated to any training sequence are less reliable (the table above shows "
+              "how the score falls with identity to the training set). Predictions made with "
+              "ESM-NAS Studio flag such sequences when the training sequences are available.",
               f"- Trained on {data['n_sequences']} sequences; the confidence intervals above "
               "show how much the test score could move with another sample.", ""]
     if best.get("backbone_untrained"):

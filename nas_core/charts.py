@@ -126,3 +126,16 @@ def make_scatter_chart(frame: pd.DataFrame) -> alt.Chart:
     diagonal = alt.Chart(pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})).mark_line(
         strokeDash=[4, 4], color="gray").encode(x="x:Q", y="y:Q")
     return (points + diagonal).properties(height=300)
+
+
+def make_identity_histogram(leakage: dict) -> alt.Chart:
+    """Test sequences by identity to their nearest training sequence."""
+    frame = pd.DataFrame(leakage["histogram"])
+    frame["identity"] = [f"{a:.1f}-{b:.1f}" for a, b in zip(frame["from"], frame["to"])]
+    return alt.Chart(frame, title="Test sequences: identity to the nearest training sequence"
+                     ).mark_bar().encode(
+        x=alt.X("identity:N", sort=None, title="identity (MMseqs2)"),
+        y=alt.Y("count:Q", title="test sequences"),
+        color=alt.condition(alt.datum["from"] >= 0.9, alt.value("#c0392b"),
+                            alt.value("#2e7d6b")),
+        tooltip=["identity", "count"]).properties(height=220)

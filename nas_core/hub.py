@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nas_core.card import CURVES_IMAGE, render_card
+from nas_core.model import TRAINING_SEQUENCES
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,94}[A-Za-z0-9]$|^[A-Za-z0-9]$")
 
@@ -47,6 +48,9 @@ class PublishConfig:
     private: bool = field(default=True, metadata={
         "help": "Private repositories are visible only to you and your organisation."})
     license: str = field(default="mit", metadata={"help": "Licence in the model card."})
+    include_training_sequences: bool = field(default=False, metadata={
+        "help": "Also upload the training sequences, so users of the published model get the "
+        "'unlike the training data' flag. Off by default: they may be unpublished data."})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "repo", validate_repo_name(self.repo))
@@ -143,7 +147,8 @@ def publish(model_dir: str | Path, config: PublishConfig, *, token: str | None =
                              license=config.license,
                              has_curves=(model_dir / CURVES_IMAGE).is_file())
                  if report_path.is_file() else (model_dir / "README.md").read_text())
-    files = sorted(p for p in model_dir.iterdir() if p.is_file() and p.name != "README.md")
+    files = sorted(p for p in model_dir.iterdir() if p.is_file() and p.name != "README.md"
+                   and (config.include_training_sequences or p.name != TRAINING_SEQUENCES))
     operations = [CommitOperationAdd("README.md", card_text.encode())] + [
         CommitOperationAdd(p.name, str(p)) for p in files]
     try:

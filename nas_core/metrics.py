@@ -71,6 +71,44 @@ def compute_metrics(task: str, y: np.ndarray, output: np.ndarray) -> dict[str, f
     return classification_metrics(np.asarray(y, dtype=int), output)
 
 
+def one_metric(task: str, y: np.ndarray, output: np.ndarray, metric: str) -> float | None:
+    """A single metric, without the others (bootstrap loops call this thousands of times)."""
+    if task == "regression" or metric in ("loss", "mae"):
+        return compute_metrics(task, y, output).get(metric)
+    y = np.asarray(y, dtype=int)
+    k = output.shape[1]
+    pred = output.argmax(1)
+    if metric == "accuracy":
+        return float(np.mean(pred == y))
+    if metric == "mcc":
+        return float(skm.matthews_corrcoef(y, pred))
+    if metric == "f1_macro":
+        return float(skm.f1_score(y, pred, average="macro", labels=list(range(k)),
+                                  zero_division=0))
+    if len(np.unique(y)) < k:
+        return None
+    if k == 2:
+        return float(skm.roc_auc_score(y, output[:, 1]))
+    return float(skm.roc_auc_score(y, output, multi_class="ovr", average="macro"))
+
+
+def metric_ci(task: str, y: np.ndarray, output: np.ndarray, metric: str, *, n: int = 1000,
+              level: float = 0.95, seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap interval of one metric."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y)
+    values = []
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        value = one_metric(task, y[idx], output[idx], metric)
+        if value is not None and math.isfinite(value):
+            values.append(value)
+    if len(values) < n // 2:
+        return None
+    alpha = (1 - level) / 2
+    return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
+
+
 def objective_value(metrics: dict, metric: str) -> float:
     """The value Optuna sees: a missing metric counts as the worst possible."""
     value = metrics.get(metric)

@@ -233,9 +233,14 @@ def load_trial_checkpoint(directory: Path) -> tuple[SequencePredictor, object]:
 
 
 # -- exported, self-contained model directories -------------------------------------------
+TRAINING_SEQUENCES = "training_sequences.fasta"
+
+
 def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
-                 extra: dict | None = None) -> Path:
-    """Write a self-contained model directory: LoRA merged, safetensors only."""
+                 extra: dict | None = None, train_sequences: list[str] | None = None) -> Path:
+    """Write a self-contained model directory: LoRA merged, safetensors only. With
+    ``train_sequences``, also a FASTA of them, so predictions can say how far each new
+    sequence is from what the model has seen (left out when publishing, unless asked)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     backbone = model.esm
@@ -267,6 +272,10 @@ def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
     (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
     tokenizer.save_pretrained(directory)
     shutil.copy(Path(__file__).parent / "hf_export" / f"{REMOTE_MODULE}.py", directory)
+    if train_sequences:
+        with open(directory / TRAINING_SEQUENCES, "w") as f:
+            for i, seq in enumerate(train_sequences):
+                f.write(f">train_{i}\n{seq}\n")
     return directory
 
 

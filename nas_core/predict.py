@@ -3,6 +3,7 @@ the CLI and the tests."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ import pandas as pd
 
 from nas_core.data import Problem, validate_for_prediction
 from nas_core.metrics import compute_metrics
-from nas_core.model import load_model
+from nas_core.model import TRAINING_SEQUENCES, load_model
 from nas_core.reading import RawTable, read_bytes, read_raw
 from nas_core.training import encode_split, predict_outputs, resolve_device
 
@@ -38,7 +39,8 @@ def resolve_model_dir(model: str | Path) -> Path:
             return Path(snapshot_download(
                 str(model), endpoint=os.environ.get("HF_ENDPOINT") or None,
                 token=os.environ.get("HF_TOKEN") or None,
-                allow_patterns=["*.json", "*.safetensors", "vocab.txt", "*.md"]))
+                allow_patterns=["*.json", "*.safetensors", "vocab.txt", "*.md",
+                                TRAINING_SEQUENCES]))
         except (OSError, *_transport_errors()) as exc:
             raise FileNotFoundError(f"could not fetch '{model}' from the Hub: {exc}") from None
     raise FileNotFoundError(f"no model directory '{model}' (and it is not a Hub repository id "
@@ -54,6 +56,13 @@ class Predictor:
         self.model, self.tokenizer = load_model(self.directory)
         self.model.to(self.device)
         self.info = self.model.info
+        config = json.loads((self.directory / "config.json").read_text()).get("esm_nas", {})
+        self.conformal = config.get("conformal")  # calibrated on the validation split
+        self.novelty_identity = float(config.get("novelty_identity") or 0.3)
+        fasta = self.directory / TRAINING_SEQUENCES
+        self.training_sequences = [line.strip() for line in fasta.read_text().splitlines()
+                                   if line.strip() and not line.startswith(">")
+                                   ] if fasta.is_file() else None
 
     def predict_sequences(self, sequences: list[str], *,
                           progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
@@ -61,13 +70,29 @@ class Predictor:
         output = predict_outputs(self.model, data.ids, device=self.device,
                                  pad_id=self.tokenizer.pad_token_id, progress=progress)
         frame = pd.DataFrame({"sequence": sequences})
+        q = self.conformal["threshold"] if self.conformal else None
+        level = f"{self.conformal['level']:.0%}" if self.conformal else ""
         if self.info.task == "regression":
             frame["prediction"] = output
+            if q is not None:  # split-conformal interval, calibrated on the validation split
+                frame[f"low_{level}"] = output - q
+                frame[f"high_{level}"] = output + q
         else:
             names = self.info.label_names or []
             frame["prediction"] = [names[i] for i in output.argmax(1)]
             for i, name in enumerate(names):
                 frame[f"p_{name}"] = output[:, i]
+            if q is not None:  # the classes that cannot be ruled out at that confidence
+                keep = output >= 1.0 - q
+                frame[f"set_{level}"] = ["|".join(n for n, k in zip(names, row) if k) or "?"
+                                         for row in keep]
+                frame["certain"] = keep.sum(1) == 1
+        if self.training_sequences:
+            from nas_core.homology import nearest_identity
+
+            identity = nearest_identity(sequences, self.training_sequences)
+            frame["nearest_train_identity"] = np.round(identity, 3)
+            frame["unlike_training"] = identity < self.novelty_identity
         return frame
 
     def predict_table(self, raw: RawTable, *, progress=None) -> tuple[pd.DataFrame,

@@ -54,13 +54,28 @@ def evaluate_point(job: Job, trial_number: int, root=None) -> dict:
 
 def metrics_table(report: dict) -> pd.DataFrame:
     """Best model and reference side by side, validation and held-out test."""
+    metric = report["metric"]
     rows = []
     for who, block in (("best architecture", report["best"]), ("reference model",
                                                                 report["baseline"])):
         for split, key in (("validation", "val"), ("held-out test", "test")):
             values = block.get(key) or {}
-            rows.append({"model": who, "split": split, **{k: v for k, v in values.items()}})
+            ci = (block.get("test_ci") or {}).get(metric) if key == "test" else None
+            rows.append({"model": who, "split": split, metric: values.get(metric),
+                         f"{metric} 95% CI": f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "",
+                         **{k: v for k, v in values.items() if k != metric}})
     return pd.DataFrame(rows)
+
+
+def identity_table(report: dict) -> pd.DataFrame | None:
+    """Held-out test metric by identity to the nearest training sequence."""
+    rows = report.get("by_identity")
+    if not rows:
+        return None
+    return pd.DataFrame([{"identity to training": r["bin"], "test sequences": r["n"],
+                          report["metric"]: r["value"],
+                          "95% CI": f"{r['ci'][0]:.3f} – {r['ci'][1]:.3f}" if r["ci"] else ""}
+                         for r in rows])
 
 
 def workspace_models(root=None) -> dict[str, Path]:

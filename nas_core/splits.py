@@ -121,8 +121,10 @@ def _homology_split(frame: pd.DataFrame, task: str, opts: SplitOptions,
             filled = sum(have[s].values())
             if filled + len(rows) > total[s] + max(1.0, 0.02 * total[s]):
                 continue  # would overshoot this split
-            fit = sum(min(k, max(0.0, want[s][c] - have[s][c])) for c, k in counts.items())
-            fit /= len(rows)
+            # members that fill a class shortfall, minus members that overfill a class
+            fit = sum(min(k, max(0.0, want[s][c] - have[s][c]))
+                      - max(0.0, k - max(0.0, want[s][c] - have[s][c]))
+                      for c, k in counts.items()) / len(rows)
             if fit > best_fit or (fit == best_fit and best is not None and filled / total[s] <
                                   sum(have[best].values()) / total[best]):
                 best, best_fit = s, fit

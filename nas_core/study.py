@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas_core import homology, trust
 from nas_core.backbones import ensure_loadable, resolve
 from nas_core.baseline import fit_baseline
 from nas_core.cache import RepresentationCache
@@ -352,20 +354,29 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
     model, tokenizer = load_trial_checkpoint(checkpoint)
     model.to(torch_device)
     metric = study.user_attrs["metric"]
-    results = {}
+    results, outputs, targets = {}, {}, {}
     for split, name in (("valid", "val"), ("test", "test")):
         part = dataset.part(split)
-        y = dataset.label_index(part["label"])
-        data = encode_split(list(part["sequence"]), y, tokenizer)
-        results[name], output = evaluate(model, data, device=torch_device,
-                                         pad_id=tokenizer.pad_token_id, raw_targets=y)
-    _write_predictions(out_dir / "test_predictions.csv", part, output, dataset)
+        targets[name] = dataset.label_index(part["label"])
+        data = encode_split(list(part["sequence"]), targets[name], tokenizer)
+        results[name], outputs[name] = evaluate(model, data, device=torch_device,
+                                                pad_id=tokenizer.pad_token_id,
+                                                raw_targets=targets[name])
+    y, output = targets["test"], outputs["test"]
+    identity = test_identity(dataset)
+    _write_predictions(out_dir / "test_predictions.csv", part, output, dataset, identity)
     test_ci = bootstrap_ci(dataset.task, y, output)
     n_parameters = count_parameters(model)
+    uncertainty = {"level": 0.9, "threshold": trust.conformal(dataset.task, targets["val"],
+                                                               outputs["val"], 0.9)}
+    train_sequences = list(dataset.part("train")["sequence"])
     export_model(model, tokenizer, out_dir / "best_model", extra={
         "study": study.study_name, "trial": trial.number, "metric": metric,
         "dataset_fingerprint": dataset.fingerprint, "val_metrics": results["val"],
-        "test_metrics": results["test"], "n_parameters": n_parameters})
+        "test_metrics": results["test"], "n_parameters": n_parameters,
+        "conformal": uncertainty,
+        "novelty_identity": homology.default_identity(train_sequences)},
+        train_sequences=train_sequences)
     report = build_report(study, dataset, metric)
     report["best"] = {
         "trial": trial.number, "params": trial.params,
@@ -377,7 +388,12 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
         "history": trial.user_attrs.get("history", []),
         "model_dir": str(out_dir / "best_model"),
     }
-    report["baseline"] = fit_baseline(dataset)
+    report["baseline"], reference = fit_baseline(dataset, return_test_output=True)
+    report["baseline"]["test_ci"] = bootstrap_ci(dataset.task, y, reference)
+    report["vs_reference"] = trust.compare(dataset.task, y, output, reference, metric)
+    report["leakage"] = trust.leakage_report(identity)
+    report["by_identity"] = trust.by_identity(dataset.task, y, output, identity, metric)
+    report["uncertainty"] = uncertainty
     if wall_seconds is not None:
         report["wall_seconds"] = round(wall_seconds, 2)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
@@ -385,8 +401,19 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
     return report
 
 
-def _write_predictions(path: Path, part, output, dataset: Dataset) -> None:
+def test_identity(dataset: Dataset) -> np.ndarray:
+    """Each test sequence's identity to its nearest training sequence (stored at split time;
+    computed now for datasets split before that was recorded)."""
+    test = dataset.part("test")
+    if "nearest_train_identity" in test and test["nearest_train_identity"].notna().all():
+        return test["nearest_train_identity"].to_numpy(dtype=float)
+    return homology.nearest_identity(list(test["sequence"]),
+                                     list(dataset.part("train")["sequence"]))
+
+
+def _write_predictions(path: Path, part, output, dataset: Dataset, identity) -> None:
     frame = part[["id", "sequence", "label"]].copy()
+    frame["nearest_train_identity"] = identity
     if dataset.task == "regression":
         frame["prediction"] = output
     else:

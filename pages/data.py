@@ -4,6 +4,7 @@ from nas_core.data import TASKS, IngestOptions
 from nas_core.datastore import import_dataset
 from nas_core.examples import DEFAULT_EXAMPLE, EXAMPLES
 from nas_core.reading import DataFileError
+from nas_core.splits import EXPLANATION, METHODS, SplitOptions
 from ui import render, resources
 
 st.title("Data")
@@ -43,6 +44,22 @@ with st.expander("Columns and task"):
     task = c3.selectbox("Task", ["auto", *TASKS], key="data_task",
                         help=IngestOptions.__dataclass_fields__["task"].metadata["help"])
 
+with st.expander("Split", expanded=False):
+    method = st.radio("How to split", METHODS, key="data_split_method", horizontal=True,
+                      format_func=lambda m: {"homology": "Homology-aware (recommended)",
+                                             "random": "Random"}[m],
+                      help=SplitOptions.__dataclass_fields__["method"].metadata["help"])
+    st.caption(EXPLANATION[method])
+    identity = None
+    if method == "homology":
+        custom = st.toggle("Choose the identity threshold", key="data_identity_custom")
+        if custom:
+            identity = st.slider("Sequences at least this identical stay together", 0.2, 0.95,
+                                 0.3, 0.05, key="data_identity", help=SplitOptions.
+                                 __dataclass_fields__["identity"].metadata["help"])
+        else:
+            st.caption("Threshold: 30% identity for proteins, 50% for short peptides.")
+
 source = state.get("data_source")
 if source == "upload" and upload is not None:
     payload, name = upload.getvalue(), upload.name
@@ -56,7 +73,11 @@ if payload is not None:
     options = IngestOptions(seq_col=seq_col or None, label_col=label_col or None, task=task,
                             fixes=frozenset(state["data_fixes"]))
     try:
-        outcome = import_dataset(payload, name=name, options=options, store=store)
+        with st.spinner("Checking the sequences and splitting them (aligning similar "
+                        "sequences with MMseqs2)..."):
+            outcome = import_dataset(payload, name=name, options=options, store=store,
+                                     split_options=SplitOptions(method=method,
+                                                                identity=identity))
     except DataFileError as exc:
         st.error(str(exc))
     else:

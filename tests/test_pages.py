@@ -77,7 +77,8 @@ def test_search_monitor_results(stored):
     metrics = {m.label: m.value for m in at.metric}
     assert "Held-out test roc_auc" in metrics and metrics["Trials"].endswith("/ 2")
     assert "Best architecture" in at.markdown[0].value
-    assert len(at.get("vega_lite_chart")) == 1  # confusion matrix
+    assert len(at.get("vega_lite_chart")) == 2  # identity histogram, confusion matrix
+    assert at.subheader[0].value == "How new are the test proteins?"
     assert at.get("download_button")
 
 

@@ -10,9 +10,9 @@ from tests.conftest import ASSETS
 
 def test_random_split_is_seeded_stratified_and_disjoint():
     dataset = load_dataset(ASSETS / "anticancer_vs_random.csv").dataset
-    a, notes = assign_splits(dataset, SplitOptions(seed=3))
-    b, _ = assign_splits(dataset, SplitOptions(seed=3))
-    c, _ = assign_splits(dataset, SplitOptions(seed=4))
+    a, notes = assign_splits(dataset, SplitOptions(method="random", seed=3))
+    b, _ = assign_splits(dataset, SplitOptions(method="random", seed=3))
+    c, _ = assign_splits(dataset, SplitOptions(method="random", seed=4))
     assert list(a.frame["split"]) == list(b.frame["split"])
     assert list(a.frame["split"]) != list(c.frame["split"])
     parts = {s: set(a.part(s)["sequence"]) for s in ("train", "valid", "test")}
@@ -29,7 +29,7 @@ def test_random_split_is_seeded_stratified_and_disjoint():
 def test_regression_split_is_binned_by_label():
     dataset = load_dataset(ASSETS / "gfp_fluorescence.csv").dataset
     dataset.frame["split"] = None  # ignore the file's split: make the app split it
-    out, _ = assign_splits(dataset, SplitOptions(seed=0))
+    out, _ = assign_splits(dataset, SplitOptions(method="random", seed=0))
     train, test = out.part("train")["label"], out.part("test")["label"]
     assert abs(train.median() - test.median()) < 0.3
     assert (test < 2.5).sum() >= 5  # the dark mode is represented in the test split

@@ -55,6 +55,13 @@ def dataset_overview(dataset: Dataset, notes: list) -> None:
     left, right = st.columns(2)
     left.altair_chart(make_length_histogram(dataset.frame), width="stretch")
     right.altair_chart(make_label_chart(dataset.frame, dataset.task), width="stretch")
+    test = dataset.part("test")
+    if "nearest_train_identity" in test and test["nearest_train_identity"].notna().any():
+        from nas_core.charts import make_identity_histogram
+        from nas_core.trust import leakage_report
+
+        st.altair_chart(make_identity_histogram(leakage_report(
+            test["nearest_train_identity"].to_numpy(dtype=float))), width="stretch")
 
 
 def stored_datasets(records: list[StoredDataset]) -> None:
@@ -147,6 +154,22 @@ def results(report: dict, predictions, metrics_frame) -> None:
     st.caption(f"Reference: {report['baseline']['model']} (fitted in "
                f"{report['baseline']['seconds']:.2f} s on the same splits).")
     st.dataframe(metrics_frame, hide_index=True, width="stretch")
+    if report.get("vs_reference"):
+        from nas_core.card import comparison_sentence
+
+        st.markdown(comparison_sentence(report))
+    leakage = report.get("leakage")
+    if leakage:
+        from nas_core.results import identity_table
+
+        st.subheader("How new are the test proteins?")
+        if leakage.get("warning"):
+            st.warning(leakage["warning"])
+        left, right = st.columns(2)
+        left.altair_chart(charts.make_identity_histogram(leakage), width="stretch")
+        right.dataframe(identity_table(report), hide_index=True, width="stretch")
+        right.caption("The <30% row is the honest estimate for proteins unlike the training "
+                      "set.")
     if predictions is not None:
         if report["task"] == "regression":
             st.altair_chart(charts.make_scatter_chart(predictions), width="stretch")
