@@ -253,6 +253,48 @@ def bench_worker_scaling(backbone, dataset, workdir, trials) -> None:
         f"{'PostgreSQL' if server else 'SQLite'} study store, wall time including process start")
 
 
+def family_dataset(n: int, family_size: int = 10, seed: int = 0) -> Dataset:
+    """Protein families: ancestors of 100-500 residues, each with ``family_size`` descendants
+    carrying 5-70% substitutions (so pairs span every identity), labelled per family."""
+    rng = np.random.default_rng(seed)
+    seqs, labels = [], []
+    for f in range(n // family_size):
+        ancestor = rng.choice(AMINO, size=int(rng.integers(100, 500)))
+        for _ in range(family_size):
+            child = ancestor.copy()
+            hit = rng.random(len(child)) < rng.uniform(0.05, 0.7)
+            child[hit] = rng.choice(AMINO, size=int(hit.sum()))
+            seqs.append("".join(child))
+            labels.append("a" if f % 2 else "b")
+    frame = pd.DataFrame({"id": None, "sequence": seqs, "label": labels, "split": None,
+                          "where": None})
+    frame = frame.drop_duplicates("sequence").reset_index(drop=True)
+    return Dataset(frame, "binary", ["a", "b"], "families")
+
+
+def bench_split(n: int) -> None:
+    """Wall time of the homology-aware split (MMseqs2 all-against-all, clustering, assignment,
+    nearest-training identity) and of the random split, on the same sequences."""
+    from nas_core import homology
+    from nas_core.splits import SplitOptions, assign_splits
+
+    dataset = family_dataset(n)
+    homology._all_hits.cache_clear()
+    start = time.perf_counter()
+    out, notes = assign_splits(dataset, SplitOptions(method="homology", identity=0.3))
+    seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    random_split, _ = assign_splits(dataset, SplitOptions(method="random"))
+    random_seconds = time.perf_counter() - start  # reuses the alignments (same process)
+    leak = {name: (frame.part("test")["nearest_train_identity"] >= 0.3).mean()
+            for name, frame in (("homology", out), ("random", random_split))}
+    say(f"homology_split_seconds_{len(dataset.frame)}: {seconds:.1f}")
+    say(f"  {notes[0].message} Test sequences with >=30% identity to a training sequence: "
+        f"{leak['homology']:.1%} (homology split) vs {leak['random']:.1%} (random split, "
+        f"{random_seconds:.1f} s with the alignments already computed); "
+        f"{(os.cpu_count() or 1)} cores")
+
+
 RSS_CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
@@ -337,7 +379,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
     parser.add_argument("--only", default=None, help="run one figure: cache, overhead, "
-                        "bucketing, pruning, rss, scaling, gpu")
+                        "bucketing, pruning, rss, split, scaling, gpu")
     args = parser.parse_args()
 
     def wanted(name: str) -> bool:
@@ -368,6 +410,8 @@ def main() -> int:
             bench_pruning(small, dataset, workdir, trials=12)
         if wanted("rss"):
             bench_rss(small, workdir, 5_000 if args.quick else 20_000)
+        if wanted("split"):
+            bench_split(5_000 if args.quick else 20_000)
         if wanted("scaling"):
             bench_worker_scaling(small, dataset, workdir, trials=6 if args.quick else 12)
         if args.device == "cuda" and wanted("gpu"):

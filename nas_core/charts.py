@@ -139,3 +139,14 @@ def make_identity_histogram(leakage: dict) -> alt.Chart:
         color=alt.condition(alt.datum["from"] >= 0.9, alt.value("#c0392b"),
                             alt.value("#2e7d6b")),
         tooltip=["identity", "count"]).properties(height=220)
+
+
+def make_darts_chart(history: pd.DataFrame) -> alt.Chart:
+    """Architecture weights of the one-shot super-network over its training epochs."""
+    return alt.Chart(history).mark_line(point=False).encode(
+        x=alt.X("epoch:Q", title="super-network epoch"),
+        y=alt.Y("weight:Q", title="architecture weight", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("choice:N", title="choice"),
+        tooltip=["group", "choice", "epoch", alt.Tooltip("weight:Q", format=".3f")],
+    ).properties(width=220, height=200).facet(column=alt.Column("group:N", title=None)
+                                              ).resolve_scale(color="independent")

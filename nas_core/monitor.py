@@ -24,6 +24,7 @@ class StudyView:
     directions: list[str]
     trials: pd.DataFrame  # one row per trial
     history: pd.DataFrame  # one row per (trial, epoch)
+    darts: pd.DataFrame | None = None  # one-shot search: (epoch, group, choice, weight)
 
     @property
     def multi_objective(self) -> bool:
@@ -98,9 +99,11 @@ def load_view(study_name: str, storage_url: str) -> StudyView | None:
     trial_frame = pd.DataFrame(trials)
     if trial_frame.empty:
         trial_frame = pd.DataFrame(columns=TRIAL_COLUMNS)
+    one_shot = study.user_attrs.get("darts")
     return StudyView(study_name, study.user_attrs.get("metric", "value"),
                      [d.name.lower() for d in study.directions], trial_frame,
-                     pd.DataFrame(history))
+                     pd.DataFrame(history),
+                     pd.DataFrame(one_shot["history"]) if one_shot else None)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,11 @@ from nas_core.workspace import subdir
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(logging.WARNING)
 
-SAMPLERS = ("tpe", "random", "nsga2", "gp")
+SAMPLERS = ("tpe", "random", "nsga2", "gp", "rl", "darts")
+STRATEGIES = {"tpe": "Bayesian optimisation (TPE)", "random": "random search",
+              "nsga2": "evolutionary (NSGA-II)", "gp": "Bayesian optimisation (Gaussian process)",
+              "rl": "reinforcement learning (REINFORCE controller)",
+              "darts": "gradient-based one-shot (DARTS)"}
 PRUNERS = ("median", "hyperband", "none")
 OBJECTIVES = ("metric", "metric+size")
 CONFIG_ATTR = "search_config"
@@ -58,7 +62,9 @@ class SearchConfig:
     timeout: float | None = field(default=None, metadata={
         "help": "Wall-clock limit in seconds for this run of the search."})
     sampler: str = field(default="tpe", metadata={
-        "help": "tpe (Bayesian), random, nsga2 (evolutionary) or gp (Gaussian process)."})
+        "help": "tpe (Bayesian), random, nsga2 (evolutionary), gp (Gaussian process), rl "
+        "(REINFORCE controller) or darts (one-shot super-network on the frozen backbone, "
+        "then its best architectures as trials)."})
     pruner: str = field(default="median", metadata={
         "help": "Stops unpromising trials early: median, hyperband or none."})
     objective: str = field(default="metric", metadata={
@@ -137,6 +143,10 @@ def make_sampler(name: str, seed: int, multi_objective: bool) -> optuna.samplers
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    if name == "rl":
+        from nas_core.rl import ReinforceSampler
+
+        return ReinforceSampler(seed=seed)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=4,
                                          warn_independent_sampling=False)
@@ -195,6 +205,10 @@ def open_study(config: SearchConfig, dataset: Dataset, *, root=None,
     study.set_user_attr("label_names", dataset.label_names)
     study.set_user_attr("metric", metric)
     optuna.storages.fail_stale_trials(study)
+    if config.sampler == "darts" and "darts" not in study.user_attrs:
+        from nas_core import darts
+
+        darts.prepare(study, config, dataset, root)  # queues the derived architectures
     if config.n_trials is not None:
         top_up(study, config.n_trials)
     return study
@@ -450,6 +464,7 @@ def build_report(study: optuna.Study, dataset: Dataset, metric: str) -> dict:
         "direction": study.directions[0].name.lower(),
         "objective": config.get("objective", "metric"),
         "sampler": config.get("sampler"), "pruner": config.get("pruner"),
+        "strategy": STRATEGIES.get(config.get("sampler"), config.get("sampler")),
         "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint,
                     "summary": dataset.summary()},
         "n_trials": len(trials),

@@ -62,6 +62,16 @@ if "predict_result" in st.session_state:
     if metrics:
         st.caption("Against the labels in your file: " + ", ".join(
             f"{k} {v:.3f}" for k, v in metrics.items() if v is not None))
+    if "unlike_training" in frame:
+        novel = int(frame["unlike_training"].sum())
+        st.caption(f"**nearest_train_identity**: identity to the most similar training sequence "
+                   f"(MMseqs2). **unlike_training**: below the model's novelty threshold, so "
+                   f"the prediction is an extrapolation ({novel} of {len(frame)} here).")
+    if any(c.startswith(("set_", "low_")) for c in frame.columns):
+        st.caption("**set_90%** / **low_90%–high_90%**: the classes or the range that hold the "
+                   "true value for 90% of sequences like the validation set (split-conformal, "
+                   "calibrated on the validation split); a set with one class is a confident "
+                   "call.")
     st.dataframe(frame, hide_index=True, width="stretch", key="predict_table")
     st.download_button("Download as CSV", frame.to_csv(index=False).encode(),
                        file_name="predictions.csv", mime="text/csv", key="predict_download")

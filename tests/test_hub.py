@@ -51,7 +51,9 @@ def test_push_delivers_every_file_and_valid_metadata(searched, tmp_path):
         assert url == f"{hub.url}/alice/peptide-model"
         repo = hub.repos["alice/peptide-model"]
         assert repo.private
-        assert set(repo.files) == set(before)  # every file of the export
+        # every file of the export but the training sequences (unpublished data, opt-in)
+        assert "training_sequences.fasta" in before
+        assert set(repo.files) == set(before) - {"training_sequences.fasta"}
         assert repo.files["model.safetensors"] == before["model.safetensors"]
         routes = [(m, p.split("/")[1] if p.startswith("/lfs") else p) for m, p, _ in
                   hub.requests]
@@ -74,6 +76,15 @@ def test_push_delivers_every_file_and_valid_metadata(searched, tmp_path):
     assert "untrained demo backbone" in card
     assert "![Training and validation curves" in card
     assert snapshot(searched) == before  # the local export is untouched
+
+
+def test_training_sequences_are_published_only_when_asked(searched):
+    with FakeHub() as hub:
+        publish(searched, PublishConfig("with-data", include_training_sequences=True),
+                token=hub.token, endpoint=hub.url)
+        files = hub.repos["alice/with-data"].files
+    assert files["training_sequences.fasta"] == (searched / "training_sequences.fasta"
+                                                 ).read_bytes()
 
 
 def test_received_files_load_in_a_fresh_process_with_only_torch_and_transformers(

@@ -35,6 +35,9 @@ def publish_form(model_dir: str, default_name: str) -> None:
         repo = st.text_input("Repository name", default_name, key="publish_repo",
                              help=help_for["repo"])
         private = st.checkbox("Private", True, key="publish_private", help=help_for["private"])
+        with_training = st.checkbox("Include the training sequences", False,
+                                    key="publish_training",
+                                    help=help_for["include_training_sequences"])
         if token:
             st.caption(f"Using the token from {origin}.")
         else:
@@ -45,7 +48,8 @@ def publish_form(model_dir: str, default_name: str) -> None:
     if not submitted:
         return
     try:
-        config = PublishConfig(repo=repo, private=private)
+        config = PublishConfig(repo=repo, private=private,
+                               include_training_sequences=with_training)
     except ValueError as exc:
         st.error(str(exc))
         return

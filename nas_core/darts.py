@@ -1,0 +1,225 @@
+"""Gradient-based one-shot search (DARTS-style) over what a frozen ESM-2 can offer a head.
+
+One super-network is trained once on the cached per-layer representations of the frozen
+backbone: a softmax mix over every layer's representation (which depth to keep), over the
+poolings (mean, CLS) and over the candidate head operations (linear, or hidden layers of each
+width and activation). Network weights step on training batches and the architecture weights on
+validation batches, alternately (first-order DARTS, Liu et al. 2019). The strongest choices
+give the discrete architecture, which then runs as an ordinary trial of the study: trained,
+evaluated, stored, exported like every other. The architecture weights of every epoch are kept
+in the study (``darts`` user attribute) for the Monitor's chart and for a resume.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+import torch
+from torch import nn
+
+from nas_core.backbones import resolve
+from nas_core.cache import POOLINGS, RepresentationCache
+from nas_core.data import Dataset
+from nas_core.space import SearchSpace, _param_key
+from nas_core.training import resolve_device
+
+DARTS_ATTR = "darts"
+ONE_SHOT_POOLINGS = ("mean", "cls")  # attention pooling needs per-residue states: not mixed
+
+
+@dataclass(frozen=True)
+class HeadOp:
+    layers: int
+    width: int = 0
+    activation: str = "gelu"
+
+    @property
+    def name(self) -> str:
+        return "linear" if self.layers == 0 else f"{self.layers}x{self.width} {self.activation}"
+
+
+def head_ops(space: SearchSpace) -> list[HeadOp]:
+    low, high = space.head_layers_range
+    ops = []
+    for layers in range(low, high + 1):
+        if layers == 0:
+            ops.append(HeadOp(0))
+        else:
+            ops += [HeadOp(layers, w, a) for w, a in itertools.product(space.head_widths,
+                                                                       space.activations)]
+    return ops
+
+
+_ACT = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
+
+
+def _build(op: HeadOp, hidden: int, out: int) -> nn.Module:
+    layers, width = [], hidden
+    for _ in range(op.layers):
+        layers += [nn.Linear(width, op.width), _ACT.get(op.activation, nn.GELU)()]
+        width = op.width
+    return nn.Sequential(*layers, nn.Linear(width, out))
+
+
+class SuperNet(nn.Module):
+    def __init__(self, n_pool: int, n_depth: int, hidden: int, ops: list[HeadOp], out: int):
+        super().__init__()
+        self.alpha_depth = nn.Parameter(torch.zeros(n_depth))
+        self.alpha_pool = nn.Parameter(torch.zeros(n_pool))
+        self.alpha_head = nn.Parameter(torch.zeros(len(ops)))
+        self.ops = nn.ModuleList(_build(op, hidden, out) for op in ops)
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha_depth, self.alpha_pool, self.alpha_head]
+
+    def weights(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if not n.startswith("alpha_")]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (batch, pool, depth, hidden)
+        mixed = torch.einsum("bpdh,p,d->bh", x, self.alpha_pool.softmax(0),
+                             self.alpha_depth.softmax(0))
+        mix = self.alpha_head.softmax(0)
+        return sum(w * op(mixed) for w, op in zip(mix, self.ops))
+
+
+@dataclass
+class OneShot:
+    depths: list[int]
+    poolings: list[str]
+    ops: list[HeadOp]
+    history: list[dict]  # {epoch, group, choice, weight}
+    depth_weights: np.ndarray
+    pool_weights: np.ndarray
+    head_weights: np.ndarray
+    val_loss: float
+
+    def ranked(self, k: int) -> list[tuple[int, str, HeadOp]]:
+        """The ``k`` most probable discrete architectures under the architecture weights."""
+        combos = itertools.product(range(len(self.depths)), range(len(self.poolings)),
+                                   range(len(self.ops)))
+        scored = sorted(combos, key=lambda c: -(self.depth_weights[c[0]] *
+                                                self.pool_weights[c[1]] *
+                                                self.head_weights[c[2]]))
+        return [(self.depths[d], self.poolings[p], self.ops[o]) for d, p, o in scored[:k]]
+
+
+def search(features: np.ndarray, y_train: np.ndarray, y_val: np.ndarray, n_train: int, *,
+           task: str, n_classes: int, depths: list[int], poolings: list[str],
+           ops: list[HeadOp], epochs: int = 40, batch_size: int = 64, lr: float = 3e-3,
+           arch_lr: float = 3e-2, seed: int = 0,
+           device: torch.device | None = None) -> OneShot:
+    """``features``: (N, pool, depth, hidden) for train rows then validation rows."""
+    device = device or torch.device("cpu")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    mean = x[:n_train].mean(0, keepdim=True)
+    std = x[:n_train].std(0, keepdim=True) + 1e-5
+    x = ((x - mean) / std).to(device)  # layers differ in scale: mix them on equal terms
+    regression = task == "regression"
+    y = torch.as_tensor(np.concatenate([y_train, y_val]),
+                        dtype=torch.float32 if regression else torch.long).to(device)
+    net = SuperNet(len(poolings), len(depths), x.shape[-1], ops,
+                   1 if regression else n_classes).to(device)
+    weight_opt = torch.optim.AdamW(net.weights(), lr=lr, weight_decay=1e-4)
+    arch_opt = torch.optim.Adam(net.arch_parameters(), lr=arch_lr, betas=(0.5, 0.999))
+
+    def loss_of(idx: np.ndarray) -> torch.Tensor:
+        out = net(x[idx])
+        return nn.functional.mse_loss(out.squeeze(-1), y[idx]) if regression else \
+            nn.functional.cross_entropy(out, y[idx])
+
+    train_idx, val_idx = np.arange(n_train), np.arange(n_train, len(x))
+    history = []
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(train_idx)
+        val_order = rng.permutation(val_idx)
+        for step, start in enumerate(range(0, len(order), batch_size)):
+            weight_opt.zero_grad()
+            loss_of(order[start:start + batch_size]).backward()
+            weight_opt.step()
+            v = val_order[(step * batch_size) % len(val_order):][:batch_size]
+            arch_opt.zero_grad()
+            loss_of(v if len(v) else val_order[:batch_size]).backward()
+            arch_opt.step()
+        for group, alpha, names in (("depth", net.alpha_depth, [str(d) for d in depths]),
+                                    ("pooling", net.alpha_pool, poolings),
+                                    ("head", net.alpha_head, [op.name for op in ops])):
+            for name, weight in zip(names, alpha.detach().softmax(0).cpu().tolist()):
+                history.append({"epoch": epoch, "group": group, "choice": name,
+                                "weight": weight})
+    with torch.no_grad():
+        val_loss = float(loss_of(val_idx))
+    return OneShot(depths, poolings, ops, history,
+                   net.alpha_depth.detach().softmax(0).cpu().numpy(),
+                   net.alpha_pool.detach().softmax(0).cpu().numpy(),
+                   net.alpha_head.detach().softmax(0).cpu().numpy(), val_loss)
+
+
+def prepare(study: optuna.Study, config, dataset: Dataset, root=None) -> None:
+    """Run the one-shot search for every allowed backbone (on its cached representations),
+    record the architecture weights in the study, and queue the derived architectures (best
+    first) as the study's trials. Skipped on a resume: the study already has them."""
+    from nas_core.objective import SearchData
+
+    data = SearchData.from_dataset(dataset)
+    space: SearchSpace = config.space
+    sequences = data.train_sequences + data.val_sequences
+    n_train = len(data.train_sequences)
+    device = resolve_device(config.device)
+    cache = RepresentationCache(root)
+    poolings = [p for p in ONE_SHOT_POOLINGS if p in space.poolings] or ["mean"]
+    ops = head_ops(space)
+    results = []
+    for name, spec in space.usable_backbones().items():
+        low, high = space.depth_bounds(spec)
+        depths = list(range(low, high + 1))
+        pooled = cache.pooled(name, sequences, depths, device=device,
+                              max_tokens=config.max_tokens or 16384)
+        features = np.stack([np.stack([np.asarray(pooled[(p, d)]) for d in depths], 1)
+                             for p in poolings], 1)  # (N, pool, depth, hidden)
+        one_shot = search(features, data.train_targets, data.val_targets, n_train,
+                          task=data.info.task, n_classes=len(data.info.label_names or [1]),
+                          depths=depths, poolings=poolings, ops=ops, seed=config.seed,
+                          device=device)
+        results.append((name, one_shot))
+    name, best = min(results, key=lambda r: r[1].val_loss)
+    lr = float(np.clip(1e-3, *space.lr_range))
+    adaptation = "frozen" if "frozen" in space.adaptations else space.adaptations[0]
+    wanted = config.n_trials or 1
+    for depth, pooling, op in best.ranked(wanted):
+        params = {"backbone": name, "adaptation": adaptation, "pooling": pooling,
+                  "head_layers": op.layers, "lr": lr}
+        if len(best.depths) > 1:
+            params[f"n_layers_{_param_key(name)}"] = depth
+        if op.layers:
+            params.update(head_width=op.width, activation=op.activation)
+        study.enqueue_trial({k: v for k, v in params.items() if _in_space(k, v, space)},
+                            user_attrs={"derived_by": "darts"})
+    study.set_user_attr(DARTS_ATTR, {
+        "backbone": resolve(name).label, "history": best.history,
+        "val_loss": best.val_loss if math.isfinite(best.val_loss) else None,
+        "derived": [{"depth": d, "pooling": p, "head": o.name}
+                    for d, p, o in best.ranked(wanted)]})
+
+
+def _in_space(key: str, value, space: SearchSpace) -> bool:
+    """Only parameters the search space actually samples (a pinned dimension has none)."""
+    single = {"adaptation": space.adaptations, "pooling": space.poolings,
+              "head_width": space.head_widths, "activation": space.activations}
+    if key in single:
+        return len(single[key]) > 1
+    if key == "head_layers":
+        return space.head_layers_range[0] != space.head_layers_range[1]
+    if key == "lr":
+        return space.lr_range[0] != space.lr_range[1]
+    if key == "backbone":
+        return len(space.usable_backbones()) > 1
+    return True
+
+
+__all__ = ["DARTS_ATTR", "OneShot", "POOLINGS", "head_ops", "prepare", "search"]
