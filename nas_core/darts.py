@@ -28,6 +28,7 @@ from nas_core.space import SearchSpace, _param_key
 from nas_core.training import resolve_device
 
 DARTS_ATTR = "darts"
+LIVE_ATTR = "darts_live"  # the super-network's weights while it trains
 ONE_SHOT_POOLINGS = ("mean", "cls")  # attention pooling needs per-residue states: not mixed
 
 
@@ -110,9 +111,10 @@ class OneShot:
 def search(features: np.ndarray, y_train: np.ndarray, y_val: np.ndarray, n_train: int, *,
            task: str, n_classes: int, depths: list[int], poolings: list[str],
            ops: list[HeadOp], epochs: int = 40, batch_size: int = 64, lr: float = 3e-3,
-           arch_lr: float = 3e-2, seed: int = 0,
-           device: torch.device | None = None) -> OneShot:
-    """``features``: (N, pool, depth, hidden) for train rows then validation rows."""
+           arch_lr: float = 3e-2, seed: int = 0, device: torch.device | None = None,
+           on_epoch=None) -> OneShot:
+    """``features``: (N, pool, depth, hidden) for train rows then validation rows;
+    ``on_epoch(history)`` after every epoch (live progress)."""
     device = device or torch.device("cpu")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -152,6 +154,8 @@ def search(features: np.ndarray, y_train: np.ndarray, y_val: np.ndarray, n_train
             for name, weight in zip(names, alpha.detach().softmax(0).cpu().tolist()):
                 history.append({"epoch": epoch, "group": group, "choice": name,
                                 "weight": weight})
+        if on_epoch is not None:
+            on_epoch(history)
     with torch.no_grad():
         val_loss = float(loss_of(val_idx))
     return OneShot(depths, poolings, ops, history,
@@ -175,6 +179,13 @@ def prepare(study: optuna.Study, config, dataset: Dataset, root=None) -> None:
     poolings = [p for p in ONE_SHOT_POOLINGS if p in space.poolings] or ["mean"]
     ops = head_ops(space)
     results = []
+
+    def live(backbone: str):
+        def publish(history: list[dict]) -> None:  # the Monitor redraws from this
+            study.set_user_attr(LIVE_ATTR, {"backbone": resolve(backbone).label,
+                                            "history": history})
+        return publish
+
     for name, spec in space.usable_backbones().items():
         low, high = space.depth_bounds(spec)
         depths = list(range(low, high + 1))
@@ -185,7 +196,7 @@ def prepare(study: optuna.Study, config, dataset: Dataset, root=None) -> None:
         one_shot = search(features, data.train_targets, data.val_targets, n_train,
                           task=data.info.task, n_classes=len(data.info.label_names or [1]),
                           depths=depths, poolings=poolings, ops=ops, seed=config.seed,
-                          device=device)
+                          device=device, on_epoch=live(name))
         results.append((name, one_shot))
     name, best = min(results, key=lambda r: r[1].val_loss)
     lr = float(np.clip(1e-3, *space.lr_range))

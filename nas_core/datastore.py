@@ -111,7 +111,7 @@ class ImportOutcome:
 
 def import_dataset(source: str | os.PathLike[str] | bytes, *, name: str | None = None,
                    options=None, split_options=None,
-                   store: DatasetStore | None = None) -> ImportOutcome:
+                   store: DatasetStore | None = None, progress=None) -> ImportOutcome:
     """Read, validate, split and (optionally) store: the one path the app and the CLI share.
 
     ``source`` is a path or the bytes of an upload (then ``name`` gives the format).
@@ -129,7 +129,7 @@ def import_dataset(source: str | os.PathLike[str] | bytes, *, name: str | None =
     if not result.ok:
         return ImportOutcome(result, None, [])
     try:
-        dataset, notes = assign_splits(result.dataset, split_options)
+        dataset, notes = assign_splits(result.dataset, split_options, progress=progress)
     except ValueError as exc:
         from nas_core.data import Problem
 

@@ -99,7 +99,7 @@ def load_view(study_name: str, storage_url: str) -> StudyView | None:
     trial_frame = pd.DataFrame(trials)
     if trial_frame.empty:
         trial_frame = pd.DataFrame(columns=TRIAL_COLUMNS)
-    one_shot = study.user_attrs.get("darts")
+    one_shot = study.user_attrs.get("darts") or study.user_attrs.get("darts_live")
     return StudyView(study_name, study.user_attrs.get("metric", "value"),
                      [d.name.lower() for d in study.directions], trial_frame,
                      pd.DataFrame(history),

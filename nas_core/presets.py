@@ -3,6 +3,7 @@ estimate shown before starting."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -97,3 +98,19 @@ def gpu_memory_gb() -> float | None:
     if not torch.cuda.is_available():
         return None
     return torch.cuda.get_device_properties(0).total_memory / 2**30
+
+
+STRATEGY_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "strategies.json"
+
+
+def strategy_advice(path: Path = STRATEGY_RESULTS) -> str | None:
+    """The one-line recommendation of the latest strategy comparison, if one was run."""
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    advice = results.get("recommendation", {}).get("text")
+    if not advice:
+        return None
+    return (f"{advice} Measured {results.get('date', '')} with {results.get('seeds')} seeds on "
+            f"a {results.get('backbone', 'small')} backbone: see benchmarks/STRATEGIES.md.")

@@ -208,6 +208,8 @@ def assign_splits(dataset: Dataset, options: SplitOptions | None = None, *,
             notes.append(_random_split(frame, dataset.task, opts))
     if hits is None:
         hits = homology.all_hits(list(frame["sequence"]), progress=progress)
+    if progress:
+        progress("measuring each sequence's identity to its nearest training sequence", 0.9)
     frame["nearest_train_identity"] = _nearest_train(frame, hits)
     notes.extend(_leakage_notes(frame, chosen_random=not given and opts.method == "random"))
     out = Dataset(frame, dataset.task, dataset.label_names, dataset.name)

@@ -73,11 +73,15 @@ if payload is not None:
     options = IngestOptions(seq_col=seq_col or None, label_col=label_col or None, task=task,
                             fixes=frozenset(state["data_fixes"]))
     try:
-        with st.spinner("Checking the sequences and splitting them (aligning similar "
-                        "sequences with MMseqs2)..."):
-            outcome = import_dataset(payload, name=name, options=options, store=store,
-                                     split_options=SplitOptions(method=method,
-                                                                identity=identity))
+        bar = st.empty()
+
+        def progress(message: str, fraction: float) -> None:
+            bar.progress(fraction, text=f"Splitting: {message}...")
+
+        outcome = import_dataset(payload, name=name, options=options, store=store,
+                                 split_options=SplitOptions(method=method, identity=identity),
+                                 progress=progress)
+        bar.empty()
     except DataFileError as exc:
         st.error(str(exc))
     else:

@@ -10,8 +10,9 @@ from nas_core.presets import (
     is_available,
     offered_backbones,
     presets,
+    strategy_advice,
 )
-from nas_core.study import OBJECTIVES, PRUNERS, SAMPLERS, SearchConfig
+from nas_core.study import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
 from ui import resources
 from ui.identity import current_user
 from ui.space_form import space_editor
@@ -63,12 +64,15 @@ minutes = c2.number_input("Time limit in minutes (0 = none)", 0, 10_000, 0,
 
 with st.expander("Advanced"):
     c1, c2, c3 = st.columns(3)
-    sampler = c1.selectbox("Sampler", SAMPLERS, key="search_sampler",
-                           help=help_for["sampler"])
+    sampler = c1.selectbox("Strategy", SAMPLERS, key="search_sampler",
+                           format_func=lambda s: STRATEGIES[s], help=help_for["sampler"])
     pruner = c2.selectbox("Pruner", PRUNERS, key="search_pruner", help=help_for["pruner"])
     objective = c3.selectbox("Objectives", OBJECTIVES, key="search_objective",
                              help=help_for["objective"])
     seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="search_seed", help=help_for["seed"])
+    advice = strategy_advice()
+    if advice:
+        st.caption(advice)
     try:
         space = space_editor(preset.space)
     except ValueError as exc:

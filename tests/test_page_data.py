@@ -17,7 +17,9 @@ def test_example_dataset_is_validated_charted_and_stored(workspace):
     assert "is ready and stored" in at.success[0].value
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Sequences"] == "412" and metrics["Task"] == "binary"
-    assert len(at.get("vega_lite_chart")) == 2
+    assert len(at.get("vega_lite_chart")) == 3  # lengths, labels, test identity to train
+    assert any("Homology-aware split at 50% identity" in i.value for i in at.info)
+    assert any("recommended" in c.value for c in at.caption)
     stored = list((workspace / "datasets").glob("*/data.csv"))
     assert len(stored) == 1
     # a reload (a fresh session) still lists it

@@ -139,3 +139,17 @@ def test_oidc_login_gates_the_instance(workspace):
     assert at.button(key="sign_in").label == "Sign in"
     assert not at.text_input  # no name box, no page: the instance is closed until sign-in
     assert "sign in with your institutional account" in at.markdown[0].value
+
+
+def test_search_page_offers_every_strategy_with_the_benchmark_advice(stored):
+    at = app()
+    at.switch_page("pages/search.py").run()
+    assert not at.exception
+    strategy = at.selectbox(key="search_sampler")
+    assert {"rl", "darts"} <= set(strategy.options) or {
+        "reinforcement learning (REINFORCE controller)",
+        "gradient-based one-shot (DARTS)"} <= set(strategy.options)
+    captions = " ".join(c.value for c in at.caption)
+    assert "benchmarks/STRATEGIES.md" in captions and "reached the best validation" in captions
+    strategy.set_value("darts").run()
+    assert not at.exception

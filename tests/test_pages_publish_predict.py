@@ -62,7 +62,12 @@ def test_predict_page_upload_with_labels_reports_metrics(finished_job):
     at.button(key="predict_go").click().run()
     assert not at.exception
     assert "412 prediction(s)" in at.success[0].value
-    assert "Against the labels in your file" in at.caption[-1].value
+    captions = [c.value for c in at.caption]
+    assert any("Against the labels in your file" in c for c in captions)
+    assert any("unlike_training" in c for c in captions)  # novelty flag explained
+    assert any("split-conformal" in c for c in captions)
+    table = at.dataframe[0].value
+    assert {"nearest_train_identity", "unlike_training", "set_90%"} <= set(table.columns)
 
 
 def test_publish_form_bad_name_rejected_token_then_success(finished_job, monkeypatch):

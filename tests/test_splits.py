@@ -78,6 +78,6 @@ def test_store_round_trip_and_listing(workspace):
     assert (workspace / "datasets" / outcome.stored.id / "data.csv").exists()
     # tampering is detected, not silently trained on
     path = workspace / "datasets" / outcome.stored.id / "data.csv"
-    path.write_text(path.read_text().replace("train", "test", 1))
+    path.write_text(path.read_text().replace(",train,", ",test,", 1))
     with pytest.raises(ValueError, match="changed on disk"):
         load_stored(store.get(outcome.stored.id))

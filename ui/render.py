@@ -104,14 +104,14 @@ def jobs_table(jobs, progress) -> None:
 def live_study(view, job) -> None:
     from nas_core import charts
 
+    if view is not None and view.darts is not None and not view.darts.empty:
+        st.caption("One-shot (DARTS) search: how the super-network's architecture weights "
+                   "move while it trains; the strongest choices become the trials below.")
+        st.altair_chart(charts.make_darts_chart(view.darts))
     if view is None or view.trials.empty:
         st.info("Waiting for the first trial..." if job.state in ("queued", "running")
                 else "This job has no trials.")
         return
-    if view.darts is not None and not view.darts.empty:
-        st.caption("One-shot (DARTS) search: how the super-network's architecture weights "
-                   "moved while it trained; the strongest choices became the trials below.")
-        st.altair_chart(charts.make_darts_chart(view.darts))
     running = view.running_trial()
     if running is not None:
         st.caption(f"Trial {running} is training. Faded lines: earlier trials.")
