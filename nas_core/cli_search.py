@@ -117,20 +117,34 @@ def cmd_search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    import signal
-
-    from nas_core.backbones import BackboneUnavailable
-    from nas_core.storage import STORAGE_ENV, Heartbeat, public_url, register
-    from nas_core.workers import DatabaseUnreachable, WorkerError, join
+def _study_store(args: argparse.Namespace) -> str | None:
+    """The shared study database from --storage or $ESM_NAS_STORAGE, registered (its
+    password stays in this process); None, with the message printed, when missing or bad."""
+    from nas_core.storage import STORAGE_ENV, register
 
     url = args.storage or os.environ.get(STORAGE_ENV)
     if not url:
         print(f"error: give the study database: --storage URL or ${STORAGE_ENV}.",
               file=sys.stderr)
+        return None
+    try:
+        return register(url)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+
+    from nas_core.backbones import BackboneUnavailable
+    from nas_core.storage import Heartbeat, public_url
+    from nas_core.workers import DatabaseUnreachable, WorkerError, join
+
+    url = _study_store(args)
+    if url is None:
         return EXIT_INVALID
     try:
-        url = register(url)
         heartbeat = Heartbeat(args.heartbeat_interval, args.grace_period)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -158,17 +172,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_finalise(args: argparse.Namespace) -> int:
-    from nas_core.storage import STORAGE_ENV, register
     from nas_core.study import finalise
     from nas_core.workers import WorkerError, connect, dataset_for
 
-    url = args.storage or os.environ.get(STORAGE_ENV)
-    if not url:
-        print(f"error: give the study database: --storage URL or ${STORAGE_ENV}.",
-              file=sys.stderr)
+    url = _study_store(args)
+    if url is None:
         return EXIT_INVALID
     try:
-        study = connect(args.study, register(url), wait_seconds=10)
+        study = connect(args.study, url, wait_seconds=10)
         report = finalise(study, dataset_for(study, args.data), args.out,
                           trial_number=args.trial, device=args.device)
     except (WorkerError, ValueError, RuntimeError, FileNotFoundError) as exc:

@@ -70,6 +70,14 @@ def test_two_workers_share_an_exact_global_budget(workspace, tiny_backbone, stor
     assert all("budget reached" in out for out in outputs)
     assert PASSWORD not in "".join(outputs)  # the URL is printed without its password
     assert {t.user_attrs["device"] for t in trials} == {"cpu"}
+    # the search's results, where the weights are (here: the shared workspace)
+    env = {**os.environ, "ESM_NAS_STORAGE": pg_url, "ESM_NAS_HOME": str(workspace)}
+    done = subprocess.run([sys.executable, "-m", "nas_core", "finalise", "--study", "two",
+                           "--out", str(workspace / "final")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (workspace / "final" / "best_model" / "model.safetensors").is_file()
+    assert f"trial {study.best_trial.number}:" in done.stdout
 
 
 def test_sigkill_mid_trial_requeues_the_trial_and_keeps_the_rest(workspace, tiny_backbone,
