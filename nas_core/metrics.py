@@ -25,28 +25,63 @@ def _finite(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
+def _confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(float)
+
+
+def _mcc(c: np.ndarray) -> float:
+    """Matthews correlation (multiclass, Gorodkin's R_K) from a confusion matrix; as
+    scikit-learn, 0 when undefined."""
+    t, p, n = c.sum(1), c.sum(0), c.sum()
+    cov_tp = np.trace(c) * n - t @ p
+    denominator = np.sqrt((n * n - p @ p) * (n * n - t @ t))
+    return float(cov_tp / denominator) if denominator else 0.0
+
+
+def _f1_macro(c: np.ndarray) -> float:
+    tp = np.diag(c)
+    denominator = c.sum(0) + c.sum(1)
+    return float(np.mean(np.divide(2 * tp, denominator, out=np.zeros_like(tp),
+                                   where=denominator > 0)))
+
+
+def _auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC as the Mann-Whitney statistic (average ranks for ties)."""
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores))
+    _, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    ranks[order] = np.repeat(start + (counts + 1) / 2.0, counts)
+    n_pos = positive.sum()
+    n_neg = len(positive) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _roc_auc(y: np.ndarray, probs: np.ndarray) -> float | None:
+    k = probs.shape[1]
+    if len(np.unique(y)) < k:
+        return None
+    if k == 2:
+        return _auc(y == 1, probs[:, 1])
+    return float(np.mean([_auc(y == c, probs[:, c]) for c in range(k)]))  # one-vs-rest, macro
+
+
 def classification_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
     """``y``: class indices; ``probs``: (n, k) class probabilities."""
     n, k = probs.shape
     onehot = np.eye(k)[y]
     pred = probs.argmax(1)
     eps = 1e-7
-    out = {
+    confusion = _confusion(y, pred, k)
+    return {
         "loss": float(-np.mean(np.log(np.clip(probs[np.arange(n), y], eps, 1.0)))),
         # Keras' MAE on probabilities: mean over samples and classes of |y - p|
         "mae": float(np.mean(np.abs(onehot - probs))),
         "accuracy": float(np.mean(pred == y)),
-        "mcc": float(skm.matthews_corrcoef(y, pred)),
-        "f1_macro": float(skm.f1_score(y, pred, average="macro", labels=list(range(k)),
-                                       zero_division=0)),
-        "roc_auc": None,
+        "mcc": _mcc(confusion),
+        "f1_macro": _f1_macro(confusion),
+        "roc_auc": _roc_auc(y, probs),
     }
-    present = np.unique(y)
-    if len(present) == k and k == 2:
-        out["roc_auc"] = float(skm.roc_auc_score(y, probs[:, 1]))
-    elif len(present) == k and k > 2:
-        out["roc_auc"] = float(skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"))
-    return out
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float | None]:
@@ -81,15 +116,10 @@ def one_metric(task: str, y: np.ndarray, output: np.ndarray, metric: str) -> flo
     if metric == "accuracy":
         return float(np.mean(pred == y))
     if metric == "mcc":
-        return float(skm.matthews_corrcoef(y, pred))
+        return _mcc(_confusion(y, pred, k))
     if metric == "f1_macro":
-        return float(skm.f1_score(y, pred, average="macro", labels=list(range(k)),
-                                  zero_division=0))
-    if len(np.unique(y)) < k:
-        return None
-    if k == 2:
-        return float(skm.roc_auc_score(y, output[:, 1]))
-    return float(skm.roc_auc_score(y, output, multi_class="ovr", average="macro"))
+        return _f1_macro(_confusion(y, pred, k))
+    return _roc_auc(y, output)
 
 
 def metric_ci(task: str, y: np.ndarray, output: np.ndarray, metric: str, *, n: int = 1000,
