@@ -13,6 +13,7 @@ from nas_core.charts import make_curves_chart
 from nas_core.space import Architecture
 
 CURVES_IMAGE = "training_curves.png"
+IDENTITY_IMAGE = "test_identity.png"
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "mcc": "MCC", "accuracy": "Accuracy",
                 "f1_macro": "macro F1", "spearman": "Spearman", "pearson": "Pearson",
                 "r2": "R2", "mae": "MAE", "rmse": "RMSE", "loss": "Loss"}
@@ -96,7 +97,8 @@ def leakage_section(report: dict) -> list[str]:
     for row in report.get("by_identity", []):
         lines.append(f"| {row['bin']} | {row['n']} | {_fmt(row['value'])} | "
                      f"{_interval(row['ci'])} |")
-    lines.append("")
+    lines += ["", f"![Test sequences by identity to the nearest training sequence]"
+              f"({IDENTITY_IMAGE})", ""]
     lines.append("Histogram (identity: sequences): " + ", ".join(
         f"{h['from']:.1f}–{h['to']:.1f}: {h['count']}" for h in leak["histogram"]) + ".")
     if leak.get("warning"):
@@ -196,6 +198,11 @@ def write_model_card(model_dir: str | Path, report: dict, *, repo_id: str | None
         history["trial"] = report["best"]["trial"]
         chart = make_curves_chart(history, "loss").properties(width=520)
         chart.save(str(model_dir / CURVES_IMAGE), scale_factor=2)
+    if report.get("leakage"):
+        from nas_core.charts import make_identity_histogram
+
+        make_identity_histogram(report["leakage"]).properties(width=520).save(
+            str(model_dir / IDENTITY_IMAGE), scale_factor=2)
     card = render_card(report, repo_id=repo_id or f"your-name/{report['study']}",
                        license=license, has_curves=has_curves)
     path = model_dir / "README.md"

@@ -169,6 +169,8 @@ def test_report_card_and_predictions_carry_leakage_confidence_and_novelty(
     card = (tmp_path / "out" / "best_model" / "README.md").read_text()
     assert "How new are the test proteins?" in card and "reference 95% CI" in card
     assert "Against the reference model" in card
+    image = tmp_path / "out" / "best_model" / "test_identity.png"
+    assert "(test_identity.png)" in card and image.read_bytes()[:4] == b"\x89PNG"
     predictions = pd.read_csv(tmp_path / "out" / "test_predictions.csv")
     assert predictions["nearest_train_identity"].notna().all()
 
