@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from nas_core import data as data_mod
 from nas_core.datastore import ImportOutcome, import_dataset
 from nas_core.reading import DataFileError
+from nas_core.splits import METHODS, SplitOptions
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -22,7 +23,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fix", action="append", default=[], choices=sorted(data_mod.FIXES),
                    metavar="FIX", help="apply a named fix, e.g. drop_conflicts (repeatable); "
                    f"choices: {', '.join(sorted(data_mod.FIXES))}")
-    p.add_argument("--split", default="homology", choices=["homology", "random", "column"],
+    p.add_argument("--split", default="homology", choices=METHODS,
                    help="homology: whole clusters of similar sequences per split (default, "
                    "recommended); random: stratified at random; column: the file's split "
                    "column (required then)")
@@ -34,25 +35,16 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 def ingest(args: argparse.Namespace, out=sys.stdout, store=None) -> ImportOutcome | None:
     """Read, validate and split from CLI args; None (message printed) if the file is unusable."""
-    from nas_core.splits import SplitOptions
-
     try:
         options = data_mod.IngestOptions(seq_col=args.seq_col, label_col=args.label_col,
                                          task=args.task, fixes=frozenset(args.fix))
-        method = "homology" if args.split == "column" else args.split
-        outcome = import_dataset(args.data, options=options, store=store,
-                                 split_options=SplitOptions(method=method,
-                                                            identity=args.identity,
-                                                            seed=args.split_seed))
+        return import_dataset(args.data, options=options, store=store,
+                              split_options=SplitOptions(method=args.split,
+                                                         identity=args.identity,
+                                                         seed=args.split_seed))
     except (DataFileError, ValueError) as exc:
         print(f"error: {exc}", file=out)
         return None
-    if args.split == "column" and outcome.ok and not outcome.result.dataset.frame[
-            "split"].notna().all():
-        print("error: --split column needs a 'split' column (train/valid/test) filled on every "
-              "row; use --split homology or random to let the app split.", file=out)
-        return None
-    return outcome
 
 
 def print_problems(result: data_mod.ValidationResult, out=sys.stdout) -> None:
@@ -162,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("split", help="split a dataset into train/valid/test and write it with "
                        "each sequence's identity to its nearest training sequence")
     _add_data_args(p)
-    p.add_argument("--method", dest="split", choices=["homology", "random", "column"],
+    p.add_argument("--method", dest="split", choices=METHODS,
                    help="same as --split")
     p.add_argument("--out", required=True, help="CSV to write")
     p.set_defaults(func=cmd_split)

@@ -81,18 +81,24 @@ def load_stored(record: StoredDataset | str | os.PathLike[str]) -> Dataset:
         folder = path if path.is_dir() else path.parent
         meta = json.loads((folder / "meta.json").read_text())
         record = StoredDataset(path=str(folder / "data.csv"), **meta)
-    frame = pd.read_csv(record.path, dtype={"id": str, "sequence": str, "split": str,
-                                            "where": str}, keep_default_na=False)
-    frame["id"] = frame["id"].replace("", None)
-    if record.task == "regression":
-        frame["label"] = frame["label"].astype(float)
-    else:
-        frame["label"] = frame["label"].astype(str)
-    dataset = Dataset(frame, record.task, record.label_names, record.name)
+    dataset = read_normalised(record.path, record.task, record.label_names, record.name)
     if dataset.fingerprint != record.fingerprint:
         raise ValueError(f"stored dataset {record.id} was changed on disk: its content no longer "
                          "matches its fingerprint. Upload it again.")
     return dataset
+
+
+def read_normalised(path: str | os.PathLike[str], task: str, label_names: list[str] | None,
+                    name: str) -> Dataset:
+    """A normalised dataset CSV (what the store writes) back into a :class:`Dataset`."""
+    frame = pd.read_csv(path, dtype={"id": str, "sequence": str, "split": str, "where": str},
+                        keep_default_na=False)
+    frame["id"] = frame["id"].replace("", None)
+    frame["label"] = frame["label"].astype(float if task == "regression" else str)
+    if "nearest_train_identity" in frame:
+        frame["nearest_train_identity"] = pd.to_numeric(frame["nearest_train_identity"],
+                                                        errors="coerce")
+    return Dataset(frame, task, label_names, name)
 
 
 @dataclass

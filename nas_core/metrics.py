@@ -122,21 +122,34 @@ def one_metric(task: str, y: np.ndarray, output: np.ndarray, metric: str) -> flo
     return _roc_auc(y, output)
 
 
-def metric_ci(task: str, y: np.ndarray, output: np.ndarray, metric: str, *, n: int = 1000,
-              level: float = 0.95, seed: int = 0) -> list[float] | None:
-    """Percentile bootstrap interval of one metric."""
+def resamples(size: int, n: int = 1000, seed: int = 0):
+    """``n`` bootstrap resamples (index arrays) of ``size`` items, seeded."""
     rng = np.random.default_rng(seed)
-    y = np.asarray(y)
-    values = []
     for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        value = one_metric(task, y[idx], output[idx], metric)
-        if value is not None and math.isfinite(value):
-            values.append(value)
+        yield rng.integers(0, size, size)
+
+
+def percentile_interval(values: list[float], n: int, level: float = 0.95
+                        ) -> list[float] | None:
+    """The percentile interval of bootstrap values; None when fewer than half of the ``n``
+    resamples gave a value (e.g. one class only)."""
     if len(values) < n // 2:
         return None
     alpha = (1 - level) / 2
     return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
+
+
+def _finite_values(values) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def metric_ci(task: str, y: np.ndarray, output: np.ndarray, metric: str, *, n: int = 1000,
+              level: float = 0.95, seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap interval of one metric."""
+    y = np.asarray(y)
+    values = _finite_values(one_metric(task, y[idx], output[idx], metric)
+                            for idx in resamples(len(y), n, seed))
+    return percentile_interval(values, n, level)
 
 
 def objective_value(metrics: dict, metric: str) -> float:
@@ -150,14 +163,9 @@ def objective_value(metrics: dict, metric: str) -> float:
 def bootstrap_ci(task: str, y: np.ndarray, output: np.ndarray, *, n: int = 1000,
                  level: float = 0.95, seed: int = 0) -> dict[str, list[float] | None]:
     """Percentile bootstrap intervals of every metric (resampling the test sequences)."""
-    rng = np.random.default_rng(seed)
     y = np.asarray(y)
-    samples: dict[str, list[float]] = {}
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
+    samples: dict[str, list] = {}
+    for idx in resamples(len(y), n, seed):
         for key, value in compute_metrics(task, y[idx], output[idx]).items():
-            if value is not None and math.isfinite(value):
-                samples.setdefault(key, []).append(value)
-    alpha = (1 - level) / 2
-    return {key: [float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))]
-            if len(v) >= n // 2 else None for key, v in samples.items()}
+            samples.setdefault(key, []).append(value)
+    return {key: percentile_interval(_finite_values(v), n, level) for key, v in samples.items()}

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from nas_core.jobs import Job
 from nas_core.storage import fail_reasons
+from nas_core.study import in_budget
 from nas_core.study import make_storage as _storage
 
 
@@ -31,10 +32,8 @@ class StudyView:
         return len(self.directions) > 1
 
     def counted(self) -> int:
-        """Finished trials in the budget: not cancelled, not run again by a retry."""
-        finished = self.trials[self.trials["state"].isin(["COMPLETE", "PRUNED", "FAIL"])]
-        again = set(self.trials["retry_of"].dropna().astype(int))
-        return int((~finished["cancelled"] & ~finished["number"].isin(again)).sum())
+        """Finished trials in the budget (see :func:`nas_core.study.in_budget`)."""
+        return int(self.trials["counted"].sum())
 
     def pareto_front(self) -> list[int]:
         """Completed trials no other trial beats on both the metric and the size."""
@@ -57,7 +56,7 @@ class StudyView:
 
 TRIAL_COLUMNS = ["number", "state", "value", "n_parameters", "description", "duration_s",
                  "epochs", "fail_reason", "host", "device", "worker", "cancelled",
-                 "retry_of"]
+                 "retry_of", "counted"]
 
 
 def load_view(study_name: str, storage_url: str) -> StudyView | None:
@@ -70,6 +69,7 @@ def load_view(study_name: str, storage_url: str) -> StudyView | None:
     waiting = (TrialState.WAITING,)
     all_trials = study.get_trials(deepcopy=False)
     reasons = fail_reasons(all_trials)
+    counted = in_budget(all_trials)
     for t in all_trials:
         if t.state in waiting:  # a queued slot of the budget, not a trial yet
             continue
@@ -91,7 +91,7 @@ def load_view(study_name: str, storage_url: str) -> StudyView | None:
             "worker": (f"{t.user_attrs['host']} (pid {t.user_attrs.get('pid')})"
                        if "host" in t.user_attrs else ""),
             "cancelled": bool(t.user_attrs.get("cancelled", False)),
-            "retry_of": t.user_attrs.get("retry_of"),
+            "retry_of": t.user_attrs.get("retry_of"), "counted": t.number in counted,
             **{f"param_{k}": v for k, v in t.params.items()},
         })
         for row in epochs:

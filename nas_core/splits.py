@@ -19,8 +19,8 @@ from sklearn.model_selection import train_test_split
 from nas_core import homology
 from nas_core.data import Dataset, Problem
 
-METHODS = ("homology", "random")
-EXPLANATION = {
+METHODS = ("homology", "random", "column")
+EXPLANATION = {  # the two a user chooses between (a file's own split column always wins)
     "homology": "Homology-aware (recommended): related proteins stay on the same side, so the "
     "test score says how the model does on proteins unlike those it was trained on.",
     "random": "Random: quick, but near-copies of training sequences land in the test set and "
@@ -32,7 +32,7 @@ EXPLANATION = {
 class SplitOptions:
     method: str = field(default="homology", metadata={
         "help": "homology: whole clusters of similar sequences per split (recommended); "
-        "random: stratified at random."})
+        "random: stratified at random; column: the file's own split column, required."})
     identity: float | None = field(default=None, metadata={
         "help": "Homology split: sequences at least this identical are kept together. Default "
         "0.3 for proteins, 0.5 for short peptides (median under 50 residues)."})
@@ -181,6 +181,10 @@ def assign_splits(dataset: Dataset, options: SplitOptions | None = None, *,
     notes: list[Problem] = []
     hits = None
     given = frame["split"].notna().all() and len(frame) > 0
+    if opts.method == "column" and not given:
+        raise ValueError("The split method 'column' needs a 'split' column (train/valid/test) "
+                         "filled on every row; choose homology or random to let the app "
+                         "split.")
     if given:
         present = set(frame["split"])
         missing = [s for s in ("train", "valid", "test") if s not in present]

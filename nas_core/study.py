@@ -30,7 +30,7 @@ from nas_core.metrics import DEFAULT_METRIC, DIRECTIONS, bootstrap_ci, metrics_f
 from nas_core.model import count_parameters, export_model, load_trial_checkpoint
 from nas_core.objective import SearchData, SearchListener, TrialContext, objective
 from nas_core.space import Architecture, SearchSpace
-from nas_core.storage import Heartbeat, fail_reasons, make_storage
+from nas_core.storage import Heartbeat, fail_reasons, make_storage, public_url
 from nas_core.training import encode_split, evaluate, resolve_device
 from nas_core.workspace import subdir
 
@@ -164,12 +164,6 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def masked_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def open_study(config: SearchConfig, dataset: Dataset, *, root=None,
                storage: str | None = None, dataset_path: str | None = None,
                heartbeat: Heartbeat | None = None) -> optuna.Study:
@@ -219,27 +213,30 @@ def superseded(trials: Sequence[FrozenTrial]) -> set[int]:
     return {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
 
 
-def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Finished trials that use up the budget: not cancelled by a user, not run again."""
-    trials = study.get_trials(deepcopy=False)
+def in_budget(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of the finished trials that use up the budget: not cancelled by a user, not
+    run again by a retry. The one rule behind the budget, the Monitor's count and resumes."""
     again = superseded(trials)
-    return [t for t in trials if t.state in FINISHED and not t.user_attrs.get("cancelled")
-            and t.number not in again]
+    return {t.number for t in trials if t.state in FINISHED
+            and not t.user_attrs.get("cancelled") and t.number not in again}
+
+
+def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
+    trials = study.get_trials(deepcopy=False)
+    counted = in_budget(trials)
+    return [t for t in trials if t.number in counted]
 
 
 def top_up(study: optuna.Study, n_trials: int) -> int:
-    """Queue empty WAITING trials until finished + running + waiting = ``n_trials``.
+    """Queue empty WAITING trials until counted + running + waiting = ``n_trials``.
 
     This makes the budget global and exact across any number of workers: a worker only ever
     runs a queued trial (popping one is atomic in the database) and never creates one. Only the
     process that owns the study (the app's job, ``search``) tops up; workers do not.
     """
     trials = study.get_trials(deepcopy=False)  # one consistent read
-    again = superseded(trials)
-    used = sum(1 for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)
-               or (t.state in FINISHED and not t.user_attrs.get("cancelled")
-                   and t.number not in again))
-    missing = max(0, n_trials - used)
+    pending = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    missing = max(0, n_trials - len(in_budget(trials)) - pending)
     for _ in range(missing):
         study.enqueue_trial({})
     return missing
@@ -459,7 +456,7 @@ def build_report(study: optuna.Study, dataset: Dataset, metric: str) -> dict:
     durations = [t.duration.total_seconds() for t in trials if t.duration]
     report = {
         "study": study.study_name,
-        "storage": masked_url(storage_url(study)),
+        "storage": public_url(storage_url(study)),
         "task": dataset.task, "metric": metric,
         "direction": study.directions[0].name.lower(),
         "objective": config.get("objective", "metric"),

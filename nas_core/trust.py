@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from nas_core.homology import IDENTITY_BINS, identity_bin
-from nas_core.metrics import DIRECTIONS, metric_ci, one_metric
+from nas_core.metrics import DIRECTIONS, metric_ci, one_metric, percentile_interval, resamples
 
 NEAR_DUPLICATE = 0.9
 HISTOGRAM_EDGES = np.round(np.linspace(0.0, 1.0, 11), 2)
@@ -57,20 +57,20 @@ def compare(task: str, y: np.ndarray, model: np.ndarray, reference: np.ndarray, 
             *, n: int = 1000, seed: int = 0) -> dict:
     """Model minus reference on the same bootstrap resamples of the test set; the difference
     is larger than the noise when its 95% interval excludes zero (in the right direction)."""
-    rng = np.random.default_rng(seed)
     y = np.asarray(y)
-    diffs = []
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
+
+    def difference(idx: np.ndarray) -> float | None:
         a = one_metric(task, y[idx], model[idx], metric)
         b = one_metric(task, y[idx], reference[idx], metric)
-        if a is not None and b is not None and np.isfinite(a) and np.isfinite(b):
-            diffs.append(a - b)
-    a = one_metric(task, y, model, metric)
-    b = one_metric(task, y, reference, metric)
-    if len(diffs) < n // 2 or a is None or b is None:
+        return None if a is None or b is None else a - b
+
+    interval = percentile_interval(
+        [d for d in map(difference, resamples(len(y), n, seed))
+         if d is not None and np.isfinite(d)], n)
+    whole = difference(np.arange(len(y)))
+    if interval is None or whole is None:
         return {"metric": metric, "difference": None, "ci": None, "verdict": "undetermined"}
-    low, high = (float(np.quantile(diffs, q)) for q in (0.025, 0.975))
+    low, high = interval
     sign = 1 if DIRECTIONS[metric] == "maximize" else -1
     if sign * low > 0 and sign * high > 0:
         verdict = "better"
@@ -78,7 +78,7 @@ def compare(task: str, y: np.ndarray, model: np.ndarray, reference: np.ndarray, 
         verdict = "worse"
     else:
         verdict = "within noise"
-    return {"metric": metric, "difference": float(a - b), "ci": [low, high], "verdict": verdict}
+    return {"metric": metric, "difference": float(whole), "ci": [low, high], "verdict": verdict}
 
 
 def conformal(task: str, y: np.ndarray, output: np.ndarray, level: float = 0.9) -> float:

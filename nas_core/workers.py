@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import optuna
-import pandas as pd
 from optuna.trial import TrialState
 
 from nas_core.data import Dataset
@@ -89,7 +88,7 @@ def _lost(storage: str, exc: BaseException, waited: float) -> str:
 def dataset_for(study: optuna.Study, path: str | os.PathLike[str] | None = None) -> Dataset:
     """The study's dataset: from ``path`` (a copy for machines without a shared filesystem)
     or where the study says it lives; refused if its fingerprint is not the study's."""
-    from nas_core.datastore import load_stored
+    from nas_core.datastore import load_stored, read_normalised
 
     attrs = study.user_attrs
     where = Path(path or attrs.get("dataset_path") or "")
@@ -106,11 +105,8 @@ def dataset_for(study: optuna.Study, path: str | os.PathLike[str] | None = None)
             raise WorkerError(str(exc)) from None
     else:  # a bare data.csv: the study knows the task and the label names
         csv = where if where.is_file() else where / "data.csv"
-        frame = pd.read_csv(csv, dtype={"id": str, "sequence": str, "split": str},
-                            keep_default_na=False)
-        frame["label"] = frame["label"].astype(float if attrs["task"] == "regression" else str)
-        dataset = Dataset(frame, attrs["task"], attrs.get("label_names"),
-                          attrs.get("dataset_name", csv.stem))
+        dataset = read_normalised(csv, attrs["task"], attrs.get("label_names"),
+                                  attrs.get("dataset_name", csv.stem))
     expected = attrs.get("dataset_fingerprint", "")
     if dataset.fingerprint != expected:
         raise WorkerError(
@@ -147,8 +143,6 @@ def join(study_name: str, storage: str, *, device: str | None = None, data: str 
                     "completed trials are safe in it. Check the database, then start the "
                     "worker again.") from None
             logger.warning("lost the study database (%s); reconnecting", reason)
-            print(f"lost the study database ({reason}); reconnecting", file=sys.stderr,
-                  flush=True)
             study = connect(study_name, storage, root=root, heartbeat=heartbeat,
                             wait_seconds=db_wait)
             if len(study.get_trials(deepcopy=False, states=FINISHED)) > done_before:

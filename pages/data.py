@@ -4,7 +4,7 @@ from nas_core.data import TASKS, IngestOptions
 from nas_core.datastore import import_dataset
 from nas_core.examples import DEFAULT_EXAMPLE, EXAMPLES
 from nas_core.reading import DataFileError
-from nas_core.splits import EXPLANATION, METHODS, SplitOptions
+from nas_core.splits import EXPLANATION, SplitOptions
 from ui import render, resources
 
 st.title("Data")
@@ -45,7 +45,8 @@ with st.expander("Columns and task"):
                         help=IngestOptions.__dataclass_fields__["task"].metadata["help"])
 
 with st.expander("Split", expanded=False):
-    method = st.radio("How to split", METHODS, key="data_split_method", horizontal=True,
+    method = st.radio("How to split", list(EXPLANATION), key="data_split_method",
+                      horizontal=True,
                       format_func=lambda m: {"homology": "Homology-aware (recommended)",
                                              "random": "Random"}[m],
                       help=SplitOptions.__dataclass_fields__["method"].metadata["help"])
