@@ -33,7 +33,12 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the split")
 
 
-def ingest(args: argparse.Namespace, out=sys.stdout, store=None) -> ImportOutcome | None:
+def _stage(message: str, fraction: float) -> None:
+    print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+
+def ingest(args: argparse.Namespace, out=sys.stdout, store=None,
+           progress=_stage) -> ImportOutcome | None:
     """Read, validate and split from CLI args; None (message printed) if the file is unusable."""
     try:
         options = data_mod.IngestOptions(seq_col=args.seq_col, label_col=args.label_col,
@@ -41,7 +46,8 @@ def ingest(args: argparse.Namespace, out=sys.stdout, store=None) -> ImportOutcom
         return import_dataset(args.data, options=options, store=store,
                               split_options=SplitOptions(method=args.split,
                                                          identity=args.identity,
-                                                         seed=args.split_seed))
+                                                         seed=args.split_seed),
+                              progress=progress)
     except (DataFileError, ValueError) as exc:
         print(f"error: {exc}", file=out)
         return None

@@ -136,6 +136,7 @@ def test_split_command_writes_split_and_identity(tmp_path):
                            str(ASSETS / "amp_vs_transmembrane.csv"), "--method", "homology",
                            "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+    assert "aligning 412 sequences all against all (MMseqs2)" in done.stderr  # progress
     frame = pd.read_csv(out)
     assert {"split", "nearest_train_identity"} <= set(frame.columns)
     assert frame.loc[frame["split"] == "test", "nearest_train_identity"].max() < 0.5
