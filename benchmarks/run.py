@@ -1,6 +1,6 @@
 """ESM-NAS Studio performance benchmark: every figure is measured side by side in one run.
 
-    python benchmarks/run.py [--quick] [--device cpu|cuda] [--write]
+    python -m benchmarks.run [--quick] [--device cpu|cuda] [--write]
 
 Prints one line per figure, ``name: value``, followed by the two raw measurements. With
 ``--write`` the output is also saved to benchmarks/RESULTS.md with the machine description.
@@ -18,22 +18,25 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import optuna
+import pandas as pd
+import torch
+
+from nas_core.backbones.loading import encode, make_tiny_backbone
+from nas_core.data.dataset import Dataset
+from nas_core.data.splits import assign_splits
+from nas_core.modeling.architecture import Architecture
+from nas_core.modeling.batches import EVAL_MAX_TOKENS, collate, encode_split, length_batches
+from nas_core.modeling.build import build_model
+from nas_core.modeling.cache import RepresentationCache
+from nas_core.modeling.losses import task_loss
+from nas_core.modeling.modules import TaskInfo
+from nas_core.modeling.training import train
+from nas_core.search.objective import SearchData, TrialContext, objective
+from nas_core.search.space import SearchSpace
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from nas_core.backbones import encode, make_tiny_backbone  # noqa: E402
-from nas_core.cache import RepresentationCache  # noqa: E402
-from nas_core.data import Dataset  # noqa: E402
-from nas_core.model import TaskInfo, build_model  # noqa: E402
-from nas_core.objective import SearchData, TrialContext, objective  # noqa: E402
-from nas_core.space import Architecture, SearchSpace  # noqa: E402
-from nas_core.splits import assign_splits  # noqa: E402
-from nas_core.training import collate, encode_split, length_batches, task_loss, train  # noqa: E402
 
 AMINO = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
 LINES: list[str] = []
@@ -132,7 +135,7 @@ def bench_engine_overhead(backbone, data, device) -> None:
         optimizer.step()
     model.eval()
     with torch.inference_mode():
-        for batch in length_batches(val_data.lengths, 64, max_tokens=16384):
+        for batch in length_batches(val_data.lengths, 64, max_tokens=EVAL_MAX_TOKENS):
             tokens, mask = collate([val_data.ids[i] for i in batch], 1, device)
             model(tokens, mask)
     t_hand = time.perf_counter() - start
@@ -173,7 +176,8 @@ def bench_bucketing(backbone, data, device) -> None:
 
 
 def bench_pruning(backbone, dataset, workdir, trials) -> None:
-    from nas_core.study import SearchConfig, open_study, optimize
+    from nas_core.search.config import SearchConfig
+    from nas_core.search.study import open_study, optimize
 
     results = {}
     for pruner in ("median", "none"):
@@ -199,9 +203,11 @@ def bench_worker_scaling(backbone, dataset, workdir, trials) -> None:
     fresh study each), through the real `worker` command and a real PostgreSQL server when
     its binaries are installed (SQLite otherwise). Every trial costs the same: one LoRA
     architecture shape, fixed epochs, no pruning; only the learning rate varies."""
-    from nas_core.datastore import DatasetStore
-    from nas_core.storage import register
-    from nas_core.study import SearchConfig, counted_trials, open_study
+    from nas_core.data.store import DatasetStore
+    from nas_core.search.budget import counted_trials
+    from nas_core.search.config import SearchConfig
+    from nas_core.search.storage import register
+    from nas_core.search.study import open_study
 
     server = None
     try:
@@ -275,8 +281,8 @@ def family_dataset(n: int, family_size: int = 10, seed: int = 0) -> Dataset:
 def bench_split(n: int) -> None:
     """Wall time of the homology-aware split (MMseqs2 all-against-all, clustering, assignment,
     nearest-training identity) and of the random split, on the same sequences."""
-    from nas_core import homology
-    from nas_core.splits import SplitOptions, assign_splits
+    from nas_core.data import homology
+    from nas_core.data.splits import SplitOptions, assign_splits
 
     dataset = family_dataset(n)
     homology._all_hits.cache_clear()
@@ -297,10 +303,11 @@ def bench_split(n: int) -> None:
 
 RSS_CHILD = """
 import json, resource, sys, time
-sys.path.insert(0, {root!r})
 from benchmarks.run import synthetic_dataset
-from nas_core.space import SearchSpace
-from nas_core.study import SearchConfig, run_search
+from nas_core.runtime.launch import run_search
+from nas_core.search.config import SearchConfig
+from nas_core.search.space import SearchSpace
+
 dataset = synthetic_dataset({n})
 space = SearchSpace(backbones=({backbone!r},), adaptations=("frozen",),
                     poolings=("mean", "cls"), max_epochs_range=(3, 3), batch_sizes=(64,))
@@ -417,7 +424,7 @@ def main() -> int:
         if args.device == "cuda" and wanted("gpu"):
             bench_gpu(workdir)
     if args.write and args.only is None:
-        text = ("# Benchmark results\n\n`python benchmarks/run.py" +
+        text = ("# Benchmark results\n\n`python -m benchmarks.run" +
                 (" --quick" if args.quick else "") + f" --device {args.device}`, "
                 f"{time.strftime('%Y-%m-%d')}.\n\n```\n" + "\n".join(LINES) + "\n```\n")
         (ROOT / "benchmarks" / "RESULTS.md").write_text(text)

@@ -1,13 +1,14 @@
 """Search strategies compared on equal budgets: random, TPE, GP, NSGA-II, the REINFORCE
 controller and the one-shot DARTS search, on two shipped datasets, several seeds each.
 
-    python benchmarks/strategies.py [--trials 8] [--seeds 3] [--backbone NAME_OR_DIR]
+    python -m benchmarks.strategies [--trials 8] [--seeds 3] [--backbone NAME_OR_DIR]
 
 For each dataset, strategy and seed: a fresh study of ``--trials`` trials over the same space
 (frozen backbone, so the representation cache makes trials cheap and the comparison is about
 the strategies, not the training), the best validation value reached after each trial, and the
 held-out test value of the architecture each strategy chose. Writes STRATEGIES.md (the table)
-and strategies.json (read by the Search page for its one-line recommendation).
+and nas_core/search/strategies/comparison.json (package data: the Search page quotes its
+one-line recommendation).
 
 Without downloaded ESM-2 weights the backbone is a random-weight ESM-2-shaped model: the
 strategies then search heads and depths over random features, which says how each strategy
@@ -25,18 +26,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import optuna
+
+from nas_core.backbones.loading import make_tiny_backbone
+from nas_core.data.store import import_dataset
+from nas_core.modeling.batches import encode_split
+from nas_core.modeling.build import load_trial_checkpoint
+from nas_core.modeling.training import evaluate, resolve_device
+from nas_core.search.config import SearchConfig
+from nas_core.search.space import SearchSpace
+from nas_core.search.study import choose_trial, open_study, optimize
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-
-from nas_core.backbones import make_tiny_backbone  # noqa: E402
-from nas_core.datastore import import_dataset  # noqa: E402
-from nas_core.model import load_trial_checkpoint  # noqa: E402
-from nas_core.space import SearchSpace  # noqa: E402
-from nas_core.study import SearchConfig, choose_trial, open_study, optimize  # noqa: E402
-from nas_core.training import encode_split, evaluate, resolve_device  # noqa: E402
 
 STRATEGIES = ("random", "tpe", "gp", "nsga2", "rl", "darts")
 DATASETS = ("amp_vs_transmembrane", "gfp_fluorescence")
@@ -116,7 +118,8 @@ def main() -> int:
 
 def write(results: dict) -> None:
     results["recommendation"] = recommend(results)
-    (ROOT / "benchmarks" / "strategies.json").write_text(json.dumps(results, indent=2))
+    (ROOT / "nas_core" / "search" / "strategies" / "comparison.json").write_text(
+        json.dumps(results, indent=2))
     (ROOT / "benchmarks" / "STRATEGIES.md").write_text(markdown(results))
     print(results["recommendation"]["text"])
 
@@ -147,7 +150,7 @@ def recommend(results: dict) -> dict:
 
 def markdown(results: dict) -> str:
     lines = ["# Search strategies on equal budgets", "",
-             f"`python benchmarks/strategies.py --trials {results['trials']} --seeds "
+             f"`python -m benchmarks.strategies --trials {results['trials']} --seeds "
              f"{results['seeds']}`, {results['date']}. Backbone: {results['backbone']}; frozen "
              "backbone, the same space for every strategy; mean ± sd over seeds."
              + (" With random backbone weights the features carry little signal (GFP's test "

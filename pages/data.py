@@ -1,10 +1,11 @@
 import streamlit as st
 
-from nas_core.data import TASKS, IngestOptions
-from nas_core.datastore import import_dataset
-from nas_core.examples import DEFAULT_EXAMPLE, EXAMPLES
-from nas_core.reading import DataFileError
-from nas_core.splits import EXPLANATION, SplitOptions
+from nas_core.data.dataset import TASKS
+from nas_core.data.examples import DEFAULT_EXAMPLE, EXAMPLES
+from nas_core.data.reading import DataFileError
+from nas_core.data.splits import EXPLANATION, SplitOptions
+from nas_core.data.store import import_dataset
+from nas_core.data.validation import IngestOptions
 from ui import render, resources
 
 st.title("Data")

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from nas_core.monitor import job_progress
+from nas_core.views.monitor import job_progress
 from ui import render, resources
 from ui.identity import current_user
 

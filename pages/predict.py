@@ -2,9 +2,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from nas_core.predict import PredictionInputError
-from nas_core.reading import DataFileError, read_bytes, read_pasted
-from nas_core.results import workspace_models
+from nas_core.data.reading import DataFileError, read_bytes, read_pasted
+from nas_core.publishing.predict import PredictionInputError
+from nas_core.views.results import workspace_models
 from ui import resources
 
 st.title("Predict")

@@ -1,13 +1,7 @@
 import streamlit as st
 
-from nas_core.results import (
-    evaluate_point,
-    load_report,
-    metrics_table,
-    point_dir,
-    test_predictions,
-    zip_directory,
-)
+from nas_core.runtime.launch import evaluate_point, point_dir
+from nas_core.views.results import load_report, metrics_table, test_predictions, zip_directory
 from ui import render, resources
 from ui.publish import publish_form
 

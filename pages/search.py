@@ -2,9 +2,9 @@ import time
 
 import streamlit as st
 
-from nas_core.backbones import BackboneUnavailable
-from nas_core.monitor import format_eta
-from nas_core.presets import (
+from nas_core.backbones.registry import BackboneUnavailable
+from nas_core.search.config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
+from nas_core.search.presets import (
     estimate_seconds,
     gpu_memory_gb,
     is_available,
@@ -12,7 +12,7 @@ from nas_core.presets import (
     presets,
     strategy_advice,
 )
-from nas_core.study import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
+from nas_core.views.monitor import format_eta
 from ui import resources
 from ui.identity import current_user
 from ui.space_form import space_editor

@@ -1,26 +1,41 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-
-import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-ASSETS = ROOT / "assets"
 
 # No test may reach the real Hugging Face Hub.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-# The loopback fake Hub speaks the plain LFS protocol; must be set before huggingface_hub loads.
+# The loopback fake Hub speaks the plain LFS protocol; must be set before huggingface_hub loads
+# (the engine imports it through transformers), hence before the imports below.
 os.environ["HF_HUB_DISABLE_XET"] = "1"
+
+import pytest  # noqa: E402
+
+import nas_core.search.objective as objective_mod  # noqa: E402
+from nas_core.backbones.loading import make_tiny_backbone  # noqa: E402
+from tests.helpers import split_example  # noqa: E402
+from tests.pgserver import PostgresServer  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests on a real PostgreSQL server carry the ``postgres`` marker by their fixture."""
+    for item in items:
+        if {"postgres", "pg_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
     """A random-weight ESM-2-shaped checkpoint written through the real code path."""
-    from nas_core.backbones import make_tiny_backbone
-
     return make_tiny_backbone(tmp_path_factory.mktemp("backbones") / "tiny", layers=3,
                               hidden=32, heads=4)
+
+
+@pytest.fixture
+def peptides():
+    """amp_vs_transmembrane, validated and homology-split once per session (a fresh copy)."""
+    return split_example("amp_vs_transmembrane.csv")
 
 
 @pytest.fixture
@@ -34,8 +49,6 @@ def workspace(tmp_path, monkeypatch) -> Path:
 def second_build_fails(monkeypatch):
     """The second model build of the test raises, as a broken checkpoint would; the failure
     happens inside the real objective, so the study records it like any other."""
-    import nas_core.objective as objective_mod
-
     real = objective_mod.build_model
     calls = {"n": 0}
 
@@ -51,8 +64,6 @@ def second_build_fails(monkeypatch):
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL server (Debian's binaries) on a loopback port, for the whole run."""
-    from tests.pgserver import PostgresServer
-
     server = PostgresServer().start()
     yield server
     server.stop()
@@ -61,8 +72,6 @@ def postgres():
 @pytest.fixture
 def pg_url(postgres, request) -> str:
     """A fresh database on the test server; the URL carries the password."""
-    import re
-
     name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:50]
     postgres.create_database(name)
     return postgres.url_for(name)

@@ -6,7 +6,7 @@ import os
 
 import streamlit as st
 
-from nas_core.hub import PublishConfig, PublishError, publish
+from nas_core.publishing.hub import PublishConfig, PublishError, publish
 
 
 def _configured_token() -> tuple[str | None, str | None]:

@@ -5,9 +5,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from nas_core.charts import make_label_chart, make_length_histogram
-from nas_core.data import Dataset, ValidationResult
-from nas_core.datastore import StoredDataset
+from nas_core.data.dataset import Dataset
+from nas_core.data.store import StoredDataset
+from nas_core.data.validation import ValidationResult
+from nas_core.evaluation.trust import leakage_report
+from nas_core.publishing import charts
+from nas_core.publishing.card import comparison_sentence
+from nas_core.publishing.charts import (
+    make_identity_histogram,
+    make_label_chart,
+    make_length_histogram,
+)
+from nas_core.views.monitor import format_eta, importances
+from nas_core.views.results import identity_table
 
 
 def problems(result: ValidationResult, *, key: str) -> str | None:
@@ -57,9 +67,6 @@ def dataset_overview(dataset: Dataset, notes: list) -> None:
     right.altair_chart(make_label_chart(dataset.frame, dataset.task), width="stretch")
     test = dataset.part("test")
     if "nearest_train_identity" in test and test["nearest_train_identity"].notna().any():
-        from nas_core.charts import make_identity_histogram
-        from nas_core.trust import leakage_report
-
         st.altair_chart(make_identity_histogram(leakage_report(
             test["nearest_train_identity"].to_numpy(dtype=float))), width="stretch")
 
@@ -78,9 +85,7 @@ def stored_datasets(records: list[StoredDataset]) -> None:
 
 # -- jobs, live monitor, results ---------------------------------------------------------------
 def jobs_table(jobs, progress) -> None:
-    """``progress``: job id -> nas_core.monitor.Progress."""
-    from nas_core.monitor import format_eta
-
+    """``progress``: job id -> nas_core.views.monitor.Progress."""
     if not jobs:
         st.info("No search yet: start one on the Search page.")
         return
@@ -102,8 +107,6 @@ def jobs_table(jobs, progress) -> None:
 
 
 def live_study(view, job) -> None:
-    from nas_core import charts
-
     if view is not None and view.darts is not None and not view.darts.empty:
         st.caption("One-shot (DARTS) search: how the super-network's architecture weights "
                    "move while it trains; the strongest choices become the trials below.")
@@ -130,8 +133,6 @@ def live_study(view, job) -> None:
             right.altair_chart(charts.make_pareto_chart(view.trials, view.metric, front),
                                width="stretch")
     if (view.trials["state"] == "COMPLETE").sum() >= 5:
-        from nas_core.monitor import importances
-
         frame = importances(job.study_name, job.storage)
         if frame is not None:
             st.altair_chart(charts.make_importance_chart(frame), width="stretch")
@@ -142,8 +143,6 @@ def live_study(view, job) -> None:
 
 
 def results(report: dict, predictions, metrics_frame) -> None:
-    from nas_core import charts
-
     best = report["best"]
     metric = report["metric"]
     st.markdown(f"**Best architecture** (trial {best['trial']}): {best['description']}.")
@@ -159,13 +158,9 @@ def results(report: dict, predictions, metrics_frame) -> None:
                f"{report['baseline']['seconds']:.2f} s on the same splits).")
     st.dataframe(metrics_frame, hide_index=True, width="stretch")
     if report.get("vs_reference"):
-        from nas_core.card import comparison_sentence
-
         st.markdown(comparison_sentence(report))
     leakage = report.get("leakage")
     if leakage:
-        from nas_core.results import identity_table
-
         st.subheader("How new are the test proteins?")
         if leakage.get("warning"):
             st.warning(leakage["warning"])

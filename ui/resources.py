@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from nas_core.datastore import DatasetStore
-from nas_core.jobs import JobManager
-from nas_core.monitor import StudyView, load_view
-from nas_core.workspace import workspace_root
+from nas_core.common.workspace import workspace_root
+from nas_core.data.store import DatasetStore
+from nas_core.publishing.predict import Predictor
+from nas_core.runtime.jobs import JobManager
+from nas_core.views.monitor import StudyView, load_view
 
 
 @st.cache_resource
@@ -49,6 +50,4 @@ def workspace() -> str:
 @st.cache_resource(max_entries=4)
 def predictor(model: str, version: float):
     """A loaded model, shared by every session (``version``: the weights' mtime)."""
-    from nas_core.predict import Predictor
-
     return Predictor(model)

@@ -6,7 +6,8 @@ from dataclasses import fields, replace
 
 import streamlit as st
 
-from nas_core.space import ACTIVATIONS, ADAPTATIONS, LORA_TARGETS, POOLINGS, SearchSpace
+from nas_core.modeling.architecture import ACTIVATIONS, ADAPTATIONS, LORA_TARGETS, POOLINGS
+from nas_core.search.space import SearchSpace
 
 _HELP = {f.name: f.metadata.get("help", "") for f in fields(SearchSpace)}
 _CHOICES = {"adaptations": ADAPTATIONS, "poolings": POOLINGS, "activations": ACTIVATIONS,

@@ -1,0 +1,1 @@
+"""ESM-2 checkpoints: the registry (no torch) and the one loading path."""

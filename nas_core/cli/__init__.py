@@ -1,0 +1,26 @@
+"""``python -m nas_core`` / ``esm-nas``: everything the app does, headless, through the same
+engine calls. One module per command group; each registers its commands here."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from nas_core.cli import admin, data, models, search
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="esm-nas",
+                                     description="ESM-NAS Studio engine, headless (also "
+                                     "`python -m nas_core`).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    data.register(sub)
+    search.register_commands(sub)
+    models.register(sub)
+    admin.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

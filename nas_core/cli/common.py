@@ -1,0 +1,94 @@
+"""What every command shares: exit codes, flags derived from the configuration dataclasses,
+reading a dataset from the command line, and printing its problems."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+from nas_core.data.reading import DataFileError
+from nas_core.data.splits import SplitOptions
+from nas_core.data.store import DatasetStore, ImportOutcome, import_dataset
+from nas_core.data.validation import IngestOptions, ValidationResult
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def field_metadata(cls: type, name: str) -> dict:
+    return dict({f.name: f for f in dataclasses.fields(cls)}[name].metadata)
+
+
+def add_field(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
+              name: str, flag: str | None = None, **overrides: Any) -> None:
+    """A flag for the dataclass field ``cls.name``: its help, default and choices come from the
+    field (``metadata={"help": ..., "choices": ...}``), so the CLI never restates them."""
+    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
+    flag = flag or "--" + name.replace("_", "-")
+    meta = spec.metadata
+    kwargs: dict[str, Any] = {"dest": name, "help": meta.get("help", "")}
+    if spec.default is not dataclasses.MISSING:
+        kwargs["default"] = spec.default
+    annotation = str(spec.type)
+    if annotation == "bool":
+        kwargs["action"] = "store_false" if spec.default else "store_true"
+    else:
+        base = annotation.split("|")[0].strip()
+        kwargs["type"] = _TYPES.get(base, str)
+        if "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+    kwargs.update(overrides)
+    flags = ("store_true", "store_false", "append")
+    if kwargs.get("default") is not None and kwargs.get("action") not in flags:
+        kwargs["help"] += f" (default: {kwargs['default']})"
+    parser.add_argument(flag, **kwargs)
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """The dataset file, how to read and check it (:class:`IngestOptions`) and how to split
+    it (:class:`SplitOptions`)."""
+    p.add_argument("data", help="CSV, TSV, Excel (.xlsx) or FASTA file (optionally .gz)")
+    add_field(p, IngestOptions, "seq_col")
+    add_field(p, IngestOptions, "label_col")
+    add_field(p, IngestOptions, "task")
+    fixes = field_metadata(IngestOptions, "fixes")
+    add_field(p, IngestOptions, "fixes", "--fix", action="append", default=[], metavar="FIX",
+              help=f"{fixes['help']} Repeatable; one of {', '.join(fixes['choices'])}.")
+    add_field(p, SplitOptions, "method", "--split")
+    add_field(p, SplitOptions, "identity")
+    add_field(p, SplitOptions, "seed", "--split-seed", dest="split_seed")
+
+
+def stage(message: str, fraction: float) -> None:
+    print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+
+def ingest(args: argparse.Namespace, out=sys.stdout, store: DatasetStore | None = None,
+           progress=stage) -> ImportOutcome | None:
+    """Read, validate and split from CLI args; None (message printed) if the file is unusable."""
+    try:
+        options = IngestOptions(seq_col=args.seq_col, label_col=args.label_col,
+                                task=args.task, fixes=frozenset(args.fixes))
+        return import_dataset(args.data, options=options, store=store,
+                              split_options=SplitOptions(method=args.method,
+                                                         identity=args.identity,
+                                                         seed=args.split_seed),
+                              progress=progress)
+    except (DataFileError, ValueError) as exc:
+        print(f"error: {exc}", file=out)
+        return None
+
+
+def print_problems(result: ValidationResult, out=sys.stdout) -> None:
+    for note in result.applied_fixes:
+        print(f"fixed: {note}", file=out)
+    for problem in result.problems:
+        print(problem, file=out)
+    for fix, text in result.offered_fixes.items():
+        print(f"fix available: {text} -> rerun with --fix {fix}", file=out)
+
+
+def fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -1,0 +1,67 @@
+"""Model commands: ``predict`` new sequences and ``push`` a model to the Hugging Face Hub."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nas_core.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_field
+from nas_core.data.reading import DataFileError
+from nas_core.publishing.hub import PublishConfig, PublishError, publish
+from nas_core.publishing.predict import PredictionInputError, predict_file
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict new sequences with a saved model")
+    p.add_argument("model", help="model directory (or Hub repository id)")
+    p.add_argument("data", help="CSV/TSV/Excel/FASTA with a sequence column; labels optional")
+    p.add_argument("--out", required=True, help="CSV to write")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("push", help="publish a model directory to the Hugging Face Hub "
+                       "(token from HF_TOKEN, endpoint from HF_ENDPOINT)")
+    p.add_argument("model_dir")
+    add_field(p, PublishConfig, "repo", required=True)
+    visibility = p.add_mutually_exclusive_group()
+    add_field(visibility, PublishConfig, "private", action="store_true", default=True)
+    visibility.add_argument("--public", action="store_true", help="public repository")
+    add_field(p, PublishConfig, "license")
+    p.set_defaults(func=cmd_push)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    try:
+        frame, problems, metrics = predict_file(args.model, args.data, device=args.device)
+    except PredictionInputError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return EXIT_INVALID
+    except (DataFileError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    for p in problems:
+        print(p, file=sys.stderr)
+    frame.to_csv(args.out, index=False)
+    print(f"wrote {len(frame)} predictions to {args.out}")
+    if metrics:
+        print("metrics against the labels in the input: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in metrics.items() if v is not None))
+    return EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    try:
+        config = PublishConfig(repo=args.repo, private=not args.public, license=args.license)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        url = publish(args.model_dir, config,
+                      progress=lambda message, fraction: print(f"[{fraction:4.0%}] {message}",
+                                                               flush=True))
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"published {url}")
+    return EXIT_OK

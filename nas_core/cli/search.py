@@ -1,0 +1,261 @@
+"""Search commands: ``search`` (the whole search, then the held-out test), ``worker`` (join a
+study on a shared store) and ``finalise`` (test and export a study's best trial)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from nas_core.backbones.loading import ensure_loadable
+from nas_core.backbones.registry import BackboneUnavailable
+from nas_core.cli.common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    add_data_args,
+    add_field,
+    field_metadata,
+    fmt,
+    ingest,
+    print_problems,
+)
+from nas_core.data.store import DatasetStore
+from nas_core.evaluation.finalise import finalise
+from nas_core.runtime.jobs import default_devices
+from nas_core.runtime.launch import run_search
+from nas_core.runtime.workers import (
+    DatabaseUnreachable,
+    WorkerError,
+    connect,
+    dataset_for,
+    join,
+    parse_workers,
+    worker_devices,
+)
+from nas_core.search.config import SearchConfig
+from nas_core.search.objective import SearchListener
+from nas_core.search.space import SearchSpace
+from nas_core.search.storage import STORAGE_ENV, Heartbeat, public_url, register
+
+STORE_HELP = ("study database URL (default: $ESM_NAS_STORAGE; prefer the variable or "
+              "~/.pgpass for passwords: command lines are visible to other users)")
+
+
+def register_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="run an architecture search and test the best model")
+    add_data_args(p)
+    p.add_argument("--backbone", required=True,
+                   help="comma-separated registry names (esm2_t6_8M,...) or local checkpoints")
+    add_field(p, SearchConfig, "n_trials", "--trials", default=None)
+    add_field(p, SearchConfig, "timeout")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL (default: SQLite in the workspace)")
+    p.add_argument("--study", default=None,
+                   help=field_metadata(SearchConfig, "study_name")["help"]
+                   + " (default: the dataset's name and the time)")
+    for name in ("sampler", "pruner", "objective", "metric", "seed", "device", "patience"):
+        add_field(p, SearchConfig, name)
+    p.add_argument("--max-epochs", type=int, default=None,
+                   help=field_metadata(SearchSpace, "max_epochs_range")["help"])
+    p.add_argument("--adaptation", default=None,
+                   help=field_metadata(SearchSpace, "adaptations")["help"]
+                   + " Comma-separated, e.g. lora or frozen,partial.")
+    add_field(p, SearchSpace, "max_parameters")
+    p.add_argument("--space", default=None, help="JSON file narrowing the search space")
+    add_field(p, SearchConfig, "workers", type=str, default="1",
+              help="Worker processes on this machine: a number, or 'auto' (one per GPU). "
+              "Workers on other machines join with `python -m nas_core worker`.")
+    p.add_argument("--out", required=True, help="folder for report.json and best_model/")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("worker", help="join an existing study and run its queued trials until "
+                       "the budget is reached (one per GPU, on any machine)")
+    p.add_argument("--storage", default=None, help=STORE_HELP)
+    p.add_argument("--study", required=True, help="name of the study to join")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the study's)")
+    p.add_argument("--data", default=None,
+                   help="this machine's copy of the study's dataset folder or data.csv "
+                   "(default: where the study says it is)")
+    add_field(p, Heartbeat, "interval", "--heartbeat-interval", dest="heartbeat_interval")
+    add_field(p, Heartbeat, "grace", "--grace-period", dest="grace_period")
+    p.add_argument("--db-wait", type=float, default=300,
+                   help="seconds to wait for a lost database before giving up")
+    p.add_argument("--seed-offset", type=int, default=None,
+                   help="sampler seed offset of this worker (default: from the process id)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("finalise", help="test the best (or a chosen) trial of a study once on "
+                       "the held-out split and export it; run it where that trial's weights are")
+    p.add_argument("--storage", default=None, help=STORE_HELP)
+    p.add_argument("--study", required=True)
+    p.add_argument("--data", default=None, help="this machine's copy of the study's dataset")
+    p.add_argument("--trial", type=int, default=None, help="trial number (default: the best)")
+    add_field(p, SearchConfig, "device")
+    p.add_argument("--out", required=True, help="folder for report.json and best_model/")
+    p.set_defaults(func=cmd_finalise)
+
+
+class PrintListener(SearchListener):
+    """One line per finished trial."""
+
+    def __init__(self, out=sys.stdout) -> None:
+        self.out = out
+
+    def trial_finished(self, trial) -> None:
+        arch = trial.user_attrs.get("architecture", {})
+        value = "-" if trial.values is None else ", ".join(f"{v:.4g}" for v in trial.values)
+        if trial.state.name == "PRUNED" and trial.intermediate_values:
+            last = max(trial.intermediate_values)
+            value = f"{trial.intermediate_values[last]:.4g} (epoch {last})"
+        choices = (f"{Path(arch.get('backbone', '?')).name} layers={arch.get('n_layers')} "
+                   f"{arch.get('adaptation')} pool={arch.get('pooling')} "
+                   f"head={arch.get('head_layers')} lr={arch.get('lr', 0):.1e}") if arch else ""
+        seconds = trial.duration.total_seconds() if trial.duration else 0.0
+        line = f"trial {trial.number:3d} {trial.state.name:8s} value={value} {choices} " \
+               f"({seconds:.1f} s)"
+        if trial.state.name == "FAIL":
+            line += f" reason: {trial.user_attrs.get('fail_reason', 'unknown')}"
+        print(line, file=self.out, flush=True)
+
+
+def space_from_args(args: argparse.Namespace) -> SearchSpace:
+    kw: dict = {"backbones": tuple(b.strip() for b in args.backbone.split(",") if b.strip())}
+    if args.space:
+        kw.update(json.loads(Path(args.space).read_text()))
+    if args.max_epochs:
+        kw["max_epochs_range"] = (args.max_epochs, args.max_epochs)
+    if args.adaptation:
+        kw["adaptations"] = tuple(args.adaptation.split(","))
+    if args.max_parameters:
+        kw["max_parameters"] = args.max_parameters
+    return SearchSpace.from_dict(kw)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    outcome = ingest(args, store=DatasetStore())
+    if outcome is None:
+        return EXIT_INVALID
+    if outcome.dataset is None or outcome.stored is None:
+        print_problems(outcome.result)
+        return EXIT_INVALID
+    dataset, stored = outcome.dataset, outcome.stored
+    try:
+        config = SearchConfig(
+            study_name=args.study or f"{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            space=space_from_args(args), n_trials=args.n_trials, timeout=args.timeout,
+            sampler=args.sampler, pruner=args.pruner, objective=args.objective,
+            metric=args.metric, seed=args.seed, device=args.device, patience=args.patience,
+            workers=parse_workers(args.workers))
+        for name in config.space.usable_backbones():
+            ensure_loadable(name)
+        config.metric_for(dataset.task)
+    except (ValueError, BackboneUnavailable, json.JSONDecodeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    summary = dataset.summary()
+    print(f"dataset {dataset.name}: {summary['n_sequences']} sequences, "
+          f"{summary['task']}, split {summary['splits']}; study '{config.study_name}'",
+          flush=True)
+    devices = [config.device]
+    if config.workers != 1:
+        devices = worker_devices(config.workers, default_devices() if config.device == "auto"
+                                 else [config.device])
+        print(f"{len(devices)} workers: {', '.join(devices)}", flush=True)
+    stop = threading.Event()
+    try:
+        report = run_search(config, dataset, args.out, storage=args.storage,
+                            listeners=[PrintListener()], should_stop=stop.is_set,
+                            dataset_path=stored.path, devices=devices)
+    except KeyboardInterrupt:
+        print(f"interrupted: rerun the same command with --study {config.study_name} to resume.",
+              file=sys.stderr)
+        return EXIT_FAILED
+    except (RuntimeError, ValueError, FileNotFoundError, BackboneUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if report is None:
+        print(f"stopped: rerun with --study {config.study_name} to resume.", file=sys.stderr)
+        return EXIT_FAILED
+    best, base = report["best"], report["baseline"]
+    metric = report["metric"]
+    print(f"\n{report['n_trials']} trials: {report['n_complete']} complete, "
+          f"{report['n_pruned']} pruned, {report['n_failed']} failed "
+          f"in {report['wall_seconds']:.1f} s")
+    print(f"best (trial {best['trial']}): {best['description']}")
+    print(f"  {metric}: validation {fmt(best['val'].get(metric))}, held-out test "
+          f"{fmt(best['test'].get(metric))}; {best['n_parameters']:,} parameters")
+    print(f"reference ({base['model']}): validation {fmt(base['val'].get(metric))}, test "
+          f"{fmt(base.get('test', {}).get(metric))}")
+    print(f"wrote {Path(args.out) / 'report.json'} and {best['model_dir']}")
+    return EXIT_OK
+
+
+def study_store(args: argparse.Namespace) -> str | None:
+    """The shared study database from --storage or $ESM_NAS_STORAGE, registered (its
+    password stays in this process); None, with the message printed, when missing or bad."""
+    url = args.storage or os.environ.get(STORAGE_ENV)
+    if not url:
+        print(f"error: give the study database: --storage URL or ${STORAGE_ENV}.",
+              file=sys.stderr)
+        return None
+    try:
+        return register(url)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    url = study_store(args)
+    if url is None:
+        return EXIT_INVALID
+    try:
+        heartbeat = Heartbeat(args.heartbeat_interval, args.grace_period)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        print("stopping after the current epoch; its trial goes back to the queue",
+              file=sys.stderr, flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"worker {os.getpid()} joining study '{args.study}' at {public_url(url)}", flush=True)
+    try:
+        done = join(args.study, url, device=args.device, data=args.data, heartbeat=heartbeat,
+                    db_wait=args.db_wait, seed_offset=args.seed_offset,
+                    listeners=[PrintListener()], should_stop=stop.is_set)
+    except (WorkerError, BackboneUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED if isinstance(exc, DatabaseUnreachable) else EXIT_INVALID
+    print(f"{'stopped' if stop.is_set() else 'budget reached'}: this worker finished {done} "
+          "trials", flush=True)
+    return EXIT_OK
+
+
+def cmd_finalise(args: argparse.Namespace) -> int:
+    url = study_store(args)
+    if url is None:
+        return EXIT_INVALID
+    try:
+        study = connect(args.study, url, wait_seconds=10)
+        report = finalise(study, dataset_for(study, args.data), args.out,
+                          trial_number=args.trial, device=args.device)
+    except (WorkerError, ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    best = report["best"]
+    print(f"trial {best['trial']}: held-out test {report['metric']} "
+          f"{fmt(best['test'].get(report['metric']))}; wrote {best['model_dir']}")
+    return EXIT_OK
+
+

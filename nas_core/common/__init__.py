@@ -1,0 +1,1 @@
+"""Leaf utilities every stage shares: the workspace folder and the metrics (numpy only)."""

@@ -1,0 +1,174 @@
+"""Task metrics, computed the same way for trials, the held-out test, baselines and predict.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+from sklearn import metrics as skm
+
+# metric name -> optimisation direction
+DIRECTIONS = {"roc_auc": "maximize", "mcc": "maximize", "accuracy": "maximize",
+              "f1_macro": "maximize", "spearman": "maximize", "pearson": "maximize",
+              "r2": "maximize", "mae": "minimize", "loss": "minimize", "rmse": "minimize"}
+
+
+DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "mcc", "regression": "spearman"}
+CLASSIFICATION_METRICS = ("roc_auc", "mcc", "accuracy", "f1_macro", "mae", "loss")
+REGRESSION_METRICS = ("spearman", "pearson", "r2", "mae", "rmse", "loss")
+
+
+def metrics_for(task: str) -> tuple[str, ...]:
+    return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(float)
+
+
+def _mcc(c: np.ndarray) -> float:
+    """Matthews correlation (multiclass, Gorodkin's R_K) from a confusion matrix; as
+    scikit-learn, 0 when undefined."""
+    t, p, n = c.sum(1), c.sum(0), c.sum()
+    cov_tp = np.trace(c) * n - t @ p
+    denominator = np.sqrt((n * n - p @ p) * (n * n - t @ t))
+    return float(cov_tp / denominator) if denominator else 0.0
+
+
+def _f1_macro(c: np.ndarray) -> float:
+    tp = np.diag(c)
+    denominator = c.sum(0) + c.sum(1)
+    return float(np.mean(np.divide(2 * tp, denominator, out=np.zeros_like(tp),
+                                   where=denominator > 0)))
+
+
+def _auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC as the Mann-Whitney statistic (average ranks for ties)."""
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores))
+    _, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    ranks[order] = np.repeat(start + (counts + 1) / 2.0, counts)
+    n_pos = positive.sum()
+    n_neg = len(positive) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _roc_auc(y: np.ndarray, probs: np.ndarray) -> float | None:
+    k = probs.shape[1]
+    if len(np.unique(y)) < k:
+        return None
+    if k == 2:
+        return _auc(y == 1, probs[:, 1])
+    return float(np.mean([_auc(y == c, probs[:, c]) for c in range(k)]))  # one-vs-rest, macro
+
+
+def classification_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
+    """``y``: class indices; ``probs``: (n, k) class probabilities."""
+    n, k = probs.shape
+    onehot = np.eye(k)[y]
+    pred = probs.argmax(1)
+    eps = 1e-7
+    confusion = _confusion(y, pred, k)
+    return {
+        "loss": float(-np.mean(np.log(np.clip(probs[np.arange(n), y], eps, 1.0)))),
+        # Keras' MAE on probabilities: mean over samples and classes of |y - p|
+        "mae": float(np.mean(np.abs(onehot - probs))),
+        "accuracy": float(np.mean(pred == y)),
+        "mcc": _mcc(confusion),
+        "f1_macro": _f1_macro(confusion),
+        "roc_auc": _roc_auc(y, probs),
+    }
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float | None]:
+    y = np.asarray(y, dtype=float)
+    pred = np.asarray(pred, dtype=float)
+    err = pred - y
+    constant = np.allclose(pred, pred[0]) if len(pred) else True
+    return {
+        "loss": float(np.mean(err ** 2)),
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err ** 2))),
+        # a constant prediction carries no ranking: score it 0, not NaN
+        "spearman": 0.0 if constant else _finite(stats.spearmanr(y, pred).statistic) or 0.0,
+        "pearson": 0.0 if constant else _finite(stats.pearsonr(y, pred).statistic) or 0.0,
+        "r2": float(skm.r2_score(y, pred)) if len(y) > 1 else None,
+    }
+
+
+def compute_metrics(task: str, y: np.ndarray, output: np.ndarray) -> dict[str, float | None]:
+    if task == "regression":
+        return regression_metrics(y, output)
+    return classification_metrics(np.asarray(y, dtype=int), output)
+
+
+def one_metric(task: str, y: np.ndarray, output: np.ndarray, metric: str) -> float | None:
+    """A single metric, without the others (bootstrap loops call this thousands of times)."""
+    if task == "regression" or metric in ("loss", "mae"):
+        return compute_metrics(task, y, output).get(metric)
+    y = np.asarray(y, dtype=int)
+    k = output.shape[1]
+    pred = output.argmax(1)
+    if metric == "accuracy":
+        return float(np.mean(pred == y))
+    if metric == "mcc":
+        return _mcc(_confusion(y, pred, k))
+    if metric == "f1_macro":
+        return _f1_macro(_confusion(y, pred, k))
+    return _roc_auc(y, output)
+
+
+def resamples(size: int, n: int = 1000, seed: int = 0):
+    """``n`` bootstrap resamples (index arrays) of ``size`` items, seeded."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        yield rng.integers(0, size, size)
+
+
+def percentile_interval(values: list[float], n: int, level: float = 0.95
+                        ) -> list[float] | None:
+    """The percentile interval of bootstrap values; None when fewer than half of the ``n``
+    resamples gave a value (e.g. one class only)."""
+    if len(values) < n // 2:
+        return None
+    alpha = (1 - level) / 2
+    return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
+
+
+def _finite_values(values) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def metric_ci(task: str, y: np.ndarray, output: np.ndarray, metric: str, *, n: int = 1000,
+              level: float = 0.95, seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap interval of one metric."""
+    y = np.asarray(y)
+    values = _finite_values(one_metric(task, y[idx], output[idx], metric)
+                            for idx in resamples(len(y), n, seed))
+    return percentile_interval(values, n, level)
+
+
+def objective_value(metrics: dict, metric: str) -> float:
+    """The value Optuna sees: a missing metric counts as the worst possible."""
+    value = metrics.get(metric)
+    if value is None or not math.isfinite(value):
+        return -1.0 if DIRECTIONS[metric] == "maximize" else float("inf")
+    return float(value)
+
+
+def bootstrap_ci(task: str, y: np.ndarray, output: np.ndarray, *, n: int = 1000,
+                 level: float = 0.95, seed: int = 0) -> dict[str, list[float] | None]:
+    """Percentile bootstrap intervals of every metric (resampling the test sequences)."""
+    y = np.asarray(y)
+    samples: dict[str, list] = {}
+    for idx in resamples(len(y), n, seed):
+        for key, value in compute_metrics(task, y[idx], output[idx]).items():
+            samples.setdefault(key, []).append(value)
+    return {key: percentile_interval(_finite_values(v), n, level) for key, v in samples.items()}

@@ -1,0 +1,2 @@
+"""Labelled sequences in: reading files, validation, the dataset store, homology, splits and
+the shipped examples."""

@@ -1,0 +1,50 @@
+"""Real labelled datasets shipped in ``assets/`` (with their source and licence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+
+
+@dataclass(frozen=True)
+class Example:
+    key: str
+    file: str
+    title: str
+    description: str
+    licence: str
+
+    @property
+    def path(self) -> Path:
+        return ASSETS / self.file
+
+
+_MODLAMP = ("modlAMP 4.3.3 (BSD 3-Clause, ETH Zurich; Müller, Gabernet, Hiss & Schneider, "
+            "Bioinformatics 2017), see assets/LICENSE.modlamp")
+
+
+EXAMPLES: dict[str, Example] = {e.key: e for e in (
+    Example("amp_vs_transmembrane", "amp_vs_transmembrane.csv",
+            "Antimicrobial peptides vs. transmembrane helices (412 peptides)",
+            "Binary: antimicrobial peptides (APD3) against transmembrane helices; 8-56 residues.",
+            _MODLAMP),
+    Example("anticancer_vs_random", "anticancer_vs_random.csv",
+            "Anticancer peptides vs. scrambled (826 peptides)",
+            "Binary: anticancer peptides (CancerPPD) against scrambled sequences; 8-28 residues.",
+            _MODLAMP),
+    Example("amp_vs_uniprot", "amp_vs_uniprot.csv",
+            "Antimicrobial peptides vs. UniProt (5,200 peptides, with real duplicates)",
+            "Binary: APD3 antimicrobial peptides against random UniProt fragments. Holds 22 "
+            "sequences with conflicting labels: the app offers to drop them.", _MODLAMP),
+    Example("gfp_fluorescence", "gfp_fluorescence.csv",
+            "GFP fluorescence (500 avGFP variants, regression)",
+            "Regression: log-fluorescence of avGFP variants (TAPE benchmark, Sarkisyan et al., "
+            "Nature 2016); 237-238 residues.",
+            "TAPE / plmsommelier 1.0.0 (MIT), see assets/LICENSE.plmsommelier"),
+)}
+
+
+DEFAULT_EXAMPLE = "amp_vs_transmembrane"

@@ -1,0 +1,231 @@
+"""Train / validation / held-out test splits.
+
+The user's own split column wins. Otherwise, by default, a homology-aware split: sequences are
+clustered by pairwise identity (MMseqs2) and whole clusters go to train, validation or test,
+stratified by class (or label bin) as far as the clusters allow, so no validation or test
+sequence has a close relative in training. The random stratified split stays available.
+Every split records each validation/test sequence's identity to its nearest training sequence
+(``nearest_train_identity``), whatever the method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from nas_core.data import homology
+from nas_core.data.dataset import Dataset, Problem
+
+METHODS = ("homology", "random", "column")
+EXPLANATION = {  # the two a user chooses between (a file's own split column always wins)
+    "homology": "Homology-aware (recommended): related proteins stay on the same side, so the "
+    "test score says how the model does on proteins unlike those it was trained on.",
+    "random": "Random: quick, but near-copies of training sequences land in the test set and "
+    "inflate the score.",
+}
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    method: str = field(default="homology", metadata={
+        "help": "homology: whole clusters of similar sequences per split (recommended); "
+        "random: stratified at random; column: the file's own split column, required.",
+        "choices": METHODS})
+    identity: float | None = field(default=None, metadata={
+        "help": "Homology split: sequences at least this identical are kept together. Default "
+        "0.3 for proteins, 0.5 for short peptides (median under 50 residues)."})
+    valid_fraction: float = field(default=0.1, metadata={
+        "help": "Share of sequences used to choose between architectures."})
+    test_fraction: float = field(default=0.1, metadata={
+        "help": "Share held out and used once, to report the final model's quality."})
+    seed: int = field(default=0, metadata={"help": "Same seed, same split."})
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"split method must be one of {', '.join(METHODS)}, not "
+                             f"'{self.method}'.")
+        if self.identity is not None and not 0.1 <= self.identity <= 1.0:
+            raise ValueError(f"identity must be between 0.1 and 1.0, not {self.identity}.")
+        for name in ("valid_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 0.5:
+                raise ValueError(f"{name} must be between 0 and 0.5, not {value}.")
+        if self.valid_fraction + self.test_fraction >= 0.8:
+            raise ValueError("valid_fraction + test_fraction must leave at least 20% to train.")
+
+
+def _strata(frame: pd.DataFrame, task: str) -> np.ndarray:
+    if task == "regression":
+        values = frame["label"].astype(float)
+        bins = min(5, max(1, len(frame) // 20))
+        return pd.qcut(values.rank(method="first"), q=bins, labels=False).to_numpy()
+    return frame["label"].astype(str).to_numpy()
+
+
+def _cut(index: np.ndarray, strata: np.ndarray | None, size: float,
+         seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``index`` into (rest, cut) with ``size`` share in cut, stratified when possible."""
+    if strata is not None:
+        _, counts = np.unique(strata, return_counts=True)
+        if counts.min() < 2:
+            strata = None
+    try:
+        return train_test_split(index, test_size=size, random_state=seed, stratify=strata)
+    except ValueError:
+        return train_test_split(index, test_size=size, random_state=seed, stratify=None)
+
+
+def _random_split(frame: pd.DataFrame, task: str, opts: SplitOptions) -> Problem:
+    idx = frame.index.to_numpy()
+    strata = _strata(frame, task)
+    rest, test = _cut(idx, strata, opts.test_fraction, opts.seed)
+    rest_strata = strata[np.searchsorted(idx, rest)]
+    share = opts.valid_fraction / (1.0 - opts.test_fraction)
+    train, valid = _cut(rest, rest_strata, share, opts.seed + 1)
+    frame.loc[train, "split"] = "train"
+    frame.loc[valid, "split"] = "valid"
+    frame.loc[test, "split"] = "test"
+    return Problem("info", "random_split",
+                   f"Split at random (seed {opts.seed}, stratified by "
+                   f"{'label bin' if task == 'regression' else 'class'}): {len(train)} train, "
+                   f"{len(valid)} validation, {len(test)} test.")
+
+
+def _homology_split(frame: pd.DataFrame, task: str, opts: SplitOptions,
+                    hits: pd.DataFrame) -> Problem:
+    """Whole clusters to each split (see :func:`_place_clusters`); a warning instead when one
+    family is too large for that."""
+    identity = opts.identity or homology.default_identity(list(frame["sequence"]))
+    n = len(frame)
+    labels = homology.clusters(n, hits, identity)
+    strata = pd.Series(_strata(frame, task)).astype(str).to_numpy()
+    fractions = {"test": opts.test_fraction, "valid": opts.valid_fraction}
+    split = _place_clusters(labels, strata, fractions, np.random.default_rng(opts.seed))
+    largest = int(np.bincount(labels).max())
+    if min(int((split == s).sum()) / (f * n) for s, f in fractions.items()) < 0.5:
+        return Problem(
+            "warning", "homology_impossible",
+            f"A homology-aware split at {identity:.0%} identity is not possible here: "
+            f"{largest:,} of {n:,} sequences are related to each other at that level (for "
+            "instance variants of one protein). A random split is used instead, so the test "
+            "score tells how the model does on variants of the proteins it was trained on, not "
+            "on new ones.")
+    frame["split"] = split
+    counts = {s: int((split == s).sum()) for s in ("train", "valid", "test")}
+    return Problem(
+        "info", "homology_split",
+        f"Homology-aware split at {identity:.0%} identity (MMseqs2, seed {opts.seed}): "
+        f"{labels.max() + 1:,} clusters (largest {largest} sequences) kept whole; "
+        f"{counts['train']} train, {counts['valid']} validation, {counts['test']} test.")
+
+
+def _place_clusters(labels: np.ndarray, strata: np.ndarray, fractions: dict[str, float],
+                    rng: np.random.Generator) -> np.ndarray:
+    """Largest clusters first (they can only go to training), each to the split whose
+    per-class shortfall it fills best without overshooting; the rest train."""
+    n = len(labels)
+    classes = sorted(set(strata))
+    per_class = {c: int((strata == c).sum()) for c in classes}
+    want = {s: {c: f * per_class[c] for c in classes} for s, f in fractions.items()}
+    have = {s: dict.fromkeys(classes, 0) for s in fractions}
+    total = {s: f * n for s, f in fractions.items()}
+    sizes = np.bincount(labels)
+    # stable sort: clusters of equal size keep the seeded shuffle
+    order = sorted(rng.permutation(labels.max() + 1), key=lambda c: -sizes[c])
+    members = pd.Series(np.arange(n)).groupby(labels).apply(list)
+    split = np.full(n, "train", dtype=object)
+    for cluster in order:
+        rows = members[cluster]
+        counts = pd.Series(strata[rows]).value_counts()
+        best, best_fit = None, 0.0
+        for s in ("test", "valid"):
+            filled = sum(have[s].values())
+            if filled + len(rows) > total[s] + max(1.0, 0.02 * total[s]):
+                continue  # would overshoot this split
+            # members that fill a class shortfall, minus members that overfill a class
+            fit = sum(min(k, max(0.0, want[s][c] - have[s][c]))
+                      - max(0.0, k - max(0.0, want[s][c] - have[s][c]))
+                      for c, k in counts.items()) / len(rows)
+            if fit > best_fit or (fit == best_fit and best is not None and filled / total[s] <
+                                  sum(have[best].values()) / total[best]):
+                best, best_fit = s, fit
+        if best is not None and best_fit > 0:
+            split[rows] = best
+            for c, k in counts.items():
+                have[best][c] += k
+    return split
+
+
+def _nearest_train(frame: pd.DataFrame, hits: pd.DataFrame) -> np.ndarray:
+    train = (frame["split"] == "train").to_numpy()
+    nearest = homology.nearest_in(hits, len(frame), train)
+    return np.where(train, np.nan, np.round(nearest, 4))
+
+
+def _leakage_notes(frame: pd.DataFrame, chosen_random: bool) -> list[Problem]:
+    test = frame.loc[frame["split"] == "test", "nearest_train_identity"].to_numpy()
+    warning = homology.leakage_warning(test)
+    if warning is None:
+        return []
+    advice = " The homology-aware split avoids this." if chosen_random else ""
+    return [Problem("warning", "test_near_duplicates", warning + advice)]
+
+
+def assign_splits(dataset: Dataset, options: SplitOptions | None = None, *,
+                  progress=None) -> tuple[Dataset, list[Problem]]:
+    """Return a copy of ``dataset`` whose every row has a split (and, for validation and test
+    rows, the identity to the nearest training sequence), and notes on what was done."""
+    opts = options or SplitOptions()
+    frame = dataset.frame.copy()
+    notes: list[Problem] = []
+    hits = None
+    given = frame["split"].notna().all() and len(frame) > 0
+    if opts.method == "column" and not given:
+        raise ValueError("The split method 'column' needs a 'split' column (train/valid/test) "
+                         "filled on every row; choose homology or random to let the app "
+                         "split.")
+    if given:
+        present = set(frame["split"])
+        missing = [s for s in ("train", "valid", "test") if s not in present]
+        if "train" not in present:
+            raise ValueError("The split column names no training rows: mark some rows 'train', "
+                             "or leave the column empty to let the app split.")
+        for part, fraction in (("test", opts.test_fraction), ("valid", opts.valid_fraction)):
+            if part not in missing:
+                continue
+            train_idx = frame.index[frame["split"] == "train"].to_numpy()
+            share = fraction / (frame["split"] == "train").mean()
+            strata = _strata(frame.loc[train_idx], dataset.task)
+            _, cut = _cut(train_idx, strata, min(share, 0.5), opts.seed)
+            frame.loc[cut, "split"] = part
+            notes.append(Problem(
+                "info", f"carved_{part}",
+                f"Your split column has no '{part}' rows: {len(cut)} training sequences were set "
+                f"aside as {part} (seeded, stratified)."))
+    else:
+        hits = None
+        if opts.method == "homology":
+            hits = homology.all_hits(list(frame["sequence"]), progress=progress)
+            notes.append(_homology_split(frame, dataset.task, opts, hits))
+        if opts.method == "random" or notes[-1].code == "homology_impossible":
+            notes.append(_random_split(frame, dataset.task, opts))
+    if hits is None:
+        hits = homology.all_hits(list(frame["sequence"]), progress=progress)
+    if progress:
+        progress("measuring each sequence's identity to its nearest training sequence", 0.9)
+    frame["nearest_train_identity"] = _nearest_train(frame, hits)
+    notes.extend(_leakage_notes(frame, chosen_random=not given and opts.method == "random"))
+    out = Dataset(frame, dataset.task, dataset.label_names, dataset.name)
+    if dataset.task != "regression":
+        for part in ("train", "valid"):
+            seen = set(out.part(part)["label"])
+            lost = [c for c in dataset.label_names or [] if c not in seen]
+            if lost:
+                notes.append(Problem(
+                    "warning", "class_missing_in_split",
+                    f"Class(es) {', '.join(map(repr, lost))} have no sequence in the {part} "
+                    "split; metrics for them will be missing."))
+    return out, notes

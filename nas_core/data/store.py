@@ -1,0 +1,144 @@
+"""Datasets kept in the workspace, so a page reload, another user or a worker finds them again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from nas_core.common.workspace import subdir
+from nas_core.data.dataset import Dataset, Problem
+from nas_core.data.splits import assign_splits
+from nas_core.data.validation import ValidationResult, load_dataset, load_upload
+
+
+@dataclass(frozen=True)
+class StoredDataset:
+    id: str
+    name: str
+    task: str
+    n_sequences: int
+    fingerprint: str
+    created: float
+    source: str
+    label_names: list[str] | None
+    path: str
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} ({self.task}, {self.n_sequences} sequences)"
+
+
+class DatasetStore:
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.dir = subdir("datasets", root)
+
+    def save(self, dataset: Dataset, *, source: str = "", name: str | None = None
+             ) -> StoredDataset:
+        """Store a split dataset; storing the same content twice returns the same id."""
+        if dataset.frame["split"].isna().any():
+            raise ValueError("assign splits before storing a dataset.")
+        fingerprint = dataset.fingerprint
+        ident = fingerprint[:12]
+        folder = self.dir / ident
+        folder.mkdir(parents=True, exist_ok=True)
+        meta_path = folder / "meta.json"
+        if meta_path.exists():
+            return self._record(folder)
+        dataset.frame.to_csv(folder / "data.csv", index=False)
+        meta = {"id": ident, "name": name or dataset.name, "task": dataset.task,
+                "n_sequences": int(len(dataset.frame)), "fingerprint": fingerprint,
+                "created": time.time(), "source": source, "label_names": dataset.label_names}
+        tmp = folder / "meta.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(meta_path)  # atomic: a half-written dataset is never listed
+        return self._record(folder)
+
+    def _record(self, folder: Path) -> StoredDataset:
+        meta = json.loads((folder / "meta.json").read_text())
+        return StoredDataset(path=str(folder / "data.csv"), **meta)
+
+    def list(self) -> list[StoredDataset]:
+        found = [self._record(p.parent) for p in self.dir.glob("*/meta.json")]
+        return sorted(found, key=lambda r: r.created, reverse=True)
+
+    def get(self, ident: str) -> StoredDataset:
+        folder = self.dir / ident
+        if not (folder / "meta.json").exists():
+            raise KeyError(f"no stored dataset '{ident}' in {self.dir}.")
+        return self._record(folder)
+
+    def load(self, ident: str) -> Dataset:
+        return load_stored(self.get(ident))
+
+
+def load_stored(record: StoredDataset | str | os.PathLike[str]) -> Dataset:
+    """Load a stored dataset (record, or the path of its data.csv / folder)."""
+    if not isinstance(record, StoredDataset):
+        path = Path(record)
+        folder = path if path.is_dir() else path.parent
+        meta = json.loads((folder / "meta.json").read_text())
+        record = StoredDataset(path=str(folder / "data.csv"), **meta)
+    dataset = read_normalised(record.path, record.task, record.label_names, record.name)
+    if dataset.fingerprint != record.fingerprint:
+        raise ValueError(f"stored dataset {record.id} was changed on disk: its content no longer "
+                         "matches its fingerprint. Upload it again.")
+    return dataset
+
+
+def read_normalised(path: str | os.PathLike[str], task: str, label_names: list[str] | None,
+                    name: str) -> Dataset:
+    """A normalised dataset CSV (what the store writes) back into a :class:`Dataset`."""
+    frame = pd.read_csv(path, dtype={"id": str, "sequence": str, "split": str, "where": str},
+                        keep_default_na=False)
+    frame["id"] = frame["id"].replace("", None)
+    frame["label"] = frame["label"].astype(float if task == "regression" else str)
+    if "nearest_train_identity" in frame:
+        frame["nearest_train_identity"] = pd.to_numeric(frame["nearest_train_identity"],
+                                                        errors="coerce")
+    return Dataset(frame, task, label_names, name)
+
+
+@dataclass
+class ImportOutcome:
+    """A validated upload: the problems, and — when usable — the split dataset."""
+
+    result: ValidationResult
+    dataset: Dataset | None
+    notes: list
+    stored: StoredDataset | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.dataset is not None
+
+
+def import_dataset(source: str | os.PathLike[str] | bytes, *, name: str | None = None,
+                   options=None, split_options=None,
+                   store: DatasetStore | None = None, progress=None) -> ImportOutcome:
+    """Read, validate, split and (optionally) store: the one path the app and the CLI share.
+
+    ``source`` is a path or the bytes of an upload (then ``name`` gives the format).
+    Raises :class:`~nas_core.reading.DataFileError` when the file itself is unusable.
+    """
+    if isinstance(source, bytes):
+        if not name:
+            raise ValueError("an upload needs its file name to know its format.")
+        result = load_upload(source, name, options)
+    else:
+        result = load_dataset(source, options, display_name=name)
+    if not result.ok or result.dataset is None:
+        return ImportOutcome(result, None, [])
+    try:
+        dataset, notes = assign_splits(result.dataset, split_options, progress=progress)
+    except ValueError as exc:
+        result.problems.append(Problem("error", "bad_split", str(exc)))
+        return ImportOutcome(result, None, [])
+    stored = store.save(dataset, source=name or str(source), name=name and Path(name).stem
+                        ) if store else None
+    return ImportOutcome(result, dataset, notes, stored)

@@ -1,0 +1,424 @@
+"""Validation and normalisation of labelled protein sequences.
+
+``validate(raw, options)`` turns a :class:`~nas_core.reading.RawTable` into a
+:class:`ValidationResult`: every problem found (with the row, what is wrong and what to do),
+the fixes that would resolve the errors, and — when nothing blocks — a clean :class:`Dataset`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from nas_core.data.dataset import (
+    ESM2_MAX_RESIDUES,
+    TASKS,
+    Dataset,
+    Problem,
+    Severity,
+    invalid_characters,
+    label_text,
+    normalise_sequence,
+    where_list,
+)
+from nas_core.data.reading import RawTable, read_bytes, read_raw
+
+_SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "validation": "valid",
+                  "val": "valid", "dev": "valid", "test": "test", "testing": "test",
+                  "holdout": "test"}
+
+
+FIXES: dict[str, str] = {
+    "drop_conflicts": "Drop every copy of the sequences that carry conflicting labels",
+    "drop_invalid": "Drop the rows whose sequence has invalid characters",
+    "drop_empty": "Drop the rows with an empty sequence",
+    "drop_unlabelled": "Drop the rows with a missing or unusable label",
+    "drop_rare_classes": "Drop the classes with too few examples",
+    "drop_bad_split": "Drop the rows with an unknown split value",
+}
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How to read and check a labelled dataset (validated once, then trusted)."""
+
+    seq_col: str | None = field(default=None, metadata={
+        "help": "Column holding the sequences; detected from names like 'sequence' or 'seq'."})
+    label_col: str | None = field(default=None, metadata={
+        "help": "Column holding the measured label; detected from names like 'label' or 'y'."})
+    task: str = field(default="auto", metadata={
+        "help": "binary, multiclass or regression; 'auto' infers it from the labels.",
+        "choices": ("auto", *TASKS)})
+    max_length: int = field(default=ESM2_MAX_RESIDUES, metadata={
+        "help": "Longer sequences are truncated to this many residues (ESM-2 reads 1022)."})
+    min_class_size: int = field(default=5, metadata={
+        "help": "A class needs at least this many sequences to be split and learned."})
+    fixes: frozenset[str] = field(default=frozenset(), metadata={
+        "help": "Named fixes to apply, e.g. drop_conflicts.", "choices": tuple(sorted(FIXES))})
+
+    def __post_init__(self) -> None:
+        if self.task not in ("auto", *TASKS):
+            raise ValueError(f"task must be auto, binary, multiclass or regression, not "
+                             f"'{self.task}'.")
+        unknown = set(self.fixes) - set(FIXES)
+        if unknown:
+            raise ValueError(f"unknown fix {sorted(unknown)}; choose from {sorted(FIXES)}.")
+        if self.max_length < 1:
+            raise ValueError("max_length must be at least 1.")
+        if self.min_class_size < 1:
+            raise ValueError("min_class_size must be at least 1.")
+        object.__setattr__(self, "fixes", frozenset(self.fixes))
+
+
+@dataclass
+class ValidationResult:
+    problems: list[Problem]
+    dataset: Dataset | None
+    n_rows_read: int
+    source: str
+    applied_fixes: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return self.dataset is not None and not self.errors
+
+    @property
+    def offered_fixes(self) -> dict[str, str]:
+        """Fixes that would resolve errors, with a sentence that counts what they drop."""
+        rows: Counter[str] = Counter()
+        groups: Counter[str] = Counter()
+        for p in self.errors:
+            if p.fix:
+                rows[p.fix] += max(1, len(p.where))
+                groups[p.fix] += 1
+        out = {}
+        for fix, n in rows.items():
+            plural = "s" if n != 1 else ""
+            if fix == "drop_conflicts":
+                out[fix] = f"Drop the {groups[fix]} conflicting sequences ({n} row{plural})"
+            elif fix == "drop_rare_classes":
+                out[fix] = f"Drop the {groups[fix]} rare class(es) ({n} row{plural})"
+            else:
+                out[fix] = f"{FIXES[fix]} ({n} row{plural})"
+        return out
+
+
+def _as_float(value: object) -> float | None:
+    try:
+        return float(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def infer_task(labels: list[object]) -> str:
+    """Guess binary / multiclass / regression from the label values."""
+    values = [str(v).strip() for v in labels]
+    distinct = set(values)
+    numbers = [_as_float(v) for v in values]
+    all_numeric = all(n is not None for n in numbers)
+    if len(distinct) == 2:
+        return "binary"
+    if all_numeric:
+        integral = all(n is not None and math.isfinite(n) and float(n).is_integer()
+                       for n in numbers)
+        if integral and len(distinct) <= 10:
+            return "multiclass"
+        return "regression"
+    return "multiclass"
+
+
+def _sorted_classes(names: set[str]) -> list[str]:
+    floats = {n: _as_float(n) for n in names}
+    numbers = {n: v for n, v in floats.items() if v is not None}
+    if len(numbers) == len(names):
+        return sorted(names, key=lambda n: numbers[n])
+    lowered = {n.lower() for n in names}
+    for neg, pos in (("false", "true"), ("no", "yes"), ("negative", "positive")):
+        if lowered == {neg, pos}:
+            return sorted(names, key=lambda n: n.lower() == pos)
+    return sorted(names)
+
+
+ROW_FIXES = {  # problem code -> the fix that drops the row
+    "empty_sequence": "drop_empty", "invalid_characters": "drop_invalid",
+    "missing_label": "drop_unlabelled", "non_numeric_label": "drop_unlabelled",
+    "non_finite_label": "drop_unlabelled", "bad_split": "drop_bad_split",
+}
+
+
+def row_problem(code: str, where: str, text: str, severity: Severity = "error",
+                fix: str | None = None) -> Problem:
+    """A problem with one row: ``"<where>: <what is wrong>. <what to do>"``."""
+    return Problem(severity, code, f"{where}: {text}", (where,), fix)
+
+
+def invalid_characters_text(bad: str) -> str:
+    return (f"invalid character(s) {', '.join(repr(c) for c in bad)} in the sequence. Use "
+            "one-letter amino-acid codes (the 20 standard ones plus X, B, Z, U, O)")
+
+
+class _Check:
+    """One validation run: the rows, which of them are kept, what was found and fixed."""
+
+    def __init__(self, raw: RawTable, opts: IngestOptions) -> None:
+        self.raw, self.opts = raw, opts
+        self.df = raw.frame.copy()
+        self.problems: list[Problem] = []
+        self.applied: list[str] = []
+        self.keep = pd.Series(True, index=self.df.index)
+
+    def flag(self, mask: pd.Series, code: str, text: Callable[[int], str]) -> None:
+        """Rows in ``mask`` have problem ``code``: dropped if its fix was chosen, else each
+        reported with ``text(row)`` and the fix offered."""
+        fix = ROW_FIXES[code]
+        rows = self.df.index[mask & self.keep]
+        if not len(rows):
+            return
+        if fix in self.opts.fixes:
+            self.applied.append(f"{FIXES[fix]}: dropped {len(rows)} row(s) "
+                                f"({where_list(list(self.df.loc[rows, 'where']))}).")
+            self.keep.loc[rows] = False
+            return
+        for i in rows:
+            self.problems.append(row_problem(code, self.df.at[i, "where"], text(i), fix=fix))
+
+    def result(self, dataset: Dataset | None = None) -> ValidationResult:
+        return ValidationResult(self.problems, dataset, len(self.df), self.raw.source,
+                                self.applied)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(p.severity == "error" for p in self.problems)
+
+    def usable(self) -> pd.Series:
+        return self.keep & ~self.empty & (self.invalid == "") & self.df["label"].notna()
+
+    # -- the steps, in order ---------------------------------------------------------------
+    def sequences(self) -> None:
+        df = self.df
+        df["sequence"] = df["sequence"].map(normalise_sequence)
+        self.empty = df["sequence"] == ""
+        self.flag(self.empty, "empty_sequence",
+                  lambda i: "the sequence is empty. Fill it in or drop the row.")
+        self.invalid = df["sequence"].map(invalid_characters)
+        self.flag((self.invalid != "") & ~self.empty, "invalid_characters",
+                  lambda i: invalid_characters_text(self.invalid[i]) + ", or drop the row.")
+
+    def labels(self) -> str | None:
+        """Check the labels and return the task (None when no row has a label)."""
+        df = self.df
+        missing = df["label"].isna()
+        self.flag(missing, "missing_label",
+                  lambda i: "the label is missing. Fill it in or drop the row.")
+        labelled = df.loc[self.keep & ~missing, "label"].tolist()
+        if not labelled:
+            self.problems.append(Problem("error", "no_labels",
+                                         f"{self.raw.source}: no row has a label."))
+            return None
+        task = self.opts.task if self.opts.task != "auto" else infer_task(labelled)
+        if task != "regression":
+            df["label"] = df["label"].map(lambda v: None if v is None else str(v).strip())
+            return task
+        values = df["label"].map(lambda v: None if v is None else _as_float(v))
+        self.flag(~missing & values.isna(), "non_numeric_label", lambda i: (
+            f"the label {df.at[i, 'label']!r} is not a number, but the task is regression. "
+            "Correct it, drop the row, or choose a classification task."))
+        self.flag(values.map(lambda v: v is not None and not math.isfinite(v)),
+                  "non_finite_label", lambda i: (
+                      f"the label is {df.at[i, 'label']!r} (not a finite number). Correct it "
+                      "or drop the row."))
+        df["label"] = values
+        return task
+
+    def given_splits(self) -> None:
+        df = self.df
+        self.has_split = bool(df["split"].notna().any())
+        if not self.has_split:
+            return
+        norm = df["split"].map(lambda v: None if v is None else _SPLIT_ALIASES.get(
+            str(v).strip().lower(), "?"))
+        bad = norm.isna() | (norm == "?")
+        self.flag(bad, "bad_split", lambda i: (
+            f"split value {df.at[i, 'split']!r} is not one of train, valid, test. Correct it, "
+            "leave the whole split column empty to let the app split, or drop the row."))
+        df["split"] = norm.where(~bad, None)
+
+    def truncate(self) -> None:
+        df, limit = self.df, self.opts.max_length
+        too_long = self.usable() & (df["sequence"].str.len() > limit)
+        if not too_long.any():
+            return
+        wheres = list(df.loc[too_long, "where"])
+        self.problems.append(Problem(
+            "warning", "truncated",
+            f"{len(wheres)} sequence(s) longer than {limit} residues will be truncated to the "
+            f"first {limit} (ESM-2's limit): {where_list(wheres)}.", tuple(wheres)))
+        df.loc[too_long, "sequence"] = df.loc[too_long, "sequence"].str[:limit]
+
+    def duplicates(self) -> None:
+        """Identical sequences: conflicting labels are errors (or dropped), exact copies are
+        dropped with a warning."""
+        df = self.df
+        conflict_rows: list[int] = []
+        duplicate_rows: list[int] = []
+        for seq, group in df[self.usable()].groupby("sequence", sort=False):
+            if len(group) < 2:
+                continue
+            labels = set(map(label_text, group["label"]))
+            if len(labels) == 1:
+                duplicate_rows.extend(group.index[1:])
+                continue
+            conflict_rows.extend(group.index)
+            if "drop_conflicts" not in self.opts.fixes:
+                wheres = tuple(group["where"])
+                shown = seq if len(seq) <= 30 else seq[:27] + "..."
+                self.problems.append(Problem(
+                    "error", "conflicting_labels",
+                    f"{where_list(list(wheres))}: the identical sequence {shown} has "
+                    f"conflicting labels {', '.join(sorted(labels))}. Keep the right one, or "
+                    "drop the conflicting sequences.", wheres, "drop_conflicts"))
+        if conflict_rows and "drop_conflicts" in self.opts.fixes:
+            n_seqs = df.loc[conflict_rows, "sequence"].nunique()
+            self.applied.append(f"{FIXES['drop_conflicts']}: dropped {n_seqs} sequence(s), "
+                                f"{len(conflict_rows)} row(s).")
+            self.keep.loc[conflict_rows] = False
+        if duplicate_rows:
+            duplicate_rows.sort()
+            dropped = [str(w) for w in df.loc[duplicate_rows, "where"]]
+            self.problems.append(Problem(
+                "warning", "duplicates_dropped",
+                f"{len(dropped)} exact duplicate row(s) (same sequence, same label) dropped; "
+                f"the first copy is kept: {where_list(dropped)}.", tuple(dropped)))
+            self.keep.loc[duplicate_rows] = False
+
+    def clean_rows(self) -> pd.DataFrame:
+        clean = self.df[self.usable()]
+        return clean[clean["split"].notna()] if self.has_split else clean
+
+    def classes(self, clean: pd.DataFrame, task: str
+                ) -> tuple[pd.DataFrame, str, list[str] | None] | None:
+        """The classes (rare ones dropped if asked), or None with the error recorded."""
+        if task == "regression":
+            if clean["label"].nunique() < 2:
+                self.problems.append(Problem(
+                    "error", "constant_label",
+                    "Every label has the same value: there is nothing to learn. Check the "
+                    "label column."))
+                return None
+            return clean, task, None
+        counts = Counter(clean["label"])
+        if len(counts) < 2:
+            self.problems.append(Problem(
+                "error", "single_class",
+                f"Every usable row has the label {next(iter(counts))!r}: a classifier needs at "
+                "least two classes. Add examples of the other class, or choose the regression "
+                "task if the label is a measurement."))
+            return None
+        rare = {c: n for c, n in counts.items() if n < self.opts.min_class_size}
+        if rare and "drop_rare_classes" in self.opts.fixes and len(counts) - len(rare) >= 2:
+            rows = clean.index[clean["label"].isin(rare)]
+            self.applied.append(f"{FIXES['drop_rare_classes']}: dropped classes "
+                                f"{', '.join(map(repr, sorted(rare)))} ({len(rows)} row(s)).")
+            clean = clean.drop(rows)
+            counts = Counter(clean["label"])
+        elif rare:
+            for cls, n in sorted(rare.items()):
+                wheres = tuple(clean.loc[clean["label"] == cls, "where"].astype(str))
+                self.problems.append(Problem(
+                    "error", "rare_class",
+                    f"Class {cls!r} has only {n} example(s) ({where_list(list(wheres))}); each "
+                    f"class needs at least {self.opts.min_class_size} to appear in the "
+                    "training, validation and test splits. Add examples, merge it into another "
+                    "class, or drop the class.", wheres, "drop_rare_classes"))
+            return None
+        label_names = _sorted_classes(set(counts))
+        if task == "binary" and len(label_names) > 2:
+            self.problems.append(Problem(
+                "error", "not_binary",
+                f"The task is binary but the labels have {len(label_names)} classes "
+                f"({', '.join(label_names[:6])}). Choose multiclass, or relabel."))
+            return None
+        return clean, "binary" if len(label_names) == 2 else task, label_names
+
+
+def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationResult:
+    """Check every row; apply the requested fixes; return the problems and a clean dataset."""
+    check = _Check(raw, options or IngestOptions())
+    check.sequences()
+    task = check.labels()
+    if task is None:
+        return check.result()
+    check.given_splits()
+    check.truncate()
+    check.duplicates()
+    clean = check.clean_rows()
+    if check.has_errors:
+        return check.result()
+    if clean.empty:
+        check.problems.append(Problem("error", "no_rows",
+                                      f"{raw.source}: no usable rows are left."))
+        return check.result()
+    classes = check.classes(clean, task)
+    if classes is None:
+        return check.result()
+    clean, task, label_names = classes
+    frame = clean[["id", "sequence", "label", "split", "where"]].reset_index(drop=True)
+    name = Path(raw.source).name.split(".")[0] or "dataset"
+    return check.result(Dataset(frame, task, label_names, name))
+
+
+def load_dataset(path: str | os.PathLike[str], options: IngestOptions | None = None, *,
+                 display_name: str | None = None) -> ValidationResult:
+    opts = options or IngestOptions()
+    raw = read_raw(path, seq_col=opts.seq_col, label_col=opts.label_col,
+                   display_name=display_name)
+    return validate(raw, opts)
+
+
+def load_upload(data: bytes, name: str, options: IngestOptions | None = None) -> ValidationResult:
+    opts = options or IngestOptions()
+    raw = read_bytes(data, name, seq_col=opts.seq_col, label_col=opts.label_col)
+    return validate(raw, opts)
+
+
+def validate_for_prediction(raw: RawTable, max_length: int = ESM2_MAX_RESIDUES
+                            ) -> tuple[pd.DataFrame, list[Problem]]:
+    """Sequences to predict: same sequence rules as training data, labels optional.
+
+    Returns the clean rows (``id``, ``sequence``, ``label``, ``where``) and the problems; any
+    error means nothing is predicted, so the user fixes the file once.
+    """
+    frame = raw.frame.copy()
+    frame["sequence"] = frame["sequence"].map(normalise_sequence)
+    problems: list[Problem] = []
+    for i in frame.index:
+        seq, where = frame.at[i, "sequence"], frame.at[i, "where"]
+        if not seq:
+            problems.append(row_problem("empty_sequence", where,
+                                        "the sequence is empty. Fill it in or remove the row."))
+        elif bad := invalid_characters(seq):
+            problems.append(row_problem("invalid_characters", where,
+                                        invalid_characters_text(bad) + "."))
+    long = frame["sequence"].str.len() > max_length
+    if long.any():
+        wheres = list(frame.loc[long, "where"])
+        problems.append(Problem("warning", "truncated",
+                                f"{len(wheres)} sequence(s) longer than {max_length} residues "
+                                f"are truncated for prediction: {where_list(wheres)}.",
+                                tuple(wheres)))
+        frame.loc[long, "sequence"] = frame.loc[long, "sequence"].str[:max_length]
+    return frame[["id", "sequence", "label", "where"]], problems

@@ -1,0 +1,183 @@
+"""After the search: the chosen trial evaluated once on the held-out test split, beside the
+reference model, with the trust report; exported with its model card; report.json written."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas_core.backbones.registry import resolve
+from nas_core.common.metrics import bootstrap_ci
+from nas_core.data import homology
+from nas_core.data.dataset import Dataset
+from nas_core.evaluation import trust
+from nas_core.evaluation.baseline import fit_baseline
+from nas_core.modeling.architecture import Architecture
+from nas_core.modeling.batches import encode_split
+from nas_core.modeling.build import count_parameters, load_trial_checkpoint
+from nas_core.modeling.training import evaluate, resolve_device
+from nas_core.publishing.card import write_model_card
+from nas_core.publishing.export import export_model
+from nas_core.publishing.predict import prediction_columns
+from nas_core.search.config import CONFIG_ATTR, STRATEGIES
+from nas_core.search.optuna_internals import storage_url
+from nas_core.search.storage import fail_reasons, public_url
+from nas_core.search.study import choose_trial
+
+
+@dataclass
+class Evaluated:
+    """The model's outputs on the validation and test splits, with their targets."""
+
+    metrics: dict[str, dict]
+    outputs: dict[str, np.ndarray]
+    targets: dict[str, np.ndarray]
+
+
+def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
+             trial_number: int | None = None, device: str = "auto",
+             wall_seconds: float | None = None) -> dict:
+    """Evaluate the chosen trial once on the held-out test split; export it; write report.json.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trial = choose_trial(study, trial_number)
+    torch_device = resolve_device(device)
+    model, tokenizer = load_trial_checkpoint(trial_weights(study, trial))
+    model.to(torch_device)
+    metric = study.user_attrs["metric"]
+    ev = _evaluate(model, tokenizer, dataset, torch_device)
+    y, output = ev.targets["test"], ev.outputs["test"]
+    identity = test_identity(dataset)
+    frame = dataset.part("test")[["id", "sequence", "label"]].copy()
+    frame["nearest_train_identity"] = identity
+    prediction_columns(frame, dataset.task, dataset.label_names, output).to_csv(
+        out_dir / "test_predictions.csv", index=False)
+    n_parameters = count_parameters(model)
+    uncertainty = {"level": 0.9, "threshold": trust.conformal(
+        dataset.task, ev.targets["val"], ev.outputs["val"], 0.9)}
+    train_sequences = list(dataset.part("train")["sequence"])
+    export_model(model, tokenizer, out_dir / "best_model", extra={
+        "study": study.study_name, "trial": trial.number, "metric": metric,
+        "dataset_fingerprint": dataset.fingerprint, "val_metrics": ev.metrics["val"],
+        "test_metrics": ev.metrics["test"], "n_parameters": n_parameters,
+        "conformal": uncertainty,
+        "novelty_identity": homology.default_identity(train_sequences)},
+        train_sequences=train_sequences)
+    report = build_report(study, dataset, metric)
+    report["best"] = _best_block(trial, ev, n_parameters, out_dir / "best_model")
+    report["best"]["test_ci"] = bootstrap_ci(dataset.task, y, output)
+    report.update(_reference_and_trust(dataset, y, output, identity, metric))
+    report["uncertainty"] = uncertainty
+    if wall_seconds is not None:
+        report["wall_seconds"] = round(wall_seconds, 2)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    write_model_card(out_dir / "best_model", report)
+    return report
+
+
+def trial_weights(study: optuna.Study, trial: FrozenTrial) -> Path:
+    """The trial's checkpoint folder on this machine; refused with the fix when it is not."""
+    checkpoint = Path(trial.user_attrs.get("checkpoint", ""))
+    if not (checkpoint / "trainable.safetensors").is_file():
+        raise FileNotFoundError(
+            f"the weights of trial {trial.number} are not on this machine ({checkpoint}): it "
+            f"ran on {trial.user_attrs.get('host', 'another machine')}. Run `python -m "
+            f"nas_core finalise --study {study.study_name} --trial {trial.number} --out DIR` "
+            "there, share the workspace's runs/ folder between the machines, or choose "
+            "another trial.")
+    return checkpoint
+
+
+def _evaluate(model, tokenizer, dataset: Dataset, device) -> Evaluated:
+    ev = Evaluated({}, {}, {})
+    for split, name in (("valid", "val"), ("test", "test")):
+        part = dataset.part(split)
+        ev.targets[name] = dataset.label_index(part["label"])
+        data = encode_split(list(part["sequence"]), ev.targets[name], tokenizer)
+        ev.metrics[name], ev.outputs[name] = evaluate(model, data, device=device,
+                                                      pad_id=tokenizer.pad_token_id,
+                                                      raw_targets=ev.targets[name])
+    return ev
+
+
+def _best_block(trial: FrozenTrial, ev: Evaluated, n_parameters: int, model_dir: Path) -> dict:
+    arch = trial.user_attrs["architecture"]
+    return {
+        "trial": trial.number, "params": trial.params, "architecture": arch,
+        "description": Architecture.from_dict(arch).describe(),
+        "val": ev.metrics["val"], "test": ev.metrics["test"],
+        "n_parameters": n_parameters, "best_epoch": trial.user_attrs.get("best_epoch"),
+        "backbone_untrained": resolve(arch["backbone"]).untrained,
+        "history": trial.user_attrs.get("history", []),
+        "model_dir": str(model_dir),
+    }
+
+
+def _reference_and_trust(dataset: Dataset, y: np.ndarray, output: np.ndarray,
+                         identity: np.ndarray, metric: str) -> dict:
+    """The reference model beside ours, the paired comparison and the leakage report."""
+    baseline, reference = fit_baseline(dataset, return_test_output=True)
+    baseline["test_ci"] = bootstrap_ci(dataset.task, y, reference)
+    return {
+        "baseline": baseline,
+        "vs_reference": trust.compare(dataset.task, y, output, reference, metric),
+        "leakage": trust.leakage_report(identity),
+        "by_identity": trust.by_identity(dataset.task, y, output, identity, metric),
+    }
+
+
+def test_identity(dataset: Dataset) -> np.ndarray:
+    """Each test sequence's identity to its nearest training sequence (stored at split time;
+    computed now for datasets split before that was recorded)."""
+    test = dataset.part("test")
+    if "nearest_train_identity" in test and test["nearest_train_identity"].notna().all():
+        return test["nearest_train_identity"].to_numpy(dtype=float)
+    return homology.nearest_identity(list(test["sequence"]),
+                                     list(dataset.part("train")["sequence"]))
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
+
+
+def build_report(study: optuna.Study, dataset: Dataset, metric: str) -> dict:
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    config = study.user_attrs.get(CONFIG_ATTR, {})
+    budget = config.get("space", {}).get("max_epochs_range", [None, None])[1]
+    trained = sum(t.user_attrs.get("epochs_trained", len(t.user_attrs.get("history", [])))
+                  for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+    durations = [t.duration.total_seconds() for t in trials if t.duration]
+    report = {
+        "study": study.study_name,
+        "storage": public_url(storage_url(study)),
+        "task": dataset.task, "metric": metric,
+        "direction": study.directions[0].name.lower(),
+        "objective": config.get("objective", "metric"),
+        "sampler": config.get("sampler"), "pruner": config.get("pruner"),
+        "strategy": STRATEGIES.get(config.get("sampler"), config.get("sampler")),
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint,
+                    "summary": dataset.summary()},
+        "n_trials": len(trials),
+        "n_complete": states.count(TrialState.COMPLETE),
+        "n_pruned": states.count(TrialState.PRUNED),
+        "n_failed": states.count(TrialState.FAIL),
+        "trial_seconds": round(sum(durations), 2),
+        "epochs_trained": trained,
+        "epochs_without_pruning": budget * sum(
+            s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) if budget else None,
+        "failures": [{"trial": n, "reason": r} for n, r in fail_reasons(trials).items()],
+    }
+    if len(study.directions) > 1:
+        report["pareto"] = [{"trial": t.number, metric: t.values[0],
+                             "n_parameters": int(t.values[1])} for t in study.best_trials]
+    return report

@@ -1,0 +1,68 @@
+"""One candidate architecture: every choice needed to build and train it, in plain words too."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from nas_core.backbones.registry import REGISTRY, human_count, resolve
+
+ADAPTATIONS = ("frozen", "lora", "partial")
+POOLINGS = ("mean", "cls", "attention")
+ACTIVATIONS = ("gelu", "relu", "tanh")
+LORA_TARGETS = ("query,value", "query,key,value,dense")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One point of the search space: everything needed to build and train a candidate."""
+
+    backbone: str
+    n_layers: int
+    adaptation: str = "frozen"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: str = "query,value"
+    finetune_layers: int = 1
+    pooling: str = "mean"
+    head_layers: int = 1
+    head_width: int = 128
+    activation: str = "gelu"
+    dropout: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 16
+    max_epochs: int = 10
+    contrastive_weight: float = 0.0
+    temperature: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Architecture:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def describe(self) -> str:
+        """The architecture in plain words."""
+        spec = resolve(self.backbone)
+        size = spec.name.split("_")[-1] if spec.name in REGISTRY else human_count(
+            spec.n_parameters)
+        base = f"ESM-2 {size}" if not spec.untrained else f"{spec.name} (untrained demo)"
+        depth = (f"{base} cut to {self.n_layers} of {spec.layers} layers"
+                 if self.n_layers < spec.layers else f"{base}, all {spec.layers} layers")
+        if self.adaptation == "frozen":
+            adapt = "frozen"
+        elif self.adaptation == "lora":
+            adapt = f"LoRA rank {self.lora_rank} on {self.lora_targets.replace(',', '/')}"
+        else:
+            adapt = f"top {min(self.finetune_layers, self.n_layers)} layer(s) fine-tuned"
+        head = ("a linear head" if self.head_layers == 0 else
+                f"{'one' if self.head_layers == 1 else self.head_layers} hidden layer"
+                f"{'s' if self.head_layers > 1 else ''} of {self.head_width} ({self.activation})")
+        parts = [depth, adapt, f"{self.pooling} pooling", head,
+                 f"learning rate {self.lr:.1e}"]
+        if self.contrastive_weight > 0:
+            parts.append(f"contrastive loss weight {self.contrastive_weight:.2f}")
+        return ", ".join(parts)

@@ -1,0 +1,98 @@
+"""Batches: token ids per split (or cached features), length-sorted batches under a token cap,
+padding, and one forward pass over a batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nas_core.backbones.loading import encode
+
+# Padded tokens per batch when nothing is trained (prediction, evaluation, caching): a cap
+# that keeps long sequences from running out of memory.
+EVAL_MAX_TOKENS = 16384
+
+
+@dataclass
+class Encoded:
+    """A split ready for the model: token ids, or — for a frozen backbone whose pooled
+    representations are cached — the pooled features; with the targets (class indices or
+    standardised values)."""
+
+    ids: list[np.ndarray]
+    targets: np.ndarray
+    features: np.ndarray | None = None  # (N, hidden) pooled representations
+    # per-residue representations: (all tokens, hidden) and each row's start/end offsets
+    residues: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(x) for x in self.ids])
+
+
+def forward(model, data: Encoded, batch: np.ndarray, pad_id: int, device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, pooled) for the rows ``batch`` of ``data``; skips the backbone when the pooled
+    features are given."""
+    if data.features is not None:
+        pooled = torch.from_numpy(data.features[batch]).to(device)
+        return model.head(pooled), pooled
+    tokens, mask = collate([data.ids[i] for i in batch], pad_id, device)
+    if data.residues is not None:
+        table, offsets = data.residues
+        states = torch.zeros((len(batch), tokens.shape[1], table.shape[1]))
+        for row, i in enumerate(batch):
+            start, end = offsets[i], offsets[i + 1]
+            states[row, : end - start] = torch.from_numpy(np.asarray(table[start:end]))
+        pooled = model.pool_states(states.to(device), tokens, mask)
+        return model.head(pooled), pooled
+    return model(tokens, mask)
+
+
+def encode_split(sequences: list[str], targets: np.ndarray, tokenizer) -> Encoded:
+    return Encoded(encode(sequences, tokenizer), np.asarray(targets))
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, *, max_tokens: int | None = None,
+                   rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Indices grouped by similar length, so padding stays small.
+
+    Sequences are sorted by length (shuffled within equal lengths when ``rng`` is given), cut
+    into batches of at most ``batch_size`` sequences and ``max_tokens`` padded tokens; with
+    ``rng`` the order of the batches is shuffled too.
+    """
+    order = np.arange(len(lengths))
+    if rng is not None:
+        order = rng.permutation(len(lengths))
+    order = order[np.argsort(lengths[order], kind="stable")]
+    batches, start = [], 0
+    while start < len(order):
+        end = min(start + batch_size, len(order))
+        if max_tokens:
+            while end - start > 1 and lengths[order[end - 1]] * (end - start) > max_tokens:
+                end -= 1
+        batches.append(order[start:end])
+        start = end
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def collate(ids: list[np.ndarray], pad_id: int, device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(x) for x in ids)
+    tokens = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for i, x in enumerate(ids):
+        tokens[i, : len(x)] = x
+        mask[i, : len(x)] = 1
+    pin = device.type == "cuda"
+    t, m = torch.from_numpy(tokens), torch.from_numpy(mask)
+    if pin:
+        t, m = t.pin_memory(), m.pin_memory()
+    return t.to(device, non_blocking=pin), m.to(device, non_blocking=pin)

@@ -1,0 +1,142 @@
+"""The modules of a candidate: an ESM-2 backbone (cut to k layers, adapted), pooling and a head;
+and the same pooling + head alone, trained on cached representations of a frozen backbone."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas_core.modeling.architecture import Architecture
+
+# the modules behind the names in nas_core.modeling.architecture.ACTIVATIONS
+ACTIVATION_LAYERS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What the head predicts."""
+
+    task: str  # binary | multiclass | regression
+    label_names: list[str] | None
+    target_mean: float = 0.0  # regression targets are standardised for training
+    target_std: float = 1.0
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.task == "regression" else len(self.label_names or [])
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "label_names": self.label_names,
+                "target_mean": self.target_mean, "target_std": self.target_std}
+
+
+class AttentionPooling(nn.Module):
+    """Learned softmax weights over residues."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.score(states).squeeze(-1).float()
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1).to(states.dtype)
+        return torch.einsum("bl,blh->bh", weights, states)
+
+
+def pool_hidden(states: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                pooling: str, pool: nn.Module | None, eos_id: int) -> torch.Tensor:
+    """One vector per sequence: the CLS token, or the (learned-)weighted mean of the residues
+    (``<cls>``, ``<eos>`` and padding excluded)."""
+    if pooling == "cls":
+        return states[:, 0]
+    residues = attention_mask.bool() & (input_ids != eos_id)
+    residues[:, 0] = False  # <cls>
+    if pool is not None:
+        return pool(states, residues)
+    weights = residues.to(states.dtype).unsqueeze(-1)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def make_head(hidden: int, arch: Architecture, n_outputs: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = hidden
+    for _ in range(arch.head_layers):
+        layers += [nn.Dropout(arch.dropout), nn.Linear(width, arch.head_width),
+                   ACTIVATION_LAYERS[arch.activation]()]
+        width = arch.head_width
+    layers += [nn.Dropout(arch.dropout), nn.Linear(width, n_outputs)]
+    return nn.Sequential(*layers)
+
+
+class PooledHead(nn.Module):
+    """Pooling + head over residue states: what every candidate puts on top of its backbone."""
+
+    arch: Architecture
+    info: TaskInfo
+    eos_id: int
+
+    def add_head(self, arch: Architecture, info: TaskInfo, hidden: int, eos_id: int) -> None:
+        self.arch, self.info, self.eos_id = arch, info, eos_id
+        self.pool = AttentionPooling(hidden) if arch.pooling == "attention" else None
+        self.head = make_head(hidden, arch, info.n_outputs)
+
+    def pool_states(self, states: torch.Tensor, input_ids: torch.Tensor,
+                    attention_mask: torch.Tensor) -> torch.Tensor:
+        return pool_hidden(states, input_ids, attention_mask, self.arch.pooling, self.pool,
+                           self.eos_id)
+
+
+class SequencePredictor(PooledHead):
+    """Backbone + pooling + head: one prediction per sequence."""
+
+    def __init__(self, backbone: nn.Module, arch: Architecture, info: TaskInfo) -> None:
+        super().__init__()
+        self.esm = backbone
+        config: Any = backbone.config  # a transformers config (nn.Module types it loosely)
+        eos = config.eos_token_id
+        self.add_head(arch, info, config.hidden_size, 2 if eos is None else eos)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        states = self.esm(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.pool_states(states, input_ids, attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.embed(input_ids, attention_mask)
+        return self.head(pooled), pooled
+
+
+class HeadModel(PooledHead):
+    """Pooling + head of a frozen-backbone candidate, trained on cached representations
+    (pooled ones, or per-residue ones for attention pooling).
+
+    Its parameter names are those of the full :class:`SequencePredictor`'s trainable part, so
+    its checkpoint rebuilds the full model (backbone + this head) exactly.
+    """
+
+    esm = None
+
+    def __init__(self, arch: Architecture, info: TaskInfo, hidden: int, eos_id: int = 2
+                 ) -> None:
+        super().__init__()
+        self.add_head(arch, info, hidden, eos_id)
+
+
+def init_head(model: nn.Module, seed: int) -> None:
+    """Seeded initialisation of the head (and attention pooling): the same trial seed gives
+    the same start whether the backbone runs or its cached features are used."""
+    generator = torch.Generator().manual_seed(seed)
+    for part in (getattr(model, "head", None), getattr(model, "pool", None)):
+        if not isinstance(part, nn.Module):
+            continue
+        for module in part.modules():
+            if isinstance(module, nn.Linear):
+                with torch.no_grad():
+                    nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                    bound = 1 / math.sqrt(module.in_features)
+                    module.bias.uniform_(-bound, bound, generator=generator)

@@ -1,0 +1,195 @@
+"""Training and evaluation of one candidate: early stopping, per-epoch metrics, bf16 autocast on
+CUDA. Knows nothing about Optuna: the trial hooks in through ``on_epoch``."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from nas_core.common.metrics import DIRECTIONS, compute_metrics, objective_value
+from nas_core.modeling.batches import EVAL_MAX_TOKENS, Encoded, forward, length_batches
+from nas_core.modeling.build import trainable_state
+from nas_core.modeling.losses import (
+    batch_mae,
+    contrastive_groups,
+    supervised_contrastive,
+    task_loss,
+)
+from nas_core.modeling.modules import PooledHead
+
+
+class TrainingCancelled(Exception):
+    """The user stopped the search; raised between epochs."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' asked for, but no CUDA GPU is available here: use "
+                         "--device cpu or auto.")
+    return torch.device(device)
+
+
+def autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# -- evaluation -----------------------------------------------------------------------------
+@torch.inference_mode()
+def predict_outputs(model: PooledHead, data: Encoded | list[np.ndarray], *,
+                    device: torch.device, pad_id: int, batch_size: int = 64,
+                    max_tokens: int = EVAL_MAX_TOKENS,
+                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Probabilities (classification) or values in label units (regression), input order."""
+    if not isinstance(data, Encoded):
+        data = Encoded(list(data), np.zeros(len(data)))
+    model.eval()
+    out: np.ndarray | None = None
+    done = 0
+    for batch in length_batches(data.lengths, batch_size, max_tokens=max_tokens):
+        with autocast(device):
+            logits, _ = forward(model, data, batch, pad_id, device)
+        logits = logits.float()
+        if model.info.task == "regression":
+            values = logits.squeeze(-1) * model.info.target_std + model.info.target_mean
+            result = values.cpu().numpy()[:, None]
+        else:
+            result = torch.softmax(logits, dim=-1).cpu().numpy()
+        if out is None:
+            out = np.zeros((len(data), result.shape[1]), dtype=np.float64)
+        out[batch] = result
+        done += len(batch)
+        if progress:
+            progress(done, len(data))
+    assert out is not None
+    return out[:, 0] if model.info.task == "regression" else out
+
+
+def evaluate(model: PooledHead, data: Encoded, *, device: torch.device, pad_id: int,
+             raw_targets: np.ndarray) -> tuple[dict, np.ndarray]:
+    output = predict_outputs(model, data, device=device, pad_id=pad_id)
+    return compute_metrics(model.info.task, raw_targets, output), output
+
+
+# -- training -------------------------------------------------------------------------------
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_mae: float
+    val: dict
+    seconds: float
+
+    def flat(self) -> dict:
+        row = {"epoch": self.epoch, "train_loss": self.train_loss, "train_mae": self.train_mae,
+               "seconds": round(self.seconds, 3)}
+        row.update({f"val_{k}": v for k, v in self.val.items()})
+        return row
+
+
+@dataclass
+class TrainResult:
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val: dict = field(default_factory=dict)
+    best_state: dict = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+def train(model: PooledHead, train_data: Encoded, val_data: Encoded, *,
+          val_targets_raw: np.ndarray, metric: str, device: torch.device, pad_id: int,
+          seed: int = 0, patience: int = 3, max_tokens: int | None = None,
+          on_epoch: Callable[[EpochRecord], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train with early stopping on the validation ``metric``; keep the best epoch's weights.
+
+    ``on_epoch`` runs after each epoch (Optuna reports and prunes there by raising);
+    ``should_stop`` is polled between epochs and raises :class:`TrainingCancelled`.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=model.arch.lr, weight_decay=model.arch.weight_decay)
+    groups = _contrastive_groups(model.info.task, train_data.targets)
+    sign = 1.0 if DIRECTIONS[metric] == "maximize" else -1.0
+    result = TrainResult()
+    best_score, waited = -math.inf, 0
+    for epoch in range(1, model.arch.max_epochs + 1):
+        if should_stop and should_stop():
+            raise TrainingCancelled(f"stopped by the user before epoch {epoch}")
+        started = time.perf_counter()
+        batches = length_batches(train_data.lengths, model.arch.batch_size,
+                                 max_tokens=max_tokens, rng=rng)
+        loss, mae = _train_epoch(model, train_data, batches, groups, optimizer, params,
+                                 epoch=epoch, device=device, pad_id=pad_id)
+        val, _ = evaluate(model, val_data, device=device, pad_id=pad_id,
+                          raw_targets=val_targets_raw)
+        record = EpochRecord(epoch, loss, mae, val, time.perf_counter() - started)
+        result.history.append(record)
+        score = sign * objective_value(val, metric)
+        if score > best_score:
+            best_score, waited = score, 0
+            result.best_epoch, result.best_val = epoch, val
+            result.best_state = trainable_state(model)
+        else:
+            waited += 1
+        if on_epoch:
+            on_epoch(record)
+        if waited >= patience:
+            result.stopped_early = True
+            break
+    return result
+
+
+def _contrastive_groups(task: str, targets: np.ndarray) -> np.ndarray:
+    """Groups for the contrastive term: classes, or label quartiles for regression."""
+    edges = np.quantile(targets, [0.25, 0.5, 0.75]) if task == "regression" else None
+    return contrastive_groups(task, targets, edges)
+
+
+def _train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
+                 groups_all: np.ndarray, optimizer: torch.optim.Optimizer,
+                 params: list[torch.nn.Parameter], *, epoch: int, device: torch.device,
+                 pad_id: int) -> tuple[float, float]:
+    """One pass over ``batches``; returns the epoch's task loss (in label units) and MAE."""
+    arch, task = model.arch, model.info.task
+    model.train()
+    backbone = getattr(model, "esm", None)
+    if arch.adaptation == "frozen" and isinstance(backbone, torch.nn.Module):
+        backbone.eval()  # no dropout in a frozen backbone
+    total_loss = total_mae = 0.0
+    seen = 0
+    for batch in batches:
+        targets = torch.as_tensor(data.targets[batch], device=device)
+        with autocast(device):
+            logits, pooled = forward(model, data, batch, pad_id, device)
+        supervised = task_loss(task, logits, targets)
+        loss = supervised
+        if arch.contrastive_weight > 0 and len(batch) > 1:
+            groups = torch.as_tensor(groups_all[batch], device=device)
+            loss = loss + arch.contrastive_weight * supervised_contrastive(
+                pooled, groups, arch.temperature)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the training loss became {loss.item()} at epoch {epoch} "
+                                     f"(learning rate {arch.lr:.1e} is likely too high)")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            # curves show the task loss in label units, comparable with validation
+            scale = model.info.target_std ** 2 if task == "regression" else 1.0
+            total_loss += supervised.item() * scale * len(batch)
+            total_mae += batch_mae(task, logits.float(), targets, model) * len(batch)
+        seen += len(batch)
+    return total_loss / seen, total_mae / seen

@@ -1,0 +1,1 @@
+"""Models out: export, model card, charts, Hub publishing, prediction."""

@@ -1,0 +1,252 @@
+"""The model card (README.md of the exported repository): Hub metadata + the evidence.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from nas_core.backbones.registry import REGISTRY, resolve
+from nas_core.modeling.architecture import Architecture
+from nas_core.publishing.charts import make_curves_chart, make_identity_histogram
+
+CURVES_IMAGE = "training_curves.png"
+IDENTITY_IMAGE = "test_identity.png"
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "mcc": "MCC", "accuracy": "Accuracy",
+                "f1_macro": "macro F1", "spearman": "Spearman", "pearson": "Pearson",
+                "r2": "R2", "mae": "MAE", "rmse": "RMSE", "loss": "Loss"}
+
+
+def base_model(arch: dict) -> str | None:
+    """The public checkpoint the model was cut from; None for local or demo backbones."""
+    backbone = arch["backbone"]
+    if backbone in REGISTRY:
+        return REGISTRY[backbone].source
+    return backbone if any(s.source == backbone for s in REGISTRY.values()) else None
+
+
+def card_metadata(report: dict, *, license: str = "mit", model_name: str = "model") -> dict:
+    best = report["best"]
+    task = report["task"]
+    meta: dict = {
+        "license": license,
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+        "tags": ["protein", "esm2", "esm", "biology", "neural-architecture-search",
+                 "esm-nas-studio", "regression" if task == "regression" else "classification"],
+    }
+    source = base_model(best["architecture"])
+    if source:
+        meta["base_model"] = source
+    metrics = [{"type": key, "name": f"Held-out test {METRIC_NAMES.get(key, key)}",
+                "value": round(float(value), 4)}
+               for key, value in best["test"].items() if value is not None and key != "loss"]
+    meta["model-index"] = [{
+        "name": model_name,
+        "results": [{
+            "task": {"type": "text-classification",
+                     "name": "Protein property regression" if task == "regression" else
+                     "Protein sequence classification"},
+            "dataset": {"name": report["dataset"]["name"], "type": "custom",
+                        "split": "held-out test"},
+            "metrics": metrics,
+        }],
+    }]
+    return meta
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _ci(report: dict, key: str) -> str:
+    ci = (report["best"].get("test_ci") or {}).get(key)
+    return f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "n/a"
+
+
+def _interval(ci) -> str:
+    return f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "n/a"
+
+
+def comparison_sentence(report: dict) -> str:
+    """One sentence: is the best model better than the reference by more than the noise?"""
+    cmp = report.get("vs_reference") or {}
+    metric = str(cmp.get("metric"))
+    name = METRIC_NAMES.get(metric, metric)
+    if cmp.get("difference") is None:
+        return f"The difference from the reference model in {name} could not be estimated."
+    text = (f"Against the reference model the {name} differs by {cmp['difference']:+.3f} "
+            f"(paired bootstrap 95% CI {_interval(cmp['ci'])}): ")
+    return text + {"better": "better by more than the noise.",
+                   "worse": "worse by more than the noise.",
+                   "within noise": "within the noise of a test set this size."}[cmp["verdict"]]
+
+
+def leakage_section(report: dict) -> list[str]:
+    """The identity of test sequences to their nearest training sequence, and the test metric
+    in each identity bin."""
+    leak = report.get("leakage")
+    if not leak:
+        return []
+    metric = METRIC_NAMES.get(report["metric"], report["metric"])
+    lines = ["## How new are the test proteins?", "",
+             f"Identity of each of the {leak['n']} test sequences to its nearest training "
+             f"sequence (MMseqs2; median {_fmt(leak['median'])}):", "",
+             "| identity | test sequences | " + metric + " | 95% CI |", "|---|---|---|---|"]
+    for row in report.get("by_identity", []):
+        lines.append(f"| {row['bin']} | {row['n']} | {_fmt(row['value'])} | "
+                     f"{_interval(row['ci'])} |")
+    lines += ["", f"![Test sequences by identity to the nearest training sequence]"
+              f"({IDENTITY_IMAGE})", ""]
+    lines.append("Histogram (identity: sequences): " + ", ".join(
+        f"{h['from']:.1f}–{h['to']:.1f}: {h['count']}" for h in leak["histogram"]) + ".")
+    if leak.get("warning"):
+        lines += ["", f"**Warning:** {leak['warning']}"]
+    return lines + [""]
+
+
+def render_card(report: dict, *, repo_id: str = "your-name/your-model", license: str = "mit",
+                has_curves: bool = True) -> str:
+    meta = card_metadata(report, license=license, model_name=repo_id.split("/")[-1])
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
+             f"# {repo_id.split('/')[-1]}", ""]
+    lines += _summary_section(report)
+    lines += _search_sections(report, has_curves)
+    lines += _test_section(report)
+    lines += [""] + leakage_section(report)
+    lines += _limitations_section(report)
+    lines += _usage_section(report["task"], repo_id)
+    return "\n".join(lines)
+
+
+def _summary_section(report: dict) -> list[str]:
+    """What the model predicts, and the data it learnt from."""
+    data, task = report["dataset"]["summary"], report["task"]
+    if task == "regression":
+        lab = data["label"]
+        what = (f"Predicts a measured protein property (regression; the label ranged from "
+                f"{lab['min']:.3g} to {lab['max']:.3g}, mean {lab['mean']:.3g}) from the "
+                "amino-acid sequence.")
+    else:
+        classes = ", ".join(f"`{k}` ({v})" for k, v in data["classes"].items())
+        what = f"Classifies protein sequences ({task}) into: {classes}."
+    return [what, "", "Found by ESM-NAS Studio with a neural architecture "
+            "search over ESM-2 protein language model variants.", "",
+            "## Data", "",
+            f"- {data['n_sequences']} sequences of {data['length']['min']}–"
+            f"{data['length']['max']} residues (median {data['length']['median']:g}); "
+            f"dataset `{report['dataset']['name']}`, fingerprint "
+            f"`{report['dataset']['fingerprint'][:16]}`.",
+            "- Split: " + ", ".join(f"{k} {v}" for k, v in data.get("splits", {}).items())
+            + ". Identical sequences never cross splits; the test split was used once, after "
+            "the search.",
+            "- No raw sequences are included in this card.", ""]
+
+
+def _search_sections(report: dict, has_curves: bool) -> list[str]:
+    """The architecture found and how the search found it."""
+    best = report["best"]
+    arch = Architecture.from_dict(best["architecture"])
+    lines = ["## Architecture", "", f"{best['description']}.", "",
+             f"{best['n_parameters']:,} parameters"
+             + (" (LoRA adapters merged into the weights)." if arch.adaptation == "lora"
+                else "."), "",
+             "## Search", "",
+             f"- Sampler `{report.get('sampler')}`, pruner `{report.get('pruner')}`, "
+             f"objective `{report.get('objective')}` (validation {report['metric']}).",
+             f"- {report['n_trials']} trials: {report['n_complete']} complete, "
+             f"{report['n_pruned']} pruned, {report['n_failed']} failed; "
+             f"{report.get('wall_seconds', report.get('trial_seconds', 0)):.0f} s wall time.",
+             f"- Best trial {best['trial']} (epoch {best.get('best_epoch')}).", ""]
+    if has_curves:
+        lines += [f"![Training and validation curves of the best trial]({CURVES_IMAGE})", ""]
+    return lines
+
+
+def _test_section(report: dict) -> list[str]:
+    """Held-out test metrics with intervals, beside the reference model."""
+    lines = ["## Held-out test results", "",
+             "| metric | best architecture | 95% CI (bootstrap) | reference model | "
+             "reference 95% CI |", "|---|---|---|---|---|"]
+    base = report["baseline"].get("test", {})
+    base_ci = report["baseline"].get("test_ci") or {}
+    for key, value in report["best"]["test"].items():
+        if value is None:
+            continue
+        lines.append(f"| {METRIC_NAMES.get(key, key)} | {_fmt(value)} | {_ci(report, key)} | "
+                     f"{_fmt(base.get(key))} | {_interval(base_ci.get(key))} |")
+    lines += ["", f"Reference model: {report['baseline']['model']}, fitted on the same "
+              "splits."]
+    if report.get("vs_reference"):
+        lines += ["", comparison_sentence(report)]
+    return lines
+
+
+def _limitations_section(report: dict) -> list[str]:
+    n = report["dataset"]["summary"]["n_sequences"]
+    lines = ["## Intended use and limitations", "",
+             "- Research use: ranking or triaging sequences similar to the training data "
+             "before experiments. Not a substitute for measurement.",
+             "- Scores hold for sequences like those in the data; predictions for proteins "
+             "unrelated to any training sequence are less reliable (the table above shows "
+             "how the score falls with identity to the training set). Predictions made with "
+             "ESM-NAS Studio flag such sequences when the training sequences are available.",
+             f"- Trained on {n} sequences; the confidence intervals above "
+             "show how much the test score could move with another sample.", ""]
+    if report["best"].get("backbone_untrained"):
+        lines += ["- **This model was built on an untrained demo backbone** (random "
+                  "weights): it demonstrates the pipeline, not ESM-2's knowledge.", ""]
+    return lines
+
+
+def _usage_section(task: str, repo_id: str) -> list[str]:
+    lines = ["## How to use", "", "```python", "import torch",
+             "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+             f'repo = "{repo_id}"',
+             "tokenizer = AutoTokenizer.from_pretrained(repo)",
+             "model = AutoModelForSequenceClassification.from_pretrained("
+             "repo, trust_remote_code=True).eval()",
+             'batch = tokenizer(["MKTAYIAKQRQISFVKSHFSRQ"], return_tensors="pt", padding=True)',
+             "with torch.no_grad():", "    logits = model(**batch).logits"]
+    lines += (["values = logits.squeeze(-1)  # in the label's units"] if task == "regression"
+              else ["probabilities = logits.softmax(-1)  # columns: model.config.id2label"])
+    return lines + ["```", ""]
+
+
+def write_model_card(model_dir: str | Path, report: dict, *, repo_id: str | None = None,
+                     license: str = "mit") -> Path:
+    """Write README.md (and the curves image) into the exported model directory."""
+    model_dir = Path(model_dir)
+    history = pd.DataFrame(report["best"].get("history") or [])
+    has_curves = not history.empty
+    if has_curves:
+        history["trial"] = report["best"]["trial"]
+        chart = make_curves_chart(history, "loss").properties(width=520)
+        chart.save(str(model_dir / CURVES_IMAGE), scale_factor=2)
+    if report.get("leakage"):
+        make_identity_histogram(report["leakage"]).properties(width=520).save(
+            str(model_dir / IDENTITY_IMAGE), scale_factor=2)
+    card = render_card(report, repo_id=repo_id or f"your-name/{report['study']}",
+                       license=license, has_curves=has_curves)
+    path = model_dir / "README.md"
+    path.write_text(card)
+    (model_dir / "esm_nas_report.json").write_text(json.dumps(public_report(report), indent=2,
+                                                               default=str))
+    return path
+
+
+def public_report(report: dict) -> dict:
+    """The report without anything local to this machine (paths, the storage URL)."""
+    out = {k: v for k, v in report.items() if k != "storage"}
+    best = dict(out["best"])
+    best.pop("model_dir", None)
+    arch = dict(best["architecture"])
+    if arch["backbone"] not in REGISTRY and "/" in arch["backbone"]:
+        spec = resolve(arch["backbone"])
+        arch["backbone"] = spec.source if spec.name in REGISTRY else spec.name
+    best["architecture"] = arch
+    out["best"] = best
+    return out

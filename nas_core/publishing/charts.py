@@ -1,0 +1,153 @@
+"""Altair charts as pure functions of data frames: testable without Streamlit.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+
+def make_length_histogram(frame: pd.DataFrame) -> alt.Chart:
+    lengths = pd.DataFrame({"length": frame["sequence"].str.len(),
+                            "split": frame.get("split", "all")})
+    return alt.Chart(lengths, title="Sequence length").mark_bar().encode(
+        x=alt.X("length:Q", bin=alt.Bin(maxbins=40), title="residues"),
+        y=alt.Y("count():Q", title="sequences", stack=True),
+        color=alt.Color("split:N", sort=["train", "valid", "test"]),
+        tooltip=["split:N", "count():Q"],
+    ).properties(height=220)
+
+
+def make_label_chart(frame: pd.DataFrame, task: str) -> alt.Chart:
+    """Class balance per split (classification) or the label distribution (regression)."""
+    data = frame[["label", "split"]].copy()
+    if task == "regression":
+        return alt.Chart(data, title="Label distribution").mark_bar().encode(
+            x=alt.X("label:Q", bin=alt.Bin(maxbins=40), title="label"),
+            y=alt.Y("count():Q", title="sequences", stack=True),
+            color=alt.Color("split:N", sort=["train", "valid", "test"]),
+        ).properties(height=220)
+    data["label"] = data["label"].astype(str)
+    return alt.Chart(data, title="Class balance").mark_bar().encode(
+        y=alt.Y("label:N", title=None),
+        x=alt.X("count():Q", title="sequences"),
+        color=alt.Color("split:N", sort=["train", "valid", "test"]),
+        tooltip=["label:N", "split:N", "count():Q"],
+    ).properties(height=alt.Step(36))  # discrete axis: size per class, not in total
+
+
+def curves_frame(history: pd.DataFrame, quantity: str) -> pd.DataFrame:
+    """Long format (trial, epoch, split, value) of train/validation ``loss`` or ``mae``."""
+    if history.empty:
+        return pd.DataFrame(columns=["trial", "epoch", "split", quantity])
+    long = history.melt(id_vars=["trial", "epoch"], value_vars=[f"train_{quantity}",
+                                                               f"val_{quantity}"],
+                        var_name="split", value_name=quantity)
+    long["split"] = long["split"].str.split("_").str[0].replace({"val": "validation"})
+    return long.dropna()
+
+
+def make_curves_chart(history: pd.DataFrame, quantity: str = "loss",
+                      highlight: int | None = None) -> alt.Chart:
+    """Train (dashed) and validation (solid) curves per epoch, one colour per trial; the
+    highlighted trial (the running one) is drawn on top, the others faded."""
+    data = curves_frame(history, quantity)
+    data["current"] = data["trial"] == highlight if highlight is not None else True
+    title = {"loss": "Loss per epoch", "mae": "Mean absolute error per epoch"}[quantity]
+    return alt.Chart(data, title=title).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y(f"{quantity}:Q", title=quantity.upper() if quantity == "mae" else quantity,
+                scale=alt.Scale(zero=False)),
+        color=alt.Color("trial:N", legend=alt.Legend(columns=2, symbolLimit=30)),
+        strokeDash=alt.StrokeDash("split:N", sort=["validation", "train"]),
+        opacity=alt.condition("datum.current", alt.value(1.0), alt.value(0.25)),
+        detail="split:N",
+        tooltip=["trial:N", "epoch:Q", "split:N", alt.Tooltip(f"{quantity}:Q", format=".4f")],
+    ).properties(height=260)
+
+
+def make_best_so_far_chart(trials: pd.DataFrame, direction: str, metric: str) -> alt.Chart:
+    done = trials[trials["state"] == "COMPLETE"].sort_values("number")[["number", "value"]]
+    done = done.dropna()
+    best = done["value"].cummax() if direction == "maximize" else done["value"].cummin()
+    data = done.assign(best=best.to_numpy())
+    base = alt.Chart(data, title=f"Best validation {metric} so far")
+    points = base.mark_circle(opacity=0.5).encode(
+        x=alt.X("number:Q", title="trial", axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("value:Q", title=metric,
+                                                   scale=alt.Scale(zero=False)),
+        tooltip=["number:Q", alt.Tooltip("value:Q", format=".4f")])
+    line = base.mark_line(interpolate="step-after", color="#2e7d6b").encode(
+        x="number:Q", y="best:Q")
+    return (points + line).properties(height=220)
+
+
+def make_pareto_chart(trials: pd.DataFrame, metric: str, front: list[int]) -> alt.Chart:
+    data = trials[trials["state"] == "COMPLETE"][["number", "value", "n_parameters",
+                                                   "description"]].copy()
+    data["on_front"] = data["number"].isin(front)
+    return alt.Chart(data, title=f"{metric} against model size").mark_point(filled=True).encode(
+        x=alt.X("n_parameters:Q", title="parameters", scale=alt.Scale(type="log")),
+        y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+        color=alt.Color("on_front:N", title="Pareto front"),
+        size=alt.condition("datum.on_front", alt.value(90), alt.value(40)),
+        tooltip=["number:Q", "n_parameters:Q", alt.Tooltip("value:Q", format=".4f"),
+                 "description:N"],
+    ).properties(height=260)
+
+
+def make_importance_chart(frame: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(frame, title="Which choices mattered").mark_bar().encode(
+        x=alt.X("importance:Q"), y=alt.Y("parameter:N", sort="-x", title=None),
+        tooltip=["parameter:N", alt.Tooltip("importance:Q", format=".3f")],
+    ).properties(height=max(80, 22 * len(frame)))
+
+
+def make_confusion_chart(frame: pd.DataFrame, labels: list[str]) -> alt.Chart:
+    """``frame`` has columns ``label`` (measured) and ``prediction``."""
+    counts = frame.groupby(["label", "prediction"]).size().reset_index(name="count")
+    base = alt.Chart(counts, title="Held-out test: confusion matrix").encode(
+        x=alt.X("prediction:N", sort=labels, title="predicted"),
+        y=alt.Y("label:N", sort=labels, title="measured"))
+    cells = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(
+        scheme="greens")), tooltip=["label:N", "prediction:N", "count:Q"])
+    text = base.mark_text(fontSize=14).encode(text="count:Q")
+    return (cells + text).properties(height=alt.Step(70))
+
+
+def make_scatter_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Predicted against measured (regression), with the identity line."""
+    lo = float(min(frame["label"].min(), frame["prediction"].min()))
+    hi = float(max(frame["label"].max(), frame["prediction"].max()))
+    points = alt.Chart(frame, title="Held-out test: predicted vs measured").mark_circle(
+        opacity=0.6).encode(
+        x=alt.X("label:Q", title="measured", scale=alt.Scale(domain=[lo, hi])),
+        y=alt.Y("prediction:Q", title="predicted", scale=alt.Scale(domain=[lo, hi])),
+        tooltip=["label:Q", "prediction:Q"])
+    diagonal = alt.Chart(pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})).mark_line(
+        strokeDash=[4, 4], color="gray").encode(x="x:Q", y="y:Q")
+    return (points + diagonal).properties(height=300)
+
+
+def make_identity_histogram(leakage: dict) -> alt.Chart:
+    """Test sequences by identity to their nearest training sequence."""
+    frame = pd.DataFrame(leakage["histogram"])
+    frame["identity"] = [f"{a:.1f}-{b:.1f}" for a, b in zip(frame["from"], frame["to"])]
+    return alt.Chart(frame, title="Test sequences: identity to the nearest training sequence"
+                     ).mark_bar().encode(
+        x=alt.X("identity:N", sort=None, title="identity (MMseqs2)"),
+        y=alt.Y("count:Q", title="test sequences"),
+        color=alt.condition(alt.datum["from"] >= 0.9, alt.value("#c0392b"),
+                            alt.value("#2e7d6b")),
+        tooltip=["identity", "count"]).properties(height=220)
+
+
+def make_darts_chart(history: pd.DataFrame) -> alt.Chart:
+    """Architecture weights of the one-shot super-network over its training epochs."""
+    return alt.Chart(history).mark_line(point=False).encode(
+        x=alt.X("epoch:Q", title="super-network epoch"),
+        y=alt.Y("weight:Q", title="architecture weight", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("choice:N", title="choice"),
+        tooltip=["group", "choice", "epoch", alt.Tooltip("weight:Q", format=".3f")],
+    ).properties(width=220, height=200).facet(column=alt.Column("group:N", title=None)
+                                              ).resolve_scale(color="independent")

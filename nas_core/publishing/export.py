@@ -1,0 +1,121 @@
+"""Exported model directories: plain ``transformers``-style folders.
+
+``config.json`` (the ESM config plus an ``esm_nas`` block with the task, label names and every
+architecture choice), ``model.safetensors`` (LoRA merged, no pickles), the tokenizer files and the
+bundled modelling file, so the model loads with only torch and transformers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from nas_core.backbones.loading import EsmConfig, EsmModel, EsmTokenizer
+from nas_core.modeling.architecture import Architecture
+from nas_core.modeling.modules import SequencePredictor, TaskInfo
+
+REMOTE_MODULE = "modeling_esm_nas"
+REMOTE_CLASS = "EsmNasForSequenceClassification"
+WEIGHTS = "model.safetensors"
+
+
+# -- exported, self-contained model directories -------------------------------------------
+TRAINING_SEQUENCES = "training_sequences.fasta"
+
+
+def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
+                 extra: dict | None = None, train_sequences: list[str] | None = None) -> Path:
+    """Write a self-contained model directory: LoRA merged, safetensors only. With
+    ``train_sequences``, also a FASTA of them, so predictions can say how far each new
+    sequence is from what the model has seen (left out when publishing, unless asked)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    backbone: Any = model.esm
+    if hasattr(backbone, "merge_and_unload"):  # LoRA: fold adapters into the weights
+        backbone = backbone.merge_and_unload()
+    config = backbone.config.to_dict()
+    config.pop("esm_nas_untrained", None)
+    config["esm_nas"] = {
+        "architecture": model.arch.to_dict(),
+        **model.info.to_dict(),
+        "backbone_untrained": bool(getattr(backbone.config, "esm_nas_untrained", False)),
+        **(extra or {}),
+    }
+    names = model.info.label_names or ["value"]
+    config["id2label"] = dict(enumerate(names))
+    config["label2id"] = {n: i for i, n in enumerate(names)}
+    config["problem_type"] = ("regression" if model.info.task == "regression" else
+                              "single_label_classification")
+    # loadable anywhere with only torch + transformers, through the bundled modelling file
+    config["architectures"] = [REMOTE_CLASS]
+    config["auto_map"] = {"AutoModelForSequenceClassification":
+                          f"{REMOTE_MODULE}.{REMOTE_CLASS}"}
+    state = {f"esm.{k}": v for k, v in backbone.state_dict().items()
+             if not k.startswith("contact_head.")}
+    state.update({k: v for k, v in model.state_dict().items() if not k.startswith("esm.")})
+    state.update(standard_head_weights(model))
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+    (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    tokenizer.save_pretrained(directory)
+    shutil.copy(Path(__file__).parent / "hf_export" / f"{REMOTE_MODULE}.py", directory)
+    if train_sequences:
+        with open(directory / TRAINING_SEQUENCES, "w") as f:
+            for i, seq in enumerate(train_sequences):
+                f.write(f">train_{i}\n{seq}\n")
+    return directory
+
+
+def is_standard_head(arch: Architecture, hidden: int) -> bool:
+    """Exactly transformers' EsmClassificationHead: CLS token, dense(hidden) + tanh, out."""
+    return (arch.pooling == "cls" and arch.head_layers == 1 and arch.head_width == hidden
+            and arch.activation == "tanh")
+
+
+def standard_head_weights(model: SequencePredictor) -> dict[str, torch.Tensor]:
+    """``classifier.*`` copies of the head when it is the standard one, so plain
+    ``EsmForSequenceClassification`` loads the repository without remote code (regression:
+    the label scaling is folded into the output layer)."""
+    config: Any = model.esm.config
+    if not is_standard_head(model.arch, config.hidden_size):
+        return {}
+    dense: Any = model.head[1]
+    out: Any = model.head[4]
+    weight, bias = out.weight.detach().clone(), out.bias.detach().clone()
+    if model.info.task == "regression":
+        weight, bias = weight * model.info.target_std, bias * model.info.target_std + \
+            model.info.target_mean
+    return {"classifier.dense.weight": dense.weight.detach().clone(),
+            "classifier.dense.bias": dense.bias.detach().clone(),
+            "classifier.out_proj.weight": weight, "classifier.out_proj.bias": bias}
+
+
+def load_model(directory: str | Path) -> tuple[SequencePredictor, EsmTokenizer]:
+    """Load an exported model directory (never unpickles: safetensors only)."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file() or not (directory / WEIGHTS).is_file():
+        raise FileNotFoundError(f"{directory} is not an ESM-NAS model directory (needs "
+                                f"config.json and {WEIGHTS}).")
+    raw = json.loads((directory / "config.json").read_text())
+    meta = raw.pop("esm_nas", None)
+    if meta is None:
+        raise ValueError(f"{directory}/config.json has no 'esm_nas' block: not a model exported "
+                         "by ESM-NAS Studio.")
+    config = EsmConfig.from_dict(raw)
+    arch = Architecture.from_dict(meta["architecture"])
+    info = TaskInfo(meta["task"], meta["label_names"], meta["target_mean"], meta["target_std"])
+    backbone: Any = EsmModel(config, add_pooling_layer=False)
+    backbone.contact_head = None
+    model = SequencePredictor(backbone, arch, info)
+    state = load_file(str(directory / WEIGHTS))
+    state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"{directory}: weights do not match the config (missing "
+                         f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}).")
+    model.eval()
+    return model, EsmTokenizer.from_pretrained(directory)

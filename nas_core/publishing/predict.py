@@ -1,0 +1,146 @@
+"""Predictions from a saved model directory or a Hub repository: the one path for the app,
+the CLI and the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nas_core.common.metrics import compute_metrics
+from nas_core.data.dataset import Problem, label_indices
+from nas_core.data.homology import nearest_identity
+from nas_core.data.reading import RawTable, read_bytes, read_raw
+from nas_core.data.validation import validate_for_prediction
+from nas_core.modeling.batches import encode_split
+from nas_core.modeling.training import predict_outputs, resolve_device
+from nas_core.publishing.export import TRAINING_SEQUENCES, load_model
+from nas_core.publishing.hub import network_errors
+
+
+def prediction_columns(frame: pd.DataFrame, task: str, label_names: list[str] | None,
+                       output: np.ndarray) -> pd.DataFrame:
+    """Add ``prediction`` (the value, or the most probable class) and, for classes, one
+    ``p_<class>`` probability column each: the table users get from the test set and from
+    prediction alike."""
+    if task == "regression":
+        frame["prediction"] = output
+        return frame
+    names = label_names or []
+    frame["prediction"] = [names[i] for i in output.argmax(1)]
+    for i, name in enumerate(names):
+        frame[f"p_{name}"] = output[:, i]
+    return frame
+
+
+class PredictionInputError(ValueError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(p.message for p in problems))
+
+
+def resolve_model_dir(model: str | Path) -> Path:
+    """A local model directory, or a Hub repository id downloaded to the local cache."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if str(model).count("/") == 1 and not str(model).startswith((".", "/", "~")):
+        # imported here, not at the top: HF_ENDPOINT must be set before huggingface_hub loads
+        from huggingface_hub import snapshot_download
+
+        try:  # only our own files: safetensors + config + tokenizer, never pickles or code
+
+            return Path(snapshot_download(
+                str(model), endpoint=os.environ.get("HF_ENDPOINT") or None,
+                token=os.environ.get("HF_TOKEN") or None,
+                allow_patterns=["*.json", "*.safetensors", "vocab.txt", "*.md",
+                                TRAINING_SEQUENCES]))
+        except network_errors() as exc:
+            raise FileNotFoundError(f"could not fetch '{model}' from the Hub: {exc}") from None
+    raise FileNotFoundError(f"no model directory '{model}' (and it is not a Hub repository id "
+                            "like 'lab/enzyme-model').")
+
+
+class Predictor:
+    """A loaded model, kept for repeated predictions (the app caches one per model)."""
+
+    def __init__(self, model: str | Path, *, device: str = "auto") -> None:
+        self.directory = resolve_model_dir(model)
+        self.device = resolve_device(device)
+        self.model, self.tokenizer = load_model(self.directory)
+        self.model.to(self.device)
+        self.info = self.model.info
+        config = json.loads((self.directory / "config.json").read_text()).get("esm_nas", {})
+        self.conformal = config.get("conformal")  # calibrated on the validation split
+        self.novelty_identity = float(config.get("novelty_identity") or 0.3)
+        fasta = self.directory / TRAINING_SEQUENCES
+        self.training_sequences = [line.strip() for line in fasta.read_text().splitlines()
+                                   if line.strip() and not line.startswith(">")
+                                   ] if fasta.is_file() else None
+
+    def predict_sequences(self, sequences: list[str], *,
+                          progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+        data = encode_split(sequences, np.zeros(len(sequences)), self.tokenizer)
+        output = predict_outputs(self.model, data.ids, device=self.device,
+                                 pad_id=self.tokenizer.pad_token_id, progress=progress)
+        frame = pd.DataFrame({"sequence": sequences})
+        q = self.conformal["threshold"] if self.conformal else None
+        level = f"{self.conformal['level']:.0%}" if self.conformal else ""
+        prediction_columns(frame, self.info.task, self.info.label_names, output)
+        if self.info.task == "regression":
+            if q is not None:  # split-conformal interval, calibrated on the validation split
+                frame[f"low_{level}"] = output - q
+                frame[f"high_{level}"] = output + q
+        else:
+            names = self.info.label_names or []
+            if q is not None:  # the classes that cannot be ruled out at that confidence
+                keep = output >= 1.0 - q
+                frame[f"set_{level}"] = ["|".join(n for n, k in zip(names, row) if k) or "?"
+                                         for row in keep]
+                frame["certain"] = keep.sum(1) == 1
+        if self.training_sequences:
+            identity = nearest_identity(sequences, self.training_sequences)
+            frame["nearest_train_identity"] = np.round(identity, 3)
+            frame["unlike_training"] = identity < self.novelty_identity
+        return frame
+
+    def predict_table(self, raw: RawTable, *, progress=None) -> tuple[pd.DataFrame,
+                                                                       list[Problem], dict | None]:
+        """Validate and predict; with labels in the input, also score the predictions."""
+        rows, problems = validate_for_prediction(raw)
+        errors = [p for p in problems if p.severity == "error"]
+        if errors:
+            raise PredictionInputError(errors)
+        frame = self.predict_sequences(list(rows["sequence"]), progress=progress)
+        frame.insert(0, "id", rows["id"].to_numpy())
+        metrics = None
+        if rows["label"].notna().all():
+            frame.insert(2, "label", rows["label"].to_numpy())
+            metrics = self._score(rows["label"], frame)
+        return frame, problems, metrics
+
+    def _score(self, labels: pd.Series, frame: pd.DataFrame) -> dict | None:
+        if self.info.task == "regression":
+            try:
+                y = labels.astype(float).to_numpy()
+            except ValueError:
+                return None
+            return compute_metrics("regression", y, frame["prediction"].to_numpy())
+        names = self.info.label_names or []
+        if not set(map(str, labels)) <= set(names):
+            return None
+        y = label_indices(labels, names)
+        probs = frame[[f"p_{n}" for n in names]].to_numpy()
+        return compute_metrics(self.info.task, y, probs)
+
+
+def predict_file(model: str | Path, data: str | Path | bytes, *, name: str | None = None,
+                 device: str = "auto", progress=None):
+    predictor = Predictor(model, device=device)
+    raw = (read_bytes(data, name or "upload.csv", require_label=False)
+           if isinstance(data, bytes) else read_raw(data, require_label=False))
+    return predictor.predict_table(raw, progress=progress)

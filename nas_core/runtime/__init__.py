@@ -1,0 +1,2 @@
+"""Long work: the job table and manager, workers on a shared study store, launching a search,
+backup."""

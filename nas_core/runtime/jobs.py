@@ -1,0 +1,253 @@
+"""Background searches owned by the server process, not by a browser session.
+
+One job runs per device (one in total on a CPU machine); the others wait in a queue. After a
+server restart, jobs whose process is gone show as *interrupted*, their half-run trials are
+marked failed, and Resume continues them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+
+import optuna
+import torch
+
+from nas_core.common.workspace import subdir, workspace_root
+from nas_core.data.store import DatasetStore
+from nas_core.runtime.jobtable import ACTIVE, RESUMABLE, Job, JobTable
+from nas_core.runtime.launch import run_search
+from nas_core.search.budget import retryable
+from nas_core.search.config import SearchConfig
+from nas_core.search.optuna_internals import set_trial_user_attr
+from nas_core.search.storage import configured_url, make_storage, requeue
+
+logger = logging.getLogger(__name__)
+_LIVE: set[str] = set()  # job ids with a running thread in this process
+_LIVE_LOCK = threading.Lock()
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def default_devices() -> list[str]:
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+
+
+class JobManager:
+    """Runs searches in named daemon threads; create one per server process."""
+
+    def __init__(self, root=None, *, devices: list[str] | None = None,
+                 runner: Callable | None = None, storage: str | None = None) -> None:
+        """``storage``: the study store new jobs use (a PostgreSQL URL for a lab server;
+        default ``$ESM_NAS_STORAGE`` or the workspace's SQLite file)."""
+        self.root = workspace_root(root)
+        self.storage = configured_url(self.root, secret=storage)
+        self.table = JobTable(self.root / "jobs.db")
+        self.devices = devices or default_devices()
+        self._runner = runner or _run_job
+        self._lock = threading.RLock()
+        self._busy: dict[str, str] = {}  # device -> job id
+        self._stops: dict[str, threading.Event] = {}
+        self._done = threading.Condition(self._lock)
+        make_storage(self.storage)  # tables exist before any thread runs
+        self.recover()
+        self._schedule()
+
+    # -- queries ---------------------------------------------------------------------------
+    def jobs(self) -> list[Job]:
+        return list(reversed(self.table.all()))
+
+    def get(self, job_id: str) -> Job:
+        for job in self.table.all():
+            if job.id == job_id:
+                return job
+        raise KeyError(f"no job '{job_id}'.")
+
+    # -- commands --------------------------------------------------------------------------
+    def submit(self, config, dataset_id: str, owner: str, *, storage: str | None = None) -> Job:
+        """Queue a search (a :class:`~nas_core.study.SearchConfig`) on a stored dataset."""
+        if not owner or not owner.strip():
+            raise ValueError("say who starts the job: a name is needed.")
+        DatasetStore(self.root).get(dataset_id)  # fail now, not in the thread
+        if any(j.study_name == config.study_name and j.state in ACTIVE for j in self.jobs()):
+            raise ValueError(f"a job for study '{config.study_name}' is already queued or "
+                             "running.")
+        job_id = uuid.uuid4().hex[:10]
+        job = Job(id=job_id, study_name=config.study_name, dataset_id=dataset_id,
+                  owner=owner.strip(), state="queued", config=config.to_dict(),
+                  storage=storage or self.storage,
+                  out_dir=str(subdir("results", self.root) / job_id), created=time.time())
+        self.table.insert(job)
+        self._schedule()
+        return self.get(job_id)
+
+    def cancel(self, job_id: str, user: str) -> Job:
+        """Stop a job: a queued one at once, a running one at the end of the current epoch."""
+        with self._lock:
+            job = self.get(job_id)
+            self._check_owner(job, user, "cancel")
+            if job.state == "queued":
+                self.table.update(job_id, state="cancelled", ended=time.time())
+            elif job.state == "running":
+                stop = self._stops.get(job_id)
+                if stop is None:
+                    raise RuntimeError("this job runs in another server process; cancel it "
+                                       "there.")
+                stop.set()
+            else:
+                raise ValueError(f"job is {job.state}: nothing to cancel.")
+        return self.get(job_id)
+
+    def resume(self, job_id: str, user: str) -> Job:
+        with self._lock:
+            job = self.get(job_id)
+            self._check_owner(job, user, "resume")
+            if job.state not in RESUMABLE:
+                raise ValueError(f"job is {job.state}: only cancelled, interrupted or failed jobs "
+                                 "can be resumed.")
+            self.table.update(job_id, state="queued", error=None, ended=None)
+        self._schedule()
+        return self.get(job_id)
+
+    def retry_failed(self, job_id: str, user: str) -> int:
+        """Run the failed trials' architectures again (each retry takes its failed trial's place
+        in the budget)."""
+
+        with self._lock:
+            job = self.get(job_id)
+            self._check_owner(job, user, "retry failed trials of")
+            if job.state in ACTIVE:
+                raise ValueError("wait until the job has stopped, then retry its failed trials.")
+            study = optuna.load_study(study_name=job.study_name,
+                                      storage=make_storage(job.storage, self.root))
+            failed = retryable(study.get_trials(deepcopy=False))
+            for trial in failed:  # the retry takes the failed trial's place in the budget
+                requeue(study, trial)
+            if not failed:
+                return 0
+            self.table.update(job_id, state="queued", error=None, ended=None)
+        self._schedule()
+        return len(failed)
+
+    def wait(self, job_id: str, timeout: float = 600) -> Job:
+        """Block until the job is no longer queued or running (tests, CLI)."""
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while self.get(job_id).state in ACTIVE:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"job {job_id} still {self.get(job_id).state}.")
+                self._done.wait(min(left, 1.0))
+        return self.get(job_id)
+
+    @staticmethod
+    def _check_owner(job: Job, user: str, verb: str) -> None:
+        if job.owner != user:
+            raise PermissionError(f"only {job.owner}, who started this job, can {verb} it.")
+
+    # -- running -------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Mark jobs whose process is gone as interrupted and fail their half-run trials."""
+        host = socket.gethostname()
+        recovered = []
+        for job in self.table.all():
+            if job.state != "running" or job.host != host:
+                continue
+            with _LIVE_LOCK:
+                live = job.id in _LIVE and job.pid == os.getpid()
+            if live or (job.pid != os.getpid() and _pid_alive(job.pid)):
+                continue
+            self.table.update(job.id, state="interrupted", ended=time.time(),
+                              error="the server stopped while this job was running; Resume "
+                              "continues it (completed trials are kept)")
+            _fail_orphan_trials(job, self.root)
+            recovered.append(job.id)
+        return recovered
+
+    def _schedule(self) -> None:
+        host = socket.gethostname()
+        with self._lock:
+            for job in self.table.all():
+                if job.state != "queued":
+                    continue
+                free = [d for d in self.devices if d not in self._busy]
+                wanted = job.config.get("workers", 1)
+                devices = free[:1] if wanted == 1 else free[:wanted or len(free)]
+                if not devices or not self.table.claim(job.id, devices, host, os.getpid()):
+                    break  # every device is busy: the rest wait in the queue
+                self._start(job, devices)
+
+    def _start(self, job: Job, devices: list[str]) -> None:
+        stop = threading.Event()
+        for device in devices:
+            self._busy[device] = job.id
+        self._stops[job.id] = stop
+        with _LIVE_LOCK:
+            _LIVE.add(job.id)
+        thread = threading.Thread(target=self._thread, args=(job, devices, stop),
+                                  name=f"esm-nas-job-{job.id}", daemon=True)
+        thread.start()
+
+    def _thread(self, job: Job, devices: list[str], stop: threading.Event) -> None:
+        try:
+            outcome = self._runner(self.get(job.id), devices=devices, root=self.root,
+                                   should_stop=stop.is_set)
+            state, error = ("cancelled", None) if stop.is_set() else (outcome or "finished",
+                                                                        None)
+        except Exception as exc:  # shown to the user on the Monitor page
+            state = "cancelled" if stop.is_set() else "failed"
+            error = f"{type(exc).__name__}: {exc}"
+            logger.error("job %s failed:\n%s", job.id, traceback.format_exc())
+        with self._lock:
+            self.table.update(job.id, state=state, ended=time.time(), error=error)
+            for device in devices:
+                self._busy.pop(device, None)
+            self._stops.pop(job.id, None)
+            with _LIVE_LOCK:
+                _LIVE.discard(job.id)
+            self._done.notify_all()
+        self._schedule()
+
+
+def _fail_orphan_trials(job: Job, root) -> None:
+    """Trials left RUNNING by the dead process of ``job`` become FAIL and are queued again
+    (nothing else is touched: other workers may be running trials of the same study)."""
+
+    try:
+        study = optuna.load_study(study_name=job.study_name,
+                                  storage=make_storage(job.storage, root))
+    except KeyError:
+        return  # the study was never created
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial.user_attrs.get("pid") == job.pid and trial.user_attrs.get("host") == job.host:
+            set_trial_user_attr(study, trial, "fail_reason",
+                                "interrupted: the server process stopped; queued again")
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            requeue(study, trial)
+
+
+def _run_job(job: Job, *, devices: list[str], root, should_stop) -> str:
+    store = DatasetStore(root)
+    dataset = store.load(job.dataset_id)
+    config = replace(SearchConfig.from_dict(job.config), device=devices[0])
+    report = run_search(config, dataset, job.out_dir, root=root, storage=job.storage,
+                        should_stop=should_stop, dataset_path=store.get(job.dataset_id).path,
+                        devices=devices)
+    return "finished" if report is not None else "cancelled"

@@ -1,0 +1,114 @@
+"""The job table: each background search's lifecycle and owner (SQLite in the workspace).
+Everything about the search itself lives in the Optuna storage. No torch here: the Monitor
+reads it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+ACTIVE = ("queued", "running")
+RESUMABLE = ("cancelled", "interrupted", "failed")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, study_name TEXT NOT NULL, dataset_id TEXT NOT NULL,
+    owner TEXT NOT NULL, state TEXT NOT NULL, config TEXT NOT NULL, storage TEXT NOT NULL,
+    out_dir TEXT NOT NULL, created REAL NOT NULL, started REAL, ended REAL, error TEXT,
+    device TEXT, host TEXT, pid INTEGER
+)"""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    study_name: str
+    dataset_id: str
+    owner: str
+    state: str
+    config: dict
+    storage: str
+    out_dir: str
+    created: float
+    started: float | None = None
+    ended: float | None = None
+    error: str | None = None
+    device: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    queue_position: int | None = None
+
+    @property
+    def n_trials(self) -> int | None:
+        return self.config.get("n_trials")
+
+    @property
+    def report_path(self) -> Path:
+        return Path(self.out_dir) / "report.json"
+
+    def report(self) -> dict | None:
+        path = self.report_path
+        return json.loads(path.read_text()) if path.is_file() else None
+
+
+class JobTable:
+    """The job rows; every method opens its own connection (safe from any thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with closing(self._connect()) as db, db:
+            db.execute(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def insert(self, job: Job) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute(
+                "INSERT INTO jobs (id, study_name, dataset_id, owner, state, config, storage, "
+                "out_dir, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.study_name, job.dataset_id, job.owner, job.state,
+                 json.dumps(job.config), job.storage, job.out_dir, job.created))
+
+    def update(self, job_id: str, **values) -> None:
+        if "config" in values:
+            values["config"] = json.dumps(values["config"])
+        columns = ", ".join(f"{k} = ?" for k in values)
+        with closing(self._connect()) as db, db:
+            db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
+
+    def claim(self, job_id: str, devices: list[str], host: str, pid: int) -> bool:
+        """Atomically start ``job_id`` on ``devices`` if it is still queued and no job runs on
+        any of them on this host (several server processes may share a workspace)."""
+        with closing(self._connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute("SELECT device FROM jobs WHERE state = 'running' AND host = ?",
+                                  (host,)).fetchall()
+                taken = {d for r in rows for d in (r["device"] or "").split(",")}
+                queued = db.execute("SELECT 1 FROM jobs WHERE id = ? AND state = 'queued'",
+                                    (job_id,)).fetchone()
+                if taken & set(devices) or not queued:
+                    db.rollback()
+                    return False
+                db.execute("UPDATE jobs SET state = 'running', started = ?, device = ?, "
+                           "host = ?, pid = ?, error = NULL WHERE id = ?",
+                           (time.time(), ",".join(devices), host, pid, job_id))
+                db.commit()
+                return True
+            except BaseException:
+                db.rollback()
+                raise
+
+    def all(self) -> list[Job]:
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT * FROM jobs ORDER BY created").fetchall()
+        jobs = [Job(**{**dict(r), "config": json.loads(r["config"])}) for r in rows]
+        queued = [j.id for j in jobs if j.state == "queued"]
+        return [replace(j, queue_position=queued.index(j.id) + 1) if j.id in queued else j
+                for j in jobs]

@@ -1,0 +1,69 @@
+"""Launching a whole search from this process: open the study, start workers for the extra
+devices, run trials, finalise. Also evaluating another Pareto point of a finished job."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import optuna
+
+from nas_core.common.workspace import subdir
+from nas_core.data.dataset import Dataset
+from nas_core.data.store import DatasetStore
+from nas_core.evaluation.finalise import finalise
+from nas_core.runtime import workers
+from nas_core.runtime.jobtable import Job
+from nas_core.search.config import SearchConfig
+from nas_core.search.objective import SearchListener
+from nas_core.search.storage import make_storage
+from nas_core.search.study import open_study, optimize, safe_name
+
+
+def run_search(config: SearchConfig, dataset: Dataset, out_dir: str | Path, *, root=None,
+               storage: str | None = None, listeners: Sequence[SearchListener] = (),
+               should_stop: Callable[[], bool] | None = None,
+               dataset_path: str | None = None,
+               devices: Sequence[str] | None = None) -> dict | None:
+    """Search, then evaluate the best architecture on the test split; returns the report, or
+    None when ``should_stop`` ended the search (its completed trials stay in the study).
+
+    With several ``devices`` this process runs trials on the first and starts a worker process
+    on each of the others (they need ``dataset_path``, the stored normalised dataset).
+    """
+    started = time.perf_counter()
+    study = open_study(config, dataset, root=root, storage=storage, dataset_path=dataset_path)
+    devices = list(devices or [config.device])
+    helpers = []
+    if len(devices) > 1:
+        if not dataset_path:
+            raise ValueError("several workers need the stored dataset's path (dataset_path).")
+        helpers = workers.spawn(study, devices[1:], root=root, data=dataset_path,
+                                log_dir=subdir("runs", root) / safe_name(study.study_name))
+    try:
+        optimize(study, config, dataset, root=root, listeners=listeners,
+                 should_stop=should_stop, device=devices[0])
+    finally:
+        for process in helpers:
+            if should_stop and should_stop():
+                process.terminate()  # it gives its running trial back to the queue
+            process.wait()
+    if should_stop and should_stop():
+        return None
+    return finalise(study, dataset, out_dir, device=devices[0],
+                    wall_seconds=time.perf_counter() - started)
+
+
+def point_dir(job: Job, trial_number: int) -> Path:
+    return Path(job.out_dir) / f"pareto_trial_{trial_number}"
+
+
+def evaluate_point(job: Job, trial_number: int, root=None) -> dict:
+    """Evaluate another Pareto point on the test split and export it beside the best model."""
+
+    study = optuna.load_study(study_name=job.study_name, storage=make_storage(job.storage,
+                                                                              root))
+    dataset = DatasetStore(root).load(job.dataset_id)
+    return finalise(study, dataset, point_dir(job, trial_number), trial_number=trial_number,
+                    device=job.device or "auto")

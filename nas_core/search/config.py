@@ -1,0 +1,107 @@
+"""Everything that defines a search, saved in the study: a resume or a worker needs nothing
+else."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from nas_core.common.metrics import DEFAULT_METRIC, DIRECTIONS, metrics_for
+from nas_core.search.space import SearchSpace
+
+SAMPLERS = ("tpe", "random", "nsga2", "gp", "rl", "darts")
+STRATEGIES = {"tpe": "Bayesian optimisation (TPE)", "random": "random search",
+              "nsga2": "evolutionary (NSGA-II)", "gp": "Bayesian optimisation (Gaussian process)",
+              "rl": "reinforcement learning (REINFORCE controller)",
+              "darts": "gradient-based one-shot (DARTS)"}
+PRUNERS = ("median", "hyperband", "none")
+OBJECTIVES = ("metric", "metric+size")
+CONFIG_ATTR = "search_config"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a search (saved in the study, so a resume needs nothing else)."""
+
+    study_name: str = field(metadata={"help": "Name of the study; the same name resumes it."})
+    space: SearchSpace = field(default_factory=lambda: SearchSpace(), metadata={
+        "help": "The architectures the search may try."})
+    n_trials: int | None = field(default=20, metadata={
+        "help": "Total trials of the study (a resume runs only the missing ones)."})
+    timeout: float | None = field(default=None, metadata={
+        "help": "Wall-clock limit in seconds for this run of the search."})
+    sampler: str = field(default="tpe", metadata={
+        "help": "tpe (Bayesian), random, nsga2 (evolutionary), gp (Gaussian process), rl "
+        "(REINFORCE controller) or darts (one-shot super-network on the frozen backbone, "
+        "then its best architectures as trials).", "choices": SAMPLERS})
+    pruner: str = field(default="median", metadata={
+        "help": "Stops unpromising trials early: median, hyperband or none.",
+        "choices": PRUNERS})
+    objective: str = field(default="metric", metadata={
+        "help": "metric: best validation score; metric+size: also as few parameters as "
+        "possible (a Pareto front).", "choices": OBJECTIVES})
+    metric: str | None = field(default=None, metadata={
+        "help": "Validation metric to optimise; default ROC-AUC (binary), MCC (multiclass), "
+        "Spearman (regression).", "choices": tuple(sorted(DIRECTIONS))})
+    seed: int = field(default=0, metadata={"help": "Makes the search reproducible on CPU."})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N."})
+    patience: int = field(default=3, metadata={
+        "help": "Early stopping: epochs without improvement before a trial stops."})
+    max_tokens: int | None = field(default=32768, metadata={
+        "help": "Cap on padded tokens per training batch, on top of the batch size: long "
+        "sequences travel in smaller batches instead of running out of GPU memory."})
+    gradient_checkpointing: str = field(default="auto", metadata={
+        "help": "Recompute activations instead of storing them when the backbone is trained: "
+        "auto (backbones of 150M parameters and more), on or off."})
+    cache_representations: bool = field(default=True, metadata={
+        "help": "Frozen-backbone trials reuse pooled representations computed once per "
+        "backbone and dataset instead of running the backbone again."})
+    workers: int | None = field(default=1, metadata={
+        "help": "Worker processes on this machine: 1, a number, or None for one per GPU. "
+        "Workers on other machines join with `python -m nas_core worker`."})
+
+    def __post_init__(self) -> None:
+        if not self.study_name or not self.study_name.strip():
+            raise ValueError("the study needs a name.")
+        if self.n_trials is None and self.timeout is None:
+            raise ValueError("give a budget: a number of trials, a time limit, or both.")
+        if self.n_trials is not None and self.n_trials < 1:
+            raise ValueError("n_trials must be at least 1.")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be positive (seconds).")
+        for name, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS),
+                              ("objective", OBJECTIVES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not "
+                                 f"'{getattr(self, name)}'.")
+        if self.metric is not None and self.metric not in DIRECTIONS:
+            raise ValueError(f"unknown metric '{self.metric}'; choose from "
+                             f"{', '.join(DIRECTIONS)}.")
+        if self.patience < 1:
+            raise ValueError("patience must be at least 1.")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError("workers must be at least 1 (or None: one per GPU).")
+        if self.gradient_checkpointing not in ("auto", "on", "off"):
+            raise ValueError("gradient_checkpointing must be auto, on or off.")
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.objective == "metric+size"
+
+    def metric_for(self, task: str) -> str:
+        metric = self.metric or DEFAULT_METRIC[task]
+        if metric not in metrics_for(task):
+            raise ValueError(f"metric '{metric}' does not apply to a {task} task; choose from "
+                             f"{', '.join(metrics_for(task))}.")
+        return metric
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["space"] = self.space.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SearchConfig:
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["space"] = SearchSpace.from_dict(data.get("space", {}))
+        return cls(**data)

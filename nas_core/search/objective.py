@@ -1,0 +1,234 @@
+"""One trial: sample an architecture, build it, train it, report each epoch to Optuna.
+
+The objective is a plain function of ``(trial, context)``; everything it needs arrives in the
+:class:`TrialContext`, which holds the training and validation splits only — never the test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+
+from nas_core.backbones.loading import esm2_tokenizer
+from nas_core.backbones.registry import resolve
+from nas_core.common.metrics import objective_value
+from nas_core.data.dataset import Dataset
+from nas_core.modeling.architecture import Architecture
+from nas_core.modeling.batches import EVAL_MAX_TOKENS, Encoded, encode_split
+from nas_core.modeling.build import (
+    build_model,
+    count_parameters,
+    deployed_parameters,
+    load_trainable_state,
+    save_trial_checkpoint,
+)
+from nas_core.modeling.cache import RepresentationCache, cached_trial_possible
+from nas_core.modeling.modules import HeadModel, PooledHead, TaskInfo, init_head
+from nas_core.modeling.training import EpochRecord, TrainingCancelled, train
+from nas_core.search.space import SearchSpace, suggest_architecture
+
+HISTORY_ATTR = "history"
+
+
+class SearchListener:
+    """Progress hooks for the app or the CLI; called from the search thread, must be quick."""
+
+    def trial_started(self, number: int, architecture: Architecture) -> None:
+        pass
+
+    def epoch_finished(self, number: int, record: dict) -> None:
+        pass
+
+    def trial_finished(self, trial: optuna.trial.FrozenTrial) -> None:
+        pass
+
+
+@dataclass
+class SearchData:
+    """The splits a search may look at: train and validation. The test split stays out."""
+
+    train_sequences: list[str]
+    train_targets: np.ndarray  # class indices, or standardised values
+    val_sequences: list[str]
+    val_targets: np.ndarray  # class indices, or values in label units
+    info: TaskInfo
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset) -> SearchData:
+        train, val = dataset.part("train"), dataset.part("valid")
+        if len(train) == 0 or len(val) == 0:
+            raise ValueError("the dataset needs training and validation rows; split it first.")
+        y_train = dataset.label_index(train["label"])
+        y_val = dataset.label_index(val["label"])
+        if dataset.task == "regression":
+            mean, std = float(y_train.mean()), float(y_train.std()) or 1.0
+            info = TaskInfo("regression", None, mean, std)
+            y_train = (y_train - mean) / std
+        else:
+            info = TaskInfo(dataset.task, list(dataset.label_names or []))
+        return cls(list(train["sequence"]), y_train, list(val["sequence"]), y_val, info)
+
+
+@dataclass
+class TrialContext:
+    data: SearchData
+    space: SearchSpace
+    metric: str
+    multi_objective: bool
+    device: torch.device
+    checkpoint_dir: Path
+    seed: int = 0
+    patience: int = 3
+    max_tokens: int | None = None
+    listeners: Sequence[SearchListener] = ()
+    should_stop: Callable[[], bool] | None = None
+    cache: RepresentationCache | None = field(default=None, repr=False)
+    gradient_checkpointing: str = "auto"  # auto: for backbones of 150M parameters and more
+
+    def emit(self, event: str, *args) -> None:
+        for listener in self.listeners:
+            getattr(listener, event)(*args)
+
+
+def objective(trial: optuna.Trial, ctx: TrialContext) -> float | tuple[float, float]:
+    arch = suggest_architecture(trial, ctx.space)
+    trial.set_user_attr("architecture", arch.to_dict())
+    trial.set_user_attr("description", arch.describe())
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("device", str(ctx.device))
+    ctx.emit("trial_started", trial.number, arch)
+    try:
+        try:
+            return _train_and_report(trial, arch, ctx)
+        except torch.OutOfMemoryError:
+            if arch.batch_size <= 1:
+                raise
+            _free_memory(ctx.device)
+            smaller = dataclasses.replace(arch, batch_size=max(1, arch.batch_size // 2))
+            trial.set_user_attr("oom_retry_batch_size", smaller.batch_size)
+            return _train_and_report(trial, smaller, ctx)
+    except optuna.TrialPruned:
+        raise
+    except TrainingCancelled as exc:
+        trial.set_user_attr("cancelled", True)
+        trial.set_user_attr("fail_reason", f"cancelled: {exc}")
+        trial.study.stop()
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, torch.OutOfMemoryError):
+            reason = "out of memory even at half the batch size: " + reason
+        trial.set_user_attr("fail_reason", reason[:2000])
+        raise
+    finally:
+        _free_memory(ctx.device)
+
+
+def _free_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+@dataclass
+class PreparedTrial:
+    """What one trial trains: the model, its parameter count as exported, both splits."""
+
+    model: PooledHead
+    n_parameters: int
+    train_data: Encoded
+    val_data: Encoded
+    pad_id: int
+
+    @property
+    def cached(self) -> bool:
+        return self.train_data.features is not None or self.train_data.residues is not None
+
+
+def _prepare(arch: Architecture, ctx: TrialContext) -> PreparedTrial:
+    """The model to train and the two splits: cached features for a frozen backbone with
+    mean/CLS pooling (the backbone does not run at all), token ids otherwise."""
+    if ctx.cache is not None and cached_trial_possible(arch):
+        return _prepare_cached(arch, ctx, ctx.cache)
+    checkpointing = ctx.gradient_checkpointing == "on" or (
+        ctx.gradient_checkpointing == "auto" and resolve(arch.backbone).n_parameters >= 1.5e8)
+    model, tokenizer = build_model(arch, ctx.data.info, gradient_checkpointing=checkpointing)
+    train_data = encode_split(ctx.data.train_sequences, ctx.data.train_targets, tokenizer)
+    val_data = encode_split(ctx.data.val_sequences, ctx.data.val_targets, tokenizer)
+    return PreparedTrial(model, count_parameters(model), train_data, val_data,
+                         tokenizer.pad_token_id)
+
+
+def _prepare_cached(arch: Architecture, ctx: TrialContext,
+                    cache: RepresentationCache) -> PreparedTrial:
+    """A head-only model on the frozen backbone's cached representations."""
+    spec = resolve(arch.backbone)
+    sequences = ctx.data.train_sequences + ctx.data.val_sequences
+    n_train = len(ctx.data.train_sequences)
+    tokenizer = esm2_tokenizer()  # ids set the batches (by length) and the masks
+    train_data = encode_split(ctx.data.train_sequences, ctx.data.train_targets, tokenizer)
+    val_data = encode_split(ctx.data.val_sequences, ctx.data.val_targets, tokenizer)
+    max_tokens = ctx.max_tokens or EVAL_MAX_TOKENS
+    if arch.pooling == "attention":
+        table, offsets = cache.residues(arch.backbone, sequences, arch.n_layers,
+                                        device=ctx.device, max_tokens=max_tokens)
+        train_data.residues = (table, offsets[: n_train + 1])
+        val_data.residues = (table, offsets[n_train:])
+        hidden = table.shape[1]
+    else:
+        bounds = ctx.space.depth_bounds(spec)
+        assert bounds is not None  # usable_backbones() left only backbones with a depth
+        low, high = bounds
+        features = cache.pooled(arch.backbone, sequences, list(range(low, high + 1)),
+                                device=ctx.device, max_tokens=max_tokens)
+        pooled = np.asarray(features[(arch.pooling, arch.n_layers)])
+        train_data.features, val_data.features = pooled[:n_train], pooled[n_train:]
+        hidden = pooled.shape[1]
+    model = HeadModel(arch, ctx.data.info, hidden, eos_id=tokenizer.eos_token_id)
+    return PreparedTrial(model, deployed_parameters(arch, model), train_data, val_data,
+                         tokenizer.pad_token_id)
+
+
+def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext):
+    prepared = _prepare(arch, ctx)
+    model, n_parameters = prepared.model, prepared.n_parameters
+    init_head(model, ctx.seed + trial.number)
+    trial.set_user_attr("n_parameters", n_parameters)
+    trial.set_user_attr("cached_features", prepared.cached)
+    history: list[dict] = []
+
+    def on_epoch(record: EpochRecord) -> None:
+        row = record.flat()
+        history.append(row)
+        trial.set_user_attr(HISTORY_ATTR, history)
+        ctx.emit("epoch_finished", trial.number, row)
+        if not ctx.multi_objective:  # Optuna prunes single-objective studies only
+            trial.report(objective_value(record.val, ctx.metric), record.epoch)
+            if trial.should_prune():
+                trial.set_user_attr("epochs_trained", record.epoch)
+                raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
+
+    result = train(model, prepared.train_data, prepared.val_data,
+                   val_targets_raw=ctx.data.val_targets, metric=ctx.metric, device=ctx.device,
+                   pad_id=prepared.pad_id,
+                   seed=ctx.seed + trial.number, patience=ctx.patience,
+                   max_tokens=ctx.max_tokens, on_epoch=on_epoch, should_stop=ctx.should_stop)
+    load_trainable_state(model, result.best_state)
+    checkpoint = ctx.checkpoint_dir / f"trial_{trial.number:05d}"
+    save_trial_checkpoint(model, checkpoint, arch, ctx.data.info)
+    trial.set_user_attr("checkpoint", str(checkpoint))
+    trial.set_user_attr("epochs_trained", len(result.history))
+    trial.set_user_attr("best_epoch", result.best_epoch)
+    trial.set_user_attr("val_metrics", result.best_val)
+    value = objective_value(result.best_val, ctx.metric)
+    if ctx.multi_objective:
+        return value, float(n_parameters)
+    return value

@@ -1,0 +1,119 @@
+"""Search presets for people who do not want to tune the search itself, and a run-time
+estimate shown before starting.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from nas_core.backbones.loading import make_tiny_backbone
+from nas_core.backbones.registry import REGISTRY, BackboneSpec, resolve
+from nas_core.common.workspace import subdir
+from nas_core.search.space import SearchSpace
+
+DEMO_BACKBONE = "untrained-demo"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    n_trials: int
+    space: SearchSpace
+
+
+def presets(backbones: tuple[str, ...]) -> dict[str, Preset]:
+    """Quick / Balanced / Thorough over the chosen backbones. Pruning stays on in all."""
+    base = SearchSpace(backbones=backbones)
+    return {p.name: p for p in (
+        Preset("Quick", "8 trials, up to 5 epochs; frozen backbones and LoRA only.", 8,
+               replace(base, adaptations=("frozen", "lora"), max_epochs_range=(5, 5),
+                       head_layers_range=(0, 1))),
+        Preset("Balanced", "20 trials, up to 10 epochs; every adaptation.", 20,
+               replace(base, max_epochs_range=(10, 10))),
+        Preset("Thorough", "50 trials, up to 20 epochs; the whole space.", 50,
+               replace(base, max_epochs_range=(20, 20))),
+    )}
+
+
+def demo_backbone(root=None) -> Path:
+    """The untrained tiny ESM-2-shaped checkpoint in the workspace (made on first use)."""
+    path = subdir("backbones", root) / DEMO_BACKBONE
+    if not (path / "config.json").is_file():
+        make_tiny_backbone(path, layers=3, hidden=32, heads=4)
+    return path
+
+
+def is_available(spec: BackboneSpec) -> bool:
+    """Loadable without a download: a local directory, or in the Hugging Face cache."""
+    if Path(spec.source).is_dir():
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(spec.source, "config.json"), str)
+
+
+# Throughput assumptions for the estimate: effective FLOP/s of training small transformers.
+_FLOPS = {"cpu": 2e10, "cuda": 5e13}
+
+
+def estimate_seconds(space: SearchSpace, n_trials: int, n_train: int, mean_length: float,
+                     device: str) -> tuple[float, float]:
+    """A (low, high) range of the search's run time in seconds.
+
+    6 x parameters x tokens FLOPs per training epoch at the median depth; pruning and early
+    stopping make the low end about a third of the full budget.
+    """
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    specs = [resolve(b) for b in space.backbones]
+    per_trial = []
+    for spec in specs:
+        bounds = space.depth_bounds(spec) or (1, 1)
+        depth = (bounds[0] + bounds[1]) / 2
+        params = spec.parameters_at_depth(max(1, round(depth)))
+        tokens = n_train * (mean_length + 2)
+        epoch = 6 * params * tokens / _FLOPS[kind] + 0.2
+        per_trial.append(epoch * space.max_epochs_range[1])
+    full = n_trials * sum(per_trial) / len(per_trial) + 5 * n_trials
+    return full / 3, full
+
+
+def offered_backbones(gpu_memory_gb: float | None, root=None) -> dict[str, BackboneSpec]:
+    """Registry checkpoints that fit the GPU (all up to 150M on a CPU machine), then the demo."""
+    out = {}
+    for name, spec in REGISTRY.items():
+        if gpu_memory_gb is None and spec.n_parameters > 2e8:
+            continue
+        if gpu_memory_gb is not None and spec.gpu_memory_gb() > gpu_memory_gb:
+            continue
+        out[name] = spec
+    demo = demo_backbone(root)
+    out[str(demo)] = resolve(str(demo))
+    return out
+
+
+def gpu_memory_gb() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(0).total_memory / 2**30
+
+
+# written by benchmarks/strategies.py; shipped inside the package as package data
+STRATEGY_RESULTS = Path(__file__).resolve().parent / "strategies" / "comparison.json"
+
+
+def strategy_advice(path: Path = STRATEGY_RESULTS) -> str | None:
+    """The one-line recommendation of the latest strategy comparison, if one was run."""
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    advice = results.get("recommendation", {}).get("text")
+    if not advice:
+        return None
+    return (f"{advice} Measured {results.get('date', '')} with {results.get('seeds')} seeds on "
+            f"a {results.get('backbone', 'small')} backbone: see benchmarks/STRATEGIES.md.")

@@ -1,0 +1,1 @@
+"""Search strategies beyond Optuna's samplers: a REINFORCE controller and DARTS."""

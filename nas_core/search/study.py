@@ -1,0 +1,193 @@
+"""The search as an Optuna study: create or resume it, run its queued trials, pick the best.
+
+The study storage is the single source of truth: the search configuration, the dataset
+fingerprint and every trial's per-epoch history live there, so any process (the app, a CLI, a
+worker) sees the same state."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas_core.backbones.loading import ensure_loadable
+from nas_core.common.metrics import DIRECTIONS
+from nas_core.common.workspace import subdir
+from nas_core.data.dataset import Dataset
+from nas_core.modeling.cache import RepresentationCache
+from nas_core.modeling.training import resolve_device
+from nas_core.search.budget import top_up
+from nas_core.search.config import CONFIG_ATTR, SearchConfig
+from nas_core.search.objective import SearchData, SearchListener, TrialContext, objective
+from nas_core.search.optuna_internals import (
+    BudgetReached,
+    QueueStudy,
+    heartbeat_interval,
+    stop_requested,
+    study_storage,
+)
+from nas_core.search.storage import Heartbeat, make_storage
+from nas_core.search.strategies import darts
+from nas_core.search.strategies.rl import ReinforceSampler
+
+# Heartbeats, fail_stale_trials and TPE's `group` are stable in practice but still flagged
+# experimental by Optuna; the warnings would only confuse users of the app and the CLI.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+optuna.logging.set_verbosity(logging.WARNING)
+
+
+def make_sampler(name: str, seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    if name == "rl":
+        return ReinforceSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=4,
+                                         warn_independent_sampling=False)
+    # TPE also for two objectives (Optuna 5 default); passed explicitly, always seeded
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True,
+                                      group=True)
+
+
+def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(2, max_epochs),
+                                              reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(config: SearchConfig, dataset: Dataset, *, root=None,
+               storage: str | None = None, dataset_path: str | None = None,
+               heartbeat: Heartbeat | None = None) -> optuna.Study:
+    """Create the study, or load it to resume (refusing another dataset or task), and queue
+    the trials still missing from the budget.
+
+    The study records everything a worker needs to join: the configuration, the task, the
+    dataset's fingerprint and where its normalised copy lives (``dataset_path``).
+    """
+    store = make_storage(storage, root, heartbeat=heartbeat)
+    metric = config.metric_for(dataset.task)
+    directions: list[Any] = [DIRECTIONS[metric]] + (["minimize"] if config.multi_objective
+                                                    else [])
+    study = optuna.create_study(
+        study_name=config.study_name, storage=store, directions=directions,
+        sampler=make_sampler(config.sampler, config.seed, config.multi_objective),
+        pruner=make_pruner(config.pruner, config.space.max_epochs_range[1]),
+        load_if_exists=True)
+    attrs = study.user_attrs
+    if CONFIG_ATTR in attrs:
+        if attrs.get("dataset_fingerprint") != dataset.fingerprint:
+            raise ValueError(f"study '{config.study_name}' was run on another dataset "
+                             f"(fingerprint {attrs.get('dataset_fingerprint', '?')[:12]}, this "
+                             f"one {dataset.fingerprint[:12]}): choose a new study name.")
+        if [d.name.lower() for d in study.directions] != directions:
+            raise ValueError(f"study '{config.study_name}' optimises other objectives: choose a "
+                             "new study name.")
+    study.set_user_attr(CONFIG_ATTR, config.to_dict())
+    study.set_user_attr("dataset_fingerprint", dataset.fingerprint)
+    study.set_user_attr("dataset_name", dataset.name)
+    if dataset_path or "dataset_path" not in attrs:
+        study.set_user_attr("dataset_path", str(dataset_path or ""))
+    study.set_user_attr("task", dataset.task)
+    study.set_user_attr("label_names", dataset.label_names)
+    study.set_user_attr("metric", metric)
+    optuna.storages.fail_stale_trials(study)
+    if config.sampler == "darts" and darts.DARTS_ATTR not in study.user_attrs:
+        darts.prepare(study, config, dataset, root)  # queues the derived architectures
+    if config.n_trials is not None:
+        top_up(study, config.n_trials)
+    return study
+
+
+def worker_study(study: optuna.Study, config: SearchConfig,
+                 seed_offset: int = 0) -> optuna.Study:
+    """The same study, seen by one worker: its own sampler seed (two workers with one seed would
+    try the same architectures), and, when the budget is a number of trials, queue-only."""
+    cls = QueueStudy if config.n_trials is not None else optuna.Study
+    return cls(study_name=study.study_name, storage=study_storage(study),
+               sampler=make_sampler(config.sampler, config.seed + seed_offset,
+                                    config.multi_objective),
+               pruner=make_pruner(config.pruner, config.space.max_epochs_range[1]))
+
+
+def optimize(study: optuna.Study, config: SearchConfig, dataset: Dataset, *, root=None,
+             listeners: Sequence[SearchListener] = (),
+             should_stop: Callable[[], bool] | None = None, device: str | None = None,
+             seed_offset: int = 0, poll_seconds: float | None = None) -> None:
+    """Run queued trials until the budget is spent. Sees only the train and valid splits.
+
+    With a trial budget, this returns when no trial is queued and no other worker's trial is
+    still running: a running trial whose worker dies is queued again (heartbeats), and someone
+    has to run it.
+    """
+    torch_device = resolve_device(device or config.device)
+    ctx = TrialContext(
+        data=SearchData.from_dataset(dataset), space=config.space,
+        metric=study.user_attrs["metric"], multi_objective=config.multi_objective,
+        device=torch_device, checkpoint_dir=subdir("runs", root) / safe_name(study.study_name),
+        seed=config.seed, patience=config.patience, max_tokens=config.max_tokens,
+        listeners=listeners, should_stop=should_stop,
+        cache=RepresentationCache(root) if config.cache_representations else None,
+        gradient_checkpointing=config.gradient_checkpointing)
+    for name in config.space.usable_backbones():  # fail before the first trial, with the fix
+        ensure_loadable(name)
+    mine = worker_study(study, config, seed_offset)
+
+    def finished(study: optuna.Study, trial: FrozenTrial) -> None:
+        ctx.emit("trial_finished", trial)
+
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
+    interval = poll_seconds or heartbeat_interval(study)
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        try:
+            mine.optimize(lambda trial: objective(trial, ctx), timeout=left,
+                          catch=(Exception,), callbacks=[finished], gc_after_trial=True)
+        except BudgetReached:
+            pass
+        if config.n_trials is None or (should_stop and should_stop()) or stop_requested(mine):
+            return
+        if not _others_running(study):
+            return
+        time.sleep(interval)  # another worker's trial may still fail and be queued again
+        optuna.storages.fail_stale_trials(study)
+
+
+def _others_running(study: optuna.Study) -> bool:
+    waiting_or_running = (TrialState.WAITING, TrialState.RUNNING)
+    return bool(study.get_trials(deepcopy=False, states=waiting_or_running))
+
+
+def safe_name(name: str) -> str:
+    """The study's folder name under the workspace's ``runs/`` (trial checkpoints, logs)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def choose_trial(study: optuna.Study, trial_number: int | None = None) -> FrozenTrial:
+    """The best trial; for two objectives the Pareto point with the best metric (or the one
+    asked for)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise RuntimeError(f"study '{study.study_name}' has no completed trial yet: nothing to "
+                           "evaluate. Look at the failure reasons in the trials table.")
+    if trial_number is not None:
+        for t in complete:
+            if t.number == trial_number:
+                return t
+        raise ValueError(f"trial {trial_number} is not a completed trial of this study.")
+    if len(study.directions) == 1:
+        return study.best_trial
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    front = study.best_trials
+    return (max if maximize else min)(front, key=lambda t: (t.values[0], -t.values[1]))

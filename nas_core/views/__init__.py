@@ -1,0 +1,1 @@
+"""Read-only views for the app (Monitor, Results). They never import torch or modelling code."""

@@ -1,0 +1,167 @@
+"""Read-only views of a study for the Monitor page: trials, per-epoch curves, progress.
+
+Everything is read from the Optuna storage, so any process sees the same picture.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from nas_core.runtime.jobtable import Job
+from nas_core.search.budget import in_budget
+from nas_core.search.storage import fail_reasons
+from nas_core.search.storage import make_storage as _storage
+
+
+@dataclass
+class StudyView:
+    name: str
+    metric: str
+    directions: list[str]
+    trials: pd.DataFrame  # one row per trial
+    history: pd.DataFrame  # one row per (trial, epoch)
+    darts: pd.DataFrame | None = None  # one-shot search: (epoch, group, choice, weight)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.directions) > 1
+
+    def counted(self) -> int:
+        """Finished trials in the budget (see :func:`nas_core.study.in_budget`)."""
+        return int(self.trials["counted"].sum())
+
+    def pareto_front(self) -> list[int]:
+        """Completed trials no other trial beats on both the metric and the size."""
+        done = self.trials[self.trials["state"] == "COMPLETE"]
+        sign = 1 if self.directions[0] == "maximize" else -1
+        front = []
+        for _, row in done.iterrows():
+            at_least = (sign * done["value"] >= sign * row["value"]) & \
+                (done["n_parameters"] <= row["n_parameters"])
+            better = (sign * done["value"] > sign * row["value"]) | \
+                (done["n_parameters"] < row["n_parameters"])
+            if not (at_least & better).any():
+                front.append(int(row["number"]))
+        return front
+
+    def running_trial(self) -> int | None:
+        running = self.trials[self.trials["state"] == "RUNNING"]
+        return int(running["number"].max()) if len(running) else None
+
+
+TRIAL_COLUMNS = ["number", "state", "value", "n_parameters", "description", "duration_s",
+                 "epochs", "fail_reason", "host", "device", "worker", "cancelled",
+                 "retry_of", "counted"]
+
+
+def load_view(study_name: str, storage_url: str) -> StudyView | None:
+    """The study as stored now; None if it does not exist (yet)."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
+    except KeyError:
+        return None
+    trials, history = [], []
+    waiting = (TrialState.WAITING,)
+    all_trials = study.get_trials(deepcopy=False)
+    reasons = fail_reasons(all_trials)
+    counted = in_budget(all_trials)
+    for t in all_trials:
+        if t.state in waiting:  # a queued slot of the budget, not a trial yet
+            continue
+        value = None
+        if t.values:
+            value = t.values[0]
+        elif t.intermediate_values:
+            value = t.intermediate_values[max(t.intermediate_values)]
+        duration = (t.duration.total_seconds() if t.duration else
+                    (time.time() - t.datetime_start.timestamp() if t.datetime_start else None))
+        epochs = t.user_attrs.get("history", [])
+        trials.append({
+            "number": t.number, "state": t.state.name, "value": value,
+            "n_parameters": t.user_attrs.get("n_parameters"),
+            "description": t.user_attrs.get("description", ""),
+            "duration_s": round(duration, 1) if duration is not None else None,
+            "epochs": len(epochs), "fail_reason": reasons.get(t.number, ""),
+            "host": t.user_attrs.get("host", ""), "device": t.user_attrs.get("device", ""),
+            "worker": (f"{t.user_attrs['host']} (pid {t.user_attrs.get('pid')})"
+                       if "host" in t.user_attrs else ""),
+            "cancelled": bool(t.user_attrs.get("cancelled", False)),
+            "retry_of": t.user_attrs.get("retry_of"), "counted": t.number in counted,
+            **{f"param_{k}": v for k, v in t.params.items()},
+        })
+        for row in epochs:
+            history.append({"trial": t.number, "state": t.state.name, **row})
+    trial_frame = pd.DataFrame(trials)
+    if trial_frame.empty:
+        trial_frame = pd.DataFrame(columns=TRIAL_COLUMNS)
+    one_shot = study.user_attrs.get("darts") or study.user_attrs.get("darts_live")
+    return StudyView(study_name, study.user_attrs.get("metric", "value"),
+                     [d.name.lower() for d in study.directions], trial_frame,
+                     pd.DataFrame(history),
+                     pd.DataFrame(one_shot["history"]) if one_shot else None)
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int | None
+    fraction: float
+    eta_seconds: float | None
+    best: float | None
+
+
+def job_progress(job: Job, view: StudyView | None) -> Progress:
+    total = job.n_trials
+    if view is None or view.trials.empty:
+        return Progress(0, total, 0.0, None, None)
+    done = view.counted()
+    finished = view.trials[view.trials["state"].isin(["COMPLETE", "PRUNED", "FAIL"])]
+    complete = view.trials[view.trials["state"] == "COMPLETE"]["value"].dropna()
+    best = None
+    if len(complete):
+        best = float(complete.max() if view.directions[0] == "maximize" else complete.min())
+    fraction = min(1.0, done / total) if total else 0.0
+    eta = None
+    if job.state == "running":
+        durations = finished["duration_s"].dropna()
+        if total and len(durations):
+            eta = max(0.0, (total - done) * float(durations.mean()))
+        timeout = job.config.get("timeout")
+        if timeout and job.started:
+            left = max(0.0, job.started + timeout - time.time())
+            eta = left if eta is None else min(eta, left)
+            if not total:
+                fraction = min(1.0, (time.time() - job.started) / timeout)
+    elif job.state == "finished":
+        fraction = 1.0
+    return Progress(done, total, fraction, eta, best)
+
+
+def importances(study_name: str, storage_url: str, minimum: int = 5) -> pd.DataFrame | None:
+    """Hyper-parameter importance (fANOVA) once enough trials have completed."""
+    study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < minimum:
+        return None
+    try:
+        target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+        scores = optuna.importance.get_param_importances(study, target=target)
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return None  # e.g. every completed trial has the same parameters
+    return pd.DataFrame({"parameter": list(scores), "importance": list(scores.values())})
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {(seconds % 3600) // 60:02d} min"

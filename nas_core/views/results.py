@@ -1,0 +1,72 @@
+"""What the Results page shows of a finished job: report, test predictions, model download."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+from nas_core.common.workspace import subdir
+
+
+def load_report(out_dir: str | Path) -> dict | None:
+    path = Path(out_dir) / "report.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def test_predictions(out_dir: str | Path) -> pd.DataFrame | None:
+    path = Path(out_dir) / "test_predictions.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def zip_directory(directory: str | Path) -> bytes:
+    """The model directory as a zip (what the download button hands out)."""
+    directory = Path(directory)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                archive.write(path, Path(directory.name) / path.relative_to(directory))
+    return buffer.getvalue()
+
+
+def metrics_table(report: dict) -> pd.DataFrame:
+    """Best model and reference side by side, validation and held-out test."""
+    metric = report["metric"]
+    rows = []
+    for who, block in (("best architecture", report["best"]), ("reference model",
+                                                                report["baseline"])):
+        for split, key in (("validation", "val"), ("held-out test", "test")):
+            values = block.get(key) or {}
+            ci = (block.get("test_ci") or {}).get(metric) if key == "test" else None
+            rows.append({"model": who, "split": split, metric: values.get(metric),
+                         f"{metric} 95% CI": f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "",
+                         **{k: v for k, v in values.items() if k != metric}})
+    return pd.DataFrame(rows)
+
+
+def identity_table(report: dict) -> pd.DataFrame | None:
+    """Held-out test metric by identity to the nearest training sequence."""
+    rows = report.get("by_identity")
+    if not rows:
+        return None
+    return pd.DataFrame([{"identity to training": r["bin"], "test sequences": r["n"],
+                          report["metric"]: r["value"],
+                          "95% CI": f"{r['ci'][0]:.3f} – {r['ci'][1]:.3f}" if r["ci"] else ""}
+                         for r in rows])
+
+
+def workspace_models(root=None) -> dict[str, Path]:
+    """Exported models in the workspace, newest first: label -> model directory."""
+    found = []
+    for config in subdir("results", root).glob("*/**/best_model/config.json"):
+        report = load_report(config.parent.parent) or {}
+        best = report.get("best", {})
+        label = (f"{report.get('study', config.parent.parent.name)} — trial {best.get('trial')}"
+                 f" ({report.get('task', '?')}, test {report.get('metric', '')} "
+                 f"{best.get('test', {}).get(report.get('metric'), float('nan')):.3f})")
+        found.append((config.stat().st_mtime, label, config.parent))
+    return {label: path for _, label, path in sorted(found, reverse=True)}

@@ -1,0 +1,152 @@
+"""A real browser on a real server: `streamlit run app.py` driven by Playwright in Debian's
+Chromium (no browser download). Saves a screenshot in test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ASSETS, ROOT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("ESM_NAS_ARTIFACTS", ROOT / "test-artifacts"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def _require_browser():
+    missing = []
+    if not Path(CHROMIUM).exists():
+        missing.append("Debian's chromium (apt-get install chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("playwright (pip install -r requirements-dev.txt)")
+    if missing:
+        message = "browser test needs " + " and ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs both: missing there is a defect
+        pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    _require_browser()
+    port = _free_port()
+    env = dict(os.environ, ESM_NAS_HOME=str(tmp_path / "workspace"),
+               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read() == b"ok":
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.close()
+            pytest.fail("streamlit did not start:\n" + (tmp_path / "server.log").read_text())
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def nav(page, name: str) -> None:
+    """Click a page in the sidebar navigation (keeps the browser session)."""
+    page.get_by_test_id("stSidebarNavLink").filter(has_text=name).click()
+
+
+COLOURED_PIXELS = """(el) => {
+  const canvas = el.querySelector('canvas');
+  if (!canvas) {  // SVG renderer: count drawn line segments instead
+    return el.querySelectorAll('g.mark-line path, g.mark-symbol path').length * 100;
+  }
+  const ctx = canvas.getContext('2d');
+  const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
+    if (a > 200 && Math.max(r, g, b) - Math.min(r, g, b) > 60) n++;
+  }
+  return n;
+}"""
+
+
+def test_upload_search_and_watch_it_in_a_real_browser(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(server)
+            expect(page.get_by_text("Find the best protein language model")).to_be_visible()
+            nav(page, "Data")
+            page.locator("input[type=file]").set_input_files(
+                str(ASSETS / "amp_vs_transmembrane.csv"))
+            expect(page.get_by_text("is ready and stored")).to_be_visible()
+            name = page.get_by_role("textbox", name="Your name")
+            name.fill("alice")
+            name.press("Enter")
+            page.wait_for_load_state("networkidle")
+            nav(page, "Search")
+            expect(page.get_by_role("heading", name="Search")).to_be_visible()
+            trials = page.get_by_role("spinbutton", name="Trials")
+            trials.fill("2")
+            trials.press("Enter")
+            start = page.get_by_role("button", name="Start")
+            expect(start).to_be_enabled()
+            start.click()
+            expect(page.get_by_text("Follow it live on the Monitor page")).to_be_visible()
+            nav(page, "Monitor")
+            expect(page.get_by_text("Loss per epoch").first).to_be_attached(timeout=120_000)
+            chart = page.locator("[data-testid='stVegaLiteChart']").first
+            deadline = time.monotonic() + 180
+            while True:  # the fragment refreshes every 2 s until the job is finished
+                finished = page.get_by_text("See the results").count() > 0
+                drawn = chart.evaluate(COLOURED_PIXELS) if chart.count() else 0
+                if finished and drawn > 100:
+                    break
+                assert time.monotonic() < deadline, f"finished={finished}, pixels={drawn}"
+                page.wait_for_timeout(1000)
+            page.screenshot(path=str(ARTIFACTS / "monitor.png"), full_page=True)
+            page.get_by_role("link", name="See the results").click()
+            expect(page.get_by_text("Best architecture")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "monitor.png").stat().st_size > 10_000
+    shutil.rmtree(ARTIFACTS / "tmp", ignore_errors=True)

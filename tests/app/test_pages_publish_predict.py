@@ -1,0 +1,90 @@
+"""AppTest of the Predict page and of the publish form on the Results page."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from nas_core.search.config import SearchConfig
+from nas_core.search.space import SearchSpace
+from tests.fakehub import FakeHub
+from tests.helpers import ASSETS, ROOT, store_example
+
+
+@pytest.fixture
+def finished_job(workspace, tiny_backbone):
+    from ui.resources import job_manager
+
+    stored = store_example(as_name="amp.csv")
+    manager = job_manager(str(workspace))
+    space = SearchSpace(backbones=(str(tiny_backbone),), max_epochs_range=(2, 2),
+                        batch_sizes=(32,))
+    job = manager.submit(SearchConfig("pp", space, n_trials=2), stored.id, "alice")
+    assert manager.wait(job.id).state == "finished"
+    return manager.get(job.id)
+
+
+def app(page: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["user_name"] = "alice"
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_predict_page_pasted_sequences_and_bad_input(finished_job):
+    at = app("pages/predict.py")
+    at.text_area(key="predict_text").set_value(
+        "pep1,GLFDIIKKIAESF\npep2,AAGAATVLLVIVLLAGSYLAVLA\nKWKLFKKIEKVGQNIRDG\n")
+    at.button(key="predict_go").click().run()
+    assert not at.exception
+    assert "3 prediction(s)" in at.success[0].value
+    table = at.dataframe[0].value
+    assert table["id"].tolist()[:2] == ["pep1", "pep2"]
+    assert set(table["prediction"]) <= {"AMP", "TM"}
+    assert ((table["p_AMP"] + table["p_TM"]).round(5) == 1.0).all()
+    assert at.get("download_button")
+    at.run()  # a rerun (sorting, downloading) keeps the result
+    assert "3 prediction(s)" in at.success[0].value
+    at.text_area(key="predict_text").set_value("MKVLA\nMK1V\n")
+    at.button(key="predict_go").click().run()
+    assert "cannot be used; nothing was predicted" in at.error[0].value
+    assert any("line 2: invalid character(s) '1'" in m.value for m in at.markdown)
+
+
+def test_predict_page_upload_with_labels_reports_metrics(finished_job):
+    at = app("pages/predict.py")
+    at.file_uploader(key="predict_upload").set_value(
+        ("more.csv", (ASSETS / "amp_vs_transmembrane.csv").read_bytes(), "text/csv"))
+    at.button(key="predict_go").click().run()
+    assert not at.exception
+    assert "412 prediction(s)" in at.success[0].value
+    captions = [c.value for c in at.caption]
+    assert any("Against the labels in your file" in c for c in captions)
+    assert any("unlike_training" in c for c in captions)  # novelty flag explained
+    assert any("split-conformal" in c for c in captions)
+    table = at.dataframe[0].value
+    assert {"nearest_train_identity", "unlike_training", "set_90%"} <= set(table.columns)
+
+
+def test_publish_form_bad_name_rejected_token_then_success(finished_job, monkeypatch):
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        at = app("pages/results.py")
+        at.text_input(key="publish_repo").set_value("bad--name")
+        at.text_input(key="publish_token").set_value(hub.token)
+        at.button[-1].click().run()  # the form's submit button
+        assert any("'--'" in e.value for e in at.error)
+        assert not hub.requests  # nothing was sent
+        at.text_input(key="publish_repo").set_value("peptides")
+        at.text_input(key="publish_token").set_value("hf_not_a_valid_token")
+        at.button[-1].click().run()
+        assert any("rejected this token" in e.value for e in at.error)
+        assert at.button[-1].label == "Retry"
+        at.text_input(key="publish_token").set_value(hub.token)
+        at.button[-1].click().run()
+        assert not at.exception
+        assert any(f"{hub.url}/alice/peptides" in s.value for s in at.success)
+        assert "model.safetensors" in hub.repos["alice/peptides"].files

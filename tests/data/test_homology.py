@@ -1,0 +1,186 @@
+"""Homology-aware splits, nearest-training identity, confidence intervals, novelty flags and
+conformal uncertainty, on real sequences from the shipped data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import parasail
+import pytest
+
+from nas_core.common.metrics import metric_ci
+from nas_core.data import homology
+from nas_core.data.splits import SplitOptions, assign_splits
+from nas_core.data.validation import IngestOptions, load_dataset
+from nas_core.evaluation.trust import compare, conformal
+from nas_core.publishing.predict import Predictor
+from nas_core.runtime.launch import run_search
+from nas_core.search.config import SearchConfig
+from nas_core.search.space import SearchSpace
+from tests.helpers import ASSETS, ROOT, split_example
+
+AMINO = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def uniprot_dataset():
+    options = IngestOptions(fixes=frozenset({"drop_conflicts"}))
+    return load_dataset(ASSETS / "amp_vs_uniprot.csv", options).dataset
+
+
+@pytest.mark.slow
+def test_no_cluster_spans_two_splits_on_real_homologs():
+    dataset = uniprot_dataset()  # antimicrobial peptides with many near-identical variants
+    out, notes = assign_splits(dataset, SplitOptions(method="homology", seed=1))
+    assert notes[0].code == "homology_split" and "50% identity" in notes[0].message
+    frame = out.frame
+    hits = homology.all_hits(list(frame["sequence"]))
+    labels = homology.clusters(len(frame), hits, 0.5)
+    spans = pd.DataFrame({"cluster": labels, "split": frame["split"].to_numpy()}).groupby(
+        "cluster")["split"].nunique()
+    assert (spans == 1).all()
+    assert np.bincount(labels).max() > 50  # real families, not only singletons
+    held_out = frame[frame["split"] != "train"]["nearest_train_identity"]
+    assert held_out.max() < 0.5  # nothing at or above the threshold crosses the line
+    for split, share in (("test", 0.1), ("valid", 0.1)):
+        assert abs((frame["split"] == split).mean() - share) < 0.02
+        positive = (out.part(split)["label"] == out.label_names[0]).mean()
+        assert abs(positive - (frame["label"] == out.label_names[0]).mean()) < 0.05
+    # the random split of the same data leaks: many test peptides are near-copies
+    leaky, notes = assign_splits(dataset, SplitOptions(method="random", seed=1))
+    assert (leaky.part("test")["nearest_train_identity"] >= 0.9).mean() > 0.2
+    assert notes[-1].code == "test_near_duplicates"
+
+
+def mutate(seq: str, positions: list[int]) -> str:
+    chars = list(seq)
+    for p in positions:
+        chars[p] = "W" if chars[p] != "W" else "A"
+    return "".join(chars)
+
+
+def direct_identity(a: str, b: str) -> float:
+    """Smith-Waterman (BLOSUM62, gap 11/1, as MMseqs2 scores) with traceback by parasail:
+    identical residues over the longer length."""
+    result = parasail.sw_trace_striped_32(a, b, 11, 1, parasail.blosum62)
+    cigar = result.traceback
+    same = sum(x == y for x, y in zip(cigar.query, cigar.ref) if x != "-" and y != "-")
+    return same / max(len(a), len(b))
+
+
+def test_nearest_identity_matches_a_direct_computation():
+    frame = load_dataset(ASSETS / "amp_vs_transmembrane.csv").dataset.frame
+    frame = frame[frame["sequence"].str.len() >= 20].reset_index(drop=True)
+    train = list(frame["sequence"][:40])
+    rng = np.random.default_rng(0)
+    queries = [mutate(train[0], [3]), mutate(train[5], [2, 9, 15]), train[7][:-4],
+               mutate(train[11], list(range(0, len(train[11]), 3))),
+               *frame["sequence"][40:52],
+               "".join(rng.choice(list(AMINO), 200))]
+    fast = homology.nearest_identity(queries, train)
+    direct = np.array([max(direct_identity(q, t) for t in train) for q in queries])
+    assert fast[0] == pytest.approx((len(train[0]) - 1) / len(train[0]))
+    assert fast[2] == pytest.approx((len(train[7]) - 4) / len(train[7]))  # a fragment
+    related = direct >= 0.5
+    assert related.sum() >= 4
+    assert np.abs(fast[related] - direct[related]).max() <= 0.05
+    assert fast[-1] < 0.3 and direct[-1] < 0.3  # unrelated
+
+
+def test_bootstrap_interval_covers_the_truth_at_the_nominal_rate():
+    rng = np.random.default_rng(0)
+    covered, trials = 0, 200
+    for _ in range(trials):
+        y = rng.integers(0, 2, 150)
+        correct = rng.random(150) < 0.8  # true accuracy 0.8
+        pred = np.where(correct, y, 1 - y)
+        probs = np.eye(2)[pred] * 0.8 + 0.1
+        low, high = metric_ci("binary", y, probs, "accuracy", n=300, seed=int(rng.integers(1e9)))
+        covered += low <= 0.8 <= high
+    assert 0.9 <= covered / trials <= 0.99  # nominal 95%
+
+
+def test_paired_comparison_tells_a_real_difference_from_noise():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    good = np.stack([1 - (s := np.clip(y + rng.normal(0, 0.35, 300), 0, 1)), s], 1)
+    noisy = np.stack([1 - (t := np.clip(y + rng.normal(0, 0.9, 300), 0, 1)), t], 1)
+    assert compare("binary", y, good, noisy, "roc_auc")["verdict"] == "better"
+    assert compare("binary", y, noisy, good, "roc_auc")["verdict"] == "worse"
+    # the same model with a little jitter: any difference is noise
+    twin = np.stack([1 - (u := np.clip(s + rng.normal(0, 0.05, 300), 0, 1)), u], 1)
+    result = compare("binary", y, good, twin, "roc_auc")
+    assert result["verdict"] == "within noise" and result["ci"][0] < 0 < result["ci"][1]
+
+
+def test_conformal_interval_has_its_coverage():
+    rng = np.random.default_rng(2)
+    truth = rng.normal(size=4000)
+    predicted = truth + rng.normal(0, 0.5, 4000)
+    q = conformal("regression", truth[:500], predicted[:500], 0.9)
+    inside = np.abs(predicted[500:] - truth[500:]) <= q
+    assert 0.87 <= inside.mean() <= 0.93
+
+
+def test_a_family_of_variants_cannot_be_split_by_homology_and_says_so():
+    dataset = load_dataset(ASSETS / "gfp_fluorescence.csv").dataset
+    dataset.frame = dataset.frame.iloc[:150].reset_index(drop=True)
+    dataset.frame["split"] = None
+    out, notes = assign_splits(dataset, SplitOptions(method="homology"))
+    codes = [n.code for n in notes]
+    assert codes[:2] == ["homology_impossible", "random_split"]
+    assert "variants of one protein" in notes[0].message
+    assert "test_near_duplicates" in codes  # and the leakage is reported, not hidden
+
+
+@pytest.mark.slow
+def test_split_command_writes_split_and_identity(tmp_path):
+    out = tmp_path / "split.csv"
+    done = subprocess.run([sys.executable, "-m", "nas_core", "split",
+                           str(ASSETS / "amp_vs_transmembrane.csv"), "--method", "homology",
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "aligning 412 sequences all against all (MMseqs2)" in done.stderr  # progress
+    frame = pd.read_csv(out)
+    assert {"split", "nearest_train_identity"} <= set(frame.columns)
+    assert frame.loc[frame["split"] == "test", "nearest_train_identity"].max() < 0.5
+    assert frame.loc[frame["split"] == "train", "nearest_train_identity"].isna().all()
+    done = subprocess.run([sys.executable, "-m", "nas_core", "split",
+                           str(ASSETS / "amp_vs_transmembrane.csv"), "--split", "column",
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and "needs a 'split' column" in done.stdout
+
+
+def test_report_card_and_predictions_carry_leakage_confidence_and_novelty(
+        workspace, tiny_backbone, tmp_path):
+    dataset = split_example(method="random")
+    space = SearchSpace(backbones=(str(tiny_backbone),), adaptations=("frozen",),
+                        max_epochs_range=(2, 2))
+    report = run_search(SearchConfig("trust", space, n_trials=1), dataset, tmp_path / "out")
+    leak = report["leakage"]
+    assert leak["n"] == 42 and sum(h["count"] for h in leak["histogram"]) == 42
+    assert sum(r["n"] for r in report["by_identity"]) == 42
+    assert leak["near_duplicates"] == pytest.approx(
+        (dataset.part("test")["nearest_train_identity"] >= 0.9).mean())
+    assert report["baseline"]["test_ci"]["roc_auc"] is not None
+    assert report["vs_reference"]["verdict"] in ("better", "worse", "within noise")
+    assert 0 < report["uncertainty"]["threshold"] <= 1
+    card = (tmp_path / "out" / "best_model" / "README.md").read_text()
+    assert "How new are the test proteins?" in card and "reference 95% CI" in card
+    assert "Against the reference model" in card
+    image = tmp_path / "out" / "best_model" / "test_identity.png"
+    assert "(test_identity.png)" in card and image.read_bytes()[:4] == b"\x89PNG"
+    predictions = pd.read_csv(tmp_path / "out" / "test_predictions.csv")
+    assert predictions["nearest_train_identity"].notna().all()
+
+    model = Predictor(tmp_path / "out" / "best_model")
+    train = list(dataset.part("train")["sequence"])
+    longest = max(train, key=len)
+    rng = np.random.default_rng(3)
+    unrelated = "".join(rng.choice(list(AMINO), 60))
+    frame = model.predict_sequences([mutate(longest, [len(longest) // 2]), unrelated])
+    assert frame["nearest_train_identity"][0] >= 0.9 and not frame["unlike_training"][0]
+    assert frame["nearest_train_identity"][1] < 0.3 and frame["unlike_training"][1]
+    assert set(frame["set_90%"][0].split("|")) <= set(dataset.label_names)

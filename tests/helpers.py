@@ -1,0 +1,78 @@
+"""Builders the tests share: paths, the tiny search space, the shipped datasets split once.
+
+Test doubles of services (the loopback Hub, the PostgreSQL server) live beside this module in
+``fakehub.py`` and ``pgserver.py``; fixtures that hand these out are in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+
+from nas_core.data.dataset import Dataset
+from nas_core.data.splits import SplitOptions, assign_splits
+from nas_core.data.store import DatasetStore, StoredDataset
+from nas_core.data.validation import load_dataset
+from nas_core.search.space import SearchSpace
+from nas_core.search.storage import make_storage
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+
+
+def tiny_space(backbone: str | Path, *, epochs: int = 2, **kw) -> SearchSpace:
+    """A search space over the tiny backbone whose trials take seconds on a CPU."""
+    base: dict = dict(backbones=(str(backbone),), max_epochs_range=(epochs, epochs),
+                      lr_range=(1e-3, 1e-2), batch_sizes=(32,))
+    base.update(kw)
+    return SearchSpace(**base)
+
+
+@functools.lru_cache(maxsize=8)
+def _split(name: str, method: str) -> Dataset:
+    result = load_dataset(ASSETS / name)
+    assert result.dataset is not None, result.problems
+    return assign_splits(result.dataset, SplitOptions(method=method))[0]
+
+
+def split_example(name: str = "amp_vs_transmembrane.csv", method: str = "homology") -> Dataset:
+    """A shipped dataset, validated and split once per test session (MMseqs2 runs once)."""
+    dataset = _split(name, method)
+    return Dataset(dataset.frame.copy(), dataset.task, list(dataset.label_names or []) or None,
+                   dataset.name)
+
+
+def store_example(name: str = "amp_vs_transmembrane.csv", *, as_name: str | None = None,
+                  root=None) -> StoredDataset:
+    """The split example stored in the (test's) workspace, as an upload named ``as_name``."""
+    dataset = split_example(name)
+    return DatasetStore(root).save(dataset, source=as_name or str(ASSETS / name),
+                                   name=Path(as_name).stem if as_name else None)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.2)
+
+
+def study_of(job, workspace=None) -> optuna.Study:
+    """The job's study, once its thread has created it."""
+    found: list[optuna.Study] = []
+
+    def exists() -> bool:
+        try:
+            found.append(optuna.load_study(study_name=job.study_name,
+                                           storage=make_storage(job.storage)))
+        except KeyError:
+            return False
+        return True
+
+    wait_for(exists)
+    return found[-1]
