@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import re
 import zipfile
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from nas_core.data.dataset import Problem
 
 SEQUENCE_COLUMNS = (
     "sequence", "seq", "sequences", "aa_seq", "aa_sequence", "protein_sequence", "protein",
@@ -38,6 +41,11 @@ SUPPORTED = "CSV (.csv), TSV (.tsv), Excel (.xlsx) or FASTA (.fasta/.fa/.faa, op
 _FASTA_KEYVALUE = re.compile(r"(?:^|\s)(label|target|y|class|value|split)\s*[=:]\s*(\S+)", re.I)
 
 
+# The most an upload may hold once decompressed (a gzip bomb stops here, not in memory).
+MAX_UNCOMPRESSED_MB = float(os.environ.get("ESM_NAS_MAX_UPLOAD_MB", "1024"))
+DELIMITERS = (",", ";", "\t", "|")
+
+
 class DataFileError(ValueError):
     """The whole file cannot be used; the message says why and what to do."""
 
@@ -55,6 +63,7 @@ class RawTable:
     fmt: str
     seq_col: str
     label_col: str | None
+    problems: tuple[Problem, ...] = ()  # what reading noticed (duplicate IDs, 2nd label column)
 
 
 def read_raw(
@@ -86,13 +95,7 @@ def read_bytes(
     """Like :func:`read_raw` for an upload held in memory; ``name`` decides the format."""
     suffixes = [s.lower() for s in Path(name).suffixes]
     if suffixes and suffixes[-1] == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise DataFileError(
-                f"{name}: ends in .gz but is not a valid gzip file ({exc}). "
-                "Upload the uncompressed file or re-compress it with gzip."
-            ) from None
+        data = gunzip(data, name)
         suffixes = suffixes[:-1]
     suffix = suffixes[-1] if suffixes else ""
     if not data.strip():
@@ -112,6 +115,58 @@ def read_bytes(
         raise DataFileError(f"{name}: unsupported file type '{suffix}'. Use {SUPPORTED}.")
     frame = _read_delimited(text, name, TABLE_SUFFIXES.get(suffix))
     return _from_frame(frame, name, "table", seq_col, label_col, require_label, header_row=1)
+
+
+def gunzip(data: bytes, name: str, limit_mb: float | None = None) -> bytes:
+    """Decompress in a stream, refusing more than ``limit_mb`` (default
+    ``$ESM_NAS_MAX_UPLOAD_MB``, 1024) of uncompressed data: a small file that inflates to
+    gigabytes is stopped after the limit, with memory bounded by it."""
+    limit = int((MAX_UNCOMPRESSED_MB if limit_mb is None else limit_mb) * 2**20)
+    out = bytearray()
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            while chunk := stream.read(min(2**20, limit + 1 - len(out))):
+                out += chunk
+                if len(out) > limit:
+                    raise DataFileError(
+                        f"{name}: decompresses to more than {limit / 2**20:g} MB, the limit for "
+                        "one upload. Split the file, or ask the lab's administrator to raise "
+                        "ESM_NAS_MAX_UPLOAD_MB.")
+    except (OSError, EOFError) as exc:
+        raise DataFileError(
+            f"{name}: ends in .gz but is not a valid gzip file ({exc}). "
+            "Upload the uncompressed file or re-compress it with gzip."
+        ) from None
+    return bytes(out)
+
+
+def _not_a_table(text: str, name: str) -> None:
+    """Files that are something else saved under a table's name say what they are."""
+    head = text.lstrip()[:512].lower()
+    if head.startswith(("<!doctype html", "<html")) or "<html" in head[:200]:
+        raise DataFileError(f"{name}: this is a web page (HTML), not a table: a browser saved "
+                            "the page instead of the file. Download the file itself (CSV, "
+                            "TSV, Excel or FASTA) and upload that.")
+    if head.startswith("<?xml"):
+        raise DataFileError(f"{name}: this is an XML file, not a table. Export the data as "
+                            f"{SUPPORTED}.")
+    if head.startswith(("{", "[")):
+        try:
+            json.loads(text)
+        except ValueError:
+            return
+        raise DataFileError(f"{name}: this is a JSON file, not a table. Export it as CSV (one "
+                            "row per sequence, a 'sequence' and a 'label' column).")
+
+
+def sniff_delimiter(text: str, default: str | None) -> str:
+    """The header line's delimiter: Excel in many European locales writes ';' into .csv."""
+    first = text.lstrip().splitlines()[0] if text.strip() else ""
+    counts = {d: first.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    if default and counts.get(default, 0) >= counts[best]:
+        return default
+    return best if counts[best] else (default or ",")
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -140,9 +195,8 @@ def _decode(data: bytes, name: str) -> str:
 
 
 def _read_delimited(text: str, name: str, sep: str | None) -> pd.DataFrame:
-    if sep is None:
-        first = text.lstrip().splitlines()[0] if text.strip() else ""
-        sep = "\t" if first.count("\t") > first.count(",") else ","
+    _not_a_table(text, name)
+    sep = sniff_delimiter(text, sep)
     try:
         frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
                             skipinitialspace=True, skip_blank_lines=True)
@@ -204,6 +258,14 @@ def _from_frame(frame: pd.DataFrame, name: str, fmt: str, seq_col: str | None,
             )
     split = _pick(columns, None, SPLIT_COLUMNS, "split", name)
     ident = _pick(columns, None, ID_COLUMNS, "id", name)
+    problems = []
+    others = [c for c in columns if c != label and _base_name(c) in LABEL_COLUMNS]
+    if label is not None and label_col is None and others:
+        problems.append(Problem(
+            "warning", "second_label_column",
+            f"{name}: the labels are read from column '{label}'; column(s) "
+            f"{', '.join(repr(c) for c in others)} look like labels too and are ignored. "
+            "Choose the label column if that is not the one you meant."))
 
     def col(c: str | None) -> list[object]:
         if c is None:
@@ -219,7 +281,7 @@ def _from_frame(frame: pd.DataFrame, name: str, fmt: str, seq_col: str | None,
         "label": col(label),
         "split": col(split),
     })
-    return RawTable(out, name, fmt, seq, label)
+    return RawTable(out, name, fmt, seq, label, tuple(problems))
 
 
 def _read_fasta(text: str, name: str, require_label: bool) -> RawTable:
@@ -247,7 +309,24 @@ def _read_fasta(text: str, name: str, require_label: bool) -> RawTable:
             f"{name}: no labels found in the FASTA headers. Write the label in each header as "
             "'>P12345 label=1' or '>P12345|1' (a split may follow as 'split=test')."
         )
-    return RawTable(frame, name, "fasta", "sequence", "label")
+    return RawTable(frame, name, "fasta", "sequence", "label", _duplicate_ids(frame, name))
+
+
+def _duplicate_ids(frame: pd.DataFrame, name: str) -> tuple[Problem, ...]:
+    ids = frame["id"].dropna()
+    repeated = ids[ids.duplicated(keep=False)]
+    if repeated.empty:
+        return ()
+    shown = ", ".join(sorted(set(map(str, repeated)))[:8])
+    return (Problem("warning", "duplicate_ids",
+                    f"{name}: {repeated.nunique()} record ID(s) appear more than once ({shown}): "
+                    "predictions and reports cannot tell those records apart. Give each "
+                    "record its own ID."),)
+
+
+def _base_name(column: str) -> str:
+    """'label.1' (pandas' name for a second 'label' column) -> 'label'."""
+    return re.sub(r"\.\d+$", "", column.strip().lower())
 
 
 def _parse_header(header: str) -> tuple[str, str | None, str | None]:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from nas_core.common.workspace import subdir
 from nas_core.data.dataset import Dataset, Problem
+from nas_core.data.homology import HomologyError
 from nas_core.data.splits import assign_splits
 from nas_core.data.validation import ValidationResult, load_dataset, load_upload
 
@@ -138,6 +139,12 @@ def import_dataset(source: str | os.PathLike[str] | bytes, *, name: str | None =
         dataset, notes = assign_splits(result.dataset, split_options, progress=progress)
     except ValueError as exc:
         result.problems.append(Problem("error", "bad_split", str(exc)))
+        return ImportOutcome(result, None, [])
+    except HomologyError as exc:  # never a traceback: say what failed and what to do
+        result.problems.append(Problem(
+            "error", "homology_failed",
+            f"The homology-aware split could not be computed ({exc}). Choose the random split "
+            "(--split random in the CLI, 'Random' in the app), or check the sequences."))
         return ImportOutcome(result, None, [])
     stored = store.save(dataset, source=name or str(source), name=name and Path(name).stem
                         ) if store else None

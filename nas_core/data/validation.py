@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from nas_core.data.dataset import (
@@ -124,14 +126,41 @@ def _as_float(value: object) -> float | None:
         return None
 
 
+# Label cells that mean "no measurement" (compared case-insensitively, stripped).
+MISSING_LABELS = frozenset({"na", "n/a", "#n/a", "nan", "none", "null", "missing", "?"})
+MOSTLY_NUMERIC = 0.9  # share of number-like labels from which a column is a measurement
+
+
+def is_missing_label(value: object) -> bool:
+    return value is None or str(value).strip().lower() in MISSING_LABELS
+
+
+def numeric_hint(value: object) -> str | None:
+    """Why a label that looks like a number is not read as one, and how to write it."""
+    text = str(value).strip()
+    if re.fullmatch(r"[-+]?\d+,\d+", text):
+        return f"uses a decimal comma: write it as {text.replace(',', '.')}"
+    if re.fullmatch(r"[-+]?\d+(\.\d+)?\s*%", text):
+        return f"is a percentage: write it as a plain number ({text.rstrip('% ')})"
+    return None
+
+
 def infer_task(labels: list[object]) -> str:
-    """Guess binary / multiclass / regression from the label values."""
+    """Guess binary / multiclass / regression from the label values.
+
+    A column whose labels are nearly all numbers (or numbers in a format we do not read, such
+    as ``2,5`` or ``30%``) is a measurement even when a few cells are words: those rows are then
+    reported as not numbers, instead of the whole column turning into classes."""
     values = [str(v).strip() for v in labels]
     distinct = set(values)
     numbers = [_as_float(v) for v in values]
     all_numeric = all(n is not None for n in numbers)
     if len(distinct) == 2:
         return "binary"
+    number_like = sum(n is not None or numeric_hint(v) is not None
+                      for v, n in zip(values, numbers))
+    if not all_numeric and number_like >= MOSTLY_NUMERIC * len(values) and len(distinct) > 10:
+        return "regression"
     if all_numeric:
         integral = all(n is not None and math.isfinite(n) and float(n).is_integer()
                        for n in numbers)
@@ -156,8 +185,24 @@ def _sorted_classes(names: set[str]) -> list[str]:
 ROW_FIXES = {  # problem code -> the fix that drops the row
     "empty_sequence": "drop_empty", "invalid_characters": "drop_invalid",
     "missing_label": "drop_unlabelled", "non_numeric_label": "drop_unlabelled",
-    "non_finite_label": "drop_unlabelled", "bad_split": "drop_bad_split",
+    "non_finite_label": "drop_unlabelled", "label_overflow": "drop_unlabelled",
+    "bad_split": "drop_bad_split",
 }
+NUCLEOTIDES = frozenset("ACGTUN")
+
+
+def nucleotide_problem(sequences: pd.Series) -> Problem | None:
+    """An error when nearly every sequence is written in A, C, G, T/U and N only."""
+    seqs = [s for s in sequences if len(s) >= 8]
+    dna = sum(set(s) <= NUCLEOTIDES for s in seqs)
+    if not seqs or dna < MOSTLY_NUMERIC * len(seqs):
+        return None
+    return Problem(
+        "error", "nucleotide_sequences",
+        f"{dna} of {len(seqs)} sequences contain only A, C, G, T/U and N: this looks like DNA "
+        "or RNA, not protein. ESM-2 reads amino-acid sequences: translate the coding sequences "
+        "first (for instance with Biopython's Seq.translate or EMBOSS transeq), or choose the "
+        "column that holds the protein sequences.")
 
 
 def row_problem(code: str, where: str, text: str, severity: Severity = "error",
@@ -217,13 +262,25 @@ class _Check:
         self.invalid = df["sequence"].map(invalid_characters)
         self.flag((self.invalid != "") & ~self.empty, "invalid_characters",
                   lambda i: invalid_characters_text(self.invalid[i]) + ", or drop the row.")
+        self.nucleotides(df.loc[~self.empty, "sequence"])
+
+    def nucleotides(self, sequences: pd.Series) -> None:
+        """A file of DNA/RNA is refused with what to do: ESM-2 reads proteins, and MMseqs2's
+        protein search fails on it."""
+        if problem := nucleotide_problem(sequences):
+            self.problems.append(problem)
 
     def labels(self) -> str | None:
         """Check the labels and return the task (None when no row has a label)."""
         df = self.df
+        raw_missing = df["label"].map(lambda v: v is not None and is_missing_label(v))
+        df["label"] = df["label"].map(lambda v: None if is_missing_label(v) else v)
         missing = df["label"].isna()
-        self.flag(missing, "missing_label",
-                  lambda i: "the label is missing. Fill it in or drop the row.")
+        self.flag(missing, "missing_label", lambda i: (
+            "the label is missing"
+            + (f" ({self.raw.frame.at[i, 'label']!r} means no value)" if raw_missing[i] else "")
+            + ". Fill it in or drop the row."))
+        self.formulas(df.loc[self.keep & ~missing, "label"])
         labelled = df.loc[self.keep & ~missing, "label"].tolist()
         if not labelled:
             self.problems.append(Problem("error", "no_labels",
@@ -234,15 +291,43 @@ class _Check:
             df["label"] = df["label"].map(lambda v: None if v is None else str(v).strip())
             return task
         values = df["label"].map(lambda v: None if v is None else _as_float(v))
-        self.flag(~missing & values.isna(), "non_numeric_label", lambda i: (
-            f"the label {df.at[i, 'label']!r} is not a number, but the task is regression. "
-            "Correct it, drop the row, or choose a classification task."))
-        self.flag(values.map(lambda v: v is not None and not math.isfinite(v)),
+        unreadable = df["label"].map(lambda v: v is not None and _as_float(v) is None)
+        self.flag(unreadable, "non_numeric_label", lambda i: (
+            f"the label {df.at[i, 'label']!r} "
+            + (f"{numeric_hint(df.at[i, 'label'])}." if numeric_hint(df.at[i, 'label']) else
+               "is not a number, but the task is regression. Correct it, drop the row, or "
+               "choose a classification task.")))
+        self.flag(~unreadable & ~missing & values.map(lambda v: not math.isfinite(v)),
                   "non_finite_label", lambda i: (
                       f"the label is {df.at[i, 'label']!r} (not a finite number). Correct it "
                       "or drop the row."))
+        self.overflow(values)
         df["label"] = values
         return task
+
+    def overflow(self, values: pd.Series) -> None:
+        """Finite labels so large that their mean or spread is not (e.g. 1e308)."""
+        finite = values[self.keep & values.map(lambda v: v is not None and math.isfinite(v))]
+        with np.errstate(over="ignore", invalid="ignore"):
+            stats = np.array([np.mean(finite.astype(float)), np.std(finite.astype(float))])
+        if len(finite) and not np.isfinite(stats).all():
+            huge = values.map(lambda v: v is not None and math.isfinite(v) and abs(v) >= 1e150)
+            self.flag(huge, "label_overflow", lambda i: (
+                f"the label {self.df.at[i, 'label']!r} is too large to compute with (the mean "
+                "and spread of the labels overflow). Rescale the labels (for instance take "
+                "log10) or drop the row."))
+
+    def formulas(self, labels: pd.Series) -> None:
+        """Cells like ``=HYPERLINK(...)``: a spreadsheet formula exported as text."""
+        text = labels.astype(str).str.strip()
+        formula = text.str.match(r"^(=|@|[+-][^\d.\s])")
+        if formula.any():
+            wheres = [str(w) for w in self.df.loc[formula[formula].index, "where"]]
+            self.problems.append(Problem(
+                "warning", "formula_label",
+                f"{len(wheres)} label(s) look like spreadsheet formulas and are read as plain "
+                f"text: {where_list(wheres)}. Check those cells (a formula should have been "
+                "exported as its value).", tuple(wheres)))
 
     def given_splits(self) -> None:
         df = self.df
@@ -358,6 +443,7 @@ class _Check:
 def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationResult:
     """Check every row; apply the requested fixes; return the problems and a clean dataset."""
     check = _Check(raw, options or IngestOptions())
+    check.problems.extend(raw.problems)
     check.sequences()
     task = check.labels()
     if task is None:

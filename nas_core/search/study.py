@@ -6,7 +6,9 @@ worker) sees the same state."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -169,9 +171,18 @@ def _others_running(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=waiting_or_running))
 
 
+_HASHED = re.compile(r".*-[0-9a-f]{12}$")
+
+
 def safe_name(name: str) -> str:
-    """The study's folder name under the workspace's ``runs/`` (trial checkpoints, logs)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    """The study's folder under the workspace's ``runs/`` (trial checkpoints, worker logs):
+    unique per study name. A name that is already a safe folder name is kept as it is; any
+    other gets a hash of the exact name, so "exp 1", "exp/1" and "exp_1" never share (and
+    overwrite) one folder."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    if cleaned == name and not _HASHED.match(name) and name not in (".", ".."):
+        return name
+    return f"{cleaned.strip('.') or 'study'}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
 def choose_trial(study: optuna.Study, trial_number: int | None = None) -> FrozenTrial:

@@ -65,7 +65,7 @@ ROW_ERRORS = [
      "'high' is not a number", "row 14", "drop_unlabelled"),
     ("nan_label.csv", _csv([(s, 1.5 + i) for i, (s, _) in enumerate(_rows())] +
                            [("MKVAAAW", "nan")]), {"task": "regression"},
-     "not a finite number", "row 14", "drop_unlabelled"),
+     "the label is missing ('nan' means no value)", "row 14", "drop_unlabelled"),
     ("inf_label.csv", _csv([(s, 1.5 + i) for i, (s, _) in enumerate(_rows())] +
                            [("MKVAAAW", "inf")]), {"task": "regression"},
      "not a finite number", "row 14", "drop_unlabelled"),

@@ -5,6 +5,7 @@ import pytest
 
 from nas_core.modeling.architecture import Architecture
 from nas_core.search.space import SearchSpace, suggest_architecture
+from nas_core.search.study import safe_name
 
 
 def test_space_round_trips_through_json():
@@ -78,3 +79,11 @@ def test_architecture_round_trip():
                         finetune_layers=1, contrastive_weight=0.3)
     assert Architecture.from_dict(arch.to_dict()) == arch
     assert "contrastive loss weight 0.30" in arch.describe()
+
+
+def test_study_names_never_share_a_folder():
+    names = ["exp 1", "exp/1", "exp_1", "exp_1-" + "0" * 12, "..", "ünïcode"]
+    folders = [safe_name(n) for n in names]
+    assert len(set(folders)) == len(names), folders
+    assert safe_name("exp_1") == "exp_1"  # a safe name keeps its folder (existing studies)
+    assert all("/" not in f and f not in (".", "..") for f in folders)
