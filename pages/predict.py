@@ -1,10 +1,8 @@
-from pathlib import Path
-
 import streamlit as st
 
 from nas_core.data.reading import DataFileError, read_bytes, read_pasted
-from nas_core.publishing.predict import PredictionInputError
-from nas_core.views.results import workspace_models
+from nas_core.publishing.predict import PredictionInputError, resolve_model_dir
+from nas_core.views.results import results_dir, workspace_models
 from ui import resources
 
 st.title("Predict")
@@ -22,6 +20,10 @@ if source == "From this workspace":
 else:
     model_ref = st.text_input("Hub repository id", placeholder="your-lab/enzyme-classifier",
                               key="predict_repo", help="A model published by ESM-NAS Studio.")
+    hub_token = st.text_input(
+        "Your Hugging Face token (private repositories only)", type="password",
+        key="predict_token", help="Used for this download only, never stored. Public "
+        "repositories need none; the server's own credentials are never used for you.")
     if not model_ref:
         st.stop()
 
@@ -36,10 +38,13 @@ if st.button("Predict", type="primary", key="predict_go"):
     try:
         raw = read_bytes(upload.getvalue(), upload.name, require_label=False) if upload else \
             read_pasted(pasted)
-        version = Path(model_ref, "model.safetensors").stat().st_mtime if Path(
-            model_ref).is_dir() else 0.0
         with st.spinner("Loading the model..."):
-            predictor = resources.predictor(model_ref, version)
+            # local paths only inside the workspace; Hub downloads with the visitor's token
+            directory = resolve_model_dir(model_ref, token=st.session_state.get(
+                "predict_token") or None, server_token=False, local_roots=[results_dir(root)],
+                root=root)
+            version = (directory / "model.safetensors").stat().st_mtime
+            predictor = resources.predictor(str(directory), version)
         bar = st.progress(0.0, text="Predicting...")
         frame, problems, metrics = predictor.predict_table(
             raw, progress=lambda done, total: bar.progress(done / total,

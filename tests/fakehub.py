@@ -174,6 +174,13 @@ class FakeHub:
                 m = re.fullmatch(r"/api/models/(.+?/.+?)/commit/(.+)", path)
                 if m and method == "POST":
                     return self._commit(m.group(1), body)
+                m = re.fullmatch(r"/api/models/(.+?/.+?)(?:/.*)?", path) or re.fullmatch(
+                    r"/(.+?/.+?)/resolve/.*", path)
+                if m and method in ("GET", "HEAD") and m.group(1) in hub.repos and \
+                        hub.repos[m.group(1)].private and not self._authorised():
+                    # the Hub answers as if a private repository did not exist
+                    return self._send(401, {"error": "Repository Not Found"}, head=method ==
+                                      "HEAD", headers={"X-Error-Code": "RepoNotFound"})
                 m = re.fullmatch(r"/api/models/(.+?/.+?)(?:/revision/(.+))?", path)
                 if m and method == "GET" and m.group(1) in hub.repos:
                     repo = hub.repos[m.group(1)]

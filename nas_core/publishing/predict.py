@@ -3,15 +3,18 @@ the CLI and the tests."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from nas_core.common.metrics import compute_metrics
+from nas_core.common.workspace import subdir
 from nas_core.data.dataset import Problem, label_indices
 from nas_core.data.homology import nearest_identity
 from nas_core.data.reading import RawTable, read_bytes, read_raw
@@ -43,33 +46,73 @@ class PredictionInputError(ValueError):
         super().__init__("\n".join(p.message for p in problems))
 
 
-def resolve_model_dir(model: str | Path) -> Path:
-    """A local model directory, or a Hub repository id downloaded to the local cache."""
-    path = Path(model).expanduser()
-    if path.is_dir():
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+def resolve_model_dir(model: str | Path, *, token: str | None = None,
+                      server_token: bool = True, local_roots: Sequence[Path] | None = None,
+                      root=None) -> Path:
+    """A local model directory, or a Hub repository id downloaded to the local cache.
+
+    ``token``: the Hub token for the download; without one, ``server_token`` lets the Hub
+    client use this machine's (``$HF_TOKEN`` or a cached login: the CLI). A server that serves
+    visitors passes the visitor's own token and ``server_token=False``, so nobody reads private
+    repositories with the server's credentials. ``local_roots``: when given, local paths are
+    accepted only inside these folders (the workspace's models), so a visitor cannot probe the
+    server's file system or load an arbitrary directory.
+
+    Without the server's token, downloads go to a cache of their own per visitor token (in the
+    workspace's ``hub/`` folder, named by a hash of the token): huggingface_hub serves a cached
+    snapshot when the Hub refuses a request, so a shared cache would hand one visitor's private
+    model to the next visitor without any token.
+    """
+    text = str(model).strip()
+    path = Path(text).expanduser()
+    if local_roots is None and path.is_dir():
         return path
-    if str(model).count("/") == 1 and not str(model).startswith((".", "/", "~")):
-        # imported here, not at the top: HF_ENDPOINT must be set before huggingface_hub loads
-        from huggingface_hub import snapshot_download
-
-        try:  # only our own files: safetensors + config + tokenizer, never pickles or code
-
-            return Path(snapshot_download(
-                str(model), endpoint=os.environ.get("HF_ENDPOINT") or None,
-                token=os.environ.get("HF_TOKEN") or None,
-                allow_patterns=["*.json", "*.safetensors", "vocab.txt", "*.md",
-                                TRAINING_SEQUENCES]))
-        except network_errors() as exc:
-            raise FileNotFoundError(f"could not fetch '{model}' from the Hub: {exc}") from None
-    raise FileNotFoundError(f"no model directory '{model}' (and it is not a Hub repository id "
+    if local_roots is not None and _inside(path, local_roots):
+        if path.is_dir():
+            return path
+        raise FileNotFoundError(f"no model directory '{text}' in this workspace.")
+    if HUB_ID.fullmatch(text) and ".." not in text:
+        # False: no token at all, not even one cached on the server (huggingface_hub's rule)
+        if token is None and server_token:
+            return _download(text, os.environ.get("HF_TOKEN") or None)
+        own = hashlib.sha256((token or "").encode()).hexdigest()[:16]
+        return _download(text, token or False, cache_dir=subdir("hub", root) / own)
+    if local_roots is not None:
+        raise FileNotFoundError(f"'{text}' is neither a model of this workspace nor a Hub "
+                                "repository id like 'lab/enzyme-model': the app loads models "
+                                "only from its own results or from the Hub.")
+    raise FileNotFoundError(f"no model directory '{text}' (and it is not a Hub repository id "
                             "like 'lab/enzyme-model').")
+
+
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(Path(root).resolve()) for root in roots)
+
+
+def _download(repo_id: str, token: str | bool | None, cache_dir: Path | None = None) -> Path:
+    # imported here, not at the top: HF_ENDPOINT must be set before huggingface_hub loads
+    from huggingface_hub import snapshot_download
+
+    try:  # only our own files: safetensors + config + tokenizer, never pickles or code
+        return Path(snapshot_download(
+            repo_id, endpoint=os.environ.get("HF_ENDPOINT") or None, token=token,
+            cache_dir=cache_dir,
+            allow_patterns=["*.json", "*.safetensors", "vocab.txt", "*.md",
+                            TRAINING_SEQUENCES]))
+    except network_errors() as exc:
+        private = "" if token else (" If it is a private repository, give your own Hub "
+                                    "token.")
+        raise FileNotFoundError(f"could not fetch '{repo_id}' from the Hub: "
+                                f"{str(exc).splitlines()[0]}.{private}") from None
 
 
 class Predictor:
     """A loaded model, kept for repeated predictions (the app caches one per model)."""
 
     def __init__(self, model: str | Path, *, device: str = "auto") -> None:
-        self.directory = resolve_model_dir(model)
+        self.directory = resolve_model_dir(model)  # the CLI's rule; the app resolves first
         self.device = resolve_device(device)
         self.model, self.tokenizer = load_model(self.directory)
         self.model.to(self.device)

@@ -59,10 +59,16 @@ def identity_table(report: dict) -> pd.DataFrame | None:
                          for r in rows])
 
 
+def results_dir(root=None) -> Path:
+    """Where every job's report and exported models live: the only folder the app loads
+    local models from."""
+    return subdir("results", root)
+
+
 def workspace_models(root=None) -> dict[str, Path]:
     """Exported models in the workspace, newest first: label -> model directory."""
     found = []
-    for config in subdir("results", root).glob("*/**/best_model/config.json"):
+    for config in results_dir(root).glob("*/**/best_model/config.json"):
         report = load_report(config.parent.parent) or {}
         best = report.get("best", {})
         label = (f"{report.get('study', config.parent.parent.name)} — trial {best.get('trial')}"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from nas_core.publishing.hub import PublishConfig, publish
 from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
 from tests.fakehub import FakeHub
@@ -88,3 +92,39 @@ def test_publish_form_bad_name_rejected_token_then_success(finished_job, monkeyp
         assert not at.exception
         assert any(f"{hub.url}/alice/peptides" in s.value for s in at.success)
         assert "model.safetensors" in hub.repos["alice/peptides"].files
+
+
+def test_predict_page_never_lends_the_servers_token_or_disk(finished_job, monkeypatch,
+                                                            tmp_path):
+    """Issue 16, item 3: Hub downloads use the visitor's own token, never the server's; local
+    paths load only inside the workspace's results."""
+    model_dir = Path(finished_job.out_dir) / "best_model"
+    outside = tmp_path / "outside"
+    shutil.copytree(model_dir, outside)  # a real model, but not one of this workspace
+    with FakeHub() as hub:
+        publish(model_dir, PublishConfig("secret"), token=hub.token, endpoint=hub.url)
+        assert hub.repos["alice/secret"].private
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", hub.token)  # the server's token could read the repo
+        at = app("pages/predict.py")
+        at.radio(key="predict_source").set_value("From the Hugging Face Hub").run()
+        at.text_input(key="predict_repo").set_value("/etc").run()  # the form shows up
+        at.text_area(key="predict_text").set_value("GLFDIIKKIAESF\n")
+        datasets = Path(finished_job.out_dir).parent.parent / "datasets"
+        for ref in ("/etc", "..", "../..", str(outside), str(datasets)):
+            at.text_input(key="predict_repo").set_value(ref)
+            at.button(key="predict_go").click().run()
+            assert not at.exception
+            assert at.error and "neither a model of this workspace" in at.error[0].value, ref
+        at.text_input(key="predict_repo").set_value("alice/secret")
+        at.button(key="predict_go").click().run()
+        assert "could not fetch 'alice/secret'" in at.error[0].value
+        assert "give your own Hub token" in at.error[0].value
+        at.text_input(key="predict_token").set_value(hub.token)
+        at.button(key="predict_go").click().run()
+        assert not at.error, at.error[0].value
+        assert "1 prediction(s)" in at.success[0].value
+        # the next visitor, without a token, does not get the model from the server's cache
+        at.text_input(key="predict_token").set_value("")
+        at.button(key="predict_go").click().run()
+        assert at.error and "could not fetch 'alice/secret'" in at.error[0].value
