@@ -7,6 +7,7 @@ from ui import resources
 
 st.title("Predict")
 root = resources.workspace()
+hub_token = None
 models = workspace_models(root)
 source = st.radio("Model", ["From this workspace", "From the Hugging Face Hub"],
                   horizontal=True, key="predict_source",
@@ -40,9 +41,9 @@ if st.button("Predict", type="primary", key="predict_go"):
             read_pasted(pasted)
         with st.spinner("Loading the model..."):
             # local paths only inside the workspace; Hub downloads with the visitor's token
-            directory = resolve_model_dir(model_ref, token=st.session_state.get(
-                "predict_token") or None, server_token=False, local_roots=[results_dir(root)],
-                root=root)
+            directory = resolve_model_dir(model_ref, token=hub_token or None,
+                                          server_token=False, local_roots=[results_dir(root)],
+                                          root=root)
             version = (directory / "model.safetensors").stat().st_mtime
             predictor = resources.predictor(str(directory), version)
         bar = st.progress(0.0, text="Predicting...")

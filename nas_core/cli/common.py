@@ -17,15 +17,19 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 _TYPES = {"int": int, "float": float, "str": str}
 
 
+def _field(cls: type, name: str) -> dataclasses.Field:
+    return {f.name: f for f in dataclasses.fields(cls)}[name]
+
+
 def field_metadata(cls: type, name: str) -> dict:
-    return dict({f.name: f for f in dataclasses.fields(cls)}[name].metadata)
+    return dict(_field(cls, name).metadata)
 
 
 def add_field(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
               name: str, flag: str | None = None, **overrides: Any) -> None:
     """A flag for the dataclass field ``cls.name``: its help, default and choices come from the
     field (``metadata={"help": ..., "choices": ...}``), so the CLI never restates them."""
-    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
+    spec = _field(cls, name)
     flag = flag or "--" + name.replace("_", "-")
     meta = spec.metadata
     kwargs: dict[str, Any] = {"dest": name, "help": meta.get("help", "")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 import tomllib
+from importlib.metadata import entry_points
 
 import pytest
 import yaml
@@ -78,3 +79,12 @@ def test_compose_services_and_environment():
 def test_env_example_names_are_the_ones_the_code_reads():
     names = set(re.findall(r"^#?\s*([A-Z_]+)=", (DEPLOY / "env.example").read_text(), re.M))
     assert {STORAGE_ENV, ENV_VAR, HEADER_ENV} <= names
+
+
+def test_the_esm_nas_console_script_is_the_engine_cli(capsys):
+    """pyproject's entry point, as installed: `esm-nas` runs the same parser as `-m nas_core`."""
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "esm-nas"]
+    assert script.value == "nas_core.cli:main"
+    with pytest.raises(SystemExit) as done:
+        script.load()(["search", "--help"])
+    assert done.value.code == 0 and "--sampler" in capsys.readouterr().out
