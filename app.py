@@ -7,12 +7,12 @@ from ui import identity
 st.set_page_config(page_title="ESM-NAS Studio", page_icon=":material/biotech:", layout="wide")
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/data.py", title="Data", icon=":material/table_view:"),
-    st.Page("pages/search.py", title="Search", icon=":material/travel_explore:"),
-    st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
-    st.Page("pages/results.py", title="Results", icon=":material/emoji_events:"),
-    st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/data.py", title="Data", icon=":material/table_view:"),
+    st.Page("app_pages/search.py", title="Search", icon=":material/travel_explore:"),
+    st.Page("app_pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
+    st.Page("app_pages/results.py", title="Results", icon=":material/emoji_events:"),
+    st.Page("app_pages/predict.py", title="Predict", icon=":material/online_prediction:"),
 ]
 identity.require_login()
 page = st.navigation(pages)

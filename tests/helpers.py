@@ -7,12 +7,14 @@ Test doubles of services (the loopback Hub, the PostgreSQL server) live beside t
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 
+from nas_core.common.text import WORD_JOINER
 from nas_core.data.dataset import Dataset
 from nas_core.data.splits import SplitOptions, assign_splits
 from nas_core.data.store import DatasetStore, StoredDataset
@@ -76,3 +78,9 @@ def study_of(job, workspace=None) -> optuna.Study:
 
     wait_for(exists)
     return found[-1]
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of a message that the app escaped with ``md_text`` (AppTest gives the
+    Markdown source)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace(WORD_JOINER, "")

@@ -127,3 +127,15 @@ def test_the_bundled_modelling_file_matches_the_engine():
     from nas_core.publishing.hf_export import modeling_esm_nas
 
     assert modeling_esm_nas._ACTIVATIONS == ACTIVATION_LAYERS
+
+
+def test_no_page_runs_without_the_entry_script():
+    """Streamlit runs the files of a ``pages/`` folder next to app.py on their own when their
+    URL is opened first after a start (its v1 multipage mode), skipping app.py's sign-in gate.
+    The page scripts live where Streamlit does not look, and app.py names every one of them."""
+    assert not (ROOT / "pages").exists()
+    entry = (ROOT / "app.py").read_text()
+    scripts = sorted((ROOT / "app_pages").glob("*.py"))
+    assert scripts
+    for script in scripts:
+        assert f'st.Page("app_pages/{script.name}"' in entry, script.name

@@ -6,6 +6,7 @@ import os
 
 import streamlit as st
 
+from nas_core.common.text import md_text
 from nas_core.publishing.hub import PublishConfig, PublishError, publish
 
 
@@ -25,7 +26,8 @@ def publish_form(model_dir: str, default_name: str) -> None:
     st.subheader("Publish to the Hugging Face Hub")
     failed = st.session_state.get("publish_error")
     if failed:
-        st.error(f"Not published: {failed} Nothing was retrained; press Retry when ready.")
+        st.error(f"Not published: {md_text(failed)} Nothing was retrained; press Retry when "
+                 "ready.")
     if st.session_state.get("publish_url"):
         st.success(f"Published: {st.session_state['publish_url']}")
     token, origin = _configured_token()
@@ -51,7 +53,7 @@ def publish_form(model_dir: str, default_name: str) -> None:
         config = PublishConfig(repo=repo, private=private,
                                include_training_sequences=with_training)
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
         return
     bar = st.progress(0.0, text="Starting")
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from nas_core.common.text import md_text
 from nas_core.data.dataset import Dataset
 from nas_core.data.store import StoredDataset
 from nas_core.data.validation import ValidationResult
@@ -23,22 +24,22 @@ from nas_core.views.results import identity_table
 def problems(result: ValidationResult, *, key: str) -> str | None:
     """Show errors, warnings and one-click fixes; return the fix the user clicked, if any."""
     for note in result.applied_fixes:
-        st.success(f"Fixed: {note}")
+        st.success(f"Fixed: {md_text(note)}")
     errors = result.errors
     if errors:
         st.error(f"{len(errors)} problem(s) must be fixed before this dataset can be used "
-                 f"({result.source}, {result.n_rows_read} rows read).")
+                 f"({md_text(result.source)}, {result.n_rows_read} rows read).")
         shown = errors[:50]
-        st.markdown("\n".join(f"- {p.message}" for p in shown))
+        st.markdown("\n".join(f"- {md_text(p.message)}" for p in shown))
         if len(errors) > len(shown):
             st.caption(f"... and {len(errors) - len(shown)} more (the CLI `python -m nas_core "
                        "validate` lists all).")
     clicked = None
     for fix, text in result.offered_fixes.items():
-        if st.button(text, key=f"{key}-fix-{fix}", type="primary"):
+        if st.button(md_text(text), key=f"{key}-fix-{fix}", type="primary"):
             clicked = fix
     for p in result.warnings:
-        st.warning(p.message)
+        st.warning(md_text(p.message))
     return clicked
 
 
@@ -54,10 +55,10 @@ def dataset_overview(dataset: Dataset, notes: list) -> None:
                    f"{splits.get('train', 0)} / {splits.get('valid', 0)} / "
                    f"{splits.get('test', 0)}")
     for note in notes:
-        (st.warning if note.severity == "warning" else st.info)(note.message)
+        (st.warning if note.severity == "warning" else st.info)(md_text(note.message))
     if "classes" in summary:
         total = sum(summary["classes"].values())
-        st.caption("Classes: " + ", ".join(f"**{k}** {v} ({100 * v / total:.0f}%)"
+        st.caption("Classes: " + ", ".join(f"**{md_text(k)}** {v} ({100 * v / total:.0f}%)"
                                             for k, v in summary["classes"].items()))
     else:
         lab = summary["label"]
@@ -78,6 +79,7 @@ def stored_datasets(records: list[StoredDataset]) -> None:
     table = pd.DataFrame([{
         "name": r.name, "task": r.task, "sequences": r.n_sequences,
         "classes": ", ".join(r.label_names or []) or "—", "id": r.id,
+        "owner": r.owner_name or r.owner or "command line",
         "added": pd.Timestamp(r.created, unit="s").strftime("%Y-%m-%d %H:%M"),
     } for r in records])
     st.dataframe(table, hide_index=True, width="stretch")
@@ -94,7 +96,7 @@ def jobs_table(jobs, progress) -> None:
         p = progress[job.id]
         state = job.state + (f" (#{job.queue_position} in queue)" if job.queue_position else "")
         rows.append({
-            "job": job.id, "study": job.study_name, "owner": job.owner, "state": state,
+            "job": job.id, "study": job.study_name, "owner": job.owner_shown, "state": state,
             "progress": p.fraction,
             "trials": f"{p.done}/{p.total}" if p.total else str(p.done),
             "best": p.best, "ETA": format_eta(p.eta_seconds), "device": job.device or "",
@@ -145,7 +147,7 @@ def live_study(view, job) -> None:
 def results(report: dict, predictions, metrics_frame) -> None:
     best = report["best"]
     metric = report["metric"]
-    st.markdown(f"**Best architecture** (trial {best['trial']}): {best['description']}.")
+    st.markdown(f"**Best architecture** (trial {best['trial']}): {md_text(best['description'])}.")
     test, base = best["test"].get(metric), report["baseline"].get("test", {}).get(metric)
     cols = st.columns(4)
     cols[0].metric(f"Held-out test {metric}", _fmt(test),
@@ -154,7 +156,7 @@ def results(report: dict, predictions, metrics_frame) -> None:
     cols[1].metric(f"Validation {metric}", _fmt(best["val"].get(metric)))
     cols[2].metric("Parameters", f"{best['n_parameters']:,}")
     cols[3].metric("Trials", f"{report['n_complete']} complete / {report['n_trials']}")
-    st.caption(f"Reference: {report['baseline']['model']} (fitted in "
+    st.caption(f"Reference: {md_text(report['baseline']['model'])} (fitted in "
                f"{report['baseline']['seconds']:.2f} s on the same splits).")
     st.dataframe(metrics_frame, hide_index=True, width="stretch")
     if report.get("vs_reference"):
@@ -163,7 +165,7 @@ def results(report: dict, predictions, metrics_frame) -> None:
     if leakage:
         st.subheader("How new are the test proteins?")
         if leakage.get("warning"):
-            st.warning(leakage["warning"])
+            st.warning(md_text(leakage["warning"]))
         left, right = st.columns(2)
         left.altair_chart(charts.make_identity_histogram(leakage), width="stretch")
         right.dataframe(identity_table(report), hide_index=True, width="stretch")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from nas_core.common.access import Person, check_owner
 from nas_core.common.workspace import subdir
 from nas_core.data.dataset import Dataset, Problem
 from nas_core.data.homology import HomologyError
@@ -29,6 +31,8 @@ class StoredDataset:
     source: str
     label_names: list[str] | None
     path: str
+    owner: str = ""  # Person.key of whoever stored it first ("" from the CLI: admins only)
+    owner_name: str = ""
 
     @property
     def title(self) -> str:
@@ -39,8 +43,8 @@ class DatasetStore:
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.dir = subdir("datasets", root)
 
-    def save(self, dataset: Dataset, *, source: str = "", name: str | None = None
-             ) -> StoredDataset:
+    def save(self, dataset: Dataset, *, source: str = "", name: str | None = None,
+             owner: Person | None = None) -> StoredDataset:
         """Store a split dataset; storing the same content twice returns the same id."""
         if dataset.frame["split"].isna().any():
             raise ValueError("assign splits before storing a dataset.")
@@ -54,7 +58,8 @@ class DatasetStore:
         dataset.frame.to_csv(folder / "data.csv", index=False)
         meta = {"id": ident, "name": name or dataset.name, "task": dataset.task,
                 "n_sequences": int(len(dataset.frame)), "fingerprint": fingerprint,
-                "created": time.time(), "source": source, "label_names": dataset.label_names}
+                "created": time.time(), "source": source, "label_names": dataset.label_names,
+                "owner": owner.key if owner else "", "owner_name": owner.shown if owner else ""}
         tmp = folder / "meta.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
         tmp.replace(meta_path)  # atomic: a half-written dataset is never listed
@@ -76,6 +81,15 @@ class DatasetStore:
 
     def load(self, ident: str) -> Dataset:
         return load_stored(self.get(ident))
+
+    def delete(self, ident: str, who: Person) -> None:
+        """Remove a stored dataset (its owner or an admin); searches already run keep their
+        results. The metadata goes first, so a half-deleted dataset is never listed."""
+        record = self.get(ident)
+        check_owner(who, record.owner, record.owner_name, "dataset")
+        folder = self.dir / ident
+        (folder / "meta.json").unlink()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def load_stored(record: StoredDataset | str | os.PathLike[str]) -> Dataset:
@@ -120,8 +134,8 @@ class ImportOutcome:
 
 
 def import_dataset(source: str | os.PathLike[str] | bytes, *, name: str | None = None,
-                   options=None, split_options=None,
-                   store: DatasetStore | None = None, progress=None) -> ImportOutcome:
+                   options=None, split_options=None, store: DatasetStore | None = None,
+                   progress=None, owner: Person | None = None) -> ImportOutcome:
     """Read, validate, split and (optionally) store: the one path the app and the CLI share.
 
     ``source`` is a path or the bytes of an upload (then ``name`` gives the format).
@@ -146,6 +160,6 @@ def import_dataset(source: str | os.PathLike[str] | bytes, *, name: str | None =
             f"The homology-aware split could not be computed ({exc}). Choose the random split "
             "(--split random in the CLI, 'Random' in the app), or check the sequences."))
         return ImportOutcome(result, None, [])
-    stored = store.save(dataset, source=name or str(source), name=name and Path(name).stem
-                        ) if store else None
+    stored = store.save(dataset, source=name or str(source), name=name and Path(name).stem,
+                        owner=owner) if store else None
     return ImportOutcome(result, dataset, notes, stored)

@@ -10,6 +10,7 @@ import pandas as pd
 import yaml
 
 from nas_core.backbones.registry import REGISTRY, resolve
+from nas_core.common.text import md_text
 from nas_core.modeling.architecture import Architecture
 from nas_core.publishing.charts import make_curves_chart, make_identity_histogram
 
@@ -104,7 +105,7 @@ def leakage_section(report: dict) -> list[str]:
     lines.append("Histogram (identity: sequences): " + ", ".join(
         f"{h['from']:.1f}–{h['to']:.1f}: {h['count']}" for h in leak["histogram"]) + ".")
     if leak.get("warning"):
-        lines += ["", f"**Warning:** {leak['warning']}"]
+        lines += ["", f"**Warning:** {md_text(leak['warning'])}"]
     return lines + [""]
 
 
@@ -131,14 +132,14 @@ def _summary_section(report: dict) -> list[str]:
                 f"{lab['min']:.3g} to {lab['max']:.3g}, mean {lab['mean']:.3g}) from the "
                 "amino-acid sequence.")
     else:
-        classes = ", ".join(f"`{k}` ({v})" for k, v in data["classes"].items())
+        classes = ", ".join(f"{md_text(k)} ({v})" for k, v in data["classes"].items())
         what = f"Classifies protein sequences ({task}) into: {classes}."
     return [what, "", "Found by ESM-NAS Studio with a neural architecture "
             "search over ESM-2 protein language model variants.", "",
             "## Data", "",
             f"- {data['n_sequences']} sequences of {data['length']['min']}–"
             f"{data['length']['max']} residues (median {data['length']['median']:g}); "
-            f"dataset `{report['dataset']['name']}`, fingerprint "
+            f"dataset {md_text(report['dataset']['name'])}, fingerprint "
             f"`{report['dataset']['fingerprint'][:16]}`.",
             "- Split: " + ", ".join(f"{k} {v}" for k, v in data.get("splits", {}).items())
             + ". Identical sequences never cross splits; the test split was used once, after "
@@ -150,7 +151,7 @@ def _search_sections(report: dict, has_curves: bool) -> list[str]:
     """The architecture found and how the search found it."""
     best = report["best"]
     arch = Architecture.from_dict(best["architecture"])
-    lines = ["## Architecture", "", f"{best['description']}.", "",
+    lines = ["## Architecture", "", f"{md_text(best['description'])}.", "",
              f"{best['n_parameters']:,} parameters"
              + (" (LoRA adapters merged into the weights)." if arch.adaptation == "lora"
                 else "."), "",
@@ -178,7 +179,7 @@ def _test_section(report: dict) -> list[str]:
             continue
         lines.append(f"| {METRIC_NAMES.get(key, key)} | {_fmt(value)} | {_ci(report, key)} | "
                      f"{_fmt(base.get(key))} | {_interval(base_ci.get(key))} |")
-    lines += ["", f"Reference model: {report['baseline']['model']}, fitted on the same "
+    lines += ["", f"Reference model: {md_text(report['baseline']['model'])}, fitted on the same "
               "splits."]
     if report.get("vs_reference"):
         lines += ["", comparison_sentence(report)]

@@ -19,6 +19,7 @@ from dataclasses import replace
 import optuna
 import torch
 
+from nas_core.common.access import Person, check_owner
 from nas_core.common.workspace import subdir, workspace_root
 from nas_core.data.store import DatasetStore
 from nas_core.runtime.jobtable import ACTIVE, RESUMABLE, Job, JobTable
@@ -81,28 +82,27 @@ class JobManager:
         raise KeyError(f"no job '{job_id}'.")
 
     # -- commands --------------------------------------------------------------------------
-    def submit(self, config, dataset_id: str, owner: str, *, storage: str | None = None) -> Job:
+    def submit(self, config, dataset_id: str, owner: Person, *, storage: str | None = None
+               ) -> Job:
         """Queue a search (a :class:`~nas_core.study.SearchConfig`) on a stored dataset."""
-        if not owner or not owner.strip():
-            raise ValueError("say who starts the job: a name is needed.")
         DatasetStore(self.root).get(dataset_id)  # fail now, not in the thread
         if any(j.study_name == config.study_name and j.state in ACTIVE for j in self.jobs()):
             raise ValueError(f"a job for study '{config.study_name}' is already queued or "
                              "running.")
         job_id = uuid.uuid4().hex[:10]
         job = Job(id=job_id, study_name=config.study_name, dataset_id=dataset_id,
-                  owner=owner.strip(), state="queued", config=config.to_dict(),
+                  owner=owner.key, owner_name=owner.shown, state="queued", config=config.to_dict(),
                   storage=storage or self.storage,
                   out_dir=str(subdir("results", self.root) / job_id), created=time.time())
         self.table.insert(job)
         self._schedule()
         return self.get(job_id)
 
-    def cancel(self, job_id: str, user: str) -> Job:
+    def cancel(self, job_id: str, user: Person) -> Job:
         """Stop a job: a queued one at once, a running one at the end of the current epoch."""
         with self._lock:
             job = self.get(job_id)
-            self._check_owner(job, user, "cancel")
+            check_owner(user, job.owner, job.owner_shown, "job")
             if job.state == "queued":
                 self.table.update(job_id, state="cancelled", ended=time.time())
             elif job.state == "running":
@@ -115,10 +115,10 @@ class JobManager:
                 raise ValueError(f"job is {job.state}: nothing to cancel.")
         return self.get(job_id)
 
-    def resume(self, job_id: str, user: str) -> Job:
+    def resume(self, job_id: str, user: Person) -> Job:
         with self._lock:
             job = self.get(job_id)
-            self._check_owner(job, user, "resume")
+            check_owner(user, job.owner, job.owner_shown, "job")
             if job.state not in RESUMABLE:
                 raise ValueError(f"job is {job.state}: only cancelled, interrupted or failed jobs "
                                  "can be resumed.")
@@ -126,13 +126,13 @@ class JobManager:
         self._schedule()
         return self.get(job_id)
 
-    def retry_failed(self, job_id: str, user: str) -> int:
+    def retry_failed(self, job_id: str, user: Person) -> int:
         """Run the failed trials' architectures again (each retry takes its failed trial's place
         in the budget)."""
 
         with self._lock:
             job = self.get(job_id)
-            self._check_owner(job, user, "retry failed trials of")
+            check_owner(user, job.owner, job.owner_shown, "job")
             if job.state in ACTIVE:
                 raise ValueError("wait until the job has stopped, then retry its failed trials.")
             study = optuna.load_study(study_name=job.study_name,
@@ -146,6 +146,15 @@ class JobManager:
         self._schedule()
         return len(failed)
 
+    def delete_dataset(self, dataset_id: str, user: Person) -> None:
+        """Delete a stored dataset (owner or admin) unless a queued or running job needs it."""
+        busy = [j.study_name for j in self.jobs() if j.dataset_id == dataset_id
+                and j.state in ACTIVE]
+        if busy:
+            raise ValueError(f"the search '{busy[0]}' still uses this dataset: cancel it or let "
+                             "it finish first.")
+        DatasetStore(self.root).delete(dataset_id, user)
+
     def wait(self, job_id: str, timeout: float = 600) -> Job:
         """Block until the job is no longer queued or running (tests, CLI)."""
         deadline = time.monotonic() + timeout
@@ -156,11 +165,6 @@ class JobManager:
                     raise TimeoutError(f"job {job_id} still {self.get(job_id).state}.")
                 self._done.wait(min(left, 1.0))
         return self.get(job_id)
-
-    @staticmethod
-    def _check_owner(job: Job, user: str, verb: str) -> None:
-        if job.owner != user:
-            raise PermissionError(f"only {job.owner}, who started this job, can {verb} it.")
 
     # -- running -------------------------------------------------------------------------
     def recover(self) -> list[str]:

@@ -18,8 +18,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, study_name TEXT NOT NULL, dataset_id TEXT NOT NULL,
     owner TEXT NOT NULL, state TEXT NOT NULL, config TEXT NOT NULL, storage TEXT NOT NULL,
     out_dir TEXT NOT NULL, created REAL NOT NULL, started REAL, ended REAL, error TEXT,
-    device TEXT, host TEXT, pid INTEGER
+    device TEXT, host TEXT, pid INTEGER, owner_name TEXT NOT NULL DEFAULT ''
 )"""
+_MIGRATIONS = ("ALTER TABLE jobs ADD COLUMN owner_name TEXT NOT NULL DEFAULT ''",)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,12 @@ class Job:
     device: str | None = None
     host: str | None = None
     pid: int | None = None
+    owner_name: str = ""
     queue_position: int | None = None
+
+    @property
+    def owner_shown(self) -> str:
+        return self.owner_name or self.owner
 
     @property
     def n_trials(self) -> int | None:
@@ -61,6 +67,10 @@ class JobTable:
         self.path = path
         with closing(self._connect()) as db, db:
             db.execute(_SCHEMA)
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}
+            if "owner_name" not in columns:  # a workspace from before owners had names
+                for statement in _MIGRATIONS:
+                    db.execute(statement)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -70,9 +80,9 @@ class JobTable:
     def insert(self, job: Job) -> None:
         with closing(self._connect()) as db, db:
             db.execute(
-                "INSERT INTO jobs (id, study_name, dataset_id, owner, state, config, storage, "
-                "out_dir, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job.id, job.study_name, job.dataset_id, job.owner, job.state,
+                "INSERT INTO jobs (id, study_name, dataset_id, owner, owner_name, state, config, "
+                "storage, out_dir, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.study_name, job.dataset_id, job.owner, job.owner_name, job.state,
                  json.dumps(job.config), job.storage, job.out_dir, job.created))
 
     def update(self, job_id: str, **values) -> None:

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, shown
 
 
 def _page() -> AppTest:
-    return AppTest.from_file(str(ROOT / "pages" / "data.py"), default_timeout=60)
+    return AppTest.from_file(str(ROOT / "app_pages" / "data.py"), default_timeout=60)
 
 
 def test_example_dataset_is_validated_charted_and_stored(workspace):
@@ -14,12 +14,12 @@ def test_example_dataset_is_validated_charted_and_stored(workspace):
     assert not at.exception
     at.button[0].click().run()  # "Use the example dataset"
     assert not at.exception
-    assert "is ready and stored" in at.success[0].value
+    assert "is ready and stored" in shown(at.success[0].value)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Sequences"] == "412" and metrics["Task"] == "binary"
     assert len(at.get("vega_lite_chart")) == 3  # lengths, labels, test identity to train
-    assert any("Homology-aware split at 50% identity" in i.value for i in at.info)
-    assert any("recommended" in c.value for c in at.caption)
+    assert any("Homology-aware split at 50% identity" in shown(i.value) for i in at.info)
+    assert any("recommended" in shown(c.value) for c in at.caption)
     stored = list((workspace / "datasets").glob("*/data.csv"))
     assert len(stored) == 1
     # a reload (a fresh session) still lists it
@@ -31,12 +31,12 @@ def test_conflicts_are_explained_and_fixed_in_one_click(workspace):
     at = _page().run()
     at.selectbox(key="data_example").set_value("amp_vs_uniprot").run()
     at.button[0].click().run()
-    assert "22 problem(s) must be fixed" in at.error[0].value
+    assert "22 problem(s) must be fixed" in shown(at.error[0].value)
     fix = [b for b in at.button if b.label.startswith("Drop the 22 conflicting")]
     assert fix
     fix[0].click().run()
     assert not at.exception
-    assert any("dropped 22 sequence(s)" in s.value for s in at.success)
+    assert any("dropped 22 sequence(s)" in shown(s.value) for s in at.success)
     assert {m.label: m.value for m in at.metric}["Sequences"] == "4620"
 
 
@@ -46,8 +46,8 @@ def test_bad_upload_gets_row_level_errors_and_nothing_is_stored(workspace):
         f"MKV{'A' * i},{'ab'[i % 2]}\n".encode() for i in range(12))
     at.file_uploader[0].set_value(("mine.csv", content, "text/csv")).run()
     assert not at.exception
-    assert "1 problem(s)" in at.error[0].value
-    assert any("row 2: invalid character(s) '1'" in m.value for m in at.markdown)
+    assert "1 problem(s)" in shown(at.error[0].value)
+    assert any("row 2: invalid character(s) '1'" in shown(m.value) for m in at.markdown)
     assert not list((workspace / "datasets").glob("*/data.csv"))
     at.file_uploader[0].set_value(("junk.csv", b"\x00\x01\x02binary", "text/csv")).run()
-    assert "binary file" in at.error[0].value
+    assert "binary file" in shown(at.error[0].value)

@@ -7,7 +7,8 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import ROOT, store_example, study_of
+from nas_core.common.access import Person
+from tests.helpers import ROOT, shown, store_example, study_of
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def manager(workspace):
 
 
 def start_search(at: AppTest, trials: int, study: str, adaptations=None) -> None:
-    at.switch_page("pages/search.py").run()
+    at.switch_page("app_pages/search.py").run()
     assert not at.exception
     if adaptations:
         at.multiselect(key="adv_adaptations").set_value(adaptations)
@@ -51,30 +52,31 @@ def wait_until(predicate, timeout: float = 120.0) -> None:
 def test_home_and_navigation(workspace):
     at = app()
     assert not at.exception
-    assert "Find the best protein language model" in at.markdown[0].value
+    assert "Find the best protein language model" in shown(at.markdown[0].value)
 
 
 def test_search_monitor_results(stored):
     at = app()
     start_search(at, 2, "page-e2e")
-    assert "is running" in at.success[0].value
+    assert "is running" in shown(at.success[0].value)
     assert "untrained" in at.multiselect(key="search_backbones").format_func(
         at.multiselect(key="search_backbones").value[0])
     jobs = manager(stored).jobs()
-    assert len(jobs) == 1 and jobs[0].owner == "alice"
+    assert len(jobs) == 1 and jobs[0].owner_name == "alice"
+    assert jobs[0].owner.startswith("local:")  # this browser, not the typed name
     assert manager(stored).wait(jobs[0].id).state == "finished"
-    at.switch_page("pages/monitor.py").run()
+    at.switch_page("app_pages/monitor.py").run()
     assert not at.exception
     table = at.dataframe[0].value
     assert table["state"].tolist() == ["finished"] and table["trials"].tolist() == ["2/2"]
     assert len(at.get("vega_lite_chart")) >= 3  # loss, MAE, best so far
     trials = at.dataframe[1].value
     assert len(trials) == 2
-    at.switch_page("pages/results.py").run()
+    at.switch_page("app_pages/results.py").run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert "Held-out test roc_auc" in metrics and metrics["Trials"].endswith("/ 2")
-    assert "Best architecture" in at.markdown[0].value
+    assert "Best architecture" in shown(at.markdown[0].value)
     assert len(at.get("vega_lite_chart")) == 2  # identity histogram, confusion matrix
     assert at.subheader[0].value == "How new are the test proteins?"
     assert at.get("download_button")
@@ -87,11 +89,13 @@ def test_cancel_resume_and_owner_rights(stored):
     job = manager(stored).jobs()[0]
     study = study_of(job, stored)
     wait_until(lambda: len(study.get_trials()) >= 2)
-    other = app(user="bob")
-    other.switch_page("pages/monitor.py").run()
+    other = app(user="alice")  # another browser typing the owner's name gains nothing
+    other.switch_page("app_pages/monitor.py").run()
     assert other.button(key="monitor_cancel").disabled
-    assert any("only they can cancel" in c.value for c in other.caption)
-    at.switch_page("pages/monitor.py").run()
+    assert any("only they or an admin can cancel" in shown(c.value) for c in other.caption)
+    with pytest.raises(PermissionError, match="only alice, who owns this job"):
+        manager(stored).cancel(job.id, Person("local:" + "0" * 32, "alice"))
+    at.switch_page("app_pages/monitor.py").run()
     at.button(key="monitor_cancel").click().run()
     assert not at.exception
     assert manager(stored).wait(job.id).state == "cancelled"
@@ -107,8 +111,8 @@ def test_queue_holds_the_second_job(stored):
     at = app()
     start_search(at, 4, "page-first", adaptations=["lora"])
     start_search(at, 2, "page-second")
-    assert "queued (position 1)" in at.success[0].value
-    at.switch_page("pages/monitor.py").run()
+    assert "queued (position 1)" in shown(at.success[0].value)
+    at.switch_page("app_pages/monitor.py").run()
     states = dict(zip(at.dataframe[0].value["study"], at.dataframe[0].value["state"]))
     assert states["page-second"] == "queued (#1 in queue)"
     for job in manager(stored).jobs():
@@ -117,11 +121,11 @@ def test_queue_holds_the_second_job(stored):
 
 def test_search_page_refuses_bad_input(stored):
     at = app(user=None)
-    at.switch_page("pages/search.py").run()
+    at.switch_page("app_pages/search.py").run()
     assert at.button(key="search_start").disabled
-    assert any("Enter your name" in w.value for w in at.warning)
+    assert any("Enter your name" in shown(w.value) for w in at.warning)
     at.multiselect(key="search_backbones").set_value([]).run()
-    assert any("at least one backbone" in w.value for w in at.warning)
+    assert any("at least one backbone" in shown(w.value) for w in at.warning)
 
 
 def test_oidc_login_gates_the_instance(workspace):
@@ -135,18 +139,18 @@ def test_oidc_login_gates_the_instance(workspace):
     assert not at.exception
     assert at.button(key="sign_in").label == "Sign in"
     assert not at.text_input  # no name box, no page: the instance is closed until sign-in
-    assert "sign in with your institutional account" in at.markdown[0].value
+    assert "sign in with your institutional account" in shown(at.markdown[0].value)
 
 
 def test_search_page_offers_every_strategy_with_the_benchmark_advice(stored):
     at = app()
-    at.switch_page("pages/search.py").run()
+    at.switch_page("app_pages/search.py").run()
     assert not at.exception
     strategy = at.selectbox(key="search_sampler")
     assert {"rl", "darts"} <= set(strategy.options) or {
         "reinforcement learning (REINFORCE controller)",
         "gradient-based one-shot (DARTS)"} <= set(strategy.options)
-    captions = " ".join(c.value for c in at.caption)
+    captions = " ".join(shown(c.value) for c in at.caption)
     assert "benchmarks/STRATEGIES.md" in captions and "reached the best validation" in captions
     strategy.set_value("darts").run()
     assert not at.exception

@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from nas_core.common.access import local_person
 from nas_core.publishing.hub import PublishConfig, publish
 from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
 from tests.fakehub import FakeHub
-from tests.helpers import ASSETS, ROOT, store_example
+from tests.helpers import ASSETS, ROOT, shown, store_example
+
+BROWSER = "a" * 32
 
 
 @pytest.fixture
@@ -23,13 +26,15 @@ def finished_job(workspace, tiny_backbone):
     manager = job_manager(str(workspace))
     space = SearchSpace(backbones=(str(tiny_backbone),), max_epochs_range=(2, 2),
                         batch_sizes=(32,))
-    job = manager.submit(SearchConfig("pp", space, n_trials=2), stored.id, "alice")
+    job = manager.submit(SearchConfig("pp", space, n_trials=2), stored.id,
+                         local_person(BROWSER, "alice"))
     assert manager.wait(job.id).state == "finished"
     return manager.get(job.id)
 
 
-def app(page: str) -> AppTest:
+def app(page: str, browser: str = BROWSER) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["browser_id"] = browser
     at.session_state["user_name"] = "alice"
     at.run()
     at.switch_page(page).run()
@@ -38,33 +43,33 @@ def app(page: str) -> AppTest:
 
 
 def test_predict_page_pasted_sequences_and_bad_input(finished_job):
-    at = app("pages/predict.py")
+    at = app("app_pages/predict.py")
     at.text_area(key="predict_text").set_value(
         "pep1,GLFDIIKKIAESF\npep2,AAGAATVLLVIVLLAGSYLAVLA\nKWKLFKKIEKVGQNIRDG\n")
     at.button(key="predict_go").click().run()
     assert not at.exception
-    assert "3 prediction(s)" in at.success[0].value
+    assert "3 prediction(s)" in shown(at.success[0].value)
     table = at.dataframe[0].value
     assert table["id"].tolist()[:2] == ["pep1", "pep2"]
     assert set(table["prediction"]) <= {"AMP", "TM"}
     assert ((table["p_AMP"] + table["p_TM"]).round(5) == 1.0).all()
     assert at.get("download_button")
     at.run()  # a rerun (sorting, downloading) keeps the result
-    assert "3 prediction(s)" in at.success[0].value
+    assert "3 prediction(s)" in shown(at.success[0].value)
     at.text_area(key="predict_text").set_value("MKVLA\nMK1V\n")
     at.button(key="predict_go").click().run()
-    assert "cannot be used; nothing was predicted" in at.error[0].value
-    assert any("line 2: invalid character(s) '1'" in m.value for m in at.markdown)
+    assert "cannot be used; nothing was predicted" in shown(at.error[0].value)
+    assert any("line 2: invalid character(s) '1'" in shown(m.value) for m in at.markdown)
 
 
 def test_predict_page_upload_with_labels_reports_metrics(finished_job):
-    at = app("pages/predict.py")
+    at = app("app_pages/predict.py")
     at.file_uploader(key="predict_upload").set_value(
         ("more.csv", (ASSETS / "amp_vs_transmembrane.csv").read_bytes(), "text/csv"))
     at.button(key="predict_go").click().run()
     assert not at.exception
-    assert "412 prediction(s)" in at.success[0].value
-    captions = [c.value for c in at.caption]
+    assert "412 prediction(s)" in shown(at.success[0].value)
+    captions = [shown(c.value) for c in at.caption]
     assert any("Against the labels in your file" in c for c in captions)
     assert any("unlike_training" in c for c in captions)  # novelty flag explained
     assert any("split-conformal" in c for c in captions)
@@ -72,25 +77,33 @@ def test_predict_page_upload_with_labels_reports_metrics(finished_job):
     assert {"nearest_train_identity", "unlike_training", "set_90%"} <= set(table.columns)
 
 
+def test_only_the_owner_sees_the_publish_form(finished_job):
+    """Typing the owner's name in another browser gives no right to publish their model."""
+    at = app("app_pages/results.py", browser="b" * 32)
+    assert "publish_repo" not in [t.key for t in at.text_input]
+    assert any("Only alice, who ran this search, or an admin" in shown(c.value)
+               for c in at.caption)
+
+
 def test_publish_form_bad_name_rejected_token_then_success(finished_job, monkeypatch):
     with FakeHub() as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         monkeypatch.delenv("HF_TOKEN", raising=False)
-        at = app("pages/results.py")
+        at = app("app_pages/results.py")
         at.text_input(key="publish_repo").set_value("bad--name")
         at.text_input(key="publish_token").set_value(hub.token)
         at.button[-1].click().run()  # the form's submit button
-        assert any("'--'" in e.value for e in at.error)
+        assert any("'--'" in shown(e.value) for e in at.error)
         assert not hub.requests  # nothing was sent
         at.text_input(key="publish_repo").set_value("peptides")
         at.text_input(key="publish_token").set_value("hf_not_a_valid_token")
         at.button[-1].click().run()
-        assert any("rejected this token" in e.value for e in at.error)
+        assert any("rejected this token" in shown(e.value) for e in at.error)
         assert at.button[-1].label == "Retry"
         at.text_input(key="publish_token").set_value(hub.token)
         at.button[-1].click().run()
         assert not at.exception
-        assert any(f"{hub.url}/alice/peptides" in s.value for s in at.success)
+        assert any(f"{hub.url}/alice/peptides" in shown(s.value) for s in at.success)
         assert "model.safetensors" in hub.repos["alice/peptides"].files
 
 
@@ -106,7 +119,7 @@ def test_predict_page_never_lends_the_servers_token_or_disk(finished_job, monkey
         assert hub.repos["alice/secret"].private
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         monkeypatch.setenv("HF_TOKEN", hub.token)  # the server's token could read the repo
-        at = app("pages/predict.py")
+        at = app("app_pages/predict.py")
         at.radio(key="predict_source").set_value("From the Hugging Face Hub").run()
         at.text_input(key="predict_repo").set_value("/etc").run()  # the form shows up
         at.text_area(key="predict_text").set_value("GLFDIIKKIAESF\n")
@@ -115,16 +128,17 @@ def test_predict_page_never_lends_the_servers_token_or_disk(finished_job, monkey
             at.text_input(key="predict_repo").set_value(ref)
             at.button(key="predict_go").click().run()
             assert not at.exception
-            assert at.error and "neither a model of this workspace" in at.error[0].value, ref
+            assert at.error, ref
+            assert "neither a model of this workspace" in shown(at.error[0].value), ref
         at.text_input(key="predict_repo").set_value("alice/secret")
         at.button(key="predict_go").click().run()
-        assert "could not fetch 'alice/secret'" in at.error[0].value
-        assert "give your own Hub token" in at.error[0].value
+        assert "could not fetch 'alice/secret'" in shown(at.error[0].value)
+        assert "give your own Hub token" in shown(at.error[0].value)
         at.text_input(key="predict_token").set_value(hub.token)
         at.button(key="predict_go").click().run()
-        assert not at.error, at.error[0].value
-        assert "1 prediction(s)" in at.success[0].value
+        assert not at.error, shown(at.error[0].value)
+        assert "1 prediction(s)" in shown(at.success[0].value)
         # the next visitor, without a token, does not get the model from the server's cache
         at.text_input(key="predict_token").set_value("")
         at.button(key="predict_go").click().run()
-        assert at.error and "could not fetch 'alice/secret'" in at.error[0].value
+        assert at.error and "could not fetch 'alice/secret'" in shown(at.error[0].value)

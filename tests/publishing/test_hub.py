@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -196,3 +197,21 @@ def test_cli_push_and_predict_from_the_hub(searched, tmp_path):
     ours = Predictor(searched).predict_sequences(SEQUENCES)
     theirs = pd.read_csv(tmp_path / "p.csv")
     assert theirs["prediction"].tolist() == ours["prediction"].tolist()
+
+
+def test_model_card_shows_hostile_names_as_text(searched):
+    """Dataset names and class labels come from the user's file: never links or images."""
+    from markdown_it import MarkdownIt
+
+    from nas_core.publishing.card import render_card
+
+    report = json.loads((searched / "esm_nas_report.json").read_text())
+    report["dataset"]["name"] = "[x](javascript:alert(1))"
+    counts = list(report["dataset"]["summary"]["classes"].values())
+    report["dataset"]["summary"]["classes"] = {"![](http://127.0.0.1:9/pixel)": counts[0],
+                                               "`code` [y]": counts[1]}
+    card = render_card(report, repo_id="alice/m", has_curves=False)
+    html = MarkdownIt("commonmark").enable(["table"]).render(card.split("---", 2)[2])
+    assert "<a " not in html and "href" not in html
+    assert set(re.findall(r'<img src="([^"]*)"', html)) <= {"test_identity.png"}  # its own
+    assert "[x](javascript:alert(1))" in html and "![](http://127.0.0.1:9/pixel)" in html

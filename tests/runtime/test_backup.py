@@ -11,6 +11,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from nas_core.common.access import Person
 from nas_core.data.store import DatasetStore
 from nas_core.publishing.predict import Predictor
 from nas_core.runtime.backup import backup, restore
@@ -41,7 +42,7 @@ def test_backup_then_restore_after_losing_database_and_workspace(workspace, tiny
     manager = JobManager(workspace, devices=["cpu"], storage=pg_url)
     space = SearchSpace(backbones=(str(tiny_backbone),), max_epochs_range=(2, 2),
                         adaptations=("frozen",))
-    job = manager.submit(SearchConfig("lab", space, n_trials=3), stored.id, "alice")
+    job = manager.submit(SearchConfig("lab", space, n_trials=3), stored.id, Person("alice"))
     assert manager.wait(job.id).state == "finished"
     before = snapshot(pg_url)
     predictions = pd.read_csv(os.path.join(job.out_dir, "test_predictions.csv"))

@@ -13,12 +13,15 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from nas_core.common.access import Person
 from nas_core.runtime.jobs import JobManager
 from nas_core.search.budget import counted_trials
 from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
 from nas_core.search.storage import make_storage
 from tests.helpers import ROOT, store_example, study_of, wait_for
+
+ALICE = Person("alice")
 
 
 @pytest.fixture
@@ -35,8 +38,8 @@ def config(tiny_backbone, name: str, n_trials: int = 2, epochs: int = 2,
 
 def test_jobs_run_one_at_a_time_and_queue(workspace, tiny_backbone, dataset_id):
     manager = JobManager(workspace, devices=["cpu"])
-    first = manager.submit(config(tiny_backbone, "q1", n_trials=3), dataset_id, "alice")
-    second = manager.submit(config(tiny_backbone, "q2"), dataset_id, "bob")
+    first = manager.submit(config(tiny_backbone, "q1", n_trials=3), dataset_id, ALICE)
+    second = manager.submit(config(tiny_backbone, "q2"), dataset_id, Person("bob"))
     assert first.state == "running"
     assert second.state == "queued" and second.queue_position == 1
     # a second manager (another browser, a page reload) reads the same table
@@ -51,19 +54,20 @@ def test_jobs_run_one_at_a_time_and_queue(workspace, tiny_backbone, dataset_id):
 def test_only_the_owner_cancels_and_resume_finishes(workspace, tiny_backbone, dataset_id):
     manager = JobManager(workspace, devices=["cpu"])
     job = manager.submit(config(tiny_backbone, "cancel-me", n_trials=6, epochs=3,
-                                pruner="none", adaptations=("lora",)), dataset_id, "alice")
+                                pruner="none", adaptations=("lora",)), dataset_id,
+                         ALICE)
     study = study_of(job, workspace)
     wait_for(lambda: any(t.state == TrialState.COMPLETE for t in study.get_trials()))
     with pytest.raises(PermissionError, match="only alice"):
-        manager.cancel(job.id, "mallory")
-    manager.cancel(job.id, "alice")
+        manager.cancel(job.id, Person("mallory"))
+    manager.cancel(job.id, Person("alice"))
     stopped = manager.wait(job.id)
     assert stopped.state == "cancelled"
     kept = [(t.number, t.values) for t in study.get_trials(states=(TrialState.COMPLETE,))]
     assert kept and len(kept) < 6
     with pytest.raises(PermissionError):
-        manager.resume(job.id, "mallory")
-    manager.resume(job.id, "alice")
+        manager.resume(job.id, Person("mallory"))
+    manager.resume(job.id, Person("alice"))
     assert manager.wait(job.id).state == "finished"
     after = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert all(after[n] == v for n, v in kept)  # completed trials survived untouched
@@ -74,13 +78,13 @@ def test_only_the_owner_cancels_and_resume_finishes(workspace, tiny_backbone, da
 
 def test_cancel_a_queued_job(workspace, tiny_backbone, dataset_id):
     manager = JobManager(workspace, devices=["cpu"])
-    running = manager.submit(config(tiny_backbone, "busy"), dataset_id, "alice")
+    running = manager.submit(config(tiny_backbone, "busy"), dataset_id, Person("alice"))
     with pytest.raises(ValueError, match="already queued or running"):
-        manager.submit(config(tiny_backbone, "busy"), dataset_id, "bob")
-    with pytest.raises(ValueError, match="a name is needed"):
-        manager.submit(config(tiny_backbone, "anonymous"), dataset_id, " ")
-    queued = manager.submit(config(tiny_backbone, "waiting"), dataset_id, "bob")
-    assert manager.cancel(queued.id, "bob").state == "cancelled"
+        manager.submit(config(tiny_backbone, "busy"), dataset_id, Person("bob"))
+    with pytest.raises(ValueError, match="an identity is needed"):
+        manager.submit(config(tiny_backbone, "anonymous"), dataset_id, Person(" "))
+    queued = manager.submit(config(tiny_backbone, "waiting"), dataset_id, Person("bob"))
+    assert manager.cancel(queued.id, Person("bob")).state == "cancelled"
     manager.wait(running.id)
     assert manager.get(queued.id).state == "cancelled"  # never started
     assert manager.get(queued.id).started is None
@@ -89,22 +93,23 @@ def test_cancel_a_queued_job(workspace, tiny_backbone, dataset_id):
 def test_retry_failed_trials(workspace, tiny_backbone, dataset_id, second_build_fails):
     manager = JobManager(workspace, devices=["cpu"])
     job = manager.submit(config(tiny_backbone, "retry", n_trials=3, pruner="none",
-                                adaptations=("lora",)), dataset_id, "alice")
+                                adaptations=("lora",)), dataset_id, Person("alice"))
     assert manager.wait(job.id).state == "finished"
     study = study_of(job, workspace)
     failed = [t for t in study.get_trials() if t.state == TrialState.FAIL]
     assert len(failed) == 1
-    assert manager.retry_failed(job.id, "alice") == 1
+    assert manager.retry_failed(job.id, Person("alice")) == 1
     assert manager.wait(job.id).state == "finished"
     trials = study.get_trials()
     assert len(trials) == 4 and trials[-1].state == TrialState.COMPLETE
     assert trials[-1].params == failed[0].params
     assert trials[-1].user_attrs["retry_of"] == failed[0].number
-    assert manager.retry_failed(job.id, "alice") == 0  # nothing left to retry
+    assert manager.retry_failed(job.id, Person("alice")) == 0  # nothing left to retry
 
 
 SERVER = textwrap.dedent("""
     import sys, time
+    from nas_core.common.access import Person
     from nas_core.runtime.jobs import JobManager
     from nas_core.search.config import SearchConfig
     from nas_core.search.space import SearchSpace
@@ -114,7 +119,7 @@ SERVER = textwrap.dedent("""
                         adaptations=("lora",))
     manager = JobManager(root, devices=["cpu"])
     job = manager.submit(SearchConfig("restart", space, n_trials=6, pruner="none",
-                                      patience=6), dataset_id, "alice")
+                                      patience=6), dataset_id, Person("alice"))
     print(job.id, flush=True)
     while True:
         time.sleep(1)
@@ -154,7 +159,7 @@ def test_server_restart_marks_jobs_interrupted_and_resume_finishes(workspace, ti
     orphans = [t for t in study.get_trials() if t.user_attrs.get("fail_reason", "").startswith(
         "interrupted")]
     assert len(orphans) == 1 and orphans[0].state == TrialState.FAIL
-    manager.resume(job_id, "alice")
+    manager.resume(job_id, Person("alice"))
     assert manager.wait(job_id).state == "finished"
     after = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert all(after[n] == v for n, v in before.items())
@@ -181,9 +186,10 @@ def test_a_job_spreads_over_every_free_gpu_and_others_wait(workspace, tiny_backb
         return "finished"
 
     manager = JobManager(workspace, devices=["cuda:0", "cuda:1", "cuda:2"], runner=runner)
-    single = manager.submit(config(tiny_backbone, "one-gpu"), dataset_id, "alice")
-    spread = manager.submit(config(tiny_backbone, "all-gpus", workers=None), dataset_id, "bob")
-    waiting = manager.submit(config(tiny_backbone, "later"), dataset_id, "carol")
+    single = manager.submit(config(tiny_backbone, "one-gpu"), dataset_id, Person("alice"))
+    spread = manager.submit(config(tiny_backbone, "all-gpus", workers=None), dataset_id,
+                            Person("bob"))
+    waiting = manager.submit(config(tiny_backbone, "later"), dataset_id, Person("carol"))
     deadline = time.monotonic() + 30
     while len(given) < 2 and time.monotonic() < deadline:  # the job threads are starting
         time.sleep(0.05)

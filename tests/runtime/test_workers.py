@@ -13,6 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from nas_core.cli import main
+from nas_core.common.access import Person
 from nas_core.data.store import DatasetStore
 from nas_core.search.budget import counted_trials
 from nas_core.search.config import SearchConfig
@@ -205,14 +206,14 @@ def test_monitor_shows_the_postgresql_study_with_every_worker(workspace, tiny_ba
         assert helper.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
     config = SearchConfig.from_dict(study.user_attrs["search_config"])
-    job = manager.submit(config, stored.id, "alice")  # the app's own job on the same study
+    job = manager.submit(config, stored.id, Person("alice"))  # the app's own job on the same study
     assert manager.wait(job.id, timeout=400).state == "finished", manager.get(job.id).error
     finish(helper)
     assert len(counted_trials(study)) == 6
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.session_state["user_name"] = "alice"
-    at.run().switch_page("pages/monitor.py").run()
+    at.run().switch_page("app_pages/monitor.py").run()
     assert not at.exception, at.exception
     assert at.dataframe[0].value["trials"].tolist() == ["6/6"]
     trials = at.dataframe[1].value
@@ -223,7 +224,7 @@ def test_monitor_shows_the_postgresql_study_with_every_worker(workspace, tiny_ba
     page = " ".join(str(e.value) for e in at.markdown) + " ".join(
         str(e.value) for e in at.caption)
     assert PASSWORD not in page
-    at.switch_page("pages/search.py").run()
+    at.switch_page("app_pages/search.py").run()
     captions = " ".join(c.value for c in at.caption)
     assert public_url(pg_url) in captions and PASSWORD not in captions
 

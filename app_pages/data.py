@@ -1,5 +1,6 @@
 import streamlit as st
 
+from nas_core.common.text import md_text
 from nas_core.data.dataset import TASKS
 from nas_core.data.examples import DEFAULT_EXAMPLE, EXAMPLES
 from nas_core.data.reading import DataFileError
@@ -7,9 +8,11 @@ from nas_core.data.splits import EXPLANATION, SplitOptions
 from nas_core.data.store import import_dataset
 from nas_core.data.validation import IngestOptions
 from ui import render, resources
+from ui.identity import current_user
 
 st.title("Data")
 store = resources.dataset_store(resources.workspace())
+user = current_user()
 state = st.session_state
 state.setdefault("data_fixes", [])
 
@@ -82,19 +85,34 @@ if payload is not None:
 
         outcome = import_dataset(payload, name=name, options=options, store=store,
                                  split_options=SplitOptions(method=method, identity=identity),
-                                 progress=progress)
+                                 progress=progress, owner=user)
         bar.empty()
     except DataFileError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
     else:
         fix = render.problems(outcome.result, key="data")
         if fix:
             state["data_fixes"] = [*state["data_fixes"], fix]
             st.rerun()
         if outcome.ok:
-            st.success(f"**{outcome.stored.name}** is ready and stored in the workspace "
+            st.success(f"**{md_text(outcome.stored.name)}** is ready and stored in the workspace "
                        f"(id {outcome.stored.id}).")
             render.dataset_overview(outcome.dataset, outcome.notes)
 
 st.subheader("Stored datasets")
-render.stored_datasets(store.list())
+records = store.list()
+render.stored_datasets(records)
+mine = [r for r in records if user and user.may_change(r.owner)]
+if mine:
+    with st.expander("Delete a dataset"):
+        doomed = st.selectbox("Dataset", mine, format_func=lambda r: f"{r.title}, id {r.id}",
+                              key="data_delete_choice",
+                              help="Only datasets you stored (or any, for an admin). Searches "
+                              "already run keep their results and models.")
+        if st.button("Delete", key="data_delete") and user:
+            try:
+                resources.job_manager(resources.workspace()).delete_dataset(doomed.id, user)
+            except (PermissionError, ValueError) as exc:
+                st.error(md_text(exc))
+            else:
+                st.rerun()

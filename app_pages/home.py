@@ -16,4 +16,4 @@ Find the best protein language model for **your** measurements, without writing 
    reference model, and saved so you can predict new sequences or share it.
 """
 )
-st.page_link("pages/data.py", label="Start with your data", icon=":material/table_view:")
+st.page_link("app_pages/data.py", label="Start with your data", icon=":material/table_view:")

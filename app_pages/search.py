@@ -3,6 +3,7 @@ import time
 import streamlit as st
 
 from nas_core.backbones.registry import BackboneUnavailable
+from nas_core.common.text import md_text
 from nas_core.search.config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
 from nas_core.search.presets import (
     estimate_seconds,
@@ -27,7 +28,7 @@ help_for = {name: f.metadata["help"] for name, f in SearchConfig.__dataclass_fie
 records = store.list()
 if not records:
     st.info("Add a dataset first.")
-    st.page_link("pages/data.py", label="Go to Data", icon=":material/table_view:")
+    st.page_link("app_pages/data.py", label="Go to Data", icon=":material/table_view:")
     st.stop()
 record = st.selectbox("Dataset", records, format_func=lambda r: r.title, key="search_dataset")
 
@@ -76,7 +77,7 @@ with st.expander("Advanced"):
     try:
         space = space_editor(preset.space)
     except ValueError as exc:
-        st.error(f"Search space: {exc}")
+        st.error(f"Search space: {md_text(exc)}")
         st.stop()
 
 workers = 1
@@ -94,7 +95,7 @@ try:
                           objective=objective, seed=int(seed), workers=workers)
     space.usable_backbones()
 except (ValueError, BackboneUnavailable) as exc:
-    st.error(str(exc))
+    st.error(md_text(exc))
     st.stop()
 
 dataset = store.load(record.id)
@@ -107,16 +108,17 @@ st.info(f"Estimated run time: {format_eta(low)} to {format_eta(high)}"
 st.caption(f"Studies are stored in `{manager.storage}`. More machines can join a running "
            f"search: `python -m nas_core worker --study {study_name}` with ESM_NAS_STORAGE "
            "set to this database (see docs/deployment.md).")
-if not user:
+if not (user and user.name):
     st.warning("Enter your name in the sidebar to start a search.")
-if st.button("Start", type="primary", disabled=not user, key="search_start"):
+if st.button("Start", type="primary", disabled=not (user and user.name), key="search_start") \
+        and user:
     try:
         job = manager.submit(config, record.id, user)
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
     else:
         where = "running" if job.state == "running" else \
             f"queued (position {job.queue_position})"
-        st.success(f"Job {job.id} for study '{job.study_name}' is {where}. Follow it live on "
-                   "the Monitor page.")
-        st.page_link("pages/monitor.py", label="Open Monitor", icon=":material/monitoring:")
+        st.success(f"Job {job.id} for study '{md_text(job.study_name)}' is {where}. Follow "
+                   "it live on the Monitor page.")
+        st.page_link("app_pages/monitor.py", label="Open Monitor", icon=":material/monitoring:")

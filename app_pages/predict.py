@@ -1,5 +1,6 @@
 import streamlit as st
 
+from nas_core.common.text import md_text
 from nas_core.data.reading import DataFileError, read_bytes, read_pasted
 from nas_core.publishing.predict import PredictionInputError, resolve_model_dir
 from nas_core.views.results import results_dir, workspace_models
@@ -53,9 +54,9 @@ if st.button("Predict", type="primary", key="predict_go"):
         bar.empty()
     except PredictionInputError as exc:
         st.error(f"{len(exc.problems)} sequence(s) cannot be used; nothing was predicted:")
-        st.markdown("\n".join(f"- {p.message}" for p in exc.problems[:50]))
+        st.markdown("\n".join(f"- {md_text(p.message)}" for p in exc.problems[:50]))
     except (DataFileError, FileNotFoundError, ValueError) as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
     else:
         # kept for this browser session, so sorting or downloading does not lose it
         st.session_state["predict_result"] = (model_ref, frame, problems, metrics)
@@ -63,8 +64,8 @@ if st.button("Predict", type="primary", key="predict_go"):
 if "predict_result" in st.session_state:
     used, frame, problems, metrics = st.session_state["predict_result"]
     for p in problems:
-        st.warning(p.message)
-    st.success(f"{len(frame)} prediction(s) with {used}.")
+        st.warning(md_text(p.message))
+    st.success(f"{len(frame)} prediction(s) with {md_text(used)}.")
     if metrics:
         st.caption("Against the labels in your file: " + ", ".join(
             f"{k} {v:.3f}" for k, v in metrics.items() if v is not None))

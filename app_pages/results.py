@@ -1,8 +1,10 @@
 import streamlit as st
 
+from nas_core.common.text import md_text
 from nas_core.runtime.launch import evaluate_point, point_dir
 from nas_core.views.results import load_report, metrics_table, test_predictions, zip_directory
 from ui import render, resources
+from ui.identity import current_user
 from ui.publish import publish_form
 
 st.title("Results")
@@ -14,7 +16,7 @@ if not finished:
             "and its best model has been tested on the held-out split.")
     st.stop()
 job = st.selectbox("Search", finished, key="results_job",
-                   format_func=lambda j: f"{j.study_name} ({j.owner})")
+                   format_func=lambda j: f"{j.study_name} ({j.owner_shown})")
 out_dir = job.out_dir
 report = load_report(out_dir)
 if report.get("pareto"):
@@ -36,4 +38,10 @@ model_dir = report["best"]["model_dir"]
 st.download_button("Download the model (zip)", lambda: zip_directory(model_dir),
                    file_name=f"{job.study_name}-trial{report['best']['trial']}.zip",
                    mime="application/zip", key="results_download")
-publish_form(model_dir, f"{job.study_name}-trial{report['best']['trial']}")
+user = current_user()
+if user and user.may_change(job.owner):
+    publish_form(model_dir, f"{job.study_name}-trial{report['best']['trial']}")
+else:
+    st.subheader("Publish to the Hugging Face Hub")
+    st.caption(f"Only {md_text(job.owner_shown)}, who ran this search, or an admin can "
+               "publish its model. You can download it above.")

@@ -1,0 +1,212 @@
+"""Access, tried as an attacker would in a real browser against a real ``streamlit run app.py``:
+every page URL with sign-in configured (a loopback OpenID Connect provider), two browsers on one
+workstation claiming the same name, and names and labels written to look like Markdown links
+and images."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+
+from tests.app.live import ARTIFACTS, PAGES, chromium, free_port, require_browser, streamlit_server
+from tests.fakeoidc import CLIENT_ID, CLIENT_SECRET, FakeOIDC
+from tests.helpers import ASSETS, store_example
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SIGNED_OUT = "sign in with your institutional account"
+TITLES = {p: p.title() for p in PAGES}
+
+
+def _secrets(app_url: str, provider: FakeOIDC) -> str:
+    return f"""
+[auth]
+redirect_uri = "{app_url}/oauth2callback"
+cookie_secret = "{secrets.token_hex(16)}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+server_metadata_url = "{provider.metadata_url}"
+
+[access]
+admins = ["admin@lab.example"]
+"""
+
+
+def _sign_in(page, app_url: str, email: str, name: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(app_url)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Lab sign-in")).to_be_visible()
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Name").fill(name)
+    page.get_by_role("button", name="Approve").click()
+    page.wait_for_url(f"{app_url}/**")
+
+
+def test_every_page_url_needs_sign_in(tmp_path, workspace):
+    """Each page opened directly (the first request after a start, then the others) shows
+    nothing of the instance before sign-in, and the page itself after it."""
+    from playwright.sync_api import expect
+
+    require_browser()
+    expect.set_options(timeout=60_000)
+    store_example(as_name="secret-peptides.csv")
+    port = free_port()
+    app_url = f"http://127.0.0.1:{port}"
+    with FakeOIDC() as provider, \
+            streamlit_server(tmp_path, port=port, secrets=_secrets(app_url, provider)), \
+            chromium() as browser:
+        for name in PAGES:  # signed out, each in a fresh browser: no cookie, no session
+            context = browser.new_context()
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"{app_url}/{name}")
+            expect(page.get_by_text(SIGNED_OUT)).to_be_visible()
+            page.wait_for_load_state("networkidle")
+            assert page.get_by_role("heading", name=TITLES[name], exact=True).count() == 0, name
+            assert page.get_by_text("secret-peptides").count() == 0, name
+            assert page.locator("input[type=file]").count() == 0, name
+            assert page.get_by_test_id("stSidebarNavLink").count() == 0, name
+            context.close()
+
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        _sign_in(page, app_url, "alice@lab.example", "Alice")
+        expect(page.get_by_text("Signed in as Alice")).to_be_visible()
+        for name in PAGES:  # signed in: the cookie opens every URL
+            page.goto(f"{app_url}/{name}")
+            expect(page.get_by_role("heading", name=TITLES[name], exact=True)).to_be_visible()
+            assert page.get_by_text(SIGNED_OUT).count() == 0
+        page.goto(f"{app_url}/data")
+        expect(page.get_by_text("secret-peptides").first).to_be_attached()
+        context.close()
+
+        # an account that gives neither e-mail nor name is refused, never called "None"
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        _sign_in(page, app_url, "", "")
+        expect(page.get_by_text("neither an e-mail address nor a name")).to_be_visible()
+        page.goto(f"{app_url}/search")
+        expect(page.get_by_text("neither an e-mail address nor a name")).to_be_visible()
+        assert page.get_by_role("heading", name="Search", exact=True).count() == 0
+        assert page.get_by_text("None").count() == 0
+        context.close()
+        assert [login["email"] for login in provider.logins] == ["alice@lab.example", ""]
+
+
+class _Pixel:
+    """A loopback server that counts requests: a Markdown image that rendered would fetch it."""
+
+    def __init__(self) -> None:
+        hits = self.hits = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/pixel"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+NO_ACTIVE_MARKUP = """() => ({
+  links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))
+           .filter(h => /javascript:|pixel/i.test(h)),
+  images: [...document.querySelectorAll('img')].map(i => i.src).filter(s => /pixel/.test(s)),
+})"""
+
+
+def _no_active_markup(page) -> None:
+    found = page.evaluate(NO_ACTIVE_MARKUP)
+    assert found == {"links": [], "images": []}, found
+
+
+def _shows(page, text: str) -> None:
+    """``text`` appears as those characters (invisible word joiners aside)."""
+    page.wait_for_function("(t) => document.body.innerText.replaceAll('\\u2060', '')"
+                           ".includes(t)", arg=text)
+
+
+def test_two_browsers_one_name_and_markdown_names(tmp_path):
+    """On a workstation the browser, not the typed name, owns a job; the owner keeps name and
+    Cancel over a reload; names and labels that look like Markdown show as plain text."""
+    from playwright.sync_api import expect
+
+    require_browser()
+    expect.set_options(timeout=60_000)
+    pixel = _Pixel()
+    frame = pd.read_csv(ASSETS / "amp_vs_transmembrane.csv")
+    image_label = f"![]({pixel.url})"
+    frame["label"] = frame["label"].map({"TM": image_label}).fillna(frame["label"])
+    upload = tmp_path / "[data](javascript:alert(1)).csv"
+    frame.to_csv(upload, index=False)
+    owner = "[alice](javascript:alert(2))"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with streamlit_server(tmp_path) as app_url, chromium() as browser:
+        first = browser.new_context().new_page()
+        first.set_default_timeout(60_000)
+        try:
+            first.goto(app_url)
+            name_box = first.get_by_role("textbox", name="Your name")
+            name_box.fill(owner)
+            name_box.press("Enter")
+            first.wait_for_load_state("networkidle")
+            first.get_by_test_id("stSidebarNavLink").filter(has_text="Data").click()
+            first.locator("input[type=file]").set_input_files(str(upload))
+            expect(first.get_by_text("is ready and stored")).to_be_visible()
+            _shows(first, "[data](javascript:alert(1)) is ready and stored")
+            _shows(first, f"Classes: {image_label} 206")
+            _no_active_markup(first)
+            first.get_by_test_id("stSidebarNavLink").filter(has_text="Search").click()
+            trials = first.get_by_role("spinbutton", name="Trials")
+            trials.fill("2")
+            trials.press("Enter")
+            start = first.get_by_role("button", name="Start")
+            expect(start).to_be_enabled()
+            start.click()
+            expect(first.get_by_text("Follow it live on the Monitor page")).to_be_visible()
+
+            second = browser.new_context().new_page()  # another browser, same typed name
+            second.set_default_timeout(60_000)
+            second.goto(app_url)
+            other_box = second.get_by_role("textbox", name="Your name")
+            other_box.fill(owner)
+            other_box.press("Enter")
+            second.wait_for_load_state("networkidle")
+            second.get_by_test_id("stSidebarNavLink").filter(has_text="Monitor").click()
+            _shows(second, f"Started by {owner} (from another browser")
+            expect(second.get_by_role("button", name="Cancel")).to_be_disabled()
+            _no_active_markup(second)
+
+            first.reload()  # the owner's name and rights survive a reload
+            expect(first.get_by_role("textbox", name="Your name")).to_have_value(owner)
+            first.get_by_test_id("stSidebarNavLink").filter(has_text="Monitor").click()
+            cancel = first.get_by_role("button", name="Cancel")
+            expect(cancel).to_be_enabled()
+            assert first.get_by_text("from another browser").count() == 0
+            cancel.click()
+            expect(first.get_by_role("button", name="Resume")).to_be_enabled(timeout=180_000)
+            _no_active_markup(first)
+            first.screenshot(path=str(ARTIFACTS / "access.png"), full_page=True)
+        except Exception:
+            first.screenshot(path=str(ARTIFACTS / "access-failure.png"), full_page=True)
+            raise
+        finally:
+            pixel.close()
+    assert pixel.hits == []
