@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from nas_core.common.text import md_text
+from nas_core.common.workspace import storage_problem
 from ui import identity
 
 st.set_page_config(page_title="ESM-NAS Studio", page_icon=":material/biotech:", layout="wide")
@@ -14,7 +16,13 @@ pages = [
     st.Page("app_pages/results.py", title="Results", icon=":material/emoji_events:"),
     st.Page("app_pages/predict.py", title="Predict", icon=":material/online_prediction:"),
 ]
-identity.require_login()
-page = st.navigation(pages)
-identity.sidebar()
-page.run()
+try:
+    identity.require_login()
+    page = st.navigation(pages)
+    identity.sidebar()
+    page.run()
+except Exception as exc:  # a full or read-only disk is one message, never a traceback
+    problem = storage_problem(exc)
+    if problem is None:
+        raise
+    st.error(md_text(problem))

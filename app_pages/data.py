@@ -1,6 +1,7 @@
 import streamlit as st
 
 from nas_core.common.text import md_text
+from nas_core.common.workspace import StorageError, storage_problem
 from nas_core.data.dataset import TASKS
 from nas_core.data.examples import DEFAULT_EXAMPLE, EXAMPLES
 from nas_core.data.reading import DataFileError
@@ -67,28 +68,40 @@ with st.expander("Split", expanded=False):
 
 source = state.get("data_source")
 if source == "upload" and upload is not None:
-    payload, name = upload.getvalue(), upload.name
+    payload, name, origin = upload, upload.name, f"upload:{upload.file_id}"
 elif source == "example":
-    payload, name = EXAMPLES[example].path.read_bytes(), EXAMPLES[example].file
+    payload, name = EXAMPLES[example].path, EXAMPLES[example].file
+    origin = f"example:{example}"
     st.caption(f"{EXAMPLES[example].description} Source: {EXAMPLES[example].licence}.")
 else:
-    payload = name = None
+    payload = name = origin = None
 
 if payload is not None:
     options = IngestOptions(seq_col=seq_col or None, label_col=label_col or None, task=task,
                             fixes=frozenset(state["data_fixes"]))
-    try:
+    split_options = SplitOptions(method=method, identity=identity)
+    key = (origin, options, split_options)
+    if state.get("data_outcome", (None,))[0] != key:  # once per upload and choice, not per rerun
         bar = st.empty()
 
         def progress(message: str, fraction: float) -> None:
-            bar.progress(fraction, text=f"Splitting: {message}...")
+            bar.progress(fraction, text=f"{message[:1].upper()}{message[1:]}...")
 
-        outcome = import_dataset(payload, name=name, options=options, store=store,
-                                 split_options=SplitOptions(method=method, identity=identity),
-                                 progress=progress, owner=user)
+        try:
+            outcome = import_dataset(payload, name=name, options=options, store=store,
+                                     split_options=split_options, progress=progress,
+                                     owner=user)
+        except DataFileError as exc:
+            outcome = exc
+        except OSError as exc:  # full or read-only disk: said, and tried again on the next run
+            if (problem := storage_problem(exc)) is None:
+                raise
+            outcome = problem
         bar.empty()
-    except DataFileError as exc:
-        st.error(md_text(exc))
+        state["data_outcome"] = (None if isinstance(outcome, StorageError) else key, outcome)
+    outcome = state["data_outcome"][1]
+    if isinstance(outcome, (DataFileError, StorageError)):
+        st.error(md_text(outcome))
     else:
         fix = render.problems(outcome.result, key="data")
         if fix:
@@ -115,4 +128,5 @@ if mine:
             except (PermissionError, ValueError) as exc:
                 st.error(md_text(exc))
             else:
+                state.pop("data_outcome", None)  # its "stored" message would be stale
                 st.rerun()

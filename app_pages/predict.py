@@ -1,7 +1,7 @@
 import streamlit as st
 
 from nas_core.common.text import md_text
-from nas_core.data.reading import DataFileError, read_bytes, read_pasted
+from nas_core.data.reading import DataFileError, read_pasted, read_stream
 from nas_core.publishing.predict import PredictionInputError, resolve_model_dir
 from nas_core.views.results import results_dir, workspace_models
 from ui import resources
@@ -38,8 +38,10 @@ upload = tab_file.file_uploader("CSV, TSV, Excel or FASTA with a sequence column
 if st.button("Predict", type="primary", key="predict_go"):
     st.session_state.pop("predict_result", None)
     try:
-        raw = read_bytes(upload.getvalue(), upload.name, require_label=False) if upload else \
-            read_pasted(pasted)
+        if upload:
+            upload.seek(0)
+        raw = read_stream(upload, upload.name, size=upload.size, require_label=False) \
+            if upload else read_pasted(pasted)
         with st.spinner("Loading the model..."):
             # local paths only inside the workspace; Hub downloads with the visitor's token
             directory = resolve_model_dir(model_ref, token=hub_token or None,

@@ -25,6 +25,7 @@ import torch
 
 from nas_core.backbones.loading import encode, make_tiny_backbone
 from nas_core.data.dataset import Dataset
+from nas_core.data.reading import ReadLimits
 from nas_core.data.splits import assign_splits
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.batches import EVAL_MAX_TOKENS, collate, encode_split, length_batches
@@ -301,7 +302,19 @@ def bench_split(n: int) -> None:
         f"{(os.cpu_count() or 1)} cores")
 
 
-RSS_CHILD = """
+PEAK_MB = """
+def peak_mb():
+    # VmHWM: this process's own peak. ru_maxrss would inherit the benchmark's (fork + exec).
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+"""
+
+RSS_CHILD = PEAK_MB + """
 import json, resource, sys, time
 from benchmarks.run import synthetic_dataset
 from nas_core.runtime.launch import run_search
@@ -313,7 +326,7 @@ space = SearchSpace(backbones=({backbone!r},), adaptations=("frozen",),
                     poolings=("mean", "cls"), max_epochs_range=(3, 3), batch_sizes=(64,))
 start = time.perf_counter()
 report = run_search(SearchConfig("rss", space, n_trials=3), dataset, {out!r}, root={out!r})
-print(json.dumps({{"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({{"rss_mb": peak_mb(),
                   "seconds": time.perf_counter() - start, "n": len(dataset.frame),
                   "tokens": int(dataset.frame["sequence"].str.len().sum())}}))
 """
@@ -330,7 +343,7 @@ def bench_rss(backbone, workdir, n) -> None:
     say(f"peak_rss_mb: {result['rss_mb']:.0f}")
     say(f"  search of 3 frozen-backbone trials on {result['n']:,} sequences "
         f"({result['tokens']:,} residues) in {result['seconds']:.1f} s, measured in a fresh "
-        "process (ru_maxrss)")
+        "process (VmHWM)")
 
 
 def bench_gpu(workdir) -> None:
@@ -380,13 +393,66 @@ def machine() -> str:
             f"{platform.python_version()}, torch {torch.__version__}, {platform.system()}")
 
 
+INGEST_CHILD = """
+import io, json, resource, sys, time""" + PEAK_MB + """
+import pandas as pd
+from nas_core.data.reading import DataFileError, ReadLimits, read_raw
+path, how, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
+start = time.perf_counter()
+try:
+    if how == "whole":  # the reader before streaming: the file, its text and the table at once
+        text = open(path, "rb").read().decode("utf-8-sig")
+        n = len(pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False))
+    else:
+        n = len(read_raw(path, limits=ReadLimits(max_rows=rows)).frame)
+    outcome = "read"
+except DataFileError:
+    n, outcome = 0, "refused"
+print(json.dumps({"seconds": time.perf_counter() - start, "rows": n, "outcome": outcome,
+                  "rss_mb": peak_mb()}))
+"""
+
+
+def _ingest(path: Path, how: str, rows: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", INGEST_CHILD, str(path), how, str(rows)],
+                         capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_ingest(workdir, megabytes: int) -> None:
+    """Reading a large CSV: streamed (now) vs whole-file (before), each in a fresh process;
+    then the same file refused at the default row limit."""
+    rng = np.random.default_rng(0)
+    path = Path(workdir) / "large.csv"
+    with open(path, "w") as out:
+        out.write("sequence,label\n")
+        while out.tell() < megabytes * 2**20:
+            block = rng.choice(AMINO, size=(10_000, 180))
+            out.write("".join("".join(r) + f",{v:.3f}\n" for r, v in
+                              zip(block, rng.random(10_000))))
+    size_mb = path.stat().st_size / 2**20
+    streamed, whole = _ingest(path, "stream", 10**9), _ingest(path, "whole", 10**9)
+    refused = _ingest(path, "stream", ReadLimits().max_rows)
+    say(f"ingest_peak_memory_ratio: {whole['rss_mb'] / streamed['rss_mb']:.2f}")
+    rate = {k: size_mb / r["seconds"] for k, r in (("stream", streamed), ("whole", whole))}
+    say(f"  {size_mb:.0f} MB CSV, {streamed['rows']:,} rows: streamed {rate['stream']:.0f} MB/s, "
+        f"peak RSS {streamed['rss_mb']:.0f} MB; whole-file read {rate['whole']:.0f} MB/s, peak "
+        f"RSS {whole['rss_mb']:.0f} MB")
+    say(f"ingest_refusal_seconds: {refused['seconds']:.2f}")
+    say(f"  the same file past the default limit of {ReadLimits().max_rows:,} rows: "
+        f"{refused['outcome']} after {refused['seconds']:.2f} s, peak RSS "
+        f"{refused['rss_mb']:.0f} MB")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller data (about 2 minutes)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
     parser.add_argument("--only", default=None, help="run one figure: cache, overhead, "
-                        "bucketing, pruning, rss, split, scaling, gpu")
+                        "bucketing, pruning, rss, ingest, split, scaling, gpu")
     args = parser.parse_args()
 
     def wanted(name: str) -> bool:
@@ -417,6 +483,8 @@ def main() -> int:
             bench_pruning(small, dataset, workdir, trials=12)
         if wanted("rss"):
             bench_rss(small, workdir, 5_000 if args.quick else 20_000)
+        if wanted("ingest"):
+            bench_ingest(workdir, 50 if args.quick else 200)
         if wanted("split"):
             bench_split(5_000 if args.quick else 20_000)
         if wanted("scaling"):

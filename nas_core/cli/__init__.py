@@ -4,9 +4,11 @@ engine calls. One module per command group; each registers its commands here."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from nas_core.cli import admin, data, models, search
+from nas_core.common.workspace import storage_problem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,4 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as exc:  # a full or read-only disk is one message, never a traceback
+        problem = storage_problem(exc)
+        if problem is None:
+            raise
+        print(f"error: {problem}", file=sys.stderr)
+        return 1

@@ -13,8 +13,11 @@ import json
 import os
 import re
 import zipfile
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, BinaryIO, TextIO
 
 import pandas as pd
 
@@ -41,9 +44,43 @@ SUPPORTED = "CSV (.csv), TSV (.tsv), Excel (.xlsx) or FASTA (.fasta/.fa/.faa, op
 _FASTA_KEYVALUE = re.compile(r"(?:^|\s)(label|target|y|class|value|split)\s*[=:]\s*(\S+)", re.I)
 
 
-# The most an upload may hold once decompressed (a gzip bomb stops here, not in memory).
-MAX_UNCOMPRESSED_MB = float(os.environ.get("ESM_NAS_MAX_UPLOAD_MB", "1024"))
 DELIMITERS = (",", ";", "\t", "|")
+_HEAD = 1 << 16  # what format, encoding and delimiter are judged on
+_CHUNK_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How much one file may hold. The lab sets them in the environment; past a limit reading
+    stops at once (memory stays bounded by the limit) and says which limit and how to raise
+    it."""
+
+    max_mb: float = field(default=1024.0, metadata={
+        "env": "ESM_NAS_MAX_UPLOAD_MB",
+        "help": "Most megabytes a file may hold once decompressed (a .gz upload is inflated as "
+                "a stream and stopped here)."})
+    max_rows: int = field(default=100_000, metadata={
+        "env": "ESM_NAS_MAX_ROWS",
+        "help": "Most sequences (rows or FASTA records) one file may hold. The homology split "
+                "aligns every sequence against every other: 50,000 sequences take about two "
+                "minutes on two CPU cores."})
+
+    @classmethod
+    def from_env(cls) -> ReadLimits:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f.metadata["env"])
+            if raw is None:
+                continue
+            try:
+                value = int(raw) if f.type in (int, "int") else float(raw)
+            except ValueError:
+                raise DataFileError(f"{f.metadata['env']}={raw!r} is not a number: set it to "
+                                    f"a positive number ({f.metadata['help']})") from None
+            if value <= 0:
+                raise DataFileError(f"{f.metadata['env']} must be positive, not {raw}.")
+            values[f.name] = value
+        return cls(**values)
 
 
 class DataFileError(ValueError):
@@ -66,6 +103,9 @@ class RawTable:
     problems: tuple[Problem, ...] = ()  # what reading noticed (duplicate IDs, 2nd label column)
 
 
+Progress = Callable[[str, float], None]
+
+
 def read_raw(
     path: str | os.PathLike[str],
     *,
@@ -73,15 +113,23 @@ def read_raw(
     label_col: str | None = None,
     require_label: bool = True,
     display_name: str | None = None,
+    progress: Progress | None = None,
+    limits: ReadLimits | None = None,
 ) -> RawTable:
-    """Read ``path`` (any supported format) into a :class:`RawTable`."""
+    """Read ``path`` (any supported format) into a :class:`RawTable`, as a stream."""
     path = Path(path)
     name = display_name or path.name
-    if not path.exists():
-        raise DataFileError(f"{name}: file not found.")
-    data = path.read_bytes()
-    return read_bytes(data, name, seq_col=seq_col, label_col=label_col,
-                      require_label=require_label)
+    if not path.is_file():
+        raise DataFileError(f"{name}: file not found." if not path.exists() else
+                            f"{name}: is a folder, not a file.")
+    try:
+        with open(path, "rb") as stream:
+            return read_stream(stream, name, size=path.stat().st_size, seq_col=seq_col,
+                               label_col=label_col, require_label=require_label,
+                               progress=progress, limits=limits)
+    except PermissionError:
+        raise DataFileError(f"{name}: this file cannot be read (permission denied). Check "
+                            "its permissions.") from None
 
 
 def read_bytes(
@@ -93,27 +141,85 @@ def read_bytes(
     require_label: bool = True,
 ) -> RawTable:
     """Like :func:`read_raw` for an upload held in memory; ``name`` decides the format."""
+    return read_stream(io.BytesIO(data), name, size=len(data), seq_col=seq_col,
+                       label_col=label_col, require_label=require_label)
+
+
+def read_stream(
+    stream: BinaryIO,
+    name: str,
+    *,
+    size: int | None = None,
+    seq_col: str | None = None,
+    label_col: str | None = None,
+    require_label: bool = True,
+    progress: Progress | None = None,
+    limits: ReadLimits | None = None,
+) -> RawTable:
+    """Read an open binary file (an upload, a path) in chunks, never holding more than the
+    rows themselves; ``name`` decides the format, ``size`` (bytes) drives ``progress``."""
+    limits = limits or ReadLimits.from_env()
     suffixes = [s.lower() for s in Path(name).suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        data = gunzip(data, name)
+    compressed = bool(suffixes) and suffixes[-1] == ".gz"
+    if compressed:
         suffixes = suffixes[:-1]
-    suffix = suffixes[-1] if suffixes else ""
-    if not data.strip():
+    kind = suffixes[-1] if suffixes else ""
+    if kind == ".xls":
+        raise DataFileError(f"{name}: old Excel 97 (.xls) files are not supported. In Excel, "
+                            "use File > Save As > Excel Workbook (.xlsx), or export a CSV.")
+    counted = _Counted(stream)
+    inner: BinaryIO = gzip.GzipFile(fileobj=counted) if compressed else counted  # type: ignore
+    bounded = _Bounded(inner, name, limits.max_mb, compressed)
+    if progress and size:
+        said = [-1]
+
+        def report() -> None:  # at most once per percent
+            percent = min(100, 100 * counted.count // size)
+            if percent != said[0]:
+                said[0] = percent
+                progress(f"reading {name}", percent / 100)
+
+        bounded.on_read = report
+    reader = io.BufferedReader(bounded, buffer_size=1 << 20)
+    try:
+        return _read_from(reader, name, kind, seq_col, label_col, require_label, limits)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        if not compressed:
+            raise
+        raise DataFileError(
+            f"{name}: ends in .gz but is not a valid gzip file ({exc}). "
+            "Upload the uncompressed file or re-compress it with gzip."
+        ) from None
+
+
+def _read_from(reader: io.BufferedReader[Any], name: str, suffix: str, seq_col: str | None,
+               label_col: str | None, require_label: bool, limits: ReadLimits) -> RawTable:
+    head = reader.peek(_HEAD)[:_HEAD]
+    if not head.strip() and len(head) < _HEAD:
         raise DataFileError(f"{name}: the file is empty. Upload a file with a header row and "
                             "one sequence per row, or a FASTA file.")
     if suffix in EXCEL_SUFFIXES:
-        frame = _read_excel(data, name)
+        frame = _read_excel(reader.read(), name)
+        if len(frame) > limits.max_rows:
+            raise _too_many_rows(name, limits)
         return _from_frame(frame, name, "excel", seq_col, label_col, require_label, header_row=1)
-    if suffix == ".xls":
-        raise DataFileError(f"{name}: old Excel 97 (.xls) files are not supported. In Excel, "
-                            "use File > Save As > Excel Workbook (.xlsx), or export a CSV.")
-    text = _decode(data, name)
-    looks_fasta = suffix not in TABLE_SUFFIXES and text.lstrip().startswith(">")
-    if suffix in FASTA_SUFFIXES or looks_fasta:
-        return _read_fasta(text, name, require_label)
-    if suffix not in TABLE_SUFFIXES and suffix:
-        raise DataFileError(f"{name}: unsupported file type '{suffix}'. Use {SUPPORTED}.")
-    frame = _read_delimited(text, name, TABLE_SUFFIXES.get(suffix))
+    encoding = _encoding(head, name)
+    text = io.TextIOWrapper(reader, encoding=encoding)
+    head_text = head.decode(encoding, errors="ignore")
+    looks_fasta = suffix not in TABLE_SUFFIXES and head_text.lstrip().startswith(">")
+    try:
+        if suffix in FASTA_SUFFIXES or looks_fasta:
+            return _read_fasta(text, name, require_label, limits.max_rows)
+        if suffix not in TABLE_SUFFIXES and suffix:
+            raise DataFileError(f"{name}: unsupported file type '{suffix}'. Use {SUPPORTED}.")
+        frame = _read_delimited(text, head_text, name, TABLE_SUFFIXES.get(suffix), limits)
+    except UnicodeDecodeError as exc:
+        at = max(0, reader.tell() - len(exc.object) + exc.start)
+        raise DataFileError(
+            f"{name}: the file is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position "
+            f"{at}). Save it as 'CSV UTF-8' in Excel, or convert it with "
+            "`iconv -f latin1 -t utf-8`."
+        ) from None
     return _from_frame(frame, name, "table", seq_col, label_col, require_label, header_row=1)
 
 
@@ -121,28 +227,73 @@ def gunzip(data: bytes, name: str, limit_mb: float | None = None) -> bytes:
     """Decompress in a stream, refusing more than ``limit_mb`` (default
     ``$ESM_NAS_MAX_UPLOAD_MB``, 1024) of uncompressed data: a small file that inflates to
     gigabytes is stopped after the limit, with memory bounded by it."""
-    limit = int((MAX_UNCOMPRESSED_MB if limit_mb is None else limit_mb) * 2**20)
-    out = bytearray()
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
-            while chunk := stream.read(min(2**20, limit + 1 - len(out))):
-                out += chunk
-                if len(out) > limit:
-                    raise DataFileError(
-                        f"{name}: decompresses to more than {limit / 2**20:g} MB, the limit for "
-                        "one upload. Split the file, or ask the lab's administrator to raise "
-                        "ESM_NAS_MAX_UPLOAD_MB.")
-    except (OSError, EOFError) as exc:
-        raise DataFileError(
-            f"{name}: ends in .gz but is not a valid gzip file ({exc}). "
-            "Upload the uncompressed file or re-compress it with gzip."
-        ) from None
-    return bytes(out)
+    limit = ReadLimits.from_env().max_mb if limit_mb is None else limit_mb
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as inner:
+        try:
+            return _Bounded(inner, name, limit, True).readall()  # type: ignore[arg-type]
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise DataFileError(
+                f"{name}: ends in .gz but is not a valid gzip file ({exc}). "
+                "Upload the uncompressed file or re-compress it with gzip."
+            ) from None
 
 
-def _not_a_table(text: str, name: str) -> None:
-    """Files that are something else saved under a table's name say what they are."""
-    head = text.lstrip()[:512].lower()
+class _Counted(io.RawIOBase):
+    """The bytes read so far from the file itself (compressed, for a .gz): the progress."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw, self.count = raw, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.raw.read(len(buffer))
+        buffer[:len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+
+class _Bounded(io.RawIOBase):
+    """Refuses to deliver more than ``limit_mb`` of (decompressed) bytes."""
+
+    def __init__(self, raw: BinaryIO, name: str, limit_mb: float, compressed: bool) -> None:
+        self.raw, self.name, self.compressed = raw, name, compressed
+        self.limit_mb, self.limit, self.count = limit_mb, int(limit_mb * 2**20), 0
+        self.on_read: Callable[[], None] | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.count
+
+    def readinto(self, buffer) -> int:
+        data = self.raw.read(min(len(buffer), self.limit + 1 - self.count))
+        buffer[:len(data)] = data
+        self.count += len(data)
+        if self.count > self.limit:
+            what = "decompresses to" if self.compressed else "holds"
+            raise DataFileError(
+                f"{self.name}: {what} more than {self.limit_mb:g} MB, the limit for one file on "
+                "this instance; reading stopped there and nothing was stored. Split the file, "
+                "or ask the lab's administrator to raise ESM_NAS_MAX_UPLOAD_MB.")
+        if self.on_read:
+            self.on_read()
+        return len(data)
+
+
+def _too_many_rows(name: str, limits: ReadLimits) -> DataFileError:
+    return DataFileError(
+        f"{name}: more than {limits.max_rows:,} sequences, the limit for one dataset on this "
+        "instance; reading stopped there and nothing was stored. Keep a representative subset "
+        "(or split the file), or ask the lab's administrator to raise ESM_NAS_MAX_ROWS.")
+
+
+def _not_a_table(head: str, name: str) -> bool:
+    """Files that are something else saved under a table's name say what they are; True when
+    the file starts like JSON (only the whole file can tell)."""
+    head = head.lstrip()[:512].lower()
     if head.startswith(("<!doctype html", "<html")) or "<html" in head[:200]:
         raise DataFileError(f"{name}: this is a web page (HTML), not a table: a browser saved "
                             "the page instead of the file. Download the file itself (CSV, "
@@ -150,13 +301,7 @@ def _not_a_table(text: str, name: str) -> None:
     if head.startswith("<?xml"):
         raise DataFileError(f"{name}: this is an XML file, not a table. Export the data as "
                             f"{SUPPORTED}.")
-    if head.startswith(("{", "[")):
-        try:
-            json.loads(text)
-        except ValueError:
-            return
-        raise DataFileError(f"{name}: this is a JSON file, not a table. Export it as CSV (one "
-                            "row per sequence, a 'sequence' and a 'label' column).")
+    return head.startswith(("{", "["))
 
 
 def sniff_delimiter(text: str, default: str | None) -> str:
@@ -169,43 +314,51 @@ def sniff_delimiter(text: str, default: str | None) -> str:
     return best if counts[best] else (default or ",")
 
 
-def _decode(data: bytes, name: str) -> str:
+def _encoding(head: bytes, name: str) -> str:
+    """The text encoding, judged on the first bytes; binary files are refused."""
     binary = DataFileError(f"{name}: this is a binary file, not text. Upload {SUPPORTED}.")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            text = data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise binary from None
-    elif b"\x00" in data[:4096]:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    elif b"\x00" in head[:4096]:
         raise binary
     else:
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DataFileError(
-                f"{name}: the file is not UTF-8 text (byte 0x{data[exc.start]:02x} at position "
-                f"{exc.start}). Save it as 'CSV UTF-8' in Excel, or convert it with "
-                "`iconv -f latin1 -t utf-8`."
-            ) from None
-    sample = text[:4096]
+        encoding = "utf-8-sig"
+    sample = head[:4096].decode(encoding, errors="ignore")
     controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r")
     if controls > max(2, len(sample) // 100):
         raise binary
-    return text
+    return encoding
 
 
-def _read_delimited(text: str, name: str, sep: str | None) -> pd.DataFrame:
-    _not_a_table(text, name)
-    sep = sniff_delimiter(text, sep)
+def _read_delimited(text: TextIO, head: str, name: str, sep: str | None,
+                    limits: ReadLimits) -> pd.DataFrame:
+    if _not_a_table(head, name):
+        whole = text.read()
+        try:
+            json.loads(whole)
+        except ValueError:
+            text = io.StringIO(whole)  # not JSON after all: read it as a table
+        else:
+            raise DataFileError(f"{name}: this is a JSON file, not a table. Export it as CSV "
+                                "(one row per sequence, a 'sequence' and a 'label' column).")
+    sep = sniff_delimiter(head, sep)
+    frames, n = [], 0
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                            skipinitialspace=True, skip_blank_lines=True)
+        chunks = pd.read_csv(text, sep=sep, dtype=str, keep_default_na=False,
+                             skipinitialspace=True, skip_blank_lines=True, chunksize=_CHUNK_ROWS)
+        for chunk in chunks:
+            n += len(chunk)
+            if n > limits.max_rows:
+                raise _too_many_rows(name, limits)
+            frames.append(chunk)
     except pd.errors.ParserError as exc:
         raise DataFileError(f"{name}: could not read the table: {exc}. Check that every row has "
                             "the same number of columns as the header.") from None
     except pd.errors.EmptyDataError:
         raise DataFileError(f"{name}: the file is empty.") from None
-    return frame
+    if not frames:  # a header and no rows
+        return pd.DataFrame(columns=chunks.orig_options.get("names") or [])
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 def _read_excel(data: bytes, name: str) -> pd.DataFrame:
@@ -284,25 +437,34 @@ def _from_frame(frame: pd.DataFrame, name: str, fmt: str, seq_col: str | None,
     return RawTable(out, name, fmt, seq, label, tuple(problems))
 
 
-def _read_fasta(text: str, name: str, require_label: bool) -> RawTable:
+def _read_fasta(text: TextIO, name: str, require_label: bool,
+                max_rows: int | None = None) -> RawTable:
     from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-    if not text.lstrip().startswith(">"):
+    first = ""
+    while not first.strip():
+        first = text.readline()
+        if not first:
+            break
+    if not first.lstrip().startswith(">"):
         raise DataFileError(f"{name}: a FASTA file must start with a '>' header line.")
     rows = []
     try:
-        records = list(SimpleFastaParser(io.StringIO(text)))
+        for i, (header, seq) in enumerate(SimpleFastaParser(_prepend(first, text)), start=1):
+            if max_rows is not None and i > max_rows:
+                raise _too_many_rows(name, ReadLimits(max_rows=max_rows))
+            ident, label, split = _parse_header(header)
+            rows.append({
+                "where": f"record {i} (>{ident})" if ident else f"record {i}",
+                "id": ident or None,
+                "sequence": seq,
+                "label": label,
+                "split": split,
+            })
     except ValueError as exc:
+        if isinstance(exc, DataFileError):
+            raise
         raise DataFileError(f"{name}: not a valid FASTA file ({exc}).") from None
-    for i, (header, seq) in enumerate(records, start=1):
-        ident, label, split = _parse_header(header)
-        rows.append({
-            "where": f"record {i} (>{ident})" if ident else f"record {i}",
-            "id": ident or None,
-            "sequence": seq,
-            "label": label,
-            "split": split,
-        })
     frame = pd.DataFrame(rows, columns=["where", "id", "sequence", "label", "split"])
     if require_label and frame["label"].isna().all():
         raise DataFileError(
@@ -310,6 +472,11 @@ def _read_fasta(text: str, name: str, require_label: bool) -> RawTable:
             "'>P12345 label=1' or '>P12345|1' (a split may follow as 'split=test')."
         )
     return RawTable(frame, name, "fasta", "sequence", "label", _duplicate_ids(frame, name))
+
+
+def _prepend(line: str, rest: TextIO):
+    yield line
+    yield from rest
 
 
 def _duplicate_ids(frame: pd.DataFrame, name: str) -> tuple[Problem, ...]:
@@ -357,7 +524,7 @@ def read_pasted(text: str) -> RawTable:
     if not text.strip():
         raise DataFileError("nothing pasted: paste FASTA records or one sequence per line.")
     if text.lstrip().startswith(">"):
-        return _read_fasta(text, "pasted text", require_label=False)
+        return _read_fasta(io.StringIO(text), "pasted text", require_label=False)
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()

@@ -9,6 +9,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -55,6 +56,17 @@ class DatasetStore:
         meta_path = folder / "meta.json"
         if meta_path.exists():
             return self._record(folder)
+        try:
+            self._write(folder, dataset, source, name, owner)
+        except BaseException:
+            if not meta_path.exists():  # never listed: remove the half-written files
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return self._record(folder)
+
+    def _write(self, folder: Path, dataset: Dataset, source: str, name: str | None,
+               owner: Person | None) -> None:
+        fingerprint, ident = dataset.fingerprint, folder.name
         dataset.frame.to_csv(folder / "data.csv", index=False)
         meta = {"id": ident, "name": name or dataset.name, "task": dataset.task,
                 "n_sequences": int(len(dataset.frame)), "fingerprint": fingerprint,
@@ -62,8 +74,7 @@ class DatasetStore:
                 "owner": owner.key if owner else "", "owner_name": owner.shown if owner else ""}
         tmp = folder / "meta.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
-        tmp.replace(meta_path)  # atomic: a half-written dataset is never listed
-        return self._record(folder)
+        tmp.replace(folder / "meta.json")  # atomic: a half-written dataset is never listed
 
     def _record(self, folder: Path) -> StoredDataset:
         meta = json.loads((folder / "meta.json").read_text())
@@ -133,20 +144,22 @@ class ImportOutcome:
         return self.dataset is not None
 
 
-def import_dataset(source: str | os.PathLike[str] | bytes, *, name: str | None = None,
-                   options=None, split_options=None, store: DatasetStore | None = None,
-                   progress=None, owner: Person | None = None) -> ImportOutcome:
+def import_dataset(source: str | os.PathLike[str] | bytes | BinaryIO, *,
+                   name: str | None = None, options=None, split_options=None,
+                   store: DatasetStore | None = None, progress=None,
+                   owner: Person | None = None) -> ImportOutcome:
     """Read, validate, split and (optionally) store: the one path the app and the CLI share.
 
-    ``source`` is a path or the bytes of an upload (then ``name`` gives the format).
+    ``source`` is a path, or an upload's bytes or open file (then ``name`` gives the format);
+    ``progress(message, fraction)`` hears about reading, checking and splitting.
     Raises :class:`~nas_core.reading.DataFileError` when the file itself is unusable.
     """
-    if isinstance(source, bytes):
+    if isinstance(source, (str, os.PathLike)):
+        result = load_dataset(source, options, display_name=name, progress=progress)
+    else:
         if not name:
             raise ValueError("an upload needs its file name to know its format.")
-        result = load_upload(source, name, options)
-    else:
-        result = load_dataset(source, options, display_name=name)
+        result = load_upload(source, name, options, progress=progress)
     if not result.ok or result.dataset is None:
         return ImportOutcome(result, None, [])
     try:

@@ -7,6 +7,7 @@ the fixes that would resolve the errors, and — when nothing blocks — a clean
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -14,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -29,7 +31,7 @@ from nas_core.data.dataset import (
     normalise_sequence,
     where_list,
 )
-from nas_core.data.reading import RawTable, read_bytes, read_raw
+from nas_core.data.reading import Progress, RawTable, read_raw, read_stream
 
 _SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "validation": "valid",
                   "val": "valid", "dev": "valid", "test": "test", "testing": "test",
@@ -468,16 +470,32 @@ def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationR
 
 
 def load_dataset(path: str | os.PathLike[str], options: IngestOptions | None = None, *,
-                 display_name: str | None = None) -> ValidationResult:
+                 display_name: str | None = None, progress: Progress | None = None
+                 ) -> ValidationResult:
     opts = options or IngestOptions()
     raw = read_raw(path, seq_col=opts.seq_col, label_col=opts.label_col,
-                   display_name=display_name)
-    return validate(raw, opts)
+                   display_name=display_name, progress=progress)
+    return _validate_with_progress(raw, opts, progress)
 
 
-def load_upload(data: bytes, name: str, options: IngestOptions | None = None) -> ValidationResult:
+def load_upload(data: bytes | BinaryIO, name: str, options: IngestOptions | None = None, *,
+                progress: Progress | None = None) -> ValidationResult:
+    """An upload: its bytes, or the open file (read as a stream, not copied)."""
     opts = options or IngestOptions()
-    raw = read_bytes(data, name, seq_col=opts.seq_col, label_col=opts.label_col)
+    if isinstance(data, bytes):
+        data = io.BytesIO(data)
+    data.seek(0, io.SEEK_END)
+    size = data.tell()
+    data.seek(0)
+    raw = read_stream(data, name, size=size, seq_col=opts.seq_col, label_col=opts.label_col,
+                      progress=progress)
+    return _validate_with_progress(raw, opts, progress)
+
+
+def _validate_with_progress(raw: RawTable, opts: IngestOptions,
+                            progress: Progress | None) -> ValidationResult:
+    if progress:
+        progress(f"checking {len(raw.frame):,} rows", 1.0)
     return validate(raw, opts)
 
 

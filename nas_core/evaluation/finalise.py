@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,19 +59,11 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
     identity = test_identity(dataset)
     frame = dataset.part("test")[["id", "sequence", "label"]].copy()
     frame["nearest_train_identity"] = identity
-    prediction_columns(frame, dataset.task, dataset.label_names, output).to_csv(
-        out_dir / "test_predictions.csv", index=False)
+    predictions = prediction_columns(frame, dataset.task, dataset.label_names, output)
     n_parameters = count_parameters(model)
     uncertainty = {"level": 0.9, "threshold": trust.conformal(
         dataset.task, ev.targets["val"], ev.outputs["val"], 0.9)}
     train_sequences = list(dataset.part("train")["sequence"])
-    export_model(model, tokenizer, out_dir / "best_model", extra={
-        "study": study.study_name, "trial": trial.number, "metric": metric,
-        "dataset_fingerprint": dataset.fingerprint, "val_metrics": ev.metrics["val"],
-        "test_metrics": ev.metrics["test"], "n_parameters": n_parameters,
-        "conformal": uncertainty,
-        "novelty_identity": homology.default_identity(train_sequences)},
-        train_sequences=train_sequences)
     report = build_report(study, dataset, metric)
     report["best"] = _best_block(trial, ev, n_parameters, out_dir / "best_model")
     report["best"]["test_ci"] = bootstrap_ci(dataset.task, y, output)
@@ -77,8 +71,30 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
     report["uncertainty"] = uncertainty
     if wall_seconds is not None:
         report["wall_seconds"] = round(wall_seconds, 2)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
-    write_model_card(out_dir / "best_model", report)
+    # Everything is written into a staging folder first and moved into place only when
+    # complete: a full disk (or any failure) leaves an earlier result of this folder intact.
+    stage = out_dir / f".finalising-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        stage.mkdir()
+        predictions.to_csv(stage / "test_predictions.csv", index=False)
+        export_model(model, tokenizer, stage / "best_model", extra={
+            "study": study.study_name, "trial": trial.number, "metric": metric,
+            "dataset_fingerprint": dataset.fingerprint, "val_metrics": ev.metrics["val"],
+            "test_metrics": ev.metrics["test"], "n_parameters": n_parameters,
+            "conformal": uncertainty,
+            "novelty_identity": homology.default_identity(train_sequences)},
+            train_sequences=train_sequences)
+        write_model_card(stage / "best_model", report)
+        (stage / "report.json").write_text(json.dumps(report, indent=2,
+                                                      default=_json_default))
+        for name in ("best_model", "test_predictions.csv", "report.json"):  # report last
+            target = out_dir / name
+            if target.is_dir():
+                target.replace(stage / f"previous-{name}")
+            (stage / name).replace(target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return report
 
 

@@ -10,6 +10,7 @@ exact sequences), reused across trials, studies and restarts, evicted oldest-fir
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -36,6 +37,19 @@ def _weights_signature(source: str) -> str:
     parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
              for p in sorted(path.glob("*.safetensors"))]
     return source + "|" + ",".join(parts)
+
+
+
+def _reserve(path: Path) -> None:
+    """Claim the disk space of a memory-mapped file now: writing into the pages of a sparse
+    file on a full disk kills the process (SIGBUS); this raises ``OSError(ENOSPC)`` instead."""
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                return  # the file system cannot reserve space: nothing more to do
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 class RepresentationCache:
@@ -105,12 +119,20 @@ class RepresentationCache:
 
         def scratch(name: str, rows: int) -> np.memmap:
             # written straight to disk: 30+ layers of a large backbone need not fit in RAM
-            return np.lib.format.open_memmap(folder / f".{name}.{os.getpid()}.npy", mode="w+",
-                                             dtype=np.float32, shape=(rows, hidden))
+            path = folder / f".{name}.{os.getpid()}.npy"
+            array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                              shape=(rows, hidden))
+            _reserve(path)
+            return array
 
-        out = {(p, k): scratch(f"{p}_{k:03d}", len(ids)) for p in POOLINGS for k in layers}
-        table = (scratch(f"residues_{residue_layer:03d}", int(offsets[-1]))
-                 if residue_layer is not None else None)
+        try:
+            out = {(p, k): scratch(f"{p}_{k:03d}", len(ids)) for p in POOLINGS for k in layers}
+            table = (scratch(f"residues_{residue_layer:03d}", int(offsets[-1]))
+                     if residue_layer is not None else None)
+        except OSError:
+            for path in folder.glob(f".*.{os.getpid()}.npy"):
+                path.unlink(missing_ok=True)
+            raise
         eos = tokenizer.eos_token_id
         for batch in length_batches(lengths, 64, max_tokens=max_tokens):
             tokens, mask = collate([ids[i] for i in batch], tokenizer.pad_token_id, device)

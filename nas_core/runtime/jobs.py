@@ -20,7 +20,7 @@ import optuna
 import torch
 
 from nas_core.common.access import Person, check_owner
-from nas_core.common.workspace import subdir, workspace_root
+from nas_core.common.workspace import storage_problem, subdir, workspace_root
 from nas_core.data.store import DatasetStore
 from nas_core.runtime.jobtable import ACTIVE, RESUMABLE, Job, JobTable
 from nas_core.runtime.launch import run_search
@@ -217,7 +217,8 @@ class JobManager:
                                                                         None)
         except Exception as exc:  # shown to the user on the Monitor page
             state = "cancelled" if stop.is_set() else "failed"
-            error = f"{type(exc).__name__}: {exc}"
+            problem = storage_problem(exc, self.root)
+            error = str(problem) if problem else f"{type(exc).__name__}: {exc}"
             logger.error("job %s failed:\n%s", job.id, traceback.format_exc())
         with self._lock:
             self.table.update(job.id, state=state, ended=time.time(), error=error)

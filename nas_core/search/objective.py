@@ -20,6 +20,7 @@ import torch
 from nas_core.backbones.loading import esm2_tokenizer
 from nas_core.backbones.registry import resolve
 from nas_core.common.metrics import objective_value
+from nas_core.common.workspace import StorageError, storage_problem
 from nas_core.data.dataset import Dataset
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.batches import EVAL_MAX_TOKENS, Encoded, encode_split
@@ -92,6 +93,8 @@ class TrialContext:
     should_stop: Callable[[], bool] | None = None
     cache: RepresentationCache | None = field(default=None, repr=False)
     gradient_checkpointing: str = "auto"  # auto: for backbones of 150M parameters and more
+    # a full or read-only disk ends the search (every later trial would fail the same way)
+    storage_failure: StorageError | None = field(default=None, repr=False)
 
     def emit(self, event: str, *args) -> None:
         for listener in self.listeners:
@@ -124,6 +127,15 @@ def objective(trial: optuna.Trial, ctx: TrialContext) -> float | tuple[float, fl
         trial.study.stop()
         raise
     except Exception as exc:
+        problem = storage_problem(exc, ctx.checkpoint_dir)
+        if problem is not None:
+            ctx.storage_failure = problem
+            try:
+                trial.set_user_attr("fail_reason", str(problem))
+            except Exception:  # noqa: S110 - the study store may be on the full disk too
+                pass
+            trial.study.stop()
+            raise problem from exc
         reason = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, torch.OutOfMemoryError):
             reason = "out of memory even at half the batch size: " + reason

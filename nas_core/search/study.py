@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas_core.backbones.loading import ensure_loadable
 from nas_core.common.metrics import DIRECTIONS
-from nas_core.common.workspace import subdir
+from nas_core.common.workspace import StorageError, subdir
 from nas_core.data.dataset import Dataset
 from nas_core.modeling.cache import RepresentationCache
 from nas_core.modeling.training import resolve_device
@@ -41,6 +41,16 @@ from nas_core.search.strategies.rl import ReinforceSampler
 # experimental by Optuna; the warnings would only confuse users of the app and the CLI.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(logging.WARNING)
+
+
+def _not_a_disk_problem(record: logging.LogRecord) -> bool:
+    """Optuna logs each failed trial with its traceback; a full or read-only disk ends the
+    search with one message instead (the objective raises StorageError and stops the study)."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, StorageError) and "StorageError(" not in record.getMessage()
+
+
+logging.getLogger("optuna.study._optimize").addFilter(_not_a_disk_problem)
 
 
 def make_sampler(name: str, seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
@@ -158,6 +168,8 @@ def optimize(study: optuna.Study, config: SearchConfig, dataset: Dataset, *, roo
                           catch=(Exception,), callbacks=[finished], gc_after_trial=True)
         except BudgetReached:
             pass
+        if ctx.storage_failure is not None:
+            raise ctx.storage_failure
         if config.n_trials is None or (should_stop and should_stop()) or stop_requested(mine):
             return
         if not _others_running(study):

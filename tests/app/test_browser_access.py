@@ -175,7 +175,7 @@ def test_two_browsers_one_name_and_markdown_names(tmp_path):
             _no_active_markup(first)
             first.get_by_test_id("stSidebarNavLink").filter(has_text="Search").click()
             trials = first.get_by_role("spinbutton", name="Trials")
-            trials.fill("2")
+            trials.fill("40")  # still running when the owner cancels it below
             trials.press("Enter")
             start = first.get_by_role("button", name="Start")
             expect(start).to_be_enabled()

@@ -51,3 +51,35 @@ def test_bad_upload_gets_row_level_errors_and_nothing_is_stored(workspace):
     assert not list((workspace / "datasets").glob("*/data.csv"))
     at.file_uploader[0].set_value(("junk.csv", b"\x00\x01\x02binary", "text/csv")).run()
     assert "binary file" in shown(at.error[0].value)
+
+
+def test_an_upload_is_ingested_once_not_on_every_rerun(workspace, monkeypatch):
+    import nas_core.data.store as store_mod
+
+    calls = []
+    real = store_mod.import_dataset
+    monkeypatch.setattr(store_mod, "import_dataset",
+                        lambda *a, **k: calls.append(k["name"]) or real(*a, **k))
+    content = b"sequence,label\n" + b"".join(
+        f"MKV{'A' * i}LG,{'ab'[i % 2]}\n".encode() for i in range(30))
+    at = _page().run()
+    at.file_uploader[0].set_value(("mine.csv", content, "text/csv")).run()
+    assert "is ready and stored" in shown(at.success[0].value)
+    at.selectbox(key="data_example").set_value("amp_vs_uniprot").run()  # unrelated to it
+    at.run()
+    assert calls == ["mine.csv"]
+    assert "is ready and stored" in shown(at.success[0].value)
+    at.radio(key="data_split_method").set_value("random").run()  # a new choice: read again
+    assert calls == ["mine.csv", "mine.csv"]
+
+
+def test_the_row_limit_is_explained_on_the_page(workspace, monkeypatch):
+    monkeypatch.setenv("ESM_NAS_MAX_ROWS", "10")
+    content = b"sequence,label\n" + b"".join(
+        f"MKV{'A' * i}LG,{'ab'[i % 2]}\n".encode() for i in range(30))
+    at = _page().run()
+    at.file_uploader[0].set_value(("many.csv", content, "text/csv")).run()
+    assert not at.exception
+    message = shown(at.error[0].value)
+    assert "more than 10 sequences" in message and "ESM_NAS_MAX_ROWS" in message
+    assert not list((workspace / "datasets").glob("*/data.csv"))

@@ -13,7 +13,6 @@ import tracemalloc
 import pytest
 
 import nas_core.data.splits as splits_mod
-from nas_core.data import reading
 from nas_core.data.homology import HomologyError
 from nas_core.data.reading import DataFileError, gunzip, read_bytes
 from nas_core.data.store import import_dataset
@@ -48,7 +47,7 @@ def test_a_gzip_bomb_stops_at_the_limit_with_bounded_memory():
 
 
 def test_the_limit_applies_to_uploads(monkeypatch):
-    monkeypatch.setattr(reading, "MAX_UNCOMPRESSED_MB", 0.01)
+    monkeypatch.setenv("ESM_NAS_MAX_UPLOAD_MB", "0.01")
     data = gzip.compress(table([(p, "1") for p in PEPTIDES] * 40))
     with pytest.raises(DataFileError, match="ESM_NAS_MAX_UPLOAD_MB"):
         read_bytes(data, "big.csv.gz")

@@ -214,4 +214,5 @@ def test_model_card_shows_hostile_names_as_text(searched):
     html = MarkdownIt("commonmark").enable(["table"]).render(card.split("---", 2)[2])
     assert "<a " not in html and "href" not in html
     assert set(re.findall(r'<img src="([^"]*)"', html)) <= {"test_identity.png"}  # its own
-    assert "[x](javascript:alert(1))" in html and "![](http://127.0.0.1:9/pixel)" in html
+    text = html.replace("\u2060", "")  # the invisible word joiners that stop autolinks
+    assert "[x](javascript:alert(1))" in text and "![](http://127.0.0.1:9/pixel)" in text
