@@ -30,7 +30,13 @@ if not records:
     st.info("Add a dataset first.")
     st.page_link("app_pages/data.py", label="Go to Data", icon=":material/table_view:")
     st.stop()
-record = st.selectbox("Dataset", records, format_func=lambda r: r.title, key="search_dataset")
+# The choice outlives the widget (Streamlit forgets a widget's state on other pages): kept by id
+ids = [r.id for r in records]
+chosen = st.session_state.get("search_dataset_id")
+record = st.selectbox("Dataset", records, format_func=lambda r: r.title,
+                      index=ids.index(chosen) if chosen in ids else 0,
+                      key="search_dataset")
+st.session_state["search_dataset_id"] = record.id
 
 gpu = gpu_memory_gb()
 offered = offered_backbones(gpu, root)
@@ -88,7 +94,8 @@ if len(gpus) > 1:
     workers = None if spread else 1
 
 study_name = st.text_input("Study name", f"{record.name}-{time.strftime('%Y%m%d-%H%M')}",
-                           key="search_study", help=help_for["study_name"])
+                           key=f"search_study_{record.id}",  # follows the dataset chosen
+                           help=help_for["study_name"])
 try:
     config = SearchConfig(study_name=study_name, space=space, n_trials=int(n_trials),
                           timeout=minutes * 60 or None, sampler=sampler, pruner=pruner,

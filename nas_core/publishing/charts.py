@@ -55,7 +55,7 @@ def make_curves_chart(history: pd.DataFrame, quantity: str = "loss",
     data["current"] = data["trial"] == highlight if highlight is not None else True
     title = {"loss": "Loss per epoch", "mae": "Mean absolute error per epoch"}[quantity]
     return alt.Chart(data, title=title).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y(f"{quantity}:Q", title=quantity.upper() if quantity == "mae" else quantity,
                 scale=alt.Scale(zero=False)),
         color=alt.Color("trial:N", legend=alt.Legend(columns=2, symbolLimit=30)),
@@ -145,7 +145,7 @@ def make_identity_histogram(leakage: dict) -> alt.Chart:
 def make_darts_chart(history: pd.DataFrame) -> alt.Chart:
     """Architecture weights of the one-shot super-network over its training epochs."""
     return alt.Chart(history).mark_line(point=False).encode(
-        x=alt.X("epoch:Q", title="super-network epoch"),
+        x=alt.X("epoch:Q", title="super-network epoch", axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y("weight:Q", title="architecture weight", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("choice:N", title="choice"),
         tooltip=["group", "choice", "epoch", alt.Tooltip("weight:Q", format=".3f")],

@@ -89,7 +89,12 @@ def test_upload_search_and_watch_it_in_a_real_browser(server):
                 assert time.monotonic() < deadline, f"finished={finished}, pixels={drawn}"
                 page.wait_for_timeout(1000)
             page.screenshot(path=str(ARTIFACTS / "monitor.png"), full_page=True)
-            page.get_by_role("link", name="See the results").click()
+            # once the job is finished the page is drawn once, with no stale copy of the
+            # charts or the link left from the live refreshes
+            results = page.get_by_role("link", name="See the results")
+            expect(results).to_have_count(1, timeout=30_000)
+            expect(page.get_by_text("Loss per epoch", exact=True)).to_have_count(1)
+            results.click()
             expect(page.get_by_text("Best architecture")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True)
         except Exception:

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nas_core.common.access import Person
-from tests.helpers import ROOT, shown, store_example, study_of
+from tests.helpers import ASSETS, ROOT, shown, store_example, study_of
 
 
 @pytest.fixture
@@ -36,7 +36,8 @@ def start_search(at: AppTest, trials: int, study: str, adaptations=None) -> None
     if adaptations:
         at.multiselect(key="adv_adaptations").set_value(adaptations)
     at.number_input(key="search_trials").set_value(trials)
-    at.text_input(key="search_study").set_value(study)
+    dataset_id = at.session_state["search_dataset_id"]
+    at.text_input(key=f"search_study_{dataset_id}").set_value(study)
     at.run()
     at.button(key="search_start").click().run()
     assert not at.exception, at.exception
@@ -154,3 +155,29 @@ def test_search_page_offers_every_strategy_with_the_benchmark_advice(stored):
     assert "benchmarks/STRATEGIES.md" in captions and "reached the best validation" in captions
     strategy.set_value("darts").run()
     assert not at.exception
+
+
+def test_the_dataset_choice_and_study_name_follow_the_user(workspace):
+    """Issue 17, item 6: the study is named after the dataset chosen, and the choice survives
+    a visit to another page."""
+    from nas_core.data.splits import SplitOptions
+    from nas_core.data.store import DatasetStore, import_dataset
+
+    first = store_example(as_name="first.csv")
+    rows = (ASSETS / "amp_vs_transmembrane.csv").read_text().splitlines()
+    other = workspace.parent / "second.csv"
+    other.write_text("\n".join(rows[:300]) + "\n")  # other content: stored apart, newest
+    assert import_dataset(other, store=DatasetStore(),
+                          split_options=SplitOptions(method="random")).ok
+    at = app()
+    at.switch_page("app_pages/search.py").run()
+    box = at.selectbox(key="search_dataset")
+    assert box.options[0].startswith("second")
+    box.set_value(first).run()
+    assert at.session_state["search_dataset_id"] == first.id
+    assert at.text_input(key=f"search_study_{first.id}").value.startswith("first-")
+    at.switch_page("app_pages/data.py").run()
+    at.switch_page("app_pages/search.py").run()
+    assert not at.exception
+    assert at.selectbox(key="search_dataset").value.id == first.id
+    assert at.text_input(key=f"search_study_{first.id}").value.startswith("first-")

@@ -29,6 +29,7 @@ def test_views_charts_and_progress_of_a_real_study(workspace, tiny_backbone):
         chart = charts.make_curves_chart(view.history, quantity, highlight=0)
         spec = chart.to_dict()
         assert spec["mark"]["type"] == "line"
+        assert spec["encoding"]["x"]["axis"]["format"] == "d"  # epoch 1, never "1.000000"
         assert len(charts.curves_frame(view.history, quantity)) == 2 * len(view.history)
     assert isinstance(charts.make_best_so_far_chart(view.trials, "maximize", "roc_auc"),
                       alt.LayerChart)
