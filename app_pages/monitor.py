@@ -1,6 +1,7 @@
 import streamlit as st
 
 from nas_core.common.text import md_text
+from nas_core.runtime.jobtable import ACTIVE
 from nas_core.views.monitor import job_progress
 from ui import render, resources
 from ui.identity import current_user
@@ -13,7 +14,7 @@ jobs = manager.jobs()
 # what the page was drawn for: when a job starts, finishes or stops, the whole page is drawn
 # again (buttons, messages, whether to keep refreshing)
 states = {j.id: j.state for j in jobs}
-active = any(state in ("queued", "running") for state in states.values())
+active = any(state in ACTIVE for state in states.values())
 
 
 # One fragment with one timer for everything that moves: two timers on one page, one of them
@@ -33,35 +34,53 @@ def monitor() -> None:
                           format_func=lambda i: f"{by_id[i].study_name} "
                           f"({by_id[i].owner_shown}, job {i})")
     job = by_id[job_id]
-    controls(job)
-    render.live_study(resources.study_view(job), job)
+    view = resources.study_view(job)
+    controls(job, view)
+    render.live_study(view, job)
     if job.state == "finished":
         st.page_link("app_pages/results.py", label="See the results",
                      icon=":material/emoji_events:")
 
 
-def controls(job) -> None:
+def controls(job, view) -> None:
     if job.error:
         (st.warning if job.state == "interrupted" else st.error)(md_text(job.error))
+    if job.state == "cancelling":
+        st.info("Cancelling: the running trial stops before its next training step and is "
+                "given back; finished trials are kept.")
+    has_trials = view is not None and not view.trials.empty
+    stopped = job.state in ("cancelled", "interrupted", "failed")
     c1, c2, c3 = st.columns(3)
     is_owner = user is not None and user.may_change(job.owner)
     try:
         if c1.button("Cancel", disabled=job.state not in ("queued", "running") or not is_owner,
-                     help="The current trial stops at the end of its epoch; completed trials "
-                     "are kept.", key="monitor_cancel") and user:
+                     help="The running trial stops before its next training step; finished "
+                     "trials are kept.", key="monitor_cancel") and user:
             manager.cancel(job.id, user)
             st.rerun(scope="app")
-        if c2.button("Resume", disabled=job.state not in ("cancelled", "interrupted", "failed")
-                     or not is_owner, key="monitor_resume") and user:
+        if c2.button("Resume", disabled=not stopped or not has_trials or not is_owner,
+                     help="Continue the search where it stopped, up to its trial budget."
+                     if has_trials else "Nothing to resume: this job never ran a trial.",
+                     key="monitor_resume") and user:
             manager.resume(job.id, user)
             st.rerun(scope="app")
-        if c3.button("Retry failed trials", disabled=job.state in ("queued", "running")
-                     or not is_owner, key="monitor_retry") and user:
+        retryable = view.n_retryable if view is not None else 0
+        if c3.button("Retry failed trials",
+                     disabled=job.state in ACTIVE or not retryable or not is_owner,
+                     help=f"Run the {retryable} failed trial(s) again." if retryable
+                     else "No failed trial to retry.", key="monitor_retry") and user:
             n = manager.retry_failed(job.id, user)
             st.toast(f"{n} failed trial(s) queued again." if n else "No failed trial to retry.")
             st.rerun(scope="app")
     except (PermissionError, ValueError, RuntimeError) as exc:
         st.error(md_text(exc))
+    finished = 0 if view is None or not stopped or job.report_path.is_file() else int(
+        (view.trials["state"] == "COMPLETE").sum())
+    if finished:
+        st.info(f"This search stopped with {finished} finished trial(s): the Results page can "
+                "test the best of them once on the held-out split and export it.")
+        st.page_link("app_pages/results.py", label="Test and export what it found",
+                     icon=":material/science:")
     if not is_owner:
         st.caption(f"Started by {md_text(job.owner_shown)} (from another browser or account): "
                    "you can watch; only they or an admin can cancel or resume.")

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from nas_core.common.text import md_text
-from nas_core.runtime.launch import evaluate_point, point_dir
+from nas_core.runtime.launch import evaluate_point, finalisable, finalise_stopped, point_dir
 from nas_core.views.results import load_report, metrics_table, test_predictions, zip_directory
 from ui import render, resources
 from ui.identity import current_user
@@ -10,13 +10,47 @@ from ui.publish import publish_form
 st.title("Results")
 root = resources.workspace()
 manager = resources.job_manager(root)
-finished = [j for j in manager.jobs() if j.report_path.is_file()]
+user = current_user()
+jobs = manager.jobs()
+stopped = [(j, n) for j in jobs if (n := finalisable(j, root))]
+if stopped:
+    with st.expander(f"Stopped searches with finished trials ({len(stopped)})",
+                     expanded=not any(j.report_path.is_file() for j in jobs)):
+        st.caption("A cancelled, interrupted or failed search keeps its finished trials: test "
+                   "the best of them once on the held-out split and export it, as a finished "
+                   "search would. Resuming it later tests again at the end.")
+        for j, n in stopped:
+            left, right = st.columns([3, 2])
+            left.markdown(f"**{md_text(j.study_name)}** ({md_text(j.owner_shown)}): {j.state}, "
+                          f"{n} finished trial(s) of {j.n_trials or 'no fixed number'}")
+            allowed = user is not None and user.may_change(j.owner)
+            if right.button("Test and export the best", key=f"results_finalise_{j.id}",
+                            disabled=not allowed, help=None if allowed else
+                            "Only the person who ran this search, or an admin, can."):
+                try:
+                    with st.spinner(f"Testing the best trial of {md_text(j.study_name)} on the "
+                                    "held-out split..."):
+                        finalise_stopped(j, user, root)
+                except (PermissionError, ValueError, RuntimeError, FileNotFoundError) as exc:
+                    st.error(md_text(exc))
+                else:
+                    st.session_state["results_job_id"] = j.id
+                    st.rerun()
+finished = [j for j in jobs if j.report_path.is_file()]
 if not finished:
     st.info("No finished search yet. Results appear here once a search has run its trials "
             "and its best model has been tested on the held-out split.")
     st.stop()
-job = st.selectbox("Search", finished, key="results_job",
-                   format_func=lambda j: f"{j.study_name} ({j.owner_shown})")
+ids = [j.id for j in finished]
+wanted = st.session_state.pop("results_job_id", None)
+if wanted in ids:
+    st.session_state["results_job"] = wanted
+job_id = st.selectbox("Search", ids, key="results_job",
+                      format_func=lambda i: next(f"{j.study_name} ({j.owner_shown}"
+                                                 + ("" if j.state == "finished" else
+                                                    f", {j.state}") + ")"
+                                                 for j in finished if j.id == i))
+job = next(j for j in finished if j.id == job_id)
 out_dir = job.out_dir
 report = load_report(out_dir)
 if report.get("pareto"):
@@ -38,7 +72,6 @@ model_dir = report["best"]["model_dir"]
 st.download_button("Download the model (zip)", lambda: zip_directory(model_dir),
                    file_name=f"{job.study_name}-trial{report['best']['trial']}.zip",
                    mime="application/zip", key="results_download")
-user = current_user()
 if user and user.may_change(job.owner):
     publish_form(model_dir, f"{job.study_name}-trial{report['best']['trial']}")
 else:

@@ -105,7 +105,9 @@ def jobs_table(jobs, progress) -> None:
         })
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-        "best": st.column_config.NumberColumn("best", format="%.4f")})
+        "best": st.column_config.NumberColumn("best", format="%.4f"),
+        # wide enough for "1 h 05 min" / "12 min 08 s", whatever the first value was
+        "ETA": st.column_config.TextColumn("ETA", width=110)})
 
 
 def live_study(view, job) -> None:
@@ -115,7 +117,7 @@ def live_study(view, job) -> None:
         st.altair_chart(charts.make_darts_chart(view.darts))
     if view is None or view.trials.empty:
         st.info("Waiting for the first trial..." if job.state in ("queued", "running")
-                else "This job has no trials.")
+                else "This job has no trials: start a new search on the Search page.")
         return
     running = view.running_trial()
     if running is not None:
@@ -147,12 +149,15 @@ def live_study(view, job) -> None:
 def results(report: dict, predictions, metrics_frame) -> None:
     best = report["best"]
     metric = report["metric"]
+    if report.get("budget_note"):
+        st.warning(md_text(report["budget_note"]))
     st.markdown(f"**Best architecture** (trial {best['trial']}): {md_text(best['description'])}.")
     test, base = best["test"].get(metric), report["baseline"].get("test", {}).get(metric)
+    delta, colour = reference_delta(report, test, base)
     cols = st.columns(4)
-    cols[0].metric(f"Held-out test {metric}", _fmt(test),
-                   delta=None if test is None or base is None else f"{test - base:+.3f} vs "
-                   "reference")
+    cols[0].metric(f"Held-out test {metric}", _fmt(test), delta=delta, delta_color=colour,
+                   help="Against the reference model, with the verdict of the paired "
+                   "bootstrap: green only when better by more than the noise.")
     cols[1].metric(f"Validation {metric}", _fmt(best["val"].get(metric)))
     cols[2].metric("Parameters", f"{best['n_parameters']:,}")
     cols[3].metric("Trials", f"{report['n_complete']} complete / {report['n_trials']}")
@@ -178,6 +183,18 @@ def results(report: dict, predictions, metrics_frame) -> None:
             labels = report["dataset"]["summary"].get("classes", {})
             st.altair_chart(charts.make_confusion_chart(predictions.astype(
                 {"label": str, "prediction": str}), list(labels)), width="stretch")
+
+
+def reference_delta(report: dict, test, base) -> tuple[str | None, str]:
+    """The badge beside the test score and its colour, carrying the same verdict as the
+    sentence below it: green better, red worse, grey within the noise (or not estimated)."""
+    if test is None or base is None:
+        return None, "off"
+    verdict = (report.get("vs_reference") or {}).get("verdict")
+    words = {"better": "better than reference", "worse": "worse than reference",
+             "within noise": "vs reference, within noise"}.get(verdict, "vs reference")
+    colour = {"better": "green", "worse": "red"}.get(verdict, "gray")
+    return f"{test - base:+.3f} {words}", colour
 
 
 def _fmt(value) -> str:

@@ -25,10 +25,12 @@ from nas_core.cli.common import (
     ingest,
     print_problems,
 )
+from nas_core.common.workspace import workspace_root
 from nas_core.data.store import DatasetStore
 from nas_core.evaluation.finalise import finalise
 from nas_core.runtime.jobs import default_devices
-from nas_core.runtime.launch import run_search
+from nas_core.runtime.jobtable import JobTable
+from nas_core.runtime.launch import finalise_stopped, run_search
 from nas_core.runtime.workers import (
     DatabaseUnreachable,
     WorkerError,
@@ -93,11 +95,16 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finalise", help="test the best (or a chosen) trial of a study once on "
                        "the held-out split and export it; run it where that trial's weights are")
     p.add_argument("--storage", default=None, help=STORE_HELP)
-    p.add_argument("--study", required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study", help="the study's name (with --out)")
+    which.add_argument("--job", help="a cancelled, interrupted or failed job of this "
+                       "workspace (as the Results page's Test and export button): its best "
+                       "finished trial, into the job's results folder")
     p.add_argument("--data", default=None, help="this machine's copy of the study's dataset")
     p.add_argument("--trial", type=int, default=None, help="trial number (default: the best)")
     add_field(p, SearchConfig, "device")
-    p.add_argument("--out", required=True, help="folder for report.json and best_model/")
+    p.add_argument("--out", default=None, help="folder for report.json and best_model/ "
+                   "(required with --study)")
     p.set_defaults(func=cmd_finalise)
 
 
@@ -243,6 +250,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_finalise(args: argparse.Namespace) -> int:
+    if args.job:
+        return _finalise_job(args.job)
+    if not args.out:
+        print("error: --study needs --out (the folder for report.json and best_model/).",
+              file=sys.stderr)
+        return EXIT_INVALID
     url = study_store(args)
     if url is None:
         return EXIT_INVALID
@@ -259,3 +272,20 @@ def cmd_finalise(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _finalise_job(job_id: str) -> int:
+    table = JobTable(workspace_root() / "jobs.db")
+    job = next((j for j in table.all() if j.id == job_id), None)
+    if job is None:
+        print(f"error: no job '{job_id}' in this workspace.", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        report = finalise_stopped(job, None)
+    except (ValueError, RuntimeError, FileNotFoundError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    best = report["best"]
+    print(f"trial {best['trial']}: held-out test {report['metric']} "
+          f"{fmt(best['test'].get(report['metric']))}; wrote {best['model_dir']}")
+    if report.get("budget_note"):
+        print(report["budget_note"])
+    return EXIT_OK

@@ -27,6 +27,7 @@ from nas_core.modeling.training import evaluate, resolve_device
 from nas_core.publishing.card import write_model_card
 from nas_core.publishing.export import export_model
 from nas_core.publishing.predict import prediction_columns
+from nas_core.search.budget import in_budget
 from nas_core.search.config import CONFIG_ATTR, STRATEGIES
 from nas_core.search.optuna_internals import storage_url
 from nas_core.search.storage import fail_reasons, public_url
@@ -193,7 +194,23 @@ def build_report(study: optuna.Study, dataset: Dataset, metric: str) -> dict:
             s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) if budget else None,
         "failures": [{"trial": n, "reason": r} for n, r in fail_reasons(trials).items()],
     }
+    budget_note = unspent_budget(trials, config.get("n_trials"))
+    if budget_note:
+        report["budget_note"] = budget_note
     if len(study.directions) > 1:
         report["pareto"] = [{"trial": t.number, metric: t.values[0],
                              "n_parameters": int(t.values[1])} for t in study.best_trials]
     return report
+
+
+def unspent_budget(trials, n_trials: int | None) -> str | None:
+    """A sentence when the search stopped before its trial budget was spent (cancelled,
+    interrupted or failed, then finalised anyway); None when it was spent."""
+    if not n_trials:
+        return None
+    done = len(in_budget(trials))
+    if done >= n_trials:
+        return None
+    return (f"The search stopped after {done} of its {n_trials} trials: the budget was not "
+            "spent, so a better architecture may exist. This is the best of the trials that "
+            "finished.")

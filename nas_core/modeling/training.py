@@ -113,7 +113,8 @@ def train(model: PooledHead, train_data: Encoded, val_data: Encoded, *,
     """Train with early stopping on the validation ``metric``; keep the best epoch's weights.
 
     ``on_epoch`` runs after each epoch (Optuna reports and prunes there by raising);
-    ``should_stop`` is polled between epochs and raises :class:`TrainingCancelled`.
+    ``should_stop`` is polled before every batch and raises :class:`TrainingCancelled`, so a
+    cancel takes effect within one optimiser step.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -131,7 +132,8 @@ def train(model: PooledHead, train_data: Encoded, val_data: Encoded, *,
         batches = length_batches(train_data.lengths, model.arch.batch_size,
                                  max_tokens=max_tokens, rng=rng)
         loss, mae = _train_epoch(model, train_data, batches, groups, optimizer, params,
-                                 epoch=epoch, device=device, pad_id=pad_id)
+                                 epoch=epoch, device=device, pad_id=pad_id,
+                                 should_stop=should_stop)
         val, _ = evaluate(model, val_data, device=device, pad_id=pad_id,
                           raw_targets=val_targets_raw)
         record = EpochRecord(epoch, loss, mae, val, time.perf_counter() - started)
@@ -160,7 +162,8 @@ def _contrastive_groups(task: str, targets: np.ndarray) -> np.ndarray:
 def _train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
                  groups_all: np.ndarray, optimizer: torch.optim.Optimizer,
                  params: list[torch.nn.Parameter], *, epoch: int, device: torch.device,
-                 pad_id: int) -> tuple[float, float]:
+                 pad_id: int, should_stop: Callable[[], bool] | None = None
+                 ) -> tuple[float, float]:
     """One pass over ``batches``; returns the epoch's task loss (in label units) and MAE."""
     arch, task = model.arch, model.info.task
     model.train()
@@ -169,7 +172,9 @@ def _train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
         backbone.eval()  # no dropout in a frozen backbone
     total_loss = total_mae = 0.0
     seen = 0
-    for batch in batches:
+    for step, batch in enumerate(batches):
+        if should_stop and should_stop():
+            raise TrainingCancelled(f"stopped by the user at step {step + 1} of epoch {epoch}")
         targets = torch.as_tensor(data.targets[batch], device=device)
         with autocast(device):
             logits, pooled = forward(model, data, batch, pad_id, device)

@@ -162,6 +162,8 @@ def _search_sections(report: dict, has_curves: bool) -> list[str]:
              f"{report['n_pruned']} pruned, {report['n_failed']} failed; "
              f"{report.get('wall_seconds', report.get('trial_seconds', 0)):.0f} s wall time.",
              f"- Best trial {best['trial']} (epoch {best.get('best_epoch')}).", ""]
+    if report.get("budget_note"):
+        lines += [f"**{md_text(report['budget_note'])}**", ""]
     if has_curves:
         lines += [f"![Training and validation curves of the best trial]({CURVES_IMAGE})", ""]
     return lines

@@ -99,7 +99,9 @@ class JobManager:
         return self.get(job_id)
 
     def cancel(self, job_id: str, user: Person) -> Job:
-        """Stop a job: a queued one at once, a running one at the end of the current epoch."""
+        """Stop a job: a queued one at once; a running one shows *cancelling* at once and stops
+        before its trial's next optimiser step (that trial is given back, finished trials
+        stay)."""
         with self._lock:
             job = self.get(job_id)
             check_owner(user, job.owner, job.owner_shown, "job")
@@ -111,6 +113,9 @@ class JobManager:
                     raise RuntimeError("this job runs in another server process; cancel it "
                                        "there.")
                 stop.set()
+                self.table.update(job_id, state="cancelling")
+            elif job.state == "cancelling":
+                pass  # asked already; it stops within one batch
             else:
                 raise ValueError(f"job is {job.state}: nothing to cancel.")
         return self.get(job_id)
@@ -172,15 +177,18 @@ class JobManager:
         host = socket.gethostname()
         recovered = []
         for job in self.table.all():
-            if job.state != "running" or job.host != host:
+            if job.state not in ("running", "cancelling") or job.host != host:
                 continue
             with _LIVE_LOCK:
                 live = job.id in _LIVE and job.pid == os.getpid()
             if live or (job.pid != os.getpid() and _pid_alive(job.pid)):
                 continue
-            self.table.update(job.id, state="interrupted", ended=time.time(),
-                              error="the server stopped while this job was running; Resume "
-                              "continues it (completed trials are kept)")
+            if job.state == "cancelling":  # it was being stopped anyway
+                self.table.update(job.id, state="cancelled", ended=time.time())
+            else:
+                self.table.update(job.id, state="interrupted", ended=time.time(),
+                                  error="the server stopped while this job was running; Resume "
+                                  "continues it (completed trials are kept)")
             _fail_orphan_trials(job, self.root)
             recovered.append(job.id)
         return recovered

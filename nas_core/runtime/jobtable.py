@@ -11,7 +11,7 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "running", "cancelling")  # "cancelling": asked to stop, not stopped yet
 RESUMABLE = ("cancelled", "interrupted", "failed")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -98,7 +98,8 @@ class JobTable:
         with closing(self._connect()) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                rows = db.execute("SELECT device FROM jobs WHERE state = 'running' AND host = ?",
+                rows = db.execute("SELECT device FROM jobs WHERE state IN ('running', "
+                                  "'cancelling') AND host = ?",
                                   (host,)).fetchall()
                 taken = {d for r in rows for d in (r["device"] or "").split(",")}
                 queued = db.execute("SELECT 1 FROM jobs WHERE id = ? AND state = 'queued'",

@@ -8,13 +8,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
+from nas_core.common.access import Person, check_owner
 from nas_core.common.workspace import subdir
 from nas_core.data.dataset import Dataset
 from nas_core.data.store import DatasetStore
 from nas_core.evaluation.finalise import finalise
 from nas_core.runtime import workers
-from nas_core.runtime.jobtable import Job
+from nas_core.runtime.jobtable import RESUMABLE, Job
 from nas_core.search.config import SearchConfig
 from nas_core.search.objective import SearchListener
 from nas_core.search.storage import make_storage
@@ -67,3 +69,33 @@ def evaluate_point(job: Job, trial_number: int, root=None) -> dict:
     dataset = DatasetStore(root).load(job.dataset_id)
     return finalise(study, dataset, point_dir(job, trial_number), trial_number=trial_number,
                     device=job.device or "auto")
+
+
+def finalisable(job: Job, root=None) -> int:
+    """How many finished trials a stopped job (cancelled, interrupted, failed) has that
+    :func:`finalise_stopped` could test; 0 when it has none or is still active/finished."""
+    if job.state not in RESUMABLE or job.report_path.is_file():
+        return 0
+    try:
+        study = optuna.load_study(study_name=job.study_name,
+                                  storage=make_storage(job.storage, root))
+    except KeyError:
+        return 0
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def finalise_stopped(job: Job, user: Person | None, root=None) -> dict:
+    """Test the best finished trial of a stopped search once on the held-out split and export
+    it, as a finished search would (its report says the budget was not spent). ``user``: who
+    asks, in the app (owner or admin); None from the command line, whose operator owns the
+    workspace."""
+    if user is not None:
+        check_owner(user, job.owner, job.owner_shown, "job")
+    if job.state not in RESUMABLE:
+        raise ValueError(f"job is {job.state}: only a cancelled, interrupted or failed search is "
+                         "finalised this way (a finished one already was).")
+    if not finalisable(job, root):
+        raise ValueError("this search has no finished trial yet: resume it, or start a new one.")
+    study = optuna.load_study(study_name=job.study_name, storage=make_storage(job.storage, root))
+    dataset = DatasetStore(root).load(job.dataset_id)
+    return finalise(study, dataset, job.out_dir, device=(job.device or "auto").split(",")[0])

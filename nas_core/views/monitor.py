@@ -13,7 +13,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from nas_core.runtime.jobtable import Job
-from nas_core.search.budget import in_budget
+from nas_core.search.budget import in_budget, retryable
 from nas_core.search.storage import fail_reasons
 from nas_core.search.storage import make_storage as _storage
 
@@ -26,6 +26,7 @@ class StudyView:
     trials: pd.DataFrame  # one row per trial
     history: pd.DataFrame  # one row per (trial, epoch)
     darts: pd.DataFrame | None = None  # one-shot search: (epoch, group, choice, weight)
+    n_retryable: int = 0  # failed trials "Retry failed trials" would run again
 
     @property
     def multi_objective(self) -> bool:
@@ -103,7 +104,8 @@ def load_view(study_name: str, storage_url: str) -> StudyView | None:
     return StudyView(study_name, study.user_attrs.get("metric", "value"),
                      [d.name.lower() for d in study.directions], trial_frame,
                      pd.DataFrame(history),
-                     pd.DataFrame(one_shot["history"]) if one_shot else None)
+                     pd.DataFrame(one_shot["history"]) if one_shot else None,
+                     n_retryable=len(retryable(all_trials)))
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,6 @@ def job_progress(job: Job, view: StudyView | None) -> Progress:
     if view is None or view.trials.empty:
         return Progress(0, total, 0.0, None, None)
     done = view.counted()
-    finished = view.trials[view.trials["state"].isin(["COMPLETE", "PRUNED", "FAIL"])]
     complete = view.trials[view.trials["state"] == "COMPLETE"]["value"].dropna()
     best = None
     if len(complete):
@@ -128,9 +129,7 @@ def job_progress(job: Job, view: StudyView | None) -> Progress:
     fraction = min(1.0, done / total) if total else 0.0
     eta = None
     if job.state == "running":
-        durations = finished["duration_s"].dropna()
-        if total and len(durations):
-            eta = max(0.0, (total - done) * float(durations.mean()))
+        eta = remaining_seconds(view, total, job.config.get("space", {}).get("max_epochs_range"))
         timeout = job.config.get("timeout")
         if timeout and job.started:
             left = max(0.0, job.started + timeout - time.time())
@@ -140,6 +139,36 @@ def job_progress(job: Job, view: StudyView | None) -> Progress:
     elif job.state == "finished":
         fraction = 1.0
     return Progress(done, total, fraction, eta, best)
+
+
+def remaining_seconds(view: StudyView, total: int | None,
+                      epochs_range: list[int] | None = None) -> float | None:
+    """Seconds until the budget is spent, re-estimated at every refresh: the running trials'
+    epochs still to train at their own measured epoch time (less the time already spent in the
+    current epoch), plus the trials still queued at the mean finished-trial time, shared over
+    the workers running now. None until one epoch has been measured."""
+    trials, history = view.trials, view.history
+    epoch_times = history["seconds"].dropna() if "seconds" in history else pd.Series([])
+    if not len(epoch_times):
+        return None
+    mean_epoch = float(epoch_times.mean())
+    finished = trials[trials["state"].isin(["COMPLETE", "PRUNED"])]["duration_s"].dropna()
+    running = trials[trials["state"] == "RUNNING"]
+    default_epochs = int(epochs_range[1]) if epochs_range else 10
+    left_running, planned = 0.0, []
+    for _, row in running.iterrows():
+        own = history[history["trial"] == row["number"]]["seconds"].dropna()
+        rate = float(own.mean()) if len(own) else mean_epoch
+        epochs = row.get("param_max_epochs")
+        epochs = int(epochs) if epochs is not None and epochs == epochs else default_epochs
+        planned.append(epochs * rate)
+        in_epoch = max(0.0, (row["duration_s"] or 0.0) - float(own.sum()))
+        left_running += max(0.0, (epochs - len(own)) * rate - in_epoch)
+    per_trial = float(finished.mean()) if len(finished) else (
+        sum(planned) / len(planned) if planned else default_epochs * mean_epoch)
+    queued = max(0, (total or 0) - view.counted() - len(running))
+    workers = max(1, len(running))
+    return (left_running + queued * per_trial) / workers
 
 
 def importances(study_name: str, storage_url: str, minimum: int = 5) -> pd.DataFrame | None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
+from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
 
 from nas_core.common.access import Person
@@ -89,7 +91,7 @@ def test_cancel_resume_and_owner_rights(stored):
     start_search(at, 12, "page-cancel", adaptations=["lora"])  # trials of seconds
     job = manager(stored).jobs()[0]
     study = study_of(job, stored)
-    wait_until(lambda: len(study.get_trials()) >= 2)
+    wait_until(lambda: len(study.get_trials(states=(TrialState.COMPLETE,))) >= 2)
     other = app(user="alice")  # another browser typing the owner's name gains nothing
     other.switch_page("app_pages/monitor.py").run()
     assert other.button(key="monitor_cancel").disabled
@@ -99,13 +101,48 @@ def test_cancel_resume_and_owner_rights(stored):
     at.switch_page("app_pages/monitor.py").run()
     at.button(key="monitor_cancel").click().run()
     assert not at.exception
+    # the click is acknowledged at once, before the trial has stopped
+    assert at.dataframe[0].value["state"].tolist() in (["cancelling"], ["cancelled"])
+    assert any("Cancelling" in shown(i.value) for i in at.info) or \
+        manager(stored).get(job.id).state == "cancelled"
     assert manager(stored).wait(job.id).state == "cancelled"
     at.run()
     assert at.dataframe[0].value["state"].tolist() == ["cancelled"]
+    assert any("test the best of them once" in shown(i.value) for i in at.info)
+    # the finished trials are not thrown away: Results tests and exports the best of them
+    at.switch_page("app_pages/results.py").run()
+    other.switch_page("app_pages/results.py").run()
+    assert other.button(key=f"results_finalise_{job.id}").disabled  # not the owner
+    at.button(key=f"results_finalise_{job.id}").click().run()
+    assert not at.exception, at.exception
+    report = job.report()
+    assert report is not None and "budget was not spent" in report["budget_note"]
+    assert any("budget was not spent" in shown(w.value) for w in at.warning)
+    assert "budget was not spent" in (Path(report["best"]["model_dir"]) / "README.md").read_text()
+    assert at.metric[0].label.startswith("Held-out test")
+    # resuming spends the rest of the budget and tests again at the end
+    at.switch_page("app_pages/monitor.py").run()
     at.button(key="monitor_resume").click().run()
     assert manager(stored).wait(job.id).state == "finished"
     at.run()
     assert at.dataframe[0].value["state"].tolist() == ["finished"]
+    assert "budget_note" not in job.report()
+
+
+def test_a_job_without_trials_offers_nothing_to_resume_or_retry(stored):
+    at = app()
+    start_search(at, 4, "page-busy", adaptations=["lora"])
+    start_search(at, 2, "page-never")
+    never = next(j for j in manager(stored).jobs() if j.study_name == "page-never")
+    user = Person(never.owner, never.owner_name)
+    assert manager(stored).cancel(never.id, user).state == "cancelled"  # still queued
+    at.switch_page("app_pages/monitor.py").run()
+    at.selectbox(key="monitor_job").set_value(never.id).run()
+    assert at.button(key="monitor_resume").disabled
+    assert at.button(key="monitor_retry").disabled
+    assert any("start a new search" in shown(i.value) for i in at.info)
+    for job in manager(stored).jobs():
+        manager(stored).wait(job.id)
 
 
 def test_queue_holds_the_second_job(stored):

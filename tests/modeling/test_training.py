@@ -11,7 +11,7 @@ from nas_core.modeling.batches import Encoded, collate, length_batches
 from nas_core.modeling.build import build_model
 from nas_core.modeling.losses import supervised_contrastive
 from nas_core.modeling.modules import TaskInfo, init_head
-from nas_core.modeling.training import predict_outputs, train
+from nas_core.modeling.training import TrainingCancelled, predict_outputs, train
 from nas_core.publishing.export import export_model, load_model
 
 SEQS = ["MKVLAAGIW", "ACDEFGHIK", "KKKKRRRRKK", "LLLLIVVVA", "GLFDIIKKIAESF", "WWPWWRR",
@@ -155,3 +155,21 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_backbone):
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-5)
+
+
+def test_a_cancel_stops_training_before_the_next_step(tiny_backbone):
+    arch = Architecture(backbone=str(tiny_backbone), n_layers=2, adaptation="lora",
+                        lora_rank=4, lora_alpha=8, max_epochs=3, lr=1e-2, batch_size=2)
+    model, tok = build_model(arch, TaskInfo("binary", ["a", "b"]))
+    y = np.array([i % 2 for i in range(len(SEQS))])
+    data = Encoded(encode(SEQS, tok), y)
+    asked = {"n": 0}
+
+    def should_stop() -> bool:  # the user presses Cancel during the second step
+        asked["n"] += 1
+        return asked["n"] > 2
+
+    with pytest.raises(TrainingCancelled, match="at step 2 of epoch 1"):
+        train(model, data, data, val_targets_raw=y, metric="roc_auc",
+              device=torch.device("cpu"), pad_id=1, should_stop=should_stop)
+    assert len(SEQS) > 4  # an epoch has more steps than that: it stopped mid-epoch

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from nas_core.common.access import Person
 from nas_core.runtime.jobs import JobManager
+from nas_core.runtime.jobtable import JobTable
 from nas_core.search.budget import counted_trials
 from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
@@ -60,11 +61,25 @@ def test_only_the_owner_cancels_and_resume_finishes(workspace, tiny_backbone, da
     wait_for(lambda: any(t.state == TrialState.COMPLETE for t in study.get_trials()))
     with pytest.raises(PermissionError, match="only alice"):
         manager.cancel(job.id, Person("mallory"))
-    manager.cancel(job.id, Person("alice"))
+    assert manager.cancel(job.id, Person("alice")).state == "cancelling"  # said at once
     stopped = manager.wait(job.id)
     assert stopped.state == "cancelled"
+    cancelled = [t for t in study.get_trials() if t.user_attrs.get("cancelled")]
+    assert len(cancelled) == 1 and "stopped by the user" in cancelled[0].user_attrs[
+        "fail_reason"]
     kept = [(t.number, t.values) for t in study.get_trials(states=(TrialState.COMPLETE,))]
     assert kept and len(kept) < 6
+    # headless, as the Results page's button: test and export the best finished trial
+    done = subprocess.run([sys.executable, "-m", "nas_core", "finalise", "--job", job.id],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "budget was not spent" in done.stdout
+    report = manager.get(job.id).report()
+    assert report["best"]["trial"] in {n for n, _ in kept}
+    assert "budget was not spent" in report["budget_note"]
+    again = subprocess.run([sys.executable, "-m", "nas_core", "finalise", "--job", "nope"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 2 and "no job 'nope'" in again.stderr
     with pytest.raises(PermissionError):
         manager.resume(job.id, Person("mallory"))
     manager.resume(job.id, Person("alice"))
@@ -111,6 +126,7 @@ SERVER = textwrap.dedent("""
     import sys, time
     from nas_core.common.access import Person
     from nas_core.runtime.jobs import JobManager
+from nas_core.runtime.jobtable import JobTable
     from nas_core.search.config import SearchConfig
     from nas_core.search.space import SearchSpace
     root, backbone, dataset_id = sys.argv[1:4]
@@ -200,3 +216,32 @@ def test_a_job_spreads_over_every_free_gpu_and_others_wait(workspace, tiny_backb
     for job in (single, spread, waiting):
         assert manager.wait(job.id).state == "finished"
     assert given["later"] in (["cuda:0"], ["cuda:1"], ["cuda:2"])
+
+
+def test_a_cancelling_job_keeps_its_device_and_a_restart_finishes_the_cancel(
+        workspace, tiny_backbone, dataset_id):
+    import threading
+
+    release = threading.Event()
+
+    def runner(job, *, devices, root, should_stop):
+        while not should_stop():
+            time.sleep(0.01)
+        release.wait(30)  # a slow last step
+        return "cancelled"
+
+    manager = JobManager(workspace, devices=["cpu"], runner=runner)
+    first = manager.submit(config(tiny_backbone, "slow-stop"), dataset_id, ALICE)
+    assert manager.cancel(first.id, ALICE).state == "cancelling"
+    assert manager.cancel(first.id, ALICE).state == "cancelling"  # a second click is harmless
+    second = manager.submit(config(tiny_backbone, "next"), dataset_id, ALICE)
+    assert manager.get(second.id).state == "queued"  # the device is still busy
+    release.set()
+    assert manager.wait(first.id).state == "cancelled"
+    manager.cancel(second.id, ALICE)
+    assert manager.wait(second.id).state == "cancelled"
+    # a server that died while cancelling: the next one records the cancel, not a failure
+    table = JobTable(workspace / "jobs.db")
+    table.update(first.id, state="cancelling", pid=2 ** 22 + 12345)
+    assert JobManager(workspace, devices=["cpu"], runner=runner).get(first.id).state == \
+        "cancelled"

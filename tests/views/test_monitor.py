@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import altair as alt
 import pandas as pd
+import pytest
 
 from nas_core.common.workspace import default_storage_url
 from nas_core.publishing import charts
@@ -11,7 +12,13 @@ from nas_core.runtime.jobtable import Job
 from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
 from nas_core.search.study import open_study, optimize
-from nas_core.views.monitor import format_eta, job_progress, load_view
+from nas_core.views.monitor import (
+    StudyView,
+    format_eta,
+    job_progress,
+    load_view,
+    remaining_seconds,
+)
 from tests.helpers import split_example
 
 
@@ -50,3 +57,28 @@ def test_eta_format():
     assert format_eta(7300) == "2 h 01 min"
     assert charts.make_importance_chart(pd.DataFrame({"parameter": ["lr"],
                                                       "importance": [1.0]})).to_dict()
+
+
+def _view(trials: list[dict], history: list[dict], counted: int) -> StudyView:
+    frame = pd.DataFrame(trials)
+    frame["counted"] = [i < counted for i in range(len(frame))]
+    return StudyView("s", "roc_auc", ["maximize"], frame, pd.DataFrame(history))
+
+
+def test_the_eta_moves_within_a_trial_and_counts_what_is_queued():
+    """Trial 0 took 60 s; trial 1 has trained 2 of its 5 epochs at 10 s and is 3 s into the
+    third; 2 more trials are queued."""
+    history = [{"trial": 0, "epoch": e, "seconds": 12.0} for e in (1, 2, 3, 4, 5)]
+    history += [{"trial": 1, "epoch": e, "seconds": 10.0} for e in (1, 2)]
+    trials = [{"number": 0, "state": "COMPLETE", "duration_s": 60.0, "param_max_epochs": 5},
+              {"number": 1, "state": "RUNNING", "duration_s": 23.0, "param_max_epochs": 5}]
+    view = _view(trials, history, counted=1)
+    assert remaining_seconds(view, 4, [5, 5]) == pytest.approx((3 * 10 - 3) + 2 * 60)
+    trials[1]["duration_s"] = 29.0  # six seconds later, same epoch: the ETA went down
+    assert remaining_seconds(_view(trials, history, 1), 4, [5, 5]) == pytest.approx(21 + 120)
+    # before any epoch is measured there is no estimate, not a made-up one
+    assert remaining_seconds(_view(trials[1:], [], 0), 4, [5, 5]) is None
+    # a pinned epoch count is not a trial parameter: the search space's range is used
+    pinned = [{k: v for k, v in t.items() if k != "param_max_epochs"} for t in trials]
+    assert remaining_seconds(_view(pinned, history, 1), 4, [5, 5]) == pytest.approx(141)
+
