@@ -1,6 +1,7 @@
 import streamlit as st
 
 from nas_core.common.text import md_text
+from nas_core.publishing.hub import suggested_repo_name
 from nas_core.runtime.launch import evaluate_point, finalisable, finalise_stopped, point_dir
 from nas_core.views.results import load_report, metrics_table, test_predictions, zip_directory
 from ui import render, resources
@@ -73,7 +74,7 @@ st.download_button("Download the model (zip)", lambda: zip_directory(model_dir),
                    file_name=f"{job.study_name}-trial{report['best']['trial']}.zip",
                    mime="application/zip", key="results_download")
 if user and user.may_change(job.owner):
-    publish_form(model_dir, f"{job.study_name}-trial{report['best']['trial']}")
+    publish_form(model_dir, suggested_repo_name(report))
 else:
     st.subheader("Publish to the Hugging Face Hub")
     st.caption(f"Only {md_text(job.owner_shown)}, who ran this search, or an admin can "

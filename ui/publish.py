@@ -7,7 +7,7 @@ import os
 import streamlit as st
 
 from nas_core.common.text import md_text
-from nas_core.publishing.hub import PublishConfig, PublishError, publish
+from nas_core.publishing.hub import PublishConfig, PublishError, check_token, publish
 
 
 def _configured_token() -> tuple[str | None, str | None]:
@@ -22,6 +22,15 @@ def _configured_token() -> tuple[str | None, str | None]:
     return None, None
 
 
+@st.cache_data(ttl=600, show_spinner=False, max_entries=8)
+def _account(token: str) -> str | None:
+    """The Hub account of the server's token, for the default repository name."""
+    try:
+        return check_token(token)
+    except PublishError:
+        return None
+
+
 def publish_form(model_dir: str, default_name: str) -> None:
     st.subheader("Publish to the Hugging Face Hub")
     failed = st.session_state.get("publish_error")
@@ -31,12 +40,20 @@ def publish_form(model_dir: str, default_name: str) -> None:
     if st.session_state.get("publish_url"):
         st.success(f"Published: {st.session_state['publish_url']}")
     token, origin = _configured_token()
-    help_for = {name: f.metadata["help"] for name, f in
-                PublishConfig.__dataclass_fields__.items()}
-    with st.form("publish_form"):
-        repo = st.text_input("Repository name", default_name, key="publish_repo",
-                             help=help_for["repo"])
+    account = _account(token) if token else None
+    fields = PublishConfig.__dataclass_fields__
+    help_for = {name: f.metadata["help"] for name, f in fields.items()}
+    # Enter in a box must not publish: only the button does
+    with st.form("publish_form", enter_to_submit=False):
+        repo = st.text_input("Repository name", f"{account}/{default_name}" if account
+                             else default_name, key="publish_repo", help=help_for["repo"])
+        if not account:
+            st.caption("Without an 'organisation/' prefix the model goes under the token's "
+                       "own account.")
         private = st.checkbox("Private", True, key="publish_private", help=help_for["private"])
+        licence = st.selectbox("Licence", fields["license"].metadata["choices"],
+                               key="publish_license", help=help_for["license"],
+                               format_func=lambda c: c or "None chosen (all rights reserved)")
         with_training = st.checkbox("Include the training sequences", False,
                                     key="publish_training",
                                     help=help_for["include_training_sequences"])
@@ -50,7 +67,7 @@ def publish_form(model_dir: str, default_name: str) -> None:
     if not submitted:
         return
     try:
-        config = PublishConfig(repo=repo, private=private,
+        config = PublishConfig(repo=repo, private=private, license=licence,
                                include_training_sequences=with_training)
     except ValueError as exc:
         st.error(md_text(exc))

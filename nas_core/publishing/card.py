@@ -29,11 +29,12 @@ def base_model(arch: dict) -> str | None:
     return backbone if any(s.source == backbone for s in REGISTRY.values()) else None
 
 
-def card_metadata(report: dict, *, license: str = "mit", model_name: str = "model") -> dict:
+def card_metadata(report: dict, *, license: str = "", model_name: str = "model") -> dict:
+    """The card's YAML header; no ``license`` key unless the publisher chose one."""
     best = report["best"]
     task = report["task"]
     meta: dict = {
-        "license": license,
+        **({"license": license} if license else {}),
         "library_name": "transformers",
         "pipeline_tag": "text-classification",
         "tags": ["protein", "esm2", "esm", "biology", "neural-architecture-search",
@@ -109,7 +110,7 @@ def leakage_section(report: dict) -> list[str]:
     return lines + [""]
 
 
-def render_card(report: dict, *, repo_id: str = "your-name/your-model", license: str = "mit",
+def render_card(report: dict, *, repo_id: str = "your-name/your-model", license: str = "",
                 has_curves: bool = True) -> str:
     meta = card_metadata(report, license=license, model_name=repo_id.split("/")[-1])
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
@@ -120,6 +121,9 @@ def render_card(report: dict, *, repo_id: str = "your-name/your-model", license:
     lines += [""] + leakage_section(report)
     lines += _limitations_section(report)
     lines += _usage_section(report["task"], repo_id)
+    lines += ["## Licence", "", f"Published under `{license}`." if license else
+              "No licence was chosen when this model was published: all rights are reserved "
+              "by its authors until they choose one. Ask them before reusing it.", ""]
     return "\n".join(lines)
 
 
@@ -220,7 +224,7 @@ def _usage_section(task: str, repo_id: str) -> list[str]:
 
 
 def write_model_card(model_dir: str | Path, report: dict, *, repo_id: str | None = None,
-                     license: str = "mit") -> Path:
+                     license: str = "") -> Path:
     """Write README.md (and the curves image) into the exported model directory."""
     model_dir = Path(model_dir)
     history = pd.DataFrame(report["best"].get("history") or [])

@@ -42,19 +42,38 @@ def validate_repo_name(repo: str) -> str:
     return repo
 
 
+LICENCES = ("", "apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0",
+            "cc-by-nc-sa-4.0", "bsd-3-clause", "gpl-3.0", "cc0-1.0", "other")
+
+
 @dataclass(frozen=True)
 class PublishConfig:
     repo: str = field(metadata={"help": "Repository name: 'name' (under your account) or "
                                         "'organisation/name'."})
     private: bool = field(default=True, metadata={
         "help": "Private repositories are visible only to you and your organisation."})
-    license: str = field(default="mit", metadata={"help": "Licence in the model card."})
+    license: str = field(default="", metadata={
+        "help": "Licence of the published model, as a Hub licence identifier; none chosen by "
+        "default (the card then says so: all rights reserved until you choose one).",
+        "choices": LICENCES})
     include_training_sequences: bool = field(default=False, metadata={
         "help": "Also upload the training sequences, so users of the published model get the "
         "'unlike the training data' flag. Off by default: they may be unpublished data."})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "repo", validate_repo_name(self.repo))
+
+
+def suggested_repo_name(report: dict) -> str:
+    """A Hub name that says what the model is: dataset, backbone and task, such as
+    ``sumo128-esm2-8m-classifier`` (the namespace is the token's account unless given)."""
+    backbone = str(report["best"]["architecture"].get("backbone", ""))
+    size = re.match(r"esm2_t\d+_(\w+)$", backbone)
+    short = f"esm2-{size.group(1).lower()}" if size else (
+        "demo" if "untrained" in backbone else "esm2")
+    dataset = re.sub(r"[^A-Za-z0-9]+", "-", str(report["dataset"]["name"])).strip("-").lower()
+    kind = "regressor" if report["task"] == "regression" else "classifier"
+    return validate_repo_name(f"{dataset[:60].strip('-') or 'protein'}-{short}-{kind}")
 
 
 def resolve_token(explicit: str | None = None) -> str:

@@ -90,6 +90,13 @@ def test_publish_form_bad_name_rejected_token_then_success(finished_job, monkeyp
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         monkeypatch.delenv("HF_TOKEN", raising=False)
         at = app("app_pages/results.py")
+        form = at.get("form")[0].proto.form
+        assert form.enter_to_submit is False  # Enter in the token box does not publish
+        # a name that says what the model is; the token's account is the namespace
+        assert at.text_input(key="publish_repo").value == \
+            "amp-esm2-classifier"
+        assert at.selectbox(key="publish_license").value == ""  # nobody chose for the user
+        at.selectbox(key="publish_license").set_value("cc-by-4.0")
         at.text_input(key="publish_repo").set_value("bad--name")
         at.text_input(key="publish_token").set_value(hub.token)
         at.button[-1].click().run()  # the form's submit button
@@ -105,6 +112,13 @@ def test_publish_form_bad_name_rejected_token_then_success(finished_job, monkeyp
         assert not at.exception
         assert any(f"{hub.url}/alice/peptides" in shown(s.value) for s in at.success)
         assert "model.safetensors" in hub.repos["alice/peptides"].files
+        card = hub.repos["alice/peptides"].files["README.md"].decode()
+        assert "license: cc-by-4.0" in card
+        # with the server's token the default name carries its account
+        monkeypatch.setenv("HF_TOKEN", hub.token)
+        again = app("app_pages/results.py")
+        assert again.text_input(key="publish_repo").value == \
+            "alice/amp-esm2-classifier"
 
 
 def test_predict_page_never_lends_the_servers_token_or_disk(finished_job, monkeypatch,

@@ -64,7 +64,8 @@ def test_push_delivers_every_file_and_valid_metadata(searched, tmp_path):
         assert ("POST", "/api/models/alice/peptide-model/commit/main") in routes
     card = repo.files["README.md"].decode()
     meta = yaml.safe_load(card.split("---")[1])
-    assert meta["library_name"] == "transformers" and meta["license"] == "mit"
+    assert meta["library_name"] == "transformers"
+    assert "license" not in meta and "No licence was chosen" in card  # never chosen for them
     assert meta["pipeline_tag"] == "text-classification"
     assert {"protein", "esm2", "neural-architecture-search"} <= set(meta["tags"])
     metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
