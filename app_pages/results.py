@@ -1,5 +1,6 @@
 import streamlit as st
 
+from nas_core.common.metrics import metric_name
 from nas_core.common.text import md_text
 from nas_core.publishing.hub import suggested_repo_name
 from nas_core.runtime.launch import evaluate_point, finalisable, finalise_stopped, point_dir
@@ -58,7 +59,7 @@ if report.get("pareto"):
     points = [p["trial"] for p in report["pareto"]]
     chosen = st.selectbox(
         "Pareto point", points, index=points.index(report["best"]["trial"]),
-        format_func=lambda n: next(f"trial {p['trial']}: {report['metric']} "
+        format_func=lambda n: next(f"trial {p['trial']}: {metric_name(report['metric'])} "
                                    f"{p[report['metric']]:.3f}, {p['n_parameters']:,} "
                                    "parameters" for p in report["pareto"] if p["trial"] == n),
         key="results_point", help="Smaller models score a little lower: pick the trade-off.")

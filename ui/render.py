@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from nas_core.common.metrics import mae_meaning, metric_name
 from nas_core.common.text import md_text
 from nas_core.data.dataset import Dataset
 from nas_core.data.store import StoredDataset
@@ -17,7 +18,7 @@ from nas_core.publishing.charts import (
     make_label_chart,
     make_length_histogram,
 )
-from nas_core.views.monitor import format_eta, importances
+from nas_core.views.monitor import format_eta, importances, trial_table
 from nas_core.views.results import identity_table
 
 
@@ -128,6 +129,8 @@ def live_study(view, job) -> None:
                           width="stretch")
         right.altair_chart(charts.make_curves_chart(view.history, "mae", running),
                            width="stretch")
+        if view.task:
+            right.caption(mae_meaning(view.task))
     if (view.trials["state"] == "COMPLETE").any():
         left, right = st.columns(2)
         left.altair_chart(charts.make_best_so_far_chart(view.trials, view.directions[0],
@@ -140,10 +143,7 @@ def live_study(view, job) -> None:
         frame = importances(job.study_name, job.storage)
         if frame is not None:
             st.altair_chart(charts.make_importance_chart(frame), width="stretch")
-    columns = ["number", "state", "value", "n_parameters", "epochs", "duration_s",
-               "description", "fail_reason", "worker", "device"]
-    st.dataframe(view.trials[columns].rename(columns={"value": view.metric}),
-                 hide_index=True, width="stretch")
+    st.dataframe(trial_table(view), hide_index=True, width="stretch")
 
 
 def results(report: dict, predictions, metrics_frame) -> None:
@@ -155,15 +155,17 @@ def results(report: dict, predictions, metrics_frame) -> None:
     test, base = best["test"].get(metric), report["baseline"].get("test", {}).get(metric)
     delta, colour = reference_delta(report, test, base)
     cols = st.columns(4)
-    cols[0].metric(f"Held-out test {metric}", _fmt(test), delta=delta, delta_color=colour,
+    cols[0].metric(f"Held-out test {metric_name(metric)}", _fmt(test), delta=delta,
+                   delta_color=colour,
                    help="Against the reference model, with the verdict of the paired "
                    "bootstrap: green only when better by more than the noise.")
-    cols[1].metric(f"Validation {metric}", _fmt(best["val"].get(metric)))
+    cols[1].metric(f"Validation {metric_name(metric)}", _fmt(best["val"].get(metric)))
     cols[2].metric("Parameters", f"{best['n_parameters']:,}")
     cols[3].metric("Trials", f"{report['n_complete']} complete / {report['n_trials']}")
     st.caption(f"Reference: {md_text(report['baseline']['model'])} (fitted in "
                f"{report['baseline']['seconds']:.2f} s on the same splits).")
     st.dataframe(metrics_frame, hide_index=True, width="stretch")
+    st.caption(mae_meaning(report["task"]))
     if report.get("vs_reference"):
         st.markdown(comparison_sentence(report))
     leakage = report.get("leakage")

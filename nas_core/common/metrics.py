@@ -15,6 +15,25 @@ DIRECTIONS = {"roc_auc": "maximize", "mcc": "maximize", "accuracy": "maximize",
               "r2": "maximize", "mae": "minimize", "loss": "minimize", "rmse": "minimize"}
 
 
+# what a person reads for each metric, in every table, chart and card
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "mcc": "MCC", "accuracy": "Accuracy",
+                "f1_macro": "macro F1", "spearman": "Spearman", "pearson": "Pearson",
+                "r2": "R2", "mae": "MAE", "rmse": "RMSE", "loss": "Loss"}
+
+
+def metric_name(key: str) -> str:
+    return METRIC_NAMES.get(key, key)
+
+
+def mae_meaning(task: str) -> str:
+    """What "MAE" means for this task: the same number in the curves, tables and the card."""
+    if task == "regression":
+        return "MAE: mean absolute error of the predicted value, in the label's units."
+    return ("MAE: mean absolute difference between the predicted class probabilities and the "
+            "true class (1 for it, 0 for the others); with two classes it is 1 minus the "
+            "probability given to the true class. 0 is perfect.")
+
+
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "mcc", "regression": "spearman"}
 CLASSIFICATION_METRICS = ("roc_auc", "mcc", "accuracy", "f1_macro", "mae", "loss")
 REGRESSION_METRICS = ("spearman", "pearson", "r2", "mae", "rmse", "loss")

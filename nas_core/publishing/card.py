@@ -10,15 +10,13 @@ import pandas as pd
 import yaml
 
 from nas_core.backbones.registry import REGISTRY, resolve
+from nas_core.common.metrics import METRIC_NAMES, mae_meaning
 from nas_core.common.text import md_text
 from nas_core.modeling.architecture import Architecture
 from nas_core.publishing.charts import make_curves_chart, make_identity_histogram
 
 CURVES_IMAGE = "training_curves.png"
 IDENTITY_IMAGE = "test_identity.png"
-METRIC_NAMES = {"roc_auc": "ROC-AUC", "mcc": "MCC", "accuracy": "Accuracy",
-                "f1_macro": "macro F1", "spearman": "Spearman", "pearson": "Pearson",
-                "r2": "R2", "mae": "MAE", "rmse": "RMSE", "loss": "Loss"}
 
 
 def base_model(arch: dict) -> str | None:
@@ -186,7 +184,7 @@ def _test_section(report: dict) -> list[str]:
         lines.append(f"| {METRIC_NAMES.get(key, key)} | {_fmt(value)} | {_ci(report, key)} | "
                      f"{_fmt(base.get(key))} | {_interval(base_ci.get(key))} |")
     lines += ["", f"Reference model: {md_text(report['baseline']['model'])}, fitted on the same "
-              "splits."]
+              "splits.", "", mae_meaning(report["task"])]
     if report.get("vs_reference"):
         lines += ["", comparison_sentence(report)]
     return lines

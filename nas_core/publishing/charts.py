@@ -6,6 +6,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from nas_core.common.metrics import metric_name
+
 
 def make_length_histogram(frame: pd.DataFrame) -> alt.Chart:
     lengths = pd.DataFrame({"length": frame["sequence"].str.len(),
@@ -71,10 +73,10 @@ def make_best_so_far_chart(trials: pd.DataFrame, direction: str, metric: str) ->
     done = done.dropna()
     best = done["value"].cummax() if direction == "maximize" else done["value"].cummin()
     data = done.assign(best=best.to_numpy())
-    base = alt.Chart(data, title=f"Best validation {metric} so far")
+    base = alt.Chart(data, title=f"Best validation {metric_name(metric)} so far")
     points = base.mark_circle(opacity=0.5).encode(
         x=alt.X("number:Q", title="trial", axis=alt.Axis(tickMinStep=1, format="d")),
-        y=alt.Y("value:Q", title=metric,
+        y=alt.Y("value:Q", title=metric_name(metric),
                                                    scale=alt.Scale(zero=False)),
         tooltip=["number:Q", alt.Tooltip("value:Q", format=".4f")])
     line = base.mark_line(interpolate="step-after", color="#2e7d6b").encode(
@@ -88,7 +90,7 @@ def make_pareto_chart(trials: pd.DataFrame, metric: str, front: list[int]) -> al
     data["on_front"] = data["number"].isin(front)
     return alt.Chart(data, title=f"{metric} against model size").mark_point(filled=True).encode(
         x=alt.X("n_parameters:Q", title="parameters", scale=alt.Scale(type="log")),
-        y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+        y=alt.Y("value:Q", title=metric_name(metric), scale=alt.Scale(zero=False)),
         color=alt.Color("on_front:N", title="Pareto front"),
         size=alt.condition("datum.on_front", alt.value(90), alt.value(40)),
         tooltip=["number:Q", "n_parameters:Q", alt.Tooltip("value:Q", format=".4f"),

@@ -12,6 +12,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from nas_core.common.metrics import metric_name
 from nas_core.runtime.jobtable import Job
 from nas_core.search.budget import in_budget, retryable
 from nas_core.search.storage import fail_reasons
@@ -27,6 +28,7 @@ class StudyView:
     history: pd.DataFrame  # one row per (trial, epoch)
     darts: pd.DataFrame | None = None  # one-shot search: (epoch, group, choice, weight)
     n_retryable: int = 0  # failed trials "Retry failed trials" would run again
+    task: str = ""  # binary, multiclass or regression (empty for a study from before)
 
     @property
     def multi_objective(self) -> bool:
@@ -53,6 +55,20 @@ class StudyView:
     def running_trial(self) -> int | None:
         running = self.trials[self.trials["state"] == "RUNNING"]
         return int(running["number"].max()) if len(running) else None
+
+
+# the trial table's columns as a person reads them (the metric's column is named per study)
+TRIAL_WORDS = {"number": "trial", "state": "state", "n_parameters": "parameters",
+               "epochs": "epochs", "duration_s": "time (s)", "description": "architecture",
+               "fail_reason": "why it stopped", "worker": "worker", "device": "device"}
+
+
+def trial_table(view: StudyView) -> pd.DataFrame:
+    """The trials as the Monitor shows them: words for headers, the metric by its name."""
+    columns = ["number", "state", "value", "n_parameters", "epochs", "duration_s",
+               "description", "fail_reason", "worker", "device"]
+    words = {**TRIAL_WORDS, "value": f"validation {metric_name(view.metric)}"}
+    return view.trials[columns].rename(columns=words)
 
 
 TRIAL_COLUMNS = ["number", "state", "value", "n_parameters", "description", "duration_s",
@@ -105,7 +121,8 @@ def load_view(study_name: str, storage_url: str) -> StudyView | None:
                      [d.name.lower() for d in study.directions], trial_frame,
                      pd.DataFrame(history),
                      pd.DataFrame(one_shot["history"]) if one_shot else None,
-                     n_retryable=len(retryable(all_trials)))
+                     n_retryable=len(retryable(all_trials)),
+                     task=str(study.user_attrs.get("task", "")))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nas_core.common.metrics import metric_name
 from nas_core.common.workspace import subdir
 
 
@@ -42,9 +43,10 @@ def metrics_table(report: dict) -> pd.DataFrame:
         for split, key in (("validation", "val"), ("held-out test", "test")):
             values = block.get(key) or {}
             ci = (block.get("test_ci") or {}).get(metric) if key == "test" else None
-            rows.append({"model": who, "split": split, metric: values.get(metric),
-                         f"{metric} 95% CI": f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "",
-                         **{k: v for k, v in values.items() if k != metric}})
+            name = metric_name(metric)
+            rows.append({"model": who, "split": split, name: values.get(metric),
+                         f"{name} 95% CI": f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "",
+                         **{metric_name(k): v for k, v in values.items() if k != metric}})
     return pd.DataFrame(rows)
 
 
@@ -54,7 +56,7 @@ def identity_table(report: dict) -> pd.DataFrame | None:
     if not rows:
         return None
     return pd.DataFrame([{"identity to training": r["bin"], "test sequences": r["n"],
-                          report["metric"]: r["value"],
+                          metric_name(report["metric"]): r["value"],
                           "95% CI": f"{r['ci'][0]:.3f} – {r['ci'][1]:.3f}" if r["ci"] else ""}
                          for r in rows])
 

@@ -75,10 +75,17 @@ def test_search_monitor_results(stored):
     assert len(at.get("vega_lite_chart")) >= 3  # loss, MAE, best so far
     trials = at.dataframe[1].value
     assert len(trials) == 2
+    # words, not field names, in the table a person reads
+    assert {"trial", "validation ROC-AUC", "parameters", "time (s)"} <= set(trials.columns)
+    assert not {"n_parameters", "duration_s", "roc_auc"} & set(trials.columns)
+    assert any("MAE: mean absolute difference" in shown(c.value) for c in at.caption)
     at.switch_page("app_pages/results.py").run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
-    assert "Held-out test roc_auc" in metrics and metrics["Trials"].endswith("/ 2")
+    assert "Held-out test ROC-AUC" in metrics and metrics["Trials"].endswith("/ 2")
+    assert any("1 minus the probability given to the true class" in shown(c.value)
+               for c in at.caption)  # what MAE means on a classification task
+    assert "ROC-AUC 95% CI" in at.dataframe[0].value.columns
     assert "Best architecture" in shown(at.markdown[0].value)
     assert len(at.get("vega_lite_chart")) == 2  # identity histogram, confusion matrix
     assert at.subheader[0].value == "How new are the test proteins?"

@@ -74,6 +74,7 @@ def test_push_delivers_every_file_and_valid_metadata(searched, tmp_path):
     assert "base_model" not in meta  # a local demo backbone is no Hub model
     assert str(ROOT) not in yaml.safe_dump(meta) and "/tmp" not in yaml.safe_dump(meta)
     assert "95% CI (bootstrap)" in card and "alice/peptide-model" in card
+    assert "1 minus the probability given to the true class" in card  # what its MAE means
     assert "untrained demo backbone" in card
     assert "![Training and validation curves" in card
     assert snapshot(searched) == before  # the local export is untouched
