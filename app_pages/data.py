@@ -40,11 +40,17 @@ example = left.selectbox("...or try a real example", list(EXAMPLES), key="data_e
                          index=list(EXAMPLES).index(DEFAULT_EXAMPLE))
 right.button("Use the example dataset", on_click=_use_example, width="stretch")
 
-with st.expander("Columns and task"):
+# the columns the last file was read with, shown in the (empty) boxes: found, not typed
+found_seq, found_label = state.get("data_columns", (None, None))
+with st.expander("Columns and task", expanded=False):
     c1, c2, c3 = st.columns(3)
     seq_col = c1.text_input("Sequence column", key="data_seq_col",
+                            placeholder=f"{found_seq} (found)" if found_seq else "found "
+                            "automatically",
                             help=IngestOptions.__dataclass_fields__["seq_col"].metadata["help"])
-    label_col = c2.text_input("Label column", key="data_label_col", help=IngestOptions.
+    label_col = c2.text_input("Label column", key="data_label_col",
+                              placeholder=f"{found_label} (found)" if found_label else "found "
+                              "automatically", help=IngestOptions.
                               __dataclass_fields__["label_col"].metadata["help"])
     task = c3.selectbox("Task", ["auto", *TASKS], key="data_task",
                         help=IngestOptions.__dataclass_fields__["task"].metadata["help"])
@@ -103,6 +109,13 @@ if payload is not None:
     if isinstance(outcome, (DataFileError, StorageError)):
         st.error(md_text(outcome))
     else:
+        if outcome.result.columns != state.get("data_columns", (None, None)):
+            state["data_columns"] = outcome.result.columns
+            st.rerun()  # once: the boxes above show what was found
+        if any(outcome.result.columns):
+            st.caption("Read the sequences from column **{}** and the labels from **{}** "
+                       "(change them under *Columns and task*).".format(
+                           *(md_text(c or "none") for c in outcome.result.columns)))
         fix = render.problems(outcome.result, key="data")
         if fix:
             state["data_fixes"] = [*state["data_fixes"], fix]

@@ -68,13 +68,25 @@ class DatasetStore:
                owner: Person | None) -> None:
         fingerprint, ident = dataset.fingerprint, folder.name
         dataset.frame.to_csv(folder / "data.csv", index=False)
-        meta = {"id": ident, "name": name or dataset.name, "task": dataset.task,
+        meta = {"id": ident, "name": self._distinct(name or dataset.name), "task": dataset.task,
                 "n_sequences": int(len(dataset.frame)), "fingerprint": fingerprint,
                 "created": time.time(), "source": source, "label_names": dataset.label_names,
                 "owner": owner.key if owner else "", "owner_name": owner.shown if owner else ""}
         tmp = folder / "meta.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
         tmp.replace(folder / "meta.json")  # atomic: a half-written dataset is never listed
+
+    def _distinct(self, name: str) -> str:
+        """``name``, or when another stored dataset (other rows, labels or splits) has it,
+        ``name`` with the date and time it is stored: no two datasets share a name."""
+        taken = {r.name for r in self.list()}
+        if name not in taken:
+            return name
+        stamped = f"{name} {time.strftime('%Y-%m-%d %H:%M')}"
+        candidate, n = stamped, 2
+        while candidate in taken:
+            candidate, n = f"{stamped} ({n})", n + 1
+        return candidate
 
     def _record(self, folder: Path) -> StoredDataset:
         meta = json.loads((folder / "meta.json").read_text())

@@ -87,6 +87,8 @@ class ValidationResult:
     n_rows_read: int
     source: str
     applied_fixes: list[str] = field(default_factory=list)
+    # the columns read (given or detected): (sequence, label); a FASTA file has none
+    columns: tuple[str | None, str | None] = (None, None)
 
     @property
     def errors(self) -> list[Problem]:
@@ -244,8 +246,10 @@ class _Check:
             self.problems.append(row_problem(code, self.df.at[i, "where"], text(i), fix=fix))
 
     def result(self, dataset: Dataset | None = None) -> ValidationResult:
+        columns = ((self.raw.seq_col, self.raw.label_col) if self.raw.fmt in ("table", "excel")
+                   else (None, None))
         return ValidationResult(self.problems, dataset, len(self.df), self.raw.source,
-                                self.applied)
+                                self.applied, columns)
 
     @property
     def has_errors(self) -> bool:

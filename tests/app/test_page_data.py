@@ -83,3 +83,24 @@ def test_the_row_limit_is_explained_on_the_page(workspace, monkeypatch):
     message = shown(at.error[0].value)
     assert "more than 10 sequences" in message and "ESM_NAS_MAX_ROWS" in message
     assert not list((workspace / "datasets").glob("*/data.csv"))
+
+
+def test_the_columns_found_are_shown_and_a_second_upload_gets_its_own_name(workspace):
+    content = b"name,peptide,activity\n" + b"".join(
+        f"p{i},MKV{'A' * i}LG,{'ab'[i % 2]}\n".encode() for i in range(30))
+    at = _page().run()
+    assert at.text_input(key="data_seq_col").placeholder == "found automatically"
+    at.file_uploader[0].set_value(("screen.csv", content, "text/csv")).run()
+    assert not at.exception
+    assert at.text_input(key="data_seq_col").placeholder == "peptide (found)"
+    assert at.text_input(key="data_label_col").placeholder == "activity (found)"
+    assert any("column **peptide** and the labels from **activity**" in shown(c.value)
+               for c in at.caption)
+    # a new version of the file under the same name is another dataset, not "screen" too
+    at.file_uploader[0].set_value(("screen.csv", content + b"p99,MKVWWLG,a\n",
+                                   "text/csv")).run()
+    assert not at.exception
+    names = at.dataframe[-1].value["name"].tolist()
+    assert len(names) == 2 and "screen" in names
+    other = next(n for n in names if n != "screen")
+    assert other.startswith("screen 20")  # the date it was stored
