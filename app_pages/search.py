@@ -15,7 +15,7 @@ from nas_core.search.presets import (
 )
 from nas_core.views.monitor import format_eta
 from ui import resources
-from ui.identity import current_user
+from ui.identity import current_user, mode
 from ui.space_form import space_editor
 
 st.title("Search")
@@ -112,9 +112,11 @@ low, high = estimate_seconds(space, int(n_trials), len(dataset.part("train")),
 st.info(f"Estimated run time: {format_eta(low)} to {format_eta(high)}"
         + (f" (stops after {minutes} min at most)" if minutes else "") + ".")
 
-st.caption(f"Studies are stored in `{manager.storage}`. More machines can join a running "
-           f"search: `python -m nas_core worker --study {study_name}` with ESM_NAS_STORAGE "
-           "set to this database (see docs/deployment.md).")
+if user and user.admin or mode() == "local":  # server paths and commands: for who runs it
+    with st.expander("For the administrator: more machines for this search"):
+        st.caption(f"Studies are stored in `{manager.storage}`. More GPU machines can join a "
+                   f"running search: `python -m nas_core worker --study {study_name}` with "
+                   "ESM_NAS_STORAGE set to this database (see docs/deployment.md).")
 if not (user and user.name):
     st.warning("Enter your name in the sidebar to start a search.")
 if st.button("Start", type="primary", disabled=not (user and user.name), key="search_start") \

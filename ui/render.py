@@ -33,8 +33,13 @@ def problems(result: ValidationResult, *, key: str) -> str | None:
         shown = errors[:50]
         st.markdown("\n".join(f"- {md_text(p.message)}" for p in shown))
         if len(errors) > len(shown):
-            st.caption(f"... and {len(errors) - len(shown)} more (the CLI `python -m nas_core "
-                       "validate` lists all).")
+            st.caption(f"... and {len(errors) - len(shown)} more: download them all to fix "
+                       "the file.")
+            st.download_button(f"Download all {len(errors)} problems (CSV)",
+                               pd.DataFrame([{"where": ", ".join(p.where), "problem": p.message}
+                                             for p in errors]).to_csv(index=False),
+                               file_name="problems.csv", mime="text/csv",
+                               key=f"{key}-problems-csv")
     clicked = None
     for fix, text in result.offered_fixes.items():
         if st.button(md_text(text), key=f"{key}-fix-{fix}", type="primary"):
@@ -161,7 +166,7 @@ def results(report: dict, predictions, metrics_frame) -> None:
                    "bootstrap: green only when better by more than the noise.")
     cols[1].metric(f"Validation {metric_name(metric)}", _fmt(best["val"].get(metric)))
     cols[2].metric("Parameters", f"{best['n_parameters']:,}")
-    cols[3].metric("Trials", f"{report['n_complete']} complete / {report['n_trials']}")
+    cols[3].metric("Trials complete", f"{report['n_complete']} / {report['n_trials']}")
     st.caption(f"Reference: {md_text(report['baseline']['model'])} (fitted in "
                f"{report['baseline']['seconds']:.2f} s on the same splits).")
     st.dataframe(metrics_frame, hide_index=True, width="stretch")

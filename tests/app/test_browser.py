@@ -3,6 +3,7 @@ Chromium (no browser download). Saves a screenshot in test-artifacts/."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 
@@ -58,7 +59,15 @@ def test_upload_search_and_watch_it_in_a_real_browser(server):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         try:
-            page.goto(server)
+            # a fresh server opened straight at /search (issue 17, item 7): page titles in
+            # the sidebar, the name box, and the page asks for data
+            page.goto(f"{server}/search")
+            expect(page.get_by_text("Add a dataset first.")).to_be_visible()
+            links = page.get_by_test_id("stSidebarNavLink")
+            expect(links).to_have_text([re.compile(f"{title}$") for title in (
+                "Home", "Data", "Search", "Monitor", "Results", "Predict")])  # after the icon
+            expect(page.get_by_role("textbox", name="Your name")).to_be_visible()
+            nav(page, "Home")
             expect(page.get_by_text("Find the best protein language model")).to_be_visible()
             nav(page, "Data")
             page.locator("input[type=file]").set_input_files(
@@ -79,6 +88,8 @@ def test_upload_search_and_watch_it_in_a_real_browser(server):
             expect(page.get_by_text("Follow it live on the Monitor page")).to_be_visible()
             nav(page, "Monitor")
             expect(page.get_by_text("Loss per epoch").first).to_be_attached(timeout=120_000)
+            page.reload()  # a reload mid-run finds the same live job
+            expect(page.get_by_text("Loss per epoch").first).to_be_attached(timeout=120_000)
             chart = page.locator("[data-testid='stVegaLiteChart']").first
             deadline = time.monotonic() + 180
             while True:  # the fragment refreshes every 2 s until the job is finished
@@ -97,6 +108,31 @@ def test_upload_search_and_watch_it_in_a_real_browser(server):
             results.click()
             expect(page.get_by_text("Best architecture")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True)
+            # a longer search, cancelled once a trial has finished: "cancelling" at once,
+            # then its finished trial is tested and exported from Results
+            nav(page, "Search")
+            trials = page.get_by_role("spinbutton", name="Trials")
+            trials.fill("30")
+            trials.press("Enter")
+            study = page.get_by_role("textbox", name="Study name")
+            study.fill("walk-cancelled")
+            study.press("Enter")
+            page.get_by_role("button", name="Start").click()
+            expect(page.get_by_text("Follow it live on the Monitor page")).to_be_visible()
+            nav(page, "Monitor")
+            page.get_by_test_id("stSelectbox").filter(has_text="Job").click()
+            page.get_by_role("option", name="walk-cancelled").click()
+            expect(page.get_by_text("Best validation ROC-AUC so far")).to_be_attached(
+                timeout=180_000)  # one trial finished
+            page.get_by_role("button", name="Cancel").click()
+            expect(page.get_by_text("Cancelling:").or_(
+                page.get_by_text("This search stopped with"))).to_be_visible()
+            expect(page.get_by_text("This search stopped with")).to_be_visible(timeout=120_000)
+            nav(page, "Results")
+            page.get_by_text("Stopped searches with finished trials").click()
+            page.get_by_role("button", name="Test and export the best").click()
+            expect(page.get_by_text("the budget was not spent")).to_be_visible(timeout=120_000)
+            page.screenshot(path=str(ARTIFACTS / "results-cancelled.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
             raise

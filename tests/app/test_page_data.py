@@ -104,3 +104,15 @@ def test_the_columns_found_are_shown_and_a_second_upload_gets_its_own_name(works
     assert len(names) == 2 and "screen" in names
     other = next(n for n in names if n != "screen")
     assert other.startswith("screen 20")  # the date it was stored
+
+
+def test_more_problems_than_shown_come_as_a_download_not_a_command(workspace):
+    content = b"sequence,label\n" + b"".join(
+        f"MKV{i}A,{'ab'[i % 2]}\n".encode() for i in range(60))  # a digit in every row
+    at = _page().run()
+    at.file_uploader[0].set_value(("digits.csv", content, "text/csv")).run()
+    assert not at.exception
+    assert "60 problem(s)" in shown(at.error[0].value)
+    assert any("10 more: download them all" in shown(c.value) for c in at.caption)
+    assert not any("python -m" in shown(c.value) for c in at.caption)
+    assert at.get("download_button")

@@ -82,7 +82,7 @@ def test_search_monitor_results(stored):
     at.switch_page("app_pages/results.py").run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
-    assert "Held-out test ROC-AUC" in metrics and metrics["Trials"].endswith("/ 2")
+    assert "Held-out test ROC-AUC" in metrics and metrics["Trials complete"] == "2 / 2"
     assert any("1 minus the probability given to the true class" in shown(c.value)
                for c in at.caption)  # what MAE means on a classification task
     assert "ROC-AUC 95% CI" in at.dataframe[0].value.columns
