@@ -16,11 +16,25 @@ pages = [
     st.Page("app_pages/results.py", title="Results", icon=":material/emoji_events:"),
     st.Page("app_pages/predict.py", title="Predict", icon=":material/online_prediction:"),
 ]
+
+
+@st.cache_resource
+def _opened() -> set[str]:
+    """Pages this server process has run once: the first run loads PyTorch and the models'
+    code (seconds), the later ones do not."""
+    return set()
+
+
 try:
     identity.require_login()
     page = st.navigation(pages)
     identity.sidebar()
-    page.run()
+    if page.url_path in _opened():
+        page.run()
+    else:
+        with st.spinner(f"Opening {page.title} (the first time takes a few seconds)..."):
+            page.run()
+        _opened().add(page.url_path)
 except Exception as exc:  # a full or read-only disk is one message, never a traceback
     problem = storage_problem(exc)
     if problem is None:
