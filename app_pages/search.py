@@ -6,13 +6,15 @@ from nas_core.backbones.registry import BackboneUnavailable
 from nas_core.common.text import md_text
 from nas_core.search.config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
 from nas_core.search.presets import (
-    estimate_seconds,
+    QUICK_SECONDS,
+    fit_to_time,
     gpu_memory_gb,
     is_available,
     offered_backbones,
     presets,
     strategy_advice,
 )
+from nas_core.search.throughput import Estimate, Throughput, estimate
 from nas_core.views.monitor import format_eta
 from ui import resources
 from ui.identity import current_user, mode
@@ -58,7 +60,25 @@ backbones = st.multiselect("Backbones", list(offered), default=available[:1],
 if not backbones:
     st.warning("Choose at least one backbone.")
     st.stop()
+dataset = store.load(record.id)
+kind = "cuda" if gpu else "cpu"
+throughput = Throughput(root)
+sizes = (len(dataset.part("train")), len(dataset.part("valid")),
+         float(dataset.frame["sequence"].str.len().mean()))
+
+
+def estimate_for(space, n: int) -> Estimate:
+    return estimate(space, n, *sizes, kind, throughput)
+
+
 choices = presets(tuple(backbones))
+try:
+    with st.spinner("Measuring how fast this machine trains the chosen backbones (once for "
+                    "each, a few seconds)..."):
+        choices["Quick"], _ = fit_to_time(choices["Quick"], estimate_for, QUICK_SECONDS[kind])
+except (ValueError, BackboneUnavailable) as exc:
+    st.error(md_text(exc))
+    st.stop()
 preset_name = st.radio("Preset", list(choices), index=0, horizontal=True, key="search_preset",
                        help="How much to explore; Advanced below changes any detail.")
 preset = choices[preset_name]
@@ -105,12 +125,13 @@ except (ValueError, BackboneUnavailable) as exc:
     st.error(md_text(exc))
     st.stop()
 
-dataset = store.load(record.id)
-low, high = estimate_seconds(space, int(n_trials), len(dataset.part("train")),
-                             dataset.frame["sequence"].str.len().mean(),
-                             "cuda" if gpu else "cpu")
-st.info(f"Estimated run time: {format_eta(low)} to {format_eta(high)}"
-        + (f" (stops after {minutes} min at most)" if minutes else "") + ".")
+with st.spinner("Measuring this machine's speed for the chosen search (once)..."):
+    expected = estimate_for(space, int(n_trials))
+st.info(f"Estimated run time on this machine: {format_eta(expected.low)} to "
+        f"{format_eta(expected.high)}, about {format_eta(expected.per_trial)} per full trial"
+        + (f" (stops after {minutes} min at most)" if minutes else "") + "."
+        + ("" if expected.measured else " Rough: a backbone not downloaded yet cannot be "
+           "timed, so its speed is guessed from its size."))
 
 if user and user.admin or mode() == "local":  # server paths and commands: for who runs it
     with st.expander("For the administrator: more machines for this search"):

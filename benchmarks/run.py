@@ -446,13 +446,53 @@ def bench_ingest(workdir, megabytes: int) -> None:
         f"{refused['rss_mb']:.0f} MB")
 
 
+def bench_estimate(backbones: dict[str, str], workdir) -> None:
+    """Estimate ÷ actual over a few searches: the Search page's range (from this machine's
+    measured step times) against the wall time of the same search, each in a fresh study."""
+    from nas_core.search.config import SearchConfig
+    from nas_core.search.presets import presets
+    from nas_core.search.study import open_study, optimize
+    from nas_core.search.throughput import Throughput, estimate
+
+    cases = [("Quick, 2-layer", backbones["small"], synthetic_dataset(400, seed=3, low=20,
+                                                                       high=40), "Quick", 4),
+             ("Balanced, 2-layer", backbones["small"], synthetic_dataset(400, seed=4,
+                                                                          high=200),
+              "Balanced", 3),
+             ("Balanced, 6-layer", backbones["big"], synthetic_dataset(300, seed=5,
+                                                                        high=300),
+              "Balanced", 3)]
+    ratios, inside, parts = [], 0, []
+    for i, (title, backbone, dataset, preset_name, n_trials) in enumerate(cases):
+        space = presets((backbone,))[preset_name].space
+        expected = estimate(space, n_trials, len(dataset.part("train")),
+                            len(dataset.part("valid")),
+                            float(dataset.frame["sequence"].str.len().mean()), "cpu",
+                            Throughput())
+        config = SearchConfig(f"estimate-{i}", space, n_trials=n_trials, seed=i)
+        started = time.perf_counter()
+        optimize(open_study(config, dataset), config, dataset)
+        actual = time.perf_counter() - started
+        middle = (expected.low * expected.high) ** 0.5
+        ratios.append(middle / actual)
+        inside += expected.low <= actual <= expected.high
+        parts.append(f"{title} x{n_trials}: {expected.low:.0f}-{expected.high:.0f} s "
+                     f"estimated, {actual:.0f} s actual")
+    geo = float(np.exp(np.mean(np.log(ratios))))
+    say(f"estimate_over_actual: {geo:.2f}")
+    say(f"  middle of the range / wall time, geometric mean of {len(ratios)} searches "
+        f"(goal 0.5-2); actual inside the range in {inside} of {len(ratios)}; "
+        + "; ".join(parts) + "; random-weight backbones, step times measured once per "
+        "backbone and adaptation")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller data (about 2 minutes)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
     parser.add_argument("--only", default=None, help="run one figure: cache, overhead, "
-                        "bucketing, pruning, rss, ingest, split, scaling, gpu")
+                        "bucketing, pruning, rss, ingest, split, scaling, estimate, gpu")
     args = parser.parse_args()
 
     def wanted(name: str) -> bool:
@@ -489,6 +529,8 @@ def main() -> int:
             bench_split(5_000 if args.quick else 20_000)
         if wanted("scaling"):
             bench_worker_scaling(small, dataset, workdir, trials=6 if args.quick else 12)
+        if wanted("estimate"):
+            bench_estimate({"small": small, "big": backbone}, workdir)
         if args.device == "cuda" and wanted("gpu"):
             bench_gpu(workdir)
     if args.write and args.only is None:

@@ -44,6 +44,8 @@ from nas_core.search.config import SearchConfig
 from nas_core.search.objective import SearchListener
 from nas_core.search.space import SearchSpace
 from nas_core.search.storage import STORAGE_ENV, Heartbeat, public_url, register
+from nas_core.search.throughput import Throughput, estimate
+from nas_core.views.monitor import format_eta
 
 STORE_HELP = ("study database URL (default: $ESM_NAS_STORAGE; prefer the variable or "
               "~/.pgpass for passwords: command lines are visible to other users)")
@@ -169,6 +171,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"dataset {dataset.name}: {summary['n_sequences']} sequences, "
           f"{summary['task']}, split {summary['splits']}; study '{config.study_name}'",
           flush=True)
+    if config.n_trials:
+        expected = estimate(config.space, config.n_trials, len(dataset.part("train")),
+                            len(dataset.part("valid")),
+                            float(dataset.frame["sequence"].str.len().mean()),
+                            "cuda" if default_devices()[0].startswith("cuda") and
+                            config.device != "cpu" else "cpu", Throughput())
+        print(f"estimated run time on this machine: {format_eta(expected.low)} to "
+              f"{format_eta(expected.high)}" + ("" if expected.measured else
+                                                " (rough: a backbone is not downloaded)"),
+              flush=True)
     devices = [config.device]
     if config.workers != 1:
         devices = worker_devices(config.workers, default_devices() if config.device == "auto"

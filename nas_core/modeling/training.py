@@ -131,7 +131,7 @@ def train(model: PooledHead, train_data: Encoded, val_data: Encoded, *,
         started = time.perf_counter()
         batches = length_batches(train_data.lengths, model.arch.batch_size,
                                  max_tokens=max_tokens, rng=rng)
-        loss, mae = _train_epoch(model, train_data, batches, groups, optimizer, params,
+        loss, mae = train_epoch(model, train_data, batches, groups, optimizer, params,
                                  epoch=epoch, device=device, pad_id=pad_id,
                                  should_stop=should_stop)
         val, _ = evaluate(model, val_data, device=device, pad_id=pad_id,
@@ -159,7 +159,7 @@ def _contrastive_groups(task: str, targets: np.ndarray) -> np.ndarray:
     return contrastive_groups(task, targets, edges)
 
 
-def _train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
+def train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
                  groups_all: np.ndarray, optimizer: torch.optim.Optimizer,
                  params: list[torch.nn.Parameter], *, epoch: int, device: torch.device,
                  pad_id: int, should_stop: Callable[[], bool] | None = None

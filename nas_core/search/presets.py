@@ -5,6 +5,7 @@ estimate shown before starting.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from nas_core.backbones.loading import make_tiny_backbone
 from nas_core.backbones.registry import REGISTRY, BackboneSpec, resolve
 from nas_core.common.workspace import subdir
 from nas_core.search.space import SearchSpace
+from nas_core.search.throughput import Estimate
 
 DEMO_BACKBONE = "untrained-demo"
 
@@ -57,29 +59,32 @@ def is_available(spec: BackboneSpec) -> bool:
     return isinstance(try_to_load_from_cache(spec.source, "config.json"), str)
 
 
-# Throughput assumptions for the estimate: effective FLOP/s of training small transformers.
-_FLOPS = {"cpu": 2e10, "cuda": 5e13}
+# What the Quick preset promises: a search that ends within this many seconds here
+QUICK_SECONDS = {"cpu": 5 * 60, "cuda": 10 * 60}
 
 
-def estimate_seconds(space: SearchSpace, n_trials: int, n_train: int, mean_length: float,
-                     device: str) -> tuple[float, float]:
-    """A (low, high) range of the search's run time in seconds.
-
-    6 x parameters x tokens FLOPs per training epoch at the median depth; pruning and early
-    stopping make the low end about a third of the full budget.
-    """
-    kind = "cuda" if device.startswith("cuda") else "cpu"
-    specs = [resolve(b) for b in space.backbones]
-    per_trial = []
-    for spec in specs:
-        bounds = space.depth_bounds(spec) or (1, 1)
-        depth = (bounds[0] + bounds[1]) / 2
-        params = spec.parameters_at_depth(max(1, round(depth)))
-        tokens = n_train * (mean_length + 2)
-        epoch = 6 * params * tokens / _FLOPS[kind] + 0.2
-        per_trial.append(epoch * space.max_epochs_range[1])
-    full = n_trials * sum(per_trial) / len(per_trial) + 5 * n_trials
-    return full / 3, full
+def fit_to_time(preset: Preset, estimate_for: Callable[[SearchSpace, int], Estimate],
+                seconds: float) -> tuple[Preset, Estimate]:
+    """The preset cut down (trials first, then epochs, never under 2 of either) until its
+    estimated run time, busy-machine margin included, fits in ``seconds``; with its estimate.
+    The description says what was chosen and why."""
+    space, n_trials = preset.space, preset.n_trials
+    best = estimate_for(space, n_trials)
+    for epochs in range(space.max_epochs_range[1], 1, -1):
+        shorter = replace(space, max_epochs_range=(min(space.max_epochs_range[0], epochs),
+                                                   epochs))
+        for n in range(preset.n_trials, 1, -1):
+            found = estimate_for(shorter, n)
+            if found.high <= seconds:
+                fitted = replace(preset, n_trials=n, space=shorter, description=(
+                    f"{n} trials, up to {epochs} epochs, chosen from this machine's measured "
+                    f"speed to finish within {seconds / 60:.0f} min; frozen backbones and LoRA "
+                    "only."))
+                return fitted, found
+            space, n_trials, best = shorter, n, found
+    return replace(preset, n_trials=n_trials, space=space, description=(
+        f"{n_trials} trials, up to {space.max_epochs_range[1]} epochs: the smallest search; "
+        f"even it takes longer than {seconds / 60:.0f} min on this machine.")), best
 
 
 def offered_backbones(gpu_memory_gb: float | None, root=None) -> dict[str, BackboneSpec]:

@@ -225,3 +225,15 @@ def test_the_dataset_choice_and_study_name_follow_the_user(workspace):
     assert not at.exception
     assert at.selectbox(key="search_dataset").value.id == first.id
     assert at.text_input(key=f"search_study_{first.id}").value.startswith("first-")
+
+
+def test_the_search_page_estimates_from_this_machine(stored):
+    at = app()
+    at.switch_page("app_pages/search.py").run()
+    assert not at.exception
+    assert any("Estimated run time on this machine" in shown(i.value) for i in at.info)
+    assert any("chosen from this machine's measured speed to finish within 5 min"
+               in shown(c.value) for c in at.caption)
+    assert (stored / "throughput.json").is_file()  # remembered for the next visit
+    assert not any("Studies are stored in" in shown(c.value) for c in at.caption) or \
+        at.expander  # server paths sit in the administrator's expander

@@ -81,6 +81,7 @@ def test_search_then_predict_headless(tmp_path, tiny_backbone):
     trial_lines = [line for line in out.stdout.splitlines() if line.startswith("trial ")]
     assert len(trial_lines) == 3
     assert "held-out test" in out.stdout and "reference (logistic regression" in out.stdout
+    assert "estimated run time on this machine: " in out.stdout  # as the Search page says
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["study"] == "cli" and report["n_trials"] == 3
     # the same command resumes: the budget is already spent, nothing more runs
