@@ -126,7 +126,8 @@ except (ValueError, BackboneUnavailable) as exc:
     st.stop()
 
 with st.spinner("Measuring this machine's speed for the chosen search (once)..."):
-    expected = estimate_for(space, int(n_trials))
+    expected = estimate(space, int(n_trials), *sizes, kind, throughput,
+                        min_tokens=config.min_batch_tokens)
 st.info(f"Estimated run time on this machine: {format_eta(expected.low)} to "
         f"{format_eta(expected.high)}, about {format_eta(expected.per_trial)} per full trial"
         + (f" (stops after {minutes} min at most)" if minutes else "") + "."

@@ -176,7 +176,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                             len(dataset.part("valid")),
                             float(dataset.frame["sequence"].str.len().mean()),
                             "cuda" if default_devices()[0].startswith("cuda") and
-                            config.device != "cpu" else "cpu", Throughput())
+                            config.device != "cpu" else "cpu", Throughput(),
+                            min_tokens=config.min_batch_tokens)
         print(f"estimated run time on this machine: {format_eta(expected.low)} to "
               f"{format_eta(expected.high)}" + ("" if expected.measured else
                                                 " (rough: a backbone is not downloaded)"),

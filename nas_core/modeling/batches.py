@@ -58,13 +58,25 @@ def encode_split(sequences: list[str], targets: np.ndarray, tokenizer) -> Encode
     return Encoded(encode(sequences, tokenizer), np.asarray(targets))
 
 
+def effective_batch(batch_size: int, tokens_per_sequence: float,
+                    min_tokens: int | None) -> int:
+    """Sequences per batch once short sequences fill ``min_tokens`` (see :func:`length_batches`).
+    """
+    if not min_tokens:
+        return batch_size
+    return max(batch_size, int(min_tokens // max(1.0, tokens_per_sequence)))
+
+
 def length_batches(lengths: np.ndarray, batch_size: int, *, max_tokens: int | None = None,
+                   min_tokens: int | None = None,
                    rng: np.random.Generator | None = None) -> list[np.ndarray]:
     """Indices grouped by similar length, so padding stays small.
 
     Sequences are sorted by length (shuffled within equal lengths when ``rng`` is given), cut
-    into batches of at most ``batch_size`` sequences and ``max_tokens`` padded tokens; with
-    ``rng`` the order of the batches is shuffled too.
+    into batches of ``batch_size`` sequences, fewer when ``max_tokens`` padded tokens would be
+    exceeded, more when they are so short that ``batch_size`` of them hold fewer than
+    ``min_tokens`` (a step's fixed cost then buys more data); with ``rng`` the order of the
+    batches is shuffled too.
     """
     order = np.arange(len(lengths))
     if rng is not None:
@@ -73,6 +85,10 @@ def length_batches(lengths: np.ndarray, batch_size: int, *, max_tokens: int | No
     batches, start = [], 0
     while start < len(order):
         end = min(start + batch_size, len(order))
+        if min_tokens:
+            cap = min(min_tokens, max_tokens or min_tokens)
+            while end < len(order) and lengths[order[end]] * (end + 1 - start) <= cap:
+                end += 1
         if max_tokens:
             while end - start > 1 and lengths[order[end - 1]] * (end - start) > max_tokens:
                 end -= 1

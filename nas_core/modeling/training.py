@@ -108,6 +108,7 @@ class TrainResult:
 def train(model: PooledHead, train_data: Encoded, val_data: Encoded, *,
           val_targets_raw: np.ndarray, metric: str, device: torch.device, pad_id: int,
           seed: int = 0, patience: int = 3, max_tokens: int | None = None,
+          min_tokens: int | None = None,
           on_epoch: Callable[[EpochRecord], None] | None = None,
           should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train with early stopping on the validation ``metric``; keep the best epoch's weights.
@@ -130,7 +131,7 @@ def train(model: PooledHead, train_data: Encoded, val_data: Encoded, *,
             raise TrainingCancelled(f"stopped by the user before epoch {epoch}")
         started = time.perf_counter()
         batches = length_batches(train_data.lengths, model.arch.batch_size,
-                                 max_tokens=max_tokens, rng=rng)
+                                 max_tokens=max_tokens, min_tokens=min_tokens, rng=rng)
         loss, mae = train_epoch(model, train_data, batches, groups, optimizer, params,
                                  epoch=epoch, device=device, pad_id=pad_id,
                                  should_stop=should_stop)

@@ -89,6 +89,7 @@ class TrialContext:
     seed: int = 0
     patience: int = 3
     max_tokens: int | None = None
+    min_tokens: int | None = None
     listeners: Sequence[SearchListener] = ()
     should_stop: Callable[[], bool] | None = None
     cache: RepresentationCache | None = field(default=None, repr=False)
@@ -232,7 +233,8 @@ def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext
                    val_targets_raw=ctx.data.val_targets, metric=ctx.metric, device=ctx.device,
                    pad_id=prepared.pad_id,
                    seed=ctx.seed + trial.number, patience=ctx.patience,
-                   max_tokens=ctx.max_tokens, on_epoch=on_epoch, should_stop=ctx.should_stop)
+                   max_tokens=ctx.max_tokens, min_tokens=ctx.min_tokens, on_epoch=on_epoch,
+                   should_stop=ctx.should_stop)
     load_trainable_state(model, result.best_state)
     checkpoint = ctx.checkpoint_dir / f"trial_{trial.number:05d}"
     save_trial_checkpoint(model, checkpoint, arch, ctx.data.info)

@@ -147,6 +147,7 @@ def optimize(study: optuna.Study, config: SearchConfig, dataset: Dataset, *, roo
         metric=study.user_attrs["metric"], multi_objective=config.multi_objective,
         device=torch_device, checkpoint_dir=subdir("runs", root) / safe_name(study.study_name),
         seed=config.seed, patience=config.patience, max_tokens=config.max_tokens,
+        min_tokens=config.min_batch_tokens,
         listeners=listeners, should_stop=should_stop,
         cache=RepresentationCache(root) if config.cache_representations else None,
         gradient_checkpointing=config.gradient_checkpointing)

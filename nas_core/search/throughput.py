@@ -25,13 +25,15 @@ from nas_core.backbones.loading import encode
 from nas_core.backbones.registry import resolve
 from nas_core.common.workspace import workspace_root
 from nas_core.modeling.architecture import Architecture
-from nas_core.modeling.batches import Encoded, length_batches
+from nas_core.modeling.batches import Encoded, effective_batch, length_batches
 from nas_core.modeling.build import build_model
 from nas_core.modeling.modules import TaskInfo
 from nas_core.modeling.training import predict_outputs, resolve_device, train_epoch
+from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
 
 _FILE = "throughput.json"
+_MIN_TOKENS: int | None = SearchConfig("defaults").min_batch_tokens
 _AMINO = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
 # a frozen backbone's representations are computed once per study; its trials train the head
 _HEAD_STEP_S = 0.002
@@ -159,12 +161,14 @@ def trial_seconds(times: StepTimes, adaptation: str, epochs: int, n_train: int,
 
 
 def estimate(space: SearchSpace, n_trials: int, n_train: int, n_val: int, mean_length: float,
-             device: str, throughput: Throughput, *, measure_missing: bool = True
-             ) -> Estimate:
+             device: str, throughput: Throughput, *, measure_missing: bool = True,
+             min_tokens: int | None = _MIN_TOKENS) -> Estimate:
     """The run time of a search over ``space``, from this machine's measured step times for
-    each backbone and adaptation the sampler can draw (at the middle depth and batch size)."""
+    each backbone and adaptation the sampler can draw (at the middle depth and batch size,
+    filled with short sequences up to ``min_tokens`` as training does)."""
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    batch = sorted(space.batch_sizes)[len(space.batch_sizes) // 2]
+    batch = effective_batch(sorted(space.batch_sizes)[len(space.batch_sizes) // 2],
+                            _length_bucket(mean_length) + 2, min_tokens)
     epochs = space.max_epochs_range[1]
     per_trial, once, measured = [], 0.0, True
     for name in space.usable_backbones():

@@ -173,3 +173,14 @@ def test_a_cancel_stops_training_before_the_next_step(tiny_backbone):
         train(model, data, data, val_targets_raw=y, metric="roc_auc",
               device=torch.device("cpu"), pad_id=1, should_stop=should_stop)
     assert len(SEQS) > 4  # an epoch has more steps than that: it stopped mid-epoch
+
+
+def test_short_sequences_fill_a_batch_up_to_the_token_budget():
+    lengths = np.array([23] * 1000 + [300] * 50)
+    batches = length_batches(lengths, 32, max_tokens=32768, min_tokens=4096)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1050))  # each once
+    short = [b for b in batches if lengths[b].max() == 23]
+    assert max(len(b) for b in short) == 4096 // 23  # 178 peptides, not 32
+    assert all(len(b) <= 32 for b in batches if lengths[b].max() == 300)  # long: unchanged
+    assert all(len(b) * lengths[b].max() <= 32768 for b in batches)
+    assert [len(b) for b in length_batches(lengths, 32)][:2] == [32, 32]  # off without it
