@@ -21,11 +21,13 @@ state.setdefault("data_fixes", [])
 def _use_upload() -> None:
     state["data_source"] = "upload"
     state["data_fixes"] = []
+    state["data_class_names"] = ()
 
 
 def _use_example() -> None:
     state["data_source"] = "example"
     state["data_fixes"] = []
+    state["data_class_names"] = ()
 
 
 upload = st.file_uploader(
@@ -72,6 +74,28 @@ with st.expander("Split", expanded=False):
         else:
             st.caption("Threshold: 30% identity for proteins, 50% for short peptides.")
 
+
+
+def name_classes(label_names: list[str]) -> None:
+    """Words for classes coded as 0/1 or abbreviations: the dataset is read again with them,
+    so the model, its card and its predictions use them."""
+    given = dict(state.get("data_class_names", ()))
+    code_of = {name: code for code, name in given.items()}
+    codes = [code_of.get(name, name) for name in label_names]
+    with st.expander("Name the classes", expanded=False):
+        st.caption("The model, its card and its predictions call the classes by these names.")
+        with st.form("data_class_form", enter_to_submit=False):
+            columns = st.columns(min(4, len(codes)))
+            entered = [columns[i % len(columns)].text_input(
+                f"Class {code}", given.get(code, code), key=f"data_class_{i}")
+                for i, code in enumerate(codes)]
+            if st.form_submit_button("Use these names"):
+                state["data_class_names"] = tuple(
+                    (code, name.strip()) for code, name in zip(codes, entered)
+                    if name.strip() and name.strip() != code)
+                st.rerun()
+
+
 source = state.get("data_source")
 if source == "upload" and upload is not None:
     payload, name, origin = upload, upload.name, f"upload:{upload.file_id}"
@@ -83,8 +107,14 @@ else:
     payload = name = origin = None
 
 if payload is not None:
-    options = IngestOptions(seq_col=seq_col or None, label_col=label_col or None, task=task,
-                            fixes=frozenset(state["data_fixes"]))
+    try:
+        options = IngestOptions(seq_col=seq_col or None, label_col=label_col or None,
+                                task=task, fixes=frozenset(state["data_fixes"]),
+                                class_names=tuple(state.get("data_class_names", ())))
+    except ValueError as exc:  # two classes given one name: keep the names that worked
+        st.error(md_text(exc))
+        state["data_class_names"] = ()
+        st.stop()
     split_options = SplitOptions(method=method, identity=identity)
     key = (origin, options, split_options)
     if state.get("data_outcome", (None,))[0] != key:  # once per upload and choice, not per rerun
@@ -124,6 +154,8 @@ if payload is not None:
             st.success(f"**{md_text(outcome.stored.name)}** is ready and stored in the workspace "
                        f"(id {outcome.stored.id}).")
             render.dataset_overview(outcome.dataset, outcome.notes)
+            if outcome.dataset.label_names:
+                name_classes(outcome.dataset.label_names)
 
 st.subheader("Stored datasets")
 records = store.list()

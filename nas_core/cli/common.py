@@ -11,7 +11,7 @@ from typing import Any
 from nas_core.data.reading import DataFileError
 from nas_core.data.splits import SplitOptions
 from nas_core.data.store import DatasetStore, ImportOutcome, import_dataset
-from nas_core.data.validation import IngestOptions, ValidationResult
+from nas_core.data.validation import IngestOptions, ValidationResult, parse_class_names
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 _TYPES = {"int": int, "float": float, "str": str}
@@ -60,9 +60,18 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     fixes = field_metadata(IngestOptions, "fixes")
     add_field(p, IngestOptions, "fixes", "--fix", action="append", default=[], metavar="FIX",
               help=f"{fixes['help']} Repeatable; one of {', '.join(fixes['choices'])}.")
+    add_field(p, IngestOptions, "class_names", type=_class_names, default=None,
+              metavar="CODE=NAME,...")
     add_field(p, SplitOptions, "method", "--split")
     add_field(p, SplitOptions, "identity")
     add_field(p, SplitOptions, "seed", "--split-seed", dest="split_seed")
+
+
+def _class_names(text: str) -> tuple[tuple[str, str], ...]:
+    try:
+        return parse_class_names(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def stage(message: str, fraction: float) -> None:
@@ -74,7 +83,8 @@ def ingest(args: argparse.Namespace, out=sys.stdout, store: DatasetStore | None 
     """Read, validate and split from CLI args; None (message printed) if the file is unusable."""
     try:
         options = IngestOptions(seq_col=args.seq_col, label_col=args.label_col,
-                                task=args.task, fixes=frozenset(args.fixes))
+                                task=args.task, fixes=frozenset(args.fixes),
+                                class_names=args.class_names or ())
         return import_dataset(args.data, options=options, store=store,
                               split_options=SplitOptions(method=args.method,
                                                          identity=args.identity,

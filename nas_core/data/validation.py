@@ -65,6 +65,9 @@ class IngestOptions:
         "help": "A class needs at least this many sequences to be split and learned."})
     fixes: frozenset[str] = field(default=frozenset(), metadata={
         "help": "Named fixes to apply, e.g. drop_conflicts.", "choices": tuple(sorted(FIXES))})
+    class_names: tuple[tuple[str, str], ...] = field(default=(), metadata={
+        "help": "Words for classes coded as numbers or abbreviations, as the model, its card "
+        "and predictions will call them: 0=unmodified,1=SUMOylated."})
 
     def __post_init__(self) -> None:
         if self.task not in ("auto", *TASKS):
@@ -78,6 +81,13 @@ class IngestOptions:
         if self.min_class_size < 1:
             raise ValueError("min_class_size must be at least 1.")
         object.__setattr__(self, "fixes", frozenset(self.fixes))
+        pairs = tuple((str(old).strip(), str(new).strip()) for old, new in self.class_names)
+        olds, news = [o for o, _ in pairs], [n for _, n in pairs]
+        if any(not o or not n for o, n in pairs):
+            raise ValueError("class names: give each class as CODE=NAME, neither empty.")
+        if len(set(olds)) < len(olds) or len(set(news)) < len(news):
+            raise ValueError("class names: each class once, and no two classes with one name.")
+        object.__setattr__(self, "class_names", pairs)
 
 
 @dataclass
@@ -445,6 +455,40 @@ class _Check:
             return None
         return clean, "binary" if len(label_names) == 2 else task, label_names
 
+    def rename_classes(self, clean: pd.DataFrame, label_names: list[str]
+                       ) -> tuple[pd.DataFrame, list[str]] | None:
+        """Words for the classes (``class_names``), in the classes' order; None with the error
+        recorded when a code is not a class or a name is taken by another class."""
+        mapping = dict(self.opts.class_names)
+        unknown = sorted(set(mapping) - set(label_names))
+        if unknown:
+            self.problems.append(Problem(
+                "error", "unknown_class_name",
+                f"Class names: {', '.join(map(repr, unknown))} is not a class of this file (its "
+                f"classes: {', '.join(map(repr, label_names))}). Name those classes instead."))
+            return None
+        renamed = [mapping.get(name, name) for name in label_names]
+        if len(set(renamed)) < len(renamed):
+            self.problems.append(Problem(
+                "error", "duplicate_class_name",
+                f"Class names: two classes would both be called "
+                f"{next(n for n in renamed if renamed.count(n) > 1)!r}. Give each its own."))
+            return None
+        clean = clean.copy()
+        clean["label"] = clean["label"].map(lambda v: mapping.get(v, v))
+        return clean, renamed
+
+
+def parse_class_names(text: str) -> tuple[tuple[str, str], ...]:
+    """``0=unmodified,1=SUMOylated`` -> pairs; ValueError naming the piece that is wrong."""
+    pairs = []
+    for piece in filter(None, (p.strip() for p in text.split(","))):
+        code, sep, name = piece.partition("=")
+        if not sep:
+            raise ValueError(f"class names: '{piece}' is not CODE=NAME (e.g. 1=SUMOylated).")
+        pairs.append((code.strip(), name.strip()))
+    return tuple(pairs)
+
 
 def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationResult:
     """Check every row; apply the requested fixes; return the problems and a clean dataset."""
@@ -468,6 +512,11 @@ def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationR
     if classes is None:
         return check.result()
     clean, task, label_names = classes
+    if check.opts.class_names and label_names:
+        named = check.rename_classes(clean, label_names)
+        if named is None:
+            return check.result()
+        clean, label_names = named
     frame = clean[["id", "sequence", "label", "split", "where"]].reset_index(drop=True)
     name = Path(raw.source).name.split(".")[0] or "dataset"
     return check.result(Dataset(frame, task, label_names, name))

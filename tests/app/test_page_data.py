@@ -116,3 +116,26 @@ def test_more_problems_than_shown_come_as_a_download_not_a_command(workspace):
     assert any("10 more: download them all" in shown(c.value) for c in at.caption)
     assert not any("python -m" in shown(c.value) for c in at.caption)
     assert at.get("download_button")
+
+
+def test_classes_coded_as_numbers_are_named_on_the_page(workspace):
+    content = b"sequence,label\n" + b"".join(
+        f"MKV{'A' * i}LG,{i % 2}\n".encode() for i in range(30))
+    at = _page().run()
+    at.file_uploader[0].set_value(("sumo.csv", content, "text/csv")).run()
+    assert at.text_input(key="data_class_0").value == "0"
+    at.text_input(key="data_class_0").set_value("unmodified")
+    at.text_input(key="data_class_1").set_value("SUMOylated")
+    next(b for b in at.button if b.label == "Use these names").click().run()
+    assert not at.exception, at.exception
+    assert any("**unmodified**" in shown(c.value) and "**SUMOylated**" in shown(c.value)
+               for c in at.caption)
+    stored = at.dataframe[-1].value
+    assert "unmodified, SUMOylated" in stored["classes"].tolist()
+    # the form shows the file's codes with the names given, ready to change again
+    assert at.text_input(key="data_class_1").label == "Class 1"
+    assert at.text_input(key="data_class_1").value == "SUMOylated"
+    at.text_input(key="data_class_1").set_value("unmodified")  # two classes, one name
+    next(b for b in at.button if b.label == "Use these names").click().run()
+    assert not at.exception
+    assert any("no two classes with one name" in shown(e.value) for e in at.error)

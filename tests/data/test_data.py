@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 
 from nas_core.data.reading import DataFileError
-from nas_core.data.validation import IngestOptions, infer_task, load_dataset
+from nas_core.data.validation import (
+    IngestOptions,
+    infer_task,
+    load_dataset,
+    parse_class_names,
+)
 from tests.helpers import ASSETS
 
 GOOD = ["MKVLAAGIVALLLAAGCSS", "GLFDIIKKIAESF", "KWKLFKKIEKVGQNIRDG", "FLPLIGRVLSGIL",
@@ -161,3 +166,22 @@ def test_bad_options_are_refused():
         IngestOptions(task="clustering")
     with pytest.raises(ValueError, match="unknown fix"):
         IngestOptions(fixes=frozenset({"delete_everything"}))
+
+
+def test_classes_coded_as_numbers_get_words(tmp_path):
+    path = tmp_path / "sumo.csv"
+    path.write_text("sequence,label\n" + "".join(
+        f"MKV{'A' * i}LG,{i % 2}\n" for i in range(30)))
+    named = load_dataset(path, IngestOptions(class_names=parse_class_names(
+        "0=unmodified, 1=SUMOylated")))
+    assert named.ok and named.dataset.label_names == ["unmodified", "SUMOylated"]
+    assert set(named.dataset.frame["label"]) == {"unmodified", "SUMOylated"}
+    wrong = load_dataset(path, IngestOptions(class_names=(("2", "other"),)))
+    assert not wrong.ok and "'2' is not a class of this file (its classes: '0', '1')" in \
+        wrong.errors[0].message
+    clash = load_dataset(path, IngestOptions(class_names=(("0", "1"),)))
+    assert not clash.ok and "would both be called '1'" in clash.errors[0].message
+    with pytest.raises(ValueError, match="no two classes with one name"):
+        IngestOptions(class_names=(("0", "x"), ("1", "x")))
+    with pytest.raises(ValueError, match="'SUMOylated' is not CODE=NAME"):
+        parse_class_names("0=unmodified,SUMOylated")
