@@ -2,6 +2,7 @@ import time
 
 import streamlit as st
 
+from nas_core.backbones.download import gigabytes
 from nas_core.backbones.registry import BackboneUnavailable
 from nas_core.common.text import md_text
 from nas_core.search.config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
@@ -60,6 +61,39 @@ backbones = st.multiselect("Backbones", list(offered), default=available[:1],
 if not backbones:
     st.warning("Choose at least one backbone.")
     st.stop()
+downloads = resources.downloads()
+missing = [b for b in backbones if b not in available]
+may_download = bool(user and (user.admin or mode() == "local"))  # the server's disk
+
+
+@st.fragment(run_every=1 if downloads.active() else None)
+def download_panel() -> None:
+    for name in missing:
+        spec, state = offered[name], downloads.state(name)
+        if state is not None and state.finished:
+            st.rerun(scope="app")  # now available: offered as downloaded
+        if state is not None and state.active:
+            total = gigabytes(state.total) if state.total else "..."
+            st.progress(state.fraction, text=f"Downloading {spec.label}: "
+                        f"{gigabytes(state.done)} of {total}")
+            continue
+        if state is not None and state.error:
+            st.error(md_text(state.error))
+        size = gigabytes(int(spec.n_parameters * 4))
+        if not may_download:
+            st.caption(f"{md_text(spec.label)} is not downloaded yet (about {size}): ask the "
+                       "administrator to download it.")
+        elif st.button(f"Download {spec.label} (about {size})", key=f"search_download_{name}",
+                       help="Into the server's Hugging Face cache, with progress; an "
+                       "interrupted download continues where it stopped."):
+            downloads.start(name)
+            st.rerun(scope="app")  # the panel refreshes itself while it downloads
+
+
+if missing:
+    download_panel()
+    st.warning("Download the backbones marked 'not downloaded yet' before starting: a trial "
+               "would otherwise fetch them itself, without progress.")
 dataset = store.load(record.id)
 kind = "cuda" if gpu else "cpu"
 throughput = Throughput(root)

@@ -203,8 +203,14 @@ class FakeHub:
                                           head=method == "HEAD")
                     data = repo.files[m.group(3)]
                     etag = hashlib.sha256(data).hexdigest()
-                    return self._send(200, raw=data, head=method == "HEAD", headers={
-                        "ETag": f'"{etag}"', "X-Repo-Commit": repo.sha})
+                    headers = {"ETag": f'"{etag}"', "X-Repo-Commit": repo.sha}
+                    wanted = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+                    if wanted and method == "GET":  # the rest of an interrupted download
+                        first = int(wanted.group(1))
+                        return self._send(206, raw=data[first:], headers={
+                            **headers, "Content-Range": f"bytes {first}-{len(data) - 1}/"
+                                                        f"{len(data)}"})
+                    return self._send(200, raw=data, head=method == "HEAD", headers=headers)
                 return self._send(404, {"error": f"fake hub has no route {method} {path}"})
 
             def _commit(self, repo_id: str, body: bytes) -> None:

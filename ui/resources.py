@@ -7,6 +7,7 @@ import streamlit as st
 from nas_core.common.workspace import workspace_root
 from nas_core.data.store import DatasetStore
 from nas_core.publishing.predict import Predictor
+from nas_core.runtime.downloads import Downloads
 from nas_core.runtime.jobs import JobManager
 from nas_core.views.monitor import StudyView, load_view
 
@@ -24,6 +25,12 @@ def job_manager(root: str) -> JobManager:
     else ``$ESM_NAS_STORAGE``, else the workspace's SQLite file; the page only ever sees it
     without the password."""
     return JobManager(root, storage=_secret_storage_url())
+
+
+@st.cache_resource
+def downloads() -> Downloads:
+    """Backbone downloads of this server process (any session sees their progress)."""
+    return Downloads()
 
 
 def _secret_storage_url() -> str | None:

@@ -1,10 +1,14 @@
-"""Model commands: ``predict`` new sequences and ``push`` a model to the Hugging Face Hub."""
+"""Model commands: ``predict`` new sequences, ``push`` a model to the Hugging Face Hub and
+``download-backbone`` an ESM-2 checkpoint."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from nas_core.backbones.download import DownloadError, download, gigabytes
+from nas_core.backbones.registry import REGISTRY
 from nas_core.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_field
 from nas_core.data.reading import DataFileError
 from nas_core.publishing.hub import PublishConfig, PublishError, publish
@@ -28,6 +32,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     visibility.add_argument("--public", action="store_true", help="public repository")
     add_field(p, PublishConfig, "license")
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("download-backbone", help="fetch an ESM-2 checkpoint into the Hugging "
+                       "Face cache before a search needs it (size, progress, resumes an "
+                       "interrupted download; endpoint from HF_ENDPOINT)")
+    p.add_argument("name", help=f"registry name: {', '.join(REGISTRY)}")
+    p.set_defaults(func=cmd_download)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    if args.name not in REGISTRY:
+        print(f"error: '{args.name}' is not in the registry ({', '.join(REGISTRY)}).",
+              file=sys.stderr)
+        return EXIT_INVALID
+    shown = {"percent": -1}
+
+    def progress(done: int, total: int) -> None:
+        percent = int(100 * done / total) if total else 0
+        if percent != shown["percent"]:
+            shown["percent"] = percent
+            print(f"[{percent:3d}%] {gigabytes(done)} of {gigabytes(total)}", file=sys.stderr,
+                  flush=True)
+
+    try:
+        folder = download(args.name, endpoint=os.environ.get("HF_ENDPOINT") or None,
+                          progress=progress)
+    except DownloadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{args.name} is in the Hugging Face cache: {folder}")
+    return EXIT_OK
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from nas_core.backbones.download import is_downloaded
 from nas_core.backbones.loading import make_tiny_backbone
 from nas_core.backbones.registry import REGISTRY, BackboneSpec, resolve
 from nas_core.common.workspace import subdir
@@ -52,11 +53,7 @@ def demo_backbone(root=None) -> Path:
 
 def is_available(spec: BackboneSpec) -> bool:
     """Loadable without a download: a local directory, or in the Hugging Face cache."""
-    if Path(spec.source).is_dir():
-        return True
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(spec.source, "config.json"), str)
+    return is_downloaded(spec.source)
 
 
 # What the Quick preset promises: a search that ends within this many seconds here

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from huggingface_hub import try_to_load_from_cache
 
+from nas_core.backbones.download import is_downloaded
 from nas_core.backbones.loading import encode
 from nas_core.backbones.registry import resolve
 from nas_core.common.workspace import workspace_root
@@ -177,7 +177,7 @@ def estimate(space: SearchSpace, n_trials: int, n_train: int, n_val: int, mean_l
         depth = max(1, round((low + high) / 2))
         for adaptation in space.adaptations:
             timing_adaptation = "lora" if adaptation == "frozen" else adaptation
-            if measure_missing and (Path(spec.source).is_dir() or _cached(spec.source)):
+            if measure_missing and is_downloaded(spec.source):
                 times = throughput.get(name, depth, timing_adaptation, batch, mean_length, kind)
             else:
                 times = throughput.known(name, depth, timing_adaptation, batch, mean_length,
@@ -189,10 +189,6 @@ def estimate(space: SearchSpace, n_trials: int, n_train: int, n_val: int, mean_l
     mean_trial = sum(per_trial) / len(per_trial)
     full = n_trials * mean_trial + once
     return Estimate(low=0.4 * full, high=1.25 * full, per_trial=mean_trial, measured=measured)
-
-
-def _cached(repo_id: str) -> bool:
-    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
 # effective FLOP/s when nothing is measured: only for a backbone not downloaded yet
