@@ -16,15 +16,23 @@ from tests.app.live import (
     require_browser,
     streamlit_server,
 )
+from tests.fakehub import FakeHub
 from tests.helpers import ASSETS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
-def server(tmp_path):
+def hub():
+    with FakeHub() as fake:
+        yield fake
+
+
+@pytest.fixture
+def server(tmp_path, hub):
     require_browser()
-    with streamlit_server(tmp_path) as url:
+    with streamlit_server(tmp_path, env={"HF_ENDPOINT": hub.url,
+                                         "HF_HUB_DISABLE_XET": "1"}) as url:
         yield url
 
 
@@ -49,7 +57,7 @@ COLOURED_PIXELS = """(el) => {
 }"""
 
 
-def test_upload_search_and_watch_it_in_a_real_browser(server):
+def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -133,6 +141,22 @@ def test_upload_search_and_watch_it_in_a_real_browser(server):
             page.get_by_role("button", name="Test and export the best").click()
             expect(page.get_by_text("the budget was not spent")).to_be_visible(timeout=120_000)
             page.screenshot(path=str(ARTIFACTS / "results-cancelled.png"), full_page=True)
+            # publish that model to the (loopback) Hub with the visitor's token; Enter in the
+            # token box does not publish, the button does
+            token = page.get_by_role("textbox", name="Hugging Face token (write access)")
+            token.fill(hub.token)
+            token.press("Enter")
+            page.wait_for_timeout(1000)
+            assert not hub.repos  # nothing was sent on Enter
+            page.get_by_role("button", name="Publish").click()
+            expect(page.get_by_text("Published:")).to_be_visible(timeout=120_000)
+            assert list(hub.repos) == ["alice/amp-vs-transmembrane-demo-classifier"]
+            # and predict new sequences with a model of this workspace
+            nav(page, "Predict")
+            page.get_by_role("textbox", name="FASTA, or one sequence per line").fill(
+                "pep1,GLFDIIKKIAESF\npep2,AAGAATVLLVIVLLAGSYLAVLA\n")
+            page.get_by_role("button", name="Predict").click()
+            expect(page.get_by_text("2 prediction(s)")).to_be_visible(timeout=120_000)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
             raise

@@ -126,7 +126,6 @@ SERVER = textwrap.dedent("""
     import sys, time
     from nas_core.common.access import Person
     from nas_core.runtime.jobs import JobManager
-from nas_core.runtime.jobtable import JobTable
     from nas_core.search.config import SearchConfig
     from nas_core.search.space import SearchSpace
     root, backbone, dataset_id = sys.argv[1:4]
@@ -153,6 +152,7 @@ def test_server_restart_marks_jobs_interrupted_and_resume_finishes(workspace, ti
         storage = make_storage(None, workspace)
 
         def mid_trial() -> bool:
+            assert server.poll() is None, "the server process died before the kill"
             try:
                 study = optuna.load_study(study_name="restart", storage=storage)
             except KeyError:
