@@ -87,7 +87,8 @@ def name_classes(label_names: list[str]) -> None:
         with st.form("data_class_form", enter_to_submit=False):
             columns = st.columns(min(4, len(codes)))
             entered = [columns[i % len(columns)].text_input(
-                f"Class {code}", given.get(code, code), key=f"data_class_{i}")
+                f"Class {md_text(code)}", given.get(code, code),  # labels are Markdown
+                key=f"data_class_{i}")
                 for i, code in enumerate(codes)]
             if st.form_submit_button("Use these names"):
                 state["data_class_names"] = tuple(
