@@ -279,9 +279,15 @@ def cmd_finalise(args: argparse.Namespace) -> int:
     except (WorkerError, ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    return _finalised(report)
+
+
+def _finalised(report: dict) -> int:
     best = report["best"]
     print(f"trial {best['trial']}: held-out test {report['metric']} "
           f"{fmt(best['test'].get(report['metric']))}; wrote {best['model_dir']}")
+    if report.get("budget_note"):
+        print(report["budget_note"])
     return EXIT_OK
 
 
@@ -296,9 +302,4 @@ def _finalise_job(job_id: str) -> int:
     except (ValueError, RuntimeError, FileNotFoundError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    best = report["best"]
-    print(f"trial {best['trial']}: held-out test {report['metric']} "
-          f"{fmt(best['test'].get(report['metric']))}; wrote {best['model_dir']}")
-    if report.get("budget_note"):
-        print(report["budget_note"])
-    return EXIT_OK
+    return _finalised(report)
