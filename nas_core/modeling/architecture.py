@@ -6,7 +6,14 @@ from dataclasses import asdict, dataclass, fields
 
 from nas_core.backbones.registry import REGISTRY, human_count, resolve
 
-ADAPTATIONS = ("frozen", "lora", "partial")
+ADAPTATIONS = ("frozen", "lora", "dora", "ia3", "partial", "full")
+LORA_LIKE = ("lora", "dora")  # rank, alpha, dropout and targets apply
+ADAPTATION_WORDS = {
+    "frozen": "frozen", "lora": "LoRA", "dora": "DoRA (weight-decomposed LoRA)",
+    "ia3": "IA\u00b3 (learned rescaling of keys, values and feed-forward activations)",
+    "partial": "top layers fine-tuned", "full": "all kept layers fine-tuned"}
+# shares of attention heads / feed-forward width a layer may keep (1.0: all)
+KEPT_SHARES = (1.0, 0.75, 0.5, 0.25)
 POOLINGS = ("mean", "cls", "attention")
 ACTIVATIONS = ("gelu", "relu", "tanh")
 LORA_TARGETS = ("query,value", "query,key,value,dense")
@@ -35,6 +42,14 @@ class Architecture:
     max_epochs: int = 10
     contrastive_weight: float = 0.0
     temperature: float = 0.1
+    heads_kept: float = 1.0  # share of each layer's attention heads kept after pruning
+    ffn_kept: float = 1.0  # share of each layer's feed-forward width kept after pruning
+
+    @property
+    def compacted(self) -> bool:
+        """Heads or feed-forward width are pruned from the trained model, then recovered by
+        distillation."""
+        return self.heads_kept < 1.0 or self.ffn_kept < 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,15 +69,22 @@ class Architecture:
                  if self.n_layers < spec.layers else f"{base}, all {spec.layers} layers")
         if self.adaptation == "frozen":
             adapt = "frozen"
-        elif self.adaptation == "lora":
-            adapt = f"LoRA rank {self.lora_rank} on {self.lora_targets.replace(',', '/')}"
-        else:
+        elif self.adaptation in LORA_LIKE:
+            adapt = (f"{'LoRA' if self.adaptation == 'lora' else 'DoRA'} rank {self.lora_rank} "
+                     f"on {self.lora_targets.replace(',', '/')}")
+        elif self.adaptation == "partial":
             adapt = f"top {min(self.finetune_layers, self.n_layers)} layer(s) fine-tuned"
+        else:
+            adapt = ADAPTATION_WORDS[self.adaptation]
         head = ("a linear head" if self.head_layers == 0 else
                 f"{'one' if self.head_layers == 1 else self.head_layers} hidden layer"
                 f"{'s' if self.head_layers > 1 else ''} of {self.head_width} ({self.activation})")
         parts = [depth, adapt, f"{self.pooling} pooling", head,
                  f"learning rate {self.lr:.1e}"]
+        if self.compacted:
+            parts.append(f"then pruned to {self.heads_kept:.0%} of the attention heads and "
+                         f"{self.ffn_kept:.0%} of the feed-forward width per layer and "
+                         "recovered by distillation")
         if self.contrastive_weight > 0:
             parts.append(f"contrastive loss weight {self.contrastive_weight:.2f}")
         return ", ".join(parts)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from nas_core.modeling.architecture import Architecture
+from nas_core.modeling.pruning import Compaction
 
 # the modules behind the names in nas_core.modeling.architecture.ACTIVATIONS
 ACTIVATION_LAYERS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -93,6 +94,8 @@ class PooledHead(nn.Module):
 
 class SequencePredictor(PooledHead):
     """Backbone + pooling + head: one prediction per sequence."""
+
+    compaction: Compaction | None = None  # set when heads / feed-forward width were pruned
 
     def __init__(self, backbone: nn.Module, arch: Architecture, info: TaskInfo) -> None:
         super().__init__()

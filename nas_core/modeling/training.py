@@ -15,6 +15,7 @@ import torch
 from nas_core.common.metrics import DIRECTIONS, compute_metrics, objective_value
 from nas_core.modeling.batches import EVAL_MAX_TOKENS, Encoded, forward, length_batches
 from nas_core.modeling.build import trainable_state
+from nas_core.modeling.distillation import Distillation
 from nas_core.modeling.losses import (
     batch_mae,
     contrastive_groups,
@@ -110,23 +111,30 @@ def train(model: PooledHead, train_data: Encoded, val_data: Encoded, *,
           seed: int = 0, patience: int = 3, max_tokens: int | None = None,
           min_tokens: int | None = None,
           on_epoch: Callable[[EpochRecord], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+          should_stop: Callable[[], bool] | None = None,
+          distill: Distillation | None = None, lr: float | None = None,
+          max_epochs: int | None = None, first_epoch: int = 1) -> TrainResult:
     """Train with early stopping on the validation ``metric``; keep the best epoch's weights.
 
     ``on_epoch`` runs after each epoch (Optuna reports and prunes there by raising);
     ``should_stop`` is polled before every batch and raises :class:`TrainingCancelled`, so a
-    cancel takes effect within one optimiser step.
+    cancel takes effect within one optimiser step. With ``distill`` the loss adds the
+    teacher's soft targets (a pruned student's recovery); ``lr`` and ``max_epochs`` override
+    the architecture's, and epochs are numbered from ``first_epoch`` (a student's curve
+    continues its teacher's).
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=model.arch.lr, weight_decay=model.arch.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=lr or model.arch.lr,
+                                  weight_decay=model.arch.weight_decay)
     groups = _contrastive_groups(model.info.task, train_data.targets)
     sign = 1.0 if DIRECTIONS[metric] == "maximize" else -1.0
     result = TrainResult()
     best_score, waited = -math.inf, 0
-    for epoch in range(1, model.arch.max_epochs + 1):
+    last = first_epoch + (max_epochs or model.arch.max_epochs) - 1
+    for epoch in range(first_epoch, last + 1):
         if should_stop and should_stop():
             raise TrainingCancelled(f"stopped by the user before epoch {epoch}")
         started = time.perf_counter()
@@ -134,7 +142,7 @@ def train(model: PooledHead, train_data: Encoded, val_data: Encoded, *,
                                  max_tokens=max_tokens, min_tokens=min_tokens, rng=rng)
         loss, mae = train_epoch(model, train_data, batches, groups, optimizer, params,
                                  epoch=epoch, device=device, pad_id=pad_id,
-                                 should_stop=should_stop)
+                                 should_stop=should_stop, distill=distill)
         val, _ = evaluate(model, val_data, device=device, pad_id=pad_id,
                           raw_targets=val_targets_raw)
         record = EpochRecord(epoch, loss, mae, val, time.perf_counter() - started)
@@ -163,8 +171,8 @@ def _contrastive_groups(task: str, targets: np.ndarray) -> np.ndarray:
 def train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
                  groups_all: np.ndarray, optimizer: torch.optim.Optimizer,
                  params: list[torch.nn.Parameter], *, epoch: int, device: torch.device,
-                 pad_id: int, should_stop: Callable[[], bool] | None = None
-                 ) -> tuple[float, float]:
+                 pad_id: int, should_stop: Callable[[], bool] | None = None,
+                 distill: Distillation | None = None) -> tuple[float, float]:
     """One pass over ``batches``; returns the epoch's task loss (in label units) and MAE."""
     arch, task = model.arch, model.info.task
     model.train()
@@ -181,6 +189,9 @@ def train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
             logits, pooled = forward(model, data, batch, pad_id, device)
         supervised = task_loss(task, logits, targets)
         loss = supervised
+        if distill is not None:
+            loss = (1 - distill.config.alpha) * supervised + distill.loss(task, logits, pooled,
+                                                                         batch)
         if arch.contrastive_weight > 0 and len(batch) > 1:
             groups = torch.as_tensor(groups_all[batch], device=device)
             loss = loss + arch.contrastive_weight * supervised_contrastive(

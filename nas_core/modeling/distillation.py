@@ -1,0 +1,107 @@
+"""Knowledge distillation: a pruned student learns the task-trained teacher's outputs.
+
+The loss is ``(1 - alpha) * task + alpha * soft`` plus an optional pooled-embedding term:
+soft targets are the teacher's class probabilities at a temperature ``T`` (KL divergence,
+scaled by ``T**2``, Hinton et al. 2015), or its standardised values for regression (MSE); the
+embedding term is ``1 - cosine`` between the student's and the teacher's pooled vectors. The
+teacher is fixed, so its outputs on the training set are computed once and looked up by row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas_core.modeling.batches import EVAL_MAX_TOKENS, Encoded, forward, length_batches
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How a pruned student is trained against its teacher."""
+
+    alpha: float = field(default=0.7, metadata=_help(
+        "Weight of the teacher's soft targets; 1 - alpha goes to the task loss."))
+    temperature: float = field(default=2.0, metadata=_help(
+        "Softmax temperature of the soft targets (classification)."))
+    embedding_weight: float = field(default=0.5, metadata=_help(
+        "Weight of the pooled-embedding term (1 - cosine to the teacher's); 0 turns it off."))
+    max_lr: float = field(default=3e-4, metadata=_help(
+        "Learning rate cap for the student: every kept weight trains, so it stays low."))
+    epochs: int | None = field(default=None, metadata=_help(
+        "Distillation epochs (default: the teacher's epoch budget)."))
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha lies in [0, 1], not {self.alpha}.")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, not {self.temperature}.")
+        if self.embedding_weight < 0 or self.max_lr <= 0:
+            raise ValueError("embedding_weight must be >= 0 and max_lr > 0.")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError("distil for at least 1 epoch.")
+
+
+@dataclass
+class Distillation:
+    """The teacher's fixed outputs on the training rows and the loss weights."""
+
+    logits: torch.Tensor  # (n_train, n_outputs), float32, CPU
+    pooled: torch.Tensor  # (n_train, hidden)
+    config: DistillConfig
+
+    def loss(self, task: str, logits: torch.Tensor, pooled: torch.Tensor,
+             batch: np.ndarray) -> torch.Tensor:
+        """The distillation terms for the rows ``batch`` (the task loss is added by the caller,
+        weighted ``1 - alpha``)."""
+        index = torch.as_tensor(batch)
+        teacher = self.logits[index].to(logits.device)
+        soft = soft_loss(task, logits.float(), teacher, self.config.temperature)
+        total = self.config.alpha * soft
+        if self.config.embedding_weight > 0:
+            target = self.pooled[index].to(pooled.device)
+            cosine = F.cosine_similarity(pooled.float(), target, dim=-1)
+            total = total + self.config.embedding_weight * (1 - cosine).mean()
+        return total
+
+
+def soft_loss(task: str, student: torch.Tensor, teacher: torch.Tensor,
+              temperature: float) -> torch.Tensor:
+    if task == "regression":
+        return F.mse_loss(student.squeeze(-1), teacher.squeeze(-1))
+    return F.kl_div(F.log_softmax(student / temperature, dim=-1),
+                    F.log_softmax(teacher / temperature, dim=-1), log_target=True,
+                    reduction="batchmean") * temperature ** 2
+
+
+@torch.inference_mode()
+def teacher_outputs(teacher: nn.Module, data: Encoded, *, device: torch.device, pad_id: int,
+                    batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw logits and pooled vectors of ``teacher`` for every row of ``data`` (input order)."""
+    teacher.eval()
+    logits: torch.Tensor | None = None
+    pooled: torch.Tensor | None = None
+    for batch in length_batches(data.lengths, batch_size, max_tokens=EVAL_MAX_TOKENS):
+        out, vec = forward(teacher, data, batch, pad_id, device)
+        if logits is None or pooled is None:
+            logits = torch.zeros((len(data), out.shape[1]))
+            pooled = torch.zeros((len(data), vec.shape[1]))
+        logits[torch.as_tensor(batch)] = out.float().cpu()
+        pooled[torch.as_tensor(batch)] = vec.float().cpu()
+    assert logits is not None and pooled is not None
+    return logits, pooled
+
+
+def divergence(task: str, student: nn.Module, data: Encoded, teacher_logits: torch.Tensor, *,
+               device: torch.device, pad_id: int, temperature: float = 1.0) -> float:
+    """The student's mean soft loss to the teacher's outputs over ``data`` (KL divergence for
+    classification, MSE for regression)."""
+    logits, _ = teacher_outputs(student, data, device=device, pad_id=pad_id)
+    return float(soft_loss(task, logits, teacher_logits, temperature))
