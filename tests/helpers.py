@@ -27,9 +27,11 @@ ASSETS = ROOT / "assets"
 
 
 def tiny_space(backbone: str | Path, *, epochs: int = 2, **kw) -> SearchSpace:
-    """A search space over the tiny backbone whose trials take seconds on a CPU."""
+    """A search space over the tiny backbone whose trials take seconds on a CPU (no head or
+    width pruning unless asked: a pruned trial trains twice)."""
     base: dict = dict(backbones=(str(backbone),), max_epochs_range=(epochs, epochs),
-                      lr_range=(1e-3, 1e-2), batch_sizes=(32,))
+                      lr_range=(1e-3, 1e-2), batch_sizes=(32,), heads_kept=(1.0,),
+                      ffn_kept=(1.0,))
     base.update(kw)
     return SearchSpace(**base)
 

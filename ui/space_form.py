@@ -6,14 +6,22 @@ from dataclasses import fields, replace
 
 import streamlit as st
 
-from nas_core.modeling.architecture import ACTIVATIONS, ADAPTATIONS, LORA_TARGETS, POOLINGS
+from nas_core.modeling.architecture import (
+    ACTIVATIONS,
+    ADAPTATIONS,
+    KEPT_SHARES,
+    LORA_TARGETS,
+    POOLINGS,
+)
 from nas_core.search.space import SearchSpace
 
 _HELP = {f.name: f.metadata.get("help", "") for f in fields(SearchSpace)}
 _CHOICES = {"adaptations": ADAPTATIONS, "poolings": POOLINGS, "activations": ACTIVATIONS,
             "lora_targets": LORA_TARGETS, "lora_ranks": (4, 8, 16, 32, 64),
             "lora_alpha_ratios": (0.5, 1.0, 2.0, 4.0), "head_widths": (32, 64, 128, 256, 512),
-            "batch_sizes": (4, 8, 16, 32, 64)}
+            "batch_sizes": (4, 8, 16, 32, 64), "heads_kept": KEPT_SHARES,
+            "ffn_kept": KEPT_SHARES}
+_FORMATS = {"heads_kept": "{:.0%}".format, "ffn_kept": "{:.0%}".format}
 _INT_RANGES = {"finetune_layers_range": (1, 12), "head_layers_range": (0, 2),
                "max_epochs_range": (1, 100)}
 _FLOAT_RANGES = {"dropout_range": (0.0, 0.5, 0.05), "lora_dropout_range": (0.0, 0.5, 0.05),
@@ -34,7 +42,8 @@ def space_editor(space: SearchSpace, key: str = "adv") -> SearchSpace:
     for name, choices in _CHOICES.items():
         current = [v for v in getattr(space, name) if v in choices]
         changes[name] = tuple(cols[i % 3].multiselect(
-            _title(name), choices, default=current, key=f"{key}_{name}", help=_HELP[name]))
+            _title(name), choices, default=current, key=f"{key}_{name}", help=_HELP[name],
+            format_func=_FORMATS.get(name, str)))
         i += 1
     for name, (low, high) in _INT_RANGES.items():
         lo, hi = getattr(space, name)

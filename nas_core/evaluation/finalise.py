@@ -134,7 +134,17 @@ def _best_block(trial: FrozenTrial, ev: Evaluated, n_parameters: int, model_dir:
         "backbone_untrained": resolve(arch["backbone"]).untrained,
         "history": trial.user_attrs.get("history", []),
         "model_dir": str(model_dir),
+        **compaction_block(trial.user_attrs),
     }
+
+
+def compaction_block(attrs: dict) -> dict:
+    """A pruned-and-distilled trial's shapes, its teacher's size and validation metrics."""
+    if not attrs.get("compaction"):
+        return {}
+    return {"compaction": attrs["compaction"],
+            "teacher_n_parameters": attrs.get("teacher_n_parameters"),
+            "teacher_val": attrs.get("teacher_val_metrics")}
 
 
 def _reference_and_trust(dataset: Dataset, y: np.ndarray, output: np.ndarray,
@@ -183,7 +193,8 @@ def build_report(study: optuna.Study, dataset: Dataset, metric: str) -> dict:
         "sampler": config.get("sampler"), "pruner": config.get("pruner"),
         "strategy": STRATEGIES.get(config.get("sampler"), config.get("sampler")),
         "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint,
-                    "summary": dataset.summary()},
+                    "summary": dataset.summary(),
+                    "path": study.user_attrs.get("dataset_path") or None},
         "n_trials": len(trials),
         "n_complete": states.count(TrialState.COMPLETE),
         "n_pruned": states.count(TrialState.PRUNED),

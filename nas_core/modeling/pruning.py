@@ -87,8 +87,11 @@ def backbone_of(model: nn.Module) -> Any:
 def for_shares(model: nn.Module, heads_share: float, ffn_share: float,
                method: str = DEFAULT_IMPORTANCE) -> Compaction:
     """Keep ``heads_share`` of the heads and ``ffn_share`` of the neurons in every layer
-    (rounded, at least one of each)."""
-    heads, widths = layer_shapes(backbone_of(model).encoder.layer)
+    (rounded, at least one of each); ``model`` may still carry its adapters."""
+    backbone: Any = model.esm  # type: ignore[union-attr]
+    if hasattr(backbone, "get_base_model"):  # adapters change no shape
+        backbone = backbone.get_base_model()
+    heads, widths = layer_shapes(backbone.encoder.layer)
     return Compaction(tuple(max(1, round(h * heads_share)) for h in heads),
                       tuple(max(1, round(f * ffn_share)) for f in widths),
                       max(heads), max(widths), method)

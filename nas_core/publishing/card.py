@@ -155,8 +155,9 @@ def _search_sections(report: dict, has_curves: bool) -> list[str]:
     arch = Architecture.from_dict(best["architecture"])
     lines = ["## Architecture", "", f"{md_text(best['description'])}.", "",
              f"{best['n_parameters']:,} parameters"
-             + (" (LoRA adapters merged into the weights)." if arch.adaptation == "lora"
-                else "."), "",
+             + (" (adapters merged into the weights)." if arch.adaptation in ("lora", "dora",
+                                                                            "ia3")
+                else "."), "", *compaction_lines(best),
              "## Search", "",
              f"- Sampler `{report.get('sampler')}`, pruner `{report.get('pruner')}`, "
              f"objective `{report.get('objective')}` (validation {report['metric']}).",
@@ -168,6 +169,48 @@ def _search_sections(report: dict, has_curves: bool) -> list[str]:
         lines += [f"**{md_text(report['budget_note'])}**", ""]
     if has_curves:
         lines += [f"![Training and validation curves of the best trial]({CURVES_IMAGE})", ""]
+    return lines
+
+
+def compaction_lines(best: dict) -> list[str]:
+    """How a compacted model was made smaller: what each layer keeps, the sizes and speeds
+    before and after, and how it was distilled."""
+    compaction = best.get("compaction")
+    if not compaction:
+        return []
+    heads, ffn = compaction["heads"], compaction["ffn"]
+    per_layer = "\n".join(f"| {i + 1} | {h} of {compaction['heads_before']} | {f:,} of "
+                          f"{compaction['ffn_before']:,} |" for i, (h, f) in
+                          enumerate(zip(heads, ffn)))
+    lines = ["### Compaction", "",
+             "This model is a compacted ESM-2: the least important attention heads and "
+             "feed-forward neurons of the trained model (importance "
+             f"`{compaction.get('method', 'taylor')}` on the training data) were removed "
+             "physically, and the smaller model was trained to reproduce the unpruned "
+             "model's outputs (knowledge distillation: soft targets at a temperature, the "
+             "pooled embedding and the task loss).", "",
+             "| layer | attention heads kept | feed-forward width kept |", "|---|---|---|",
+             per_layer, ""]
+    before = best.get("teacher_n_parameters")
+    if before:
+        lines.append(f"- Parameters: {before:,} before, {best['n_parameters']:,} after "
+                     f"({best['n_parameters'] / before:.0%}).")
+    speed = best.get("throughput")
+    if speed and speed.get("teacher"):
+        lines.append(f"- Inference throughput on {speed.get('device', 'this machine')}: "
+                     f"{speed['teacher']:.1f} sequences/s before, {speed['model']:.1f} after "
+                     f"({speed['model'] / speed['teacher']:.2f}x), same sequences and batches.")
+    teacher = best.get("teacher_val")
+    if teacher:
+        lines.append("- Validation before compaction: " + ", ".join(
+            f"{METRIC_NAMES.get(k, k)} {_fmt(v)}" for k, v in teacher.items()
+            if k != "loss" and v is not None) + ".")
+    uses_remote = any(h != compaction["heads_before"] for h in heads) or len(set(ffn)) > 1
+    lines += ["- " + ("Per-layer head counts are not expressible in a plain ESM config: load "
+                      "it with `trust_remote_code=True` (the bundled `modeling_esm_nas.py` "
+                      "and `esm_nas_shapes.py` rebuild the layers)." if uses_remote else
+                      "Every layer keeps all heads and the same width: `config.json`'s "
+                      "`intermediate_size` says it."), ""]
     return lines
 
 
@@ -254,4 +297,6 @@ def public_report(report: dict) -> dict:
         arch["backbone"] = spec.source if spec.name in REGISTRY else spec.name
     best["architecture"] = arch
     out["best"] = best
+    if "path" in out.get("dataset", {}):
+        out["dataset"] = {k: v for k, v in out["dataset"].items() if k != "path"}
     return out

@@ -15,12 +15,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nas_core.backbones.loading import EsmConfig, EsmModel, EsmTokenizer
+from nas_core.modeling import shapes
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.modules import SequencePredictor, TaskInfo
+from nas_core.modeling.pruning import Compaction
 
 REMOTE_MODULE = "modeling_esm_nas"
 REMOTE_CLASS = "EsmNasForSequenceClassification"
 WEIGHTS = "model.safetensors"
+SHAPES_MODULE = "esm_nas_shapes"  # nas_core/modeling/shapes.py, copied beside the modelling file
 
 
 # -- exported, self-contained model directories -------------------------------------------
@@ -45,6 +48,11 @@ def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
         "backbone_untrained": bool(getattr(backbone.config, "esm_nas_untrained", False)),
         **(extra or {}),
     }
+    compaction = model.compaction
+    if compaction is not None:
+        config["esm_nas"]["compaction"] = compaction.to_dict()
+        if compaction.uniform_ffn is not None:  # plain transformers reads this one itself
+            config["intermediate_size"] = compaction.uniform_ffn
     names = model.info.label_names or ["value"]
     config["id2label"] = dict(enumerate(names))
     config["label2id"] = {n: i for i, n in enumerate(names)}
@@ -63,6 +71,7 @@ def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
     (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
     tokenizer.save_pretrained(directory)
     shutil.copy(Path(__file__).parent / "hf_export" / f"{REMOTE_MODULE}.py", directory)
+    shutil.copy(shapes.__file__, directory / f"{SHAPES_MODULE}.py")
     if train_sequences:
         with open(directory / TRAINING_SEQUENCES, "w") as f:
             for i, seq in enumerate(train_sequences):
@@ -76,12 +85,20 @@ def is_standard_head(arch: Architecture, hidden: int) -> bool:
             and arch.activation == "tanh")
 
 
+def plain_shapes(model: SequencePredictor) -> bool:
+    """Whether plain ``EsmModel`` can hold the backbone: all heads kept (transformers derives
+    the head size from the head count) and one feed-forward width for every layer."""
+    compaction = model.compaction
+    return compaction is None or (not compaction.heads_pruned
+                                  and compaction.uniform_ffn is not None)
+
+
 def standard_head_weights(model: SequencePredictor) -> dict[str, torch.Tensor]:
     """``classifier.*`` copies of the head when it is the standard one, so plain
     ``EsmForSequenceClassification`` loads the repository without remote code (regression:
     the label scaling is folded into the output layer)."""
     config: Any = model.esm.config
-    if not is_standard_head(model.arch, config.hidden_size):
+    if not is_standard_head(model.arch, config.hidden_size) or not plain_shapes(model):
         return {}
     dense: Any = model.head[1]
     out: Any = model.head[4]
@@ -110,7 +127,11 @@ def load_model(directory: str | Path) -> tuple[SequencePredictor, EsmTokenizer]:
     info = TaskInfo(meta["task"], meta["label_names"], meta["target_mean"], meta["target_std"])
     backbone: Any = EsmModel(config, add_pooling_layer=False)
     backbone.contact_head = None
+    compaction = Compaction.from_dict(meta.get("compaction"))
+    if compaction is not None:
+        shapes.reshape_encoder(backbone, compaction.heads, compaction.ffn)
     model = SequencePredictor(backbone, arch, info)
+    model.compaction = compaction
     state = load_file(str(directory / WEIGHTS))
     state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     result = model.load_state_dict(state, strict=False)

@@ -32,7 +32,10 @@ from nas_core.modeling.build import (
     save_trial_checkpoint,
 )
 from nas_core.modeling.cache import RepresentationCache, cached_trial_possible
-from nas_core.modeling.modules import HeadModel, PooledHead, TaskInfo, init_head
+from nas_core.modeling.compaction import DistilRun, pruned_student
+from nas_core.modeling.distillation import DistillConfig
+from nas_core.modeling.modules import HeadModel, PooledHead, SequencePredictor, TaskInfo, init_head
+from nas_core.modeling.pruning import for_shares
 from nas_core.modeling.training import EpochRecord, TrainingCancelled, train
 from nas_core.search.space import SearchSpace, suggest_architecture
 
@@ -94,6 +97,7 @@ class TrialContext:
     should_stop: Callable[[], bool] | None = None
     cache: RepresentationCache | None = field(default=None, repr=False)
     gradient_checkpointing: str = "auto"  # auto: for backbones of 150M parameters and more
+    distill: DistillConfig = DistillConfig()
     # a full or read-only disk ends the search (every later trial would fail the same way)
     storage_failure: StorageError | None = field(default=None, repr=False)
 
@@ -218,12 +222,15 @@ def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext
     trial.set_user_attr("cached_features", prepared.cached)
     history: list[dict] = []
 
-    def on_epoch(record: EpochRecord) -> None:
+    def on_epoch(record: EpochRecord, phase: str = "train") -> None:
         row = record.flat()
+        row["phase"] = phase
         history.append(row)
         trial.set_user_attr(HISTORY_ATTR, history)
         ctx.emit("epoch_finished", trial.number, row)
-        if not ctx.multi_objective:  # Optuna prunes single-objective studies only
+        # Optuna prunes single-objective studies only, on the teacher's epochs (a student's
+        # curve continues at later epoch numbers and is not compared across trials)
+        if not ctx.multi_objective and phase == "train":
             trial.report(objective_value(record.val, ctx.metric), record.epoch)
             if trial.should_prune():
                 trial.set_user_attr("epochs_trained", record.epoch)
@@ -236,13 +243,31 @@ def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext
                    max_tokens=ctx.max_tokens, min_tokens=ctx.min_tokens, on_epoch=on_epoch,
                    should_stop=ctx.should_stop)
     load_trainable_state(model, result.best_state)
+    compaction = None
+    if arch.compacted and isinstance(model, SequencePredictor):
+        trial.set_user_attr("teacher_val_metrics", result.best_val)
+        trial.set_user_attr("teacher_n_parameters", n_parameters)
+        student = pruned_student(model, for_shares(model, arch.heads_kept, arch.ffn_kept),
+                                 DistilRun(
+            prepared.train_data, prepared.val_data, ctx.data.val_targets, ctx.metric,
+            ctx.device, prepared.pad_id, ctx.distill, seed=ctx.seed + trial.number,
+            patience=ctx.patience, max_tokens=ctx.max_tokens, min_tokens=ctx.min_tokens,
+            first_epoch=len(result.history) + 1,
+            on_epoch=lambda record: on_epoch(record, "distil"), should_stop=ctx.should_stop))
+        model, compaction, n_parameters = student.model, student.model.compaction, \
+            student.n_parameters
+        trial.set_user_attr("n_parameters", n_parameters)
+        trial.set_user_attr("compaction", compaction.to_dict() if compaction else None)
+        trial.set_user_attr("distil_epochs", len(student.result.history))
+        result = student.result
     checkpoint = ctx.checkpoint_dir / f"trial_{trial.number:05d}"
-    save_trial_checkpoint(model, checkpoint, arch, ctx.data.info)
+    save_trial_checkpoint(model, checkpoint, arch, ctx.data.info, compaction)
     trial.set_user_attr("checkpoint", str(checkpoint))
-    trial.set_user_attr("epochs_trained", len(result.history))
+    trial.set_user_attr("epochs_trained", len(history))
     trial.set_user_attr("best_epoch", result.best_epoch)
     trial.set_user_attr("val_metrics", result.best_val)
     value = objective_value(result.best_val, ctx.metric)
     if ctx.multi_objective:
         return value, float(n_parameters)
     return value
+

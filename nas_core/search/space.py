@@ -13,6 +13,7 @@ from nas_core.backbones.registry import BackboneSpec, resolve
 from nas_core.modeling.architecture import (
     ACTIVATIONS,
     ADAPTATIONS,
+    LORA_LIKE,
     LORA_TARGETS,
     POOLINGS,
     Architecture,
@@ -34,8 +35,10 @@ class SearchSpace:
     max_parameters: int | None = field(default=None, metadata=_help(
         "Upper bound on the model's parameters: deeper cuts or larger backbones are skipped."))
     adaptations: tuple[str, ...] = field(default=ADAPTATIONS, metadata=_help(
-        "frozen: train only the head; lora: low-rank adapters; partial: fine-tune the top "
-        "layers."))
+        "frozen: train only the head; lora: low-rank adapters; dora: LoRA with a learned "
+        "magnitude per weight column; ia3: learned rescaling of keys, values and feed-forward "
+        "activations (fewest trained parameters); partial: fine-tune the top layers; full: "
+        "fine-tune every kept layer. Adapters are merged into plain weights on export."))
     lora_ranks: tuple[int, ...] = field(default=(4, 8, 16, 32), metadata=_help("LoRA rank r."))
     lora_alpha_ratios: tuple[float, ...] = field(default=(1.0, 2.0), metadata=_help(
         "LoRA alpha as a multiple of the rank."))
@@ -43,6 +46,14 @@ class SearchSpace:
         "Dropout on the LoRA path."))
     lora_targets: tuple[str, ...] = field(default=LORA_TARGETS, metadata=_help(
         "Modules that get adapters."))
+    heads_kept: tuple[float, ...] = field(default=(1.0, 0.75, 0.5), metadata=_help(
+        "Share of each layer's attention heads kept (1 = all). Below 1 the trained model's "
+        "least important heads are removed and the smaller model recovers by distillation "
+        "from the unpruned one. Trained backbones only (not frozen ones); the trial then "
+        "trains twice, teacher and student."))
+    ffn_kept: tuple[float, ...] = field(default=(1.0, 0.75, 0.5, 0.25), metadata=_help(
+        "Share of each layer's feed-forward (intermediate) width kept (1 = all); pruned and "
+        "recovered like the heads."))
     finetune_layers_range: tuple[int, int] = field(default=(1, 4), metadata=_help(
         "Partial fine-tuning: how many of the top kept layers are trained."))
     poolings: tuple[str, ...] = field(default=POOLINGS, metadata=_help(
@@ -83,6 +94,11 @@ class SearchSpace:
             bad = [v for v in values if v not in allowed]
             if bad:
                 raise ValueError(f"{name}: {bad} not allowed; choose from {', '.join(allowed)}.")
+        for name in ("heads_kept", "ffn_kept"):
+            values = getattr(self, name)
+            if not values or any(not 0.05 <= v <= 1.0 for v in values):
+                raise ValueError(f"{name}: shares between 0.05 and 1 (1 keeps everything), "
+                                 f"got {values}.")
         for name in ("lora_ranks", "lora_alpha_ratios", "head_widths", "batch_sizes"):
             values = getattr(self, name)
             if not values or any(v <= 0 for v in values):
@@ -174,7 +190,7 @@ def suggest_architecture(trial, space: SearchSpace) -> Architecture:
     n_layers = _int(trial, f"n_layers_{param_key(backbone)}", space.depth_bounds(spec))
     adaptation = _cat(trial, "adaptation", space.adaptations)
     kw: dict = {}
-    if adaptation == "lora":
+    if adaptation in LORA_LIKE:
         rank = _cat(trial, "lora_rank", space.lora_ranks)
         kw.update(lora_rank=rank,
                   lora_alpha=rank * _cat(trial, "lora_alpha_ratio", space.lora_alpha_ratios),
@@ -183,6 +199,9 @@ def suggest_architecture(trial, space: SearchSpace) -> Architecture:
     elif adaptation == "partial":
         kw["finetune_layers"] = min(n_layers, _int(trial, "finetune_layers",
                                                    space.finetune_layers_range))
+    if adaptation != "frozen":  # a frozen backbone was never trained: nothing to distil
+        kw.update(heads_kept=_cat(trial, "heads_kept", space.heads_kept),
+                  ffn_kept=_cat(trial, "ffn_kept", space.ffn_kept))
     head_layers = _int(trial, "head_layers", space.head_layers_range)
     if head_layers > 0:
         kw.update(head_width=_cat(trial, "head_width", space.head_widths),

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +30,7 @@ from nas_core.modeling.pruning import (
     keep_indices,
 )
 from nas_core.modeling.training import predict_outputs, train
+from nas_core.publishing.export import export_model, load_model
 from tests.modeling.test_training import SEQS
 
 CPU = torch.device("cpu")
@@ -129,3 +135,73 @@ def test_distillation_lowers_the_student_teacher_divergence(tiny_backbone):
     # the teacher is untouched (pruning works on a merged copy)
     assert teacher.esm.base_model.model.encoder.layer[0].attention.self.query.base_layer \
         .weight.shape == (32, 32)
+
+
+FRESH = """
+import json, sys, torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], trust_remote_code=True)
+model.eval()
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
+batch = tokenizer(json.loads(sys.argv[2]), return_tensors="pt", padding=True)
+with torch.no_grad():
+    probs = model(**batch).logits.softmax(-1)
+print(json.dumps({"probs": probs.tolist(), "loaded": sorted(
+    m for m in sys.modules if m.split(".")[0] in ("nas_core", "peft"))}))
+"""
+
+
+def fresh_process_probs(directory, sequences) -> np.ndarray:
+    """Probabilities from the exported folder in a new interpreter: torch + transformers."""
+    out = subprocess.run([sys.executable, "-c", FRESH, str(directory), json.dumps(sequences)],
+                         capture_output=True, text=True, cwd=directory, timeout=300,
+                         env={**os.environ, "PYTHONPATH": ""})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []
+    return np.array(result["probs"])
+
+
+def test_exported_compacted_model_reloads_everywhere_with_identical_predictions(
+        tiny_backbone, tmp_path):
+    model, data = _model(tiny_backbone, adaptation="lora")
+    compaction = Compaction((3, 1, 2), (40, 96, 8), 4, 128)
+    student = merged_copy(model)
+    apply(student, compaction, _random_scores(student))
+    student.compaction = compaction
+    student.eval()
+    ours = predict_outputs(student, data, device=CPU, pad_id=1)
+    tok = build_model(student.arch, student.info)[1]
+    export_model(student, tok, tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["esm_nas"]["compaction"]["heads"] == [3, 1, 2]
+    assert (tmp_path / "m" / "esm_nas_shapes.py").is_file()
+    reloaded, _ = load_model(tmp_path / "m")
+    np.testing.assert_allclose(predict_outputs(reloaded, data, device=CPU, pad_id=1), ours,
+                               atol=1e-5)
+    assert count_parameters(reloaded) == count_parameters(student)
+    np.testing.assert_allclose(fresh_process_probs(tmp_path / "m", SEQS[:8]), ours[:8],
+                               atol=1e-5)
+
+
+def test_uniform_width_compaction_loads_as_plain_esm(tiny_backbone, tmp_path):
+    """All heads kept and one feed-forward width: plain EsmForSequenceClassification, no
+    remote code (the width is just intermediate_size)."""
+    from transformers import EsmForSequenceClassification
+
+    arch = Architecture(backbone=str(tiny_backbone), n_layers=2, adaptation="full",
+                        pooling="cls", head_layers=1, head_width=32, activation="tanh",
+                        dropout=0.0)
+    model, tok = build_model(arch, TaskInfo("binary", ["no", "yes"]))
+    compaction = for_shares(model, 1.0, 0.5)
+    apply(model, compaction, _random_scores(model))
+    model.compaction = compaction
+    model.eval()
+    export_model(model, tok, tmp_path / "m")
+    plain = EsmForSequenceClassification.from_pretrained(tmp_path / "m").eval()
+    assert plain.config.intermediate_size == 64
+    batch = tok(SEQS[:6], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        theirs = plain(**batch).logits.softmax(-1).numpy()
+    ours = predict_outputs(model, encode(SEQS[:6], tok), device=CPU, pad_id=1)
+    np.testing.assert_allclose(theirs, ours, atol=1e-5)

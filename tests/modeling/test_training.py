@@ -8,7 +8,7 @@ from nas_core.backbones.loading import encode, load_backbone
 from nas_core.common.metrics import classification_metrics, regression_metrics
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.batches import Encoded, collate, length_batches
-from nas_core.modeling.build import build_model
+from nas_core.modeling.build import build_model, count_parameters
 from nas_core.modeling.losses import supervised_contrastive
 from nas_core.modeling.modules import TaskInfo, init_head
 from nas_core.modeling.training import TrainingCancelled, predict_outputs, train
@@ -39,7 +39,7 @@ def test_padding_and_batching_do_not_change_predictions(tiny_backbone):
     np.testing.assert_allclose(one, many, atol=1e-5)
 
 
-@pytest.mark.parametrize("adaptation", ["frozen", "lora", "partial"])
+@pytest.mark.parametrize("adaptation", ["frozen", "lora", "dora", "ia3", "partial", "full"])
 def test_adaptations_train_only_what_they_should(tiny_backbone, adaptation):
     arch = Architecture(backbone=str(tiny_backbone), n_layers=2, adaptation=adaptation,
                         finetune_layers=1, lora_rank=4, lora_alpha=8, max_epochs=2, lr=1e-2,
@@ -50,8 +50,14 @@ def test_adaptations_train_only_what_they_should(tiny_backbone, adaptation):
     backbone_trainable = {n for n in trainable if n.startswith("esm.")}
     if adaptation == "frozen":
         assert not backbone_trainable
-    elif adaptation == "lora":
+    elif adaptation in ("lora", "dora"):
         assert backbone_trainable and all("lora_" in n for n in backbone_trainable)
+        assert any("magnitude" in n for n in backbone_trainable) == (adaptation == "dora")
+    elif adaptation == "ia3":
+        assert backbone_trainable and all("ia3_" in n for n in backbone_trainable)
+    elif adaptation == "full":
+        assert backbone_trainable == {n for n, _ in model.named_parameters()
+                                      if n.startswith("esm.")}
     else:
         assert backbone_trainable and all("layer.1." in n or "emb_layer_norm_after" in n
                                           for n in backbone_trainable)
@@ -68,8 +74,10 @@ def test_adaptations_train_only_what_they_should(tiny_backbone, adaptation):
             assert torch.equal(p, frozen_before[n]), n
 
 
-def test_export_merges_lora_and_reloads_with_identical_predictions(tiny_backbone, tmp_path):
-    arch = Architecture(backbone=str(tiny_backbone), n_layers=2, adaptation="lora",
+@pytest.mark.parametrize("adaptation", ["lora", "dora", "ia3", "full"])
+def test_export_merges_adapters_and_reloads_with_identical_predictions(tiny_backbone, tmp_path,
+                                                                        adaptation):
+    arch = Architecture(backbone=str(tiny_backbone), n_layers=2, adaptation=adaptation,
                         lora_rank=4, lora_alpha=8, max_epochs=1, lr=5e-2, dropout=0.0)
     model, tok = build_model(arch, TaskInfo("regression", None, 3.0, 0.5))
     y = np.linspace(-1, 1, len(SEQS))
@@ -81,7 +89,8 @@ def test_export_merges_lora_and_reloads_with_identical_predictions(tiny_backbone
     reloaded, _ = load_model(tmp_path / "m")
     after = predict_outputs(reloaded, data.ids, device=torch.device("cpu"), pad_id=1)
     np.testing.assert_allclose(before, after, rtol=1e-4, atol=1e-5)
-    assert not any("lora" in k for k in reloaded.state_dict())
+    assert not any("lora" in k or "ia3" in k for k in reloaded.state_dict())
+    assert count_parameters(reloaded) == count_parameters(model)
     # only safetensors, no pickles
     assert not list((tmp_path / "m").glob("*.bin")) and not list((tmp_path / "m").glob("*.pt"))
 

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 import nas_core.search.objective as objective_mod
 from nas_core.common.metrics import classification_metrics
 from nas_core.evaluation.finalise import finalise
+from nas_core.modeling.build import count_parameters
 from nas_core.publishing.predict import Predictor
 from nas_core.runtime.launch import run_search
 from nas_core.search.budget import counted_trials
@@ -50,6 +51,37 @@ def test_end_to_end_search_report_and_predict(tmp_path, workspace, tiny_backbone
     again = classification_metrics(peptides.label_index(test["label"]), probs)
     for key, value in report["best"]["test"].items():
         assert again[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_a_pruned_trial_is_distilled_and_exports_its_smaller_model(tmp_path, workspace,
+                                                                  tiny_backbone, peptides):
+    space = small_space(tiny_backbone, adaptations=("lora", "full"), heads_kept=(0.5,),
+                        ffn_kept=(0.25, 0.5), poolings=("mean",))
+    config = SearchConfig("compact", space, n_trials=2, seed=0, pruner="none",
+                          objective="metric+size", sampler="nsga2")
+    report = run_search(config, peptides, tmp_path / "out")
+    study = optuna.load_study(study_name="compact", storage=f"sqlite:///{workspace}/studies.db")
+    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+        attrs = trial.user_attrs
+        assert attrs["compaction"]["heads"] == [2] * attrs["architecture"]["n_layers"]
+        assert attrs["n_parameters"] < attrs["teacher_n_parameters"]
+        assert trial.values[1] == attrs["n_parameters"]
+        phases = [row["phase"] for row in attrs["history"]]
+        assert phases[0] == "train" and phases[-1] == "distil"
+        assert [row["epoch"] for row in attrs["history"]] == list(range(1, len(phases) + 1))
+        assert set(trial.intermediate_values) == {
+            row["epoch"] for row in attrs["history"] if row["phase"] == "train"} or \
+            not trial.intermediate_values  # multi-objective studies report nothing
+    best = report["best"]
+    assert best["architecture"]["heads_kept"] == 0.5
+    assert "recovered by distillation" in best["description"]
+    # the exported model is the smaller one: counted as exported, predicting as tested
+    predictor = Predictor(tmp_path / "out" / "best_model")
+    assert count_parameters(predictor.model) == best["n_parameters"]
+    test = peptides.part("test")
+    probs = predictor.predict_sequences(list(test["sequence"]))[["p_AMP", "p_TM"]].to_numpy()
+    again = classification_metrics(peptides.label_index(test["label"]), probs)
+    assert again["roc_auc"] == pytest.approx(best["test"]["roc_auc"], abs=1e-6)
 
 
 def test_test_split_is_never_seen_during_search(tmp_path, workspace, tiny_backbone, peptides,

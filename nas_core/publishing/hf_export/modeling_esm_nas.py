@@ -1,7 +1,9 @@
-"""ESM-NAS Studio model: an ESM-2 encoder (cut to the searched depth, LoRA merged) with the
-searched pooling and prediction head.
+"""ESM-NAS Studio model: an ESM-2 encoder (cut to the searched depth, adapters merged, and
+for a compacted model with fewer attention heads / feed-forward neurons per layer, as listed in
+``config.esm_nas["compaction"]``) with the searched pooling and prediction head.
 
-Self-contained: needs only ``torch`` and ``transformers``. Load it with
+Self-contained: needs only ``torch`` and ``transformers`` (and ``esm_nas_shapes.py`` beside
+it). Load it with
 ``AutoModelForSequenceClassification.from_pretrained(repo, trust_remote_code=True)``.
 For regression the single logit is the prediction in the label's units.
 """
@@ -38,6 +40,11 @@ class EsmNasForSequenceClassification(EsmPreTrainedModel):
         self.pooling = arch["pooling"]
         self.esm = EsmModel(config, add_pooling_layer=False)
         self.esm.contact_head = None
+        compaction = meta.get("compaction")
+        if compaction:  # per-layer heads and widths of a pruned model
+            from .esm_nas_shapes import reshape_encoder
+
+            reshape_encoder(self.esm, compaction["heads"], compaction["ffn"])
         hidden = config.hidden_size
         self.pool = _AttentionPooling(hidden) if self.pooling == "attention" else None
         layers, width = [], hidden
