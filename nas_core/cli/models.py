@@ -1,5 +1,5 @@
-"""Model commands: ``predict`` new sequences, ``push`` a model to the Hugging Face Hub and
-``download-backbone`` an ESM-2 checkpoint."""
+"""Model commands: ``predict`` new sequences, ``compress`` a finished search's model, ``push`` a
+model to the Hugging Face Hub and ``download-backbone`` an ESM-2 checkpoint."""
 
 from __future__ import annotations
 
@@ -11,6 +11,15 @@ from nas_core.backbones.download import DownloadError, download, gigabytes
 from nas_core.backbones.registry import REGISTRY
 from nas_core.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_field
 from nas_core.data.reading import DataFileError
+from nas_core.evaluation.compress import (
+    RESULTS,
+    CompressCancelled,
+    CompressConfig,
+    CompressError,
+    compress,
+    parse_targets,
+)
+from nas_core.modeling.distillation import DistillConfig
 from nas_core.publishing.hub import PublishConfig, PublishError, publish
 from nas_core.publishing.predict import PredictionInputError, predict_file
 
@@ -22,6 +31,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="CSV to write")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("compress", help="smaller variants of a finished search's model: heads "
+                       "and feed-forward width pruned by importance, recovered by distillation; "
+                       "each tested once on the held-out split and timed")
+    p.add_argument("run_dir", help="the search's --out folder (report.json, best_model/)")
+    p.add_argument("--targets", default="0.75,0.5,0.25",
+                   help="target sizes as shares of the model's parameters, comma-separated "
+                   "(0.05 to 1; default: 0.75,0.5,0.25)")
+    p.add_argument("--out", required=True, help=f"folder for {RESULTS} and the variants")
+    p.add_argument("--data", default=None, help="the stored dataset folder the search ran on "
+                   "(default: where its report says)")
+    add_field(p, CompressConfig, "importance")
+    add_field(p, CompressConfig, "depth_baseline", "--no-depth-baseline",
+              help="Skip the depth-only truncations of the same sizes (faster; no "
+              "comparison on the curve).")
+    add_field(p, CompressConfig, "device")
+    add_field(p, DistillConfig, "epochs", "--epochs", type=int)
+    add_field(p, DistillConfig, "alpha", type=float)
+    add_field(p, DistillConfig, "temperature", type=float)
+    p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("push", help="publish a model directory to the Hugging Face Hub "
                        "(token from HF_TOKEN, endpoint from HF_ENDPOINT)")
@@ -81,6 +110,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if metrics:
         print("metrics against the labels in the input: " + ", ".join(
             f"{k} {v:.4f}" for k, v in metrics.items() if v is not None))
+    return EXIT_OK
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    try:
+        distill = DistillConfig(alpha=args.alpha, temperature=args.temperature,
+                                epochs=args.epochs)
+        config = CompressConfig(targets=parse_targets(args.targets),
+                                depth_baseline=args.depth_baseline, importance=args.importance,
+                                device=args.device, distill=distill)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        result = compress(args.run_dir, args.out, config, data=args.data,
+                          progress=lambda text: print(text, flush=True))
+    except CompressError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except (CompressCancelled, KeyboardInterrupt):
+        print("stopped: nothing was written to compress.json.", file=sys.stderr)
+        return EXIT_FAILED
+    metric = result["metric"]
+    for entry in result["entries"]:
+        test = entry["test"].get(metric)
+        print(f"{entry['kind']:9s} {entry['target']:>5.0%} {entry['n_parameters']:>12,} "
+              f"parameters  validation {metric} {entry['val'].get(metric, float('nan')):.4f}  "
+              f"test {test if test is None else round(test, 4)}  "
+              f"{entry['throughput']:.1f} seq/s ({entry['speedup']:.2f}x)")
+    for skip in result["skipped"]:
+        print(f"skipped {skip['kind']} at {skip['target']:.0%}: {skip['reason']}")
+    if result["backbone_untrained"]:
+        print("note: the backbone has random (untrained) weights: a demo, not ESM-2.")
+    print(f"wrote {args.out}/{RESULTS} in {result['wall_seconds']:.1f} s")
     return EXIT_OK
 
 

@@ -81,8 +81,8 @@ def _with_adapters(backbone, arch: Architecture):
     from peft import IA3Config, LoraConfig, get_peft_model
 
     if arch.adaptation == "ia3":
-        config: object = IA3Config(target_modules=IA3_TARGETS,
-                                   feedforward_modules=IA3_FEEDFORWARD)
+        config: Any = IA3Config(target_modules=IA3_TARGETS,
+                                feedforward_modules=IA3_FEEDFORWARD)
     else:
         config = LoraConfig(r=arch.lora_rank, lora_alpha=arch.lora_alpha,  # type: ignore
                             lora_dropout=arch.lora_dropout, target_modules=_lora_targets(arch),
@@ -90,7 +90,7 @@ def _with_adapters(backbone, arch: Architecture):
     with warnings.catch_warnings():  # transformers' own deprecation, raised inside peft
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         warnings.filterwarnings("ignore", category=FutureWarning)
-        return get_peft_model(backbone, config)  # type: ignore[arg-type]
+        return get_peft_model(backbone, config)
 
 
 def merged_copy(model: SequencePredictor) -> SequencePredictor:

@@ -77,18 +77,18 @@ class Compaction:
                 f"{self.n_layers} layers")
 
 
-def backbone_of(model: nn.Module) -> Any:
-    backbone: Any = model.esm  # type: ignore[union-attr]
+def backbone_of(model: Any) -> Any:
+    backbone: Any = model.esm
     if hasattr(backbone, "merge_and_unload"):
         raise ValueError("merge the adapters (merge_and_unload) before pruning.")
     return backbone
 
 
-def for_shares(model: nn.Module, heads_share: float, ffn_share: float,
+def for_shares(model: Any, heads_share: float, ffn_share: float,
                method: str = DEFAULT_IMPORTANCE) -> Compaction:
     """Keep ``heads_share`` of the heads and ``ffn_share`` of the neurons in every layer
     (rounded, at least one of each); ``model`` may still carry its adapters."""
-    backbone: Any = model.esm  # type: ignore[union-attr]
+    backbone: Any = model.esm
     if hasattr(backbone, "get_base_model"):  # adapters change no shape
         backbone = backbone.get_base_model()
     heads, widths = layer_shapes(backbone.encoder.layer)
@@ -207,7 +207,7 @@ def ones_like_layers(model: nn.Module, device: torch.device, *,
                  [torch.ones(f, device=device, requires_grad=requires_grad) for f in widths])
 
 
-def importance(model: nn.Module, data: Encoded, *, device: torch.device, pad_id: int,
+def importance(model: Any, data: Encoded, *, device: torch.device, pad_id: int,
                method: str = DEFAULT_IMPORTANCE, max_sequences: int = 1024,
                batch_size: int = 16, seed: int = 0) -> Gates:
     """Each head's and neuron's importance on (up to ``max_sequences`` of) ``data``, per layer
@@ -228,7 +228,7 @@ def importance(model: nn.Module, data: Encoded, *, device: torch.device, pad_id:
     for tensor in scores.heads + scores.neurons:
         tensor.zero_()
     current: list[torch.Tensor] = []
-    task = model.info.task  # type: ignore[union-attr]
+    task: str = model.info.task
     try:
         with gated(model, gates, record=scores if method == "activation" else None,
                    mask=current), torch.set_grad_enabled(method == "taylor"):

@@ -13,6 +13,7 @@ feed-forward block is ``intermediate.dense`` (rows = neurons) then ``output.dens
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,12 +51,12 @@ def head_size(config) -> int:
     return config.hidden_size // config.num_attention_heads
 
 
-def prune_layer(layer: nn.Module, head_size: int, heads: Sequence[int] | None = None,
+def prune_layer(layer: Any, head_size: int, heads: Sequence[int] | None = None,
                 neurons: Sequence[int] | None = None) -> None:
     """Keep only the attention ``heads`` and feed-forward ``neurons`` given (in place).
 
     ``None`` keeps all of that kind. At least one head and one neuron must remain."""
-    attention = layer.attention  # type: ignore[union-attr]
+    attention = layer.attention
     if heads is not None:
         if len(heads) < 1:
             raise ValueError("keep at least one attention head per layer.")
@@ -71,10 +72,10 @@ def prune_layer(layer: nn.Module, head_size: int, heads: Sequence[int] | None = 
     if neurons is not None:
         if len(neurons) < 1:
             raise ValueError("keep at least one feed-forward neuron per layer.")
-        device = layer.intermediate.dense.weight.device  # type: ignore[union-attr]
+        device = layer.intermediate.dense.weight.device
         index = torch.as_tensor(sorted(int(n) for n in neurons), device=device)
-        layer.intermediate.dense = keep_rows(layer.intermediate.dense, index)  # type: ignore
-        layer.output.dense = keep_columns(layer.output.dense, index)  # type: ignore
+        layer.intermediate.dense = keep_rows(layer.intermediate.dense, index)
+        layer.output.dense = keep_columns(layer.output.dense, index)
 
 
 def layer_shapes(encoder_layers) -> tuple[list[int], list[int]]:
@@ -86,13 +87,13 @@ def layer_shapes(encoder_layers) -> tuple[list[int], list[int]]:
     return heads, widths
 
 
-def reshape_encoder(esm: nn.Module, heads_per_layer: Sequence[int] | None,
+def reshape_encoder(esm: Any, heads_per_layer: Sequence[int] | None,
                     ffn_per_layer: Sequence[int] | None) -> None:
     """Give a freshly built ``EsmModel`` the shapes of a compacted one (the first heads and
     neurons are kept; the checkpoint's weights replace them when it is loaded)."""
-    config = esm.config  # type: ignore[union-attr]
+    config = esm.config
     size = head_size(config)
-    layers = esm.encoder.layer  # type: ignore[union-attr]
+    layers = esm.encoder.layer
     for i, layer in enumerate(layers):
         heads = None if heads_per_layer is None else range(int(heads_per_layer[i]))
         neurons = None if ffn_per_layer is None else range(int(ffn_per_layer[i]))

@@ -132,7 +132,8 @@ def train(model: PooledHead, train_data: Encoded, val_data: Encoded, *,
     groups = _contrastive_groups(model.info.task, train_data.targets)
     sign = 1.0 if DIRECTIONS[metric] == "maximize" else -1.0
     result = TrainResult()
-    best_score, waited = -math.inf, 0
+    best_score: tuple[float, float] = (-math.inf, -math.inf)
+    waited = 0
     last = first_epoch + (max_epochs or model.arch.max_epochs) - 1
     for epoch in range(first_epoch, last + 1):
         if should_stop and should_stop():
@@ -147,7 +148,8 @@ def train(model: PooledHead, train_data: Encoded, val_data: Encoded, *,
                           raw_targets=val_targets_raw)
         record = EpochRecord(epoch, loss, mae, val, time.perf_counter() - started)
         result.history.append(record)
-        score = sign * objective_value(val, metric)
+        # ties on the metric (a saturated validation score) go to the lower validation loss
+        score = (sign * objective_value(val, metric), -float(val.get("loss") or 0.0))
         if score > best_score:
             best_score, waited = score, 0
             result.best_epoch, result.best_val = epoch, val

@@ -215,6 +215,7 @@ def _prepare_cached(arch: Architecture, ctx: TrialContext,
 
 
 def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext):
+    torch.manual_seed(ctx.seed + trial.number)  # adapters (LoRA A, DoRA) initialise from it
     prepared = _prepare(arch, ctx)
     model, n_parameters = prepared.model, prepared.n_parameters
     init_head(model, ctx.seed + trial.number)

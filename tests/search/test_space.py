@@ -45,7 +45,7 @@ def test_pinned_dimensions_are_not_searched():
                         lora_ranks=(8,), lora_alpha_ratios=(2.0,), lora_targets=("query,value",),
                         poolings=("mean",), head_layers_range=(1, 1), head_widths=(128,),
                         activations=("gelu",), batch_sizes=(16,),
-                        contrastive_weight_range=(0.0, 0.0))
+                        contrastive_weight_range=(0.0, 0.0), heads_kept=(1.0,), ffn_kept=(1.0,))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = study.ask()
     arch = suggest_architecture(trial, space)
@@ -60,16 +60,23 @@ def test_pinned_dimensions_are_not_searched():
 def test_every_dimension_is_sampled_over_many_trials():
     space = SearchSpace(backbones=("esm2_t6_8M", "esm2_t12_35M"))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-    seen: dict[str, set] = {"adaptation": set(), "pooling": set(), "backbone": set()}
-    for _ in range(60):
+    seen: dict[str, set] = {"adaptation": set(), "pooling": set(), "backbone": set(),
+                            "heads_kept": set(), "ffn_kept": set()}
+    for _ in range(120):
         arch = suggest_architecture(study.ask(), space)
         seen["adaptation"].add(arch.adaptation)
+        seen["heads_kept"].add(arch.heads_kept)
+        seen["ffn_kept"].add(arch.ffn_kept)
+        if arch.adaptation == "frozen":  # nothing trained in the backbone: nothing to prune
+            assert not arch.compacted
         seen["pooling"].add(arch.pooling)
         seen["backbone"].add(arch.backbone)
         assert 1 <= arch.n_layers <= (6 if arch.backbone == "esm2_t6_8M" else 12)
         if arch.adaptation == "partial":
             assert 1 <= arch.finetune_layers <= arch.n_layers
-    assert seen["adaptation"] == {"frozen", "lora", "partial"}
+    assert seen["adaptation"] == {"frozen", "lora", "dora", "ia3", "partial", "full"}
+    assert seen["heads_kept"] == {1.0, 0.75, 0.5}
+    assert seen["ffn_kept"] == {1.0, 0.75, 0.5, 0.25}
     assert seen["pooling"] == {"mean", "cls", "attention"}
     assert len(seen["backbone"]) == 2
 

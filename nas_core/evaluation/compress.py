@@ -1,0 +1,411 @@
+"""The Compress step of a finished search: the chosen model as teacher, one pruned and
+distilled variant per target share of its parameters, each tested once on the held-out split
+and timed side by side; ``compress.json`` lists them with the uncompressed reference and the
+depth-only truncation of the same size.
+
+Progress is an Optuna study of its own (one trial per variant, with per-epoch history), so the
+Monitor shows a Compress job's curves exactly as a search's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from nas_core.backbones.loading import truncate
+from nas_core.common.metrics import DIRECTIONS, bootstrap_ci, objective_value
+from nas_core.data.dataset import Dataset
+from nas_core.data.store import load_stored
+from nas_core.modeling.batches import Encoded, encode_split
+from nas_core.modeling.build import count_parameters, merged_copy
+from nas_core.modeling.compaction import (
+    DistilRun,
+    Student,
+    TeacherCache,
+    pruned_student,
+    truncated_student,
+)
+from nas_core.modeling.distillation import DistillConfig
+from nas_core.modeling.modules import SequencePredictor
+from nas_core.modeling.pruning import DEFAULT_IMPORTANCE, IMPORTANCE, Compaction, for_target
+from nas_core.modeling.training import EpochRecord, evaluate, predict_outputs, resolve_device
+from nas_core.publishing.card import write_model_card
+from nas_core.publishing.export import export_model, load_model
+from nas_core.search.storage import make_storage
+
+RESULTS = "compress.json"
+MIN_TARGET = 0.05
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+class CompressError(ValueError):
+    """The run directory or the request cannot be compressed; the message says why."""
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """What the Compress step makes."""
+
+    targets: tuple[float, ...] = field(default=(0.75, 0.5, 0.25), metadata=_help(
+        "Target sizes as shares of the chosen model's parameters (0.05 to 1), one variant "
+        "each."))
+    depth_baseline: bool = field(default=True, metadata=_help(
+        "Also distil the depth-only truncation of each size (fewer layers, all heads and "
+        "width), for comparison."))
+    importance: str = field(default=DEFAULT_IMPORTANCE, metadata={
+        "help": "How heads and neurons are ranked: taylor (first-order loss change, Michel "
+        "et al. 2019) or activation (mean activation magnitude, Minitron 2024).",
+        "choices": IMPORTANCE})
+    device: str = field(default="auto", metadata=_help("cpu, cuda, cuda:N or auto."))
+    distill: DistillConfig = DistillConfig()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.targets, list):
+            object.__setattr__(self, "targets", tuple(self.targets))
+        if not self.targets:
+            raise CompressError("give at least one target share, e.g. 0.5.")
+        for t in self.targets:
+            if not isinstance(t, (int, float)) or not math.isfinite(t) \
+                    or not MIN_TARGET <= t <= 1:
+                raise CompressError(
+                    f"target {t} is outside {MIN_TARGET} to 1: each target is a share of the "
+                    "chosen model's parameters (0.5 = half its size).")
+        if self.importance not in IMPORTANCE:
+            raise CompressError(f"importance must be one of {', '.join(IMPORTANCE)}.")
+        if isinstance(self.distill, dict):
+            object.__setattr__(self, "distill", DistillConfig(**self.distill))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CompressConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class _Split:
+    data: Encoded
+    targets: np.ndarray  # raw: class indices or values in label units
+
+
+def parse_targets(text: str) -> tuple[float, ...]:
+    """``"0.75,0.5"`` (or percentages, ``"75%,50%"``) as shares."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            value = float(part[:-1]) / 100 if part.endswith("%") else float(part)
+        except ValueError:
+            raise CompressError(f"target '{part}' is not a number: give shares such as "
+                                "0.75,0.5,0.25.") from None
+        out.append(value)
+    return tuple(out)
+
+
+def teacher_of(run_dir: Path) -> tuple[dict, Path]:
+    """The search report and its chosen model's folder; refused with the fix when either is
+    missing or the model cannot be compacted."""
+    report_path = run_dir / "report.json"
+    if not report_path.is_file():
+        raise CompressError(
+            f"{run_dir} has no report.json: it is not the folder of a finished search. Give "
+            "the --out folder of `search` (or of `finalise`), where report.json and "
+            "best_model/ are.")
+    report = json.loads(report_path.read_text())
+    model_dir = Path(report.get("best", {}).get("model_dir") or run_dir / "best_model")
+    if not (model_dir / "model.safetensors").is_file():
+        model_dir = run_dir / "best_model"
+    if not (model_dir / "model.safetensors").is_file():
+        raise CompressError(
+            f"{run_dir} has no trained model (best_model/model.safetensors is missing): "
+            "finalise the search first (`python -m nas_core finalise`).")
+    adaptation = report["best"]["architecture"].get("adaptation")
+    if adaptation == "frozen":
+        raise CompressError(
+            "the chosen model has a frozen backbone: only its head was trained on your data, "
+            "and the backbone is the published ESM-2 itself. Pruning it would mean "
+            "fine-tuning the backbone for the first time, which is a different model, not a "
+            "compressed one. For a smaller frozen model, search with fewer layers "
+            "(--max-parameters) or a smaller backbone; to compress, choose a LoRA, DoRA, "
+            "IA3, partial or full fine-tuning trial.")
+    return report, model_dir
+
+
+def dataset_of(report: dict, data: str | Path | None) -> Dataset:
+    where = data or report.get("dataset", {}).get("path")
+    if not where or not Path(where).exists():
+        raise CompressError(
+            f"the search's dataset is not at '{where}' on this machine: pass --data with the "
+            "stored dataset folder (workspace/datasets/<id>/) it was run on.")
+    try:
+        dataset = load_stored(where)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CompressError(f"could not read the dataset at {where}: {exc}") from None
+    if dataset.fingerprint != report["dataset"]["fingerprint"]:
+        raise CompressError(
+            f"the dataset at {where} is not the one this search ran on (fingerprint "
+            f"{dataset.fingerprint[:12]}, the search's {report['dataset']['fingerprint'][:12]}).")
+    return dataset
+
+
+def throughput(models: dict[str, SequencePredictor], data: Encoded, *, device: torch.device,
+               pad_id: int, rounds: int = 3, batch_size: int = 64) -> dict[str, float]:
+    """Sequences per second of each model on the same sequences and batches, measured in
+    interleaved rounds (the best round counts, so a busy moment hurts no model alone)."""
+    best = {name: math.inf for name in models}
+    for model in models.values():
+        model.to(device).eval()
+        predict_outputs(model, Encoded(data.ids[:batch_size], data.targets[:batch_size]),
+                        device=device, pad_id=pad_id, batch_size=batch_size)  # warm-up
+    for _ in range(rounds):
+        for name, model in models.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+            predict_outputs(model, data, device=device, pad_id=pad_id, batch_size=batch_size)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best[name] = min(best[name], time.perf_counter() - started)
+    return {name: round(len(data) / seconds, 2) for name, seconds in best.items()}
+
+
+def n_layers(model: SequencePredictor) -> int:
+    backbone: Any = model.esm
+    return len(backbone.encoder.layer)
+
+
+def depth_for(teacher: SequencePredictor, n_parameters: int) -> int | None:
+    """The most layers a depth-only truncation keeps within ``n_parameters`` (None when
+    even one layer is above it or all layers fit)."""
+    probe = merged_copy(teacher)
+    layers = n_layers(probe)
+    for depth in range(layers - 1, 0, -1):
+        truncate(probe.esm, depth)
+        if count_parameters(probe) <= n_parameters:
+            return depth
+    return None
+
+
+def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = CompressConfig(),
+             *, data: str | Path | None = None, storage: str | None = None,
+             study_name: str | None = None, should_stop: Callable[[], bool] | None = None,
+             progress: Callable[[str], None] | None = None) -> dict:
+    """Make the variants and write ``out_dir/compress.json`` (see the module docstring)."""
+    started = time.perf_counter()
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    report, model_dir = teacher_of(run_dir)
+    dataset = dataset_of(report, data)
+    device = resolve_device(config.device)
+    say = progress or (lambda text: None)
+    teacher, tokenizer = load_model(model_dir)
+    teacher.to(device).eval()
+    metric = report["metric"]
+    splits = _splits(dataset, teacher, tokenizer)
+    pad_id = tokenizer.pad_token_id
+    n_teacher = count_parameters(teacher)
+    study = _progress_study(study_name or f"{report['study']}-compress", storage, metric,
+                            report)
+    say("caching the teacher's outputs on the training split")
+    cache = TeacherCache.of(teacher, splits["train"].data, device=device, pad_id=pad_id)
+    plans: list[tuple[str, float, Compaction | int]] = []
+    skipped = []
+    for target in config.targets:
+        budget = int(target * n_teacher)
+        try:
+            plans.append(("pruned", target, for_target(teacher, budget, config.importance)))
+        except ValueError as exc:
+            skipped.append({"target": target, "kind": "pruned", "reason": str(exc)})
+        if config.depth_baseline:
+            depth = depth_for(teacher, budget)
+            if depth is None:
+                skipped.append({"target": target, "kind": "depth", "reason":
+                                "no depth-only truncation fits: even one layer is larger, or "
+                                "the target keeps every layer"})
+            else:
+                plans.append(("depth", target, depth))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries: list[dict] = [_entry("reference", 1.0, teacher, n_teacher, splits, device, pad_id,
+                                  model_dir, seconds=0.0, epochs=0)]
+    students: dict[str, SequencePredictor] = {"reference": teacher}
+    for kind, target, plan in plans:
+        if should_stop and should_stop():
+            raise CompressCancelled("stopped by the user")
+        name = f"{kind}_{round(target * 100):03d}"
+        say(f"{name}: {'pruning heads and width' if kind == 'pruned' else 'cutting layers'} "
+            f"to {target:.0%} of {n_teacher:,} parameters, then distilling")
+        with warnings.catch_warnings():  # one process asks and tells: no heartbeat needed
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask()
+        history: list[dict] = []
+
+        def on_epoch(record: EpochRecord, trial=trial, history=history) -> None:
+            row = {**record.flat(), "phase": "distil"}
+            history.append(row)
+            trial.set_user_attr("history", history)
+
+        run = DistilRun(splits["train"].data, splits["valid"].data, splits["valid"].targets,
+                        metric, device, pad_id, config.distill, patience=3, on_epoch=on_epoch,
+                        should_stop=should_stop)
+        if isinstance(plan, Compaction):
+            student = pruned_student(teacher, plan, run, cache=cache)
+        else:
+            student = truncated_student(teacher, plan, run, cache=cache)
+        trial.set_user_attr("n_parameters", student.n_parameters)
+        trial.set_user_attr("description", _describe(kind, target, student))
+        path = out_dir / name
+        entry = _entry(kind, target, student.model, student.n_parameters, splits, device,
+                       pad_id, path, seconds=student.seconds, epochs=len(student.result.history))
+        study.tell(trial, objective_value(entry["val"], metric))
+        entries.append(entry)
+        students[name] = student.model
+        _export(student, tokenizer, path, report, entry, dataset)
+    say("timing every model on the same sequences and batches")
+    timed = Encoded(splits["test"].data.ids or splits["valid"].data.ids,
+                    splits["test"].targets if len(splits["test"].data) else
+                    splits["valid"].targets)
+    speed = throughput(students, timed, device=device, pad_id=pad_id)
+    for entry, name in zip(entries, students):
+        entry["throughput"] = speed[name]
+        entry["speedup"] = round(speed[name] / speed["reference"], 3)
+        if entry["kind"] != "reference":
+            _card(entry, report, speed["reference"], n_teacher, device)
+    result = {
+        "run_dir": str(run_dir), "metric": metric,
+        "direction": DIRECTIONS.get(metric, "maximize"),
+        "task": report["task"], "device": str(device),
+        "backbone_untrained": bool(report["best"].get("backbone_untrained")),
+        "teacher": {"trial": report["best"]["trial"], "n_parameters": n_teacher,
+                    "description": report["best"]["description"],
+                    "trial_seconds": _trial_seconds(report)},
+        "config": config.to_dict(), "entries": entries, "skipped": skipped,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "throughput_sequences": len(timed),
+    }
+    (out_dir / RESULTS).write_text(json.dumps(result, indent=2, default=_json_default))
+    return result
+
+
+class CompressCancelled(Exception):
+    """The user stopped the Compress job."""
+
+
+def _splits(dataset: Dataset, teacher: SequencePredictor, tokenizer) -> dict[str, _Split]:
+    out = {}
+    info = teacher.info
+    for split in ("train", "valid", "test"):
+        part = dataset.part(split)
+        raw = dataset.label_index(part["label"])
+        targets = raw
+        if split == "train" and info.task == "regression":  # training targets standardised
+            targets = (raw - info.target_mean) / info.target_std
+        out[split] = _Split(encode_split(list(part["sequence"]), targets, tokenizer), raw)
+    if not len(out["train"].data) or not len(out["valid"].data):
+        raise CompressError("the dataset has no training or validation rows to distil on.")
+    return out
+
+
+def _entry(kind: str, target: float, model: SequencePredictor, n_parameters: int,
+           splits: dict[str, _Split], device, pad_id: int, path: Path, *, seconds: float,
+           epochs: int) -> dict:
+    """Validation and (once) held-out test metrics with bootstrap intervals."""
+    entry: dict = {"kind": kind, "target": target, "n_parameters": n_parameters,
+                   "n_layers": n_layers(model), "path": str(path),
+                   "seconds": round(seconds, 2), "epochs": epochs}
+    compaction = model.compaction
+    if compaction is not None:
+        entry["heads"], entry["ffn"] = list(compaction.heads), list(compaction.ffn)
+    for split, key in (("valid", "val"), ("test", "test")):
+        s = splits[split]
+        if not len(s.data):
+            entry[key] = {}
+            continue
+        metrics, output = evaluate(model, s.data, device=device, pad_id=pad_id,
+                                   raw_targets=s.targets)
+        entry[key] = metrics
+        if key == "test":
+            entry["test_ci"] = bootstrap_ci(model.info.task, s.targets, output)
+    return entry
+
+
+def _describe(kind: str, target: float, student: Student) -> str:
+    if kind == "depth":
+        return (f"depth-only truncation to {n_layers(student.model)} layers "
+                f"({target:.0%} target), distilled")
+    compaction = student.model.compaction
+    assert compaction is not None
+    return f"pruned to {compaction.describe()} ({target:.0%} target), distilled"
+
+
+def _export(student: Student, tokenizer, path: Path, report: dict, entry: dict,
+            dataset: Dataset) -> None:
+    meta = {"study": report["study"], "trial": report["best"]["trial"],
+            "metric": report["metric"], "dataset_fingerprint": dataset.fingerprint,
+            "val_metrics": entry["val"], "test_metrics": entry["test"],
+            "n_parameters": entry["n_parameters"], "compressed_from": report["best"]["trial"],
+            "target": entry["target"], "kind": entry["kind"]}
+    export_model(student.model, tokenizer, path, extra=meta,
+                 train_sequences=list(dataset.part("train")["sequence"]))
+
+
+def _card(entry: dict, report: dict, teacher_speed: float, n_teacher: int, device) -> None:
+    """The variant's model card: the search's report with this model in its place."""
+    variant = copy.deepcopy(report)
+    best = variant["best"]
+    arch = dict(best["architecture"])
+    config = json.loads((Path(entry["path"]) / "config.json").read_text())
+    arch.update(config["esm_nas"]["architecture"])
+    best.update({"architecture": arch, "val": entry["val"], "test": entry["test"],
+                 "test_ci": entry["test_ci"], "n_parameters": entry["n_parameters"],
+                 "model_dir": entry["path"], "teacher_n_parameters": n_teacher,
+                 "teacher_val": report["best"]["val"], "history": [],
+                 "throughput": {"teacher": teacher_speed, "model": entry["throughput"],
+                                "device": str(device)},
+                 "description": (f"{best['description']}; "
+                                 + (f"cut to {entry['n_layers']} layers (depth only)"
+                                    if entry["kind"] == "depth" else "compacted") +
+                                 f" to {entry['n_parameters'] / n_teacher:.0%} of its "
+                                 "parameters and distilled")})
+    if entry["kind"] == "pruned":
+        best["compaction"] = config["esm_nas"]["compaction"]
+    variant.pop("pareto", None)
+    write_model_card(entry["path"], variant)
+
+
+def _progress_study(name: str, storage: str | None, metric: str, report: dict
+                    ) -> optuna.Study:
+    direction = optuna.study.StudyDirection[DIRECTIONS.get(metric, "maximize").upper()]
+    study = optuna.create_study(study_name=name, storage=make_storage(storage),
+                                direction=direction, load_if_exists=True)
+    study.set_user_attr("metric", metric)
+    study.set_user_attr("task", report["task"])
+    study.set_user_attr("kind", "compress")
+    return study
+
+
+def _trial_seconds(report: dict) -> float | None:
+    history = report["best"].get("history") or []
+    seconds = sum(row.get("seconds", 0) for row in history)
+    return round(seconds, 2) if seconds else None
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
