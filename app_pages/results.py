@@ -6,6 +6,7 @@ from nas_core.publishing.hub import suggested_repo_name
 from nas_core.runtime.launch import evaluate_point, finalisable, finalise_stopped, point_dir
 from nas_core.views.results import load_report, metrics_table, test_predictions, zip_directory
 from ui import render, resources
+from ui.compress import compress_section
 from ui.identity import current_user
 from ui.publish import publish_form
 
@@ -80,3 +81,4 @@ else:
     st.subheader("Publish to the Hugging Face Hub")
     st.caption(f"Only {md_text(job.owner_shown)}, who ran this search, or an admin can "
                "publish its model. You can download it above.")
+compress_section(manager, job, report, user)

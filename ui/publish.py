@@ -31,37 +31,39 @@ def _account(token: str) -> str | None:
         return None
 
 
-def publish_form(model_dir: str, default_name: str) -> None:
-    st.subheader("Publish to the Hugging Face Hub")
-    failed = st.session_state.get("publish_error")
+def publish_form(model_dir: str, default_name: str, *, key: str = "publish",
+                 title: str = "Publish to the Hugging Face Hub") -> None:
+    """The form for one model folder (``key`` keeps two forms on one page apart)."""
+    st.subheader(title)
+    failed = st.session_state.get(f"{key}_error")
     if failed:
         st.error(f"Not published: {md_text(failed)} Nothing was retrained; press Retry when "
                  "ready.")
-    if st.session_state.get("publish_url"):
-        st.success(f"Published: {st.session_state['publish_url']}")
+    if st.session_state.get(f"{key}_url"):
+        st.success(f"Published: {st.session_state[f'{key}_url']}")
     token, origin = _configured_token()
     account = _account(token) if token else None
     fields = PublishConfig.__dataclass_fields__
     help_for = {name: f.metadata["help"] for name, f in fields.items()}
     # Enter in a box must not publish: only the button does
-    with st.form("publish_form", enter_to_submit=False):
+    with st.form(f"{key}_form", enter_to_submit=False):
         repo = st.text_input("Repository name", f"{account}/{default_name}" if account
-                             else default_name, key="publish_repo", help=help_for["repo"])
+                             else default_name, key=f"{key}_repo", help=help_for["repo"])
         if not account:
             st.caption("Without an 'organisation/' prefix the model goes under the token's "
                        "own account.")
-        private = st.checkbox("Private", True, key="publish_private", help=help_for["private"])
+        private = st.checkbox("Private", True, key=f"{key}_private", help=help_for["private"])
         licence = st.selectbox("Licence", fields["license"].metadata["choices"],
-                               key="publish_license", help=help_for["license"],
+                               key=f"{key}_license", help=help_for["license"],
                                format_func=lambda c: c or "None chosen (all rights reserved)")
         with_training = st.checkbox("Include the training sequences", False,
-                                    key="publish_training",
+                                    key=f"{key}_training",
                                     help=help_for["include_training_sequences"])
         if token:
             st.caption(f"Using the token from {origin}.")
         else:
             token = st.text_input("Hugging Face token (write access)", type="password",
-                                  key="publish_token",
+                                  key=f"{key}_token",
                                   help="Used for this upload only: never saved or logged.")
         submitted = st.form_submit_button("Retry" if failed else "Publish", type="primary")
     if not submitted:
@@ -77,9 +79,9 @@ def publish_form(model_dir: str, default_name: str) -> None:
         url = publish(model_dir, config, token=token or None,
                       progress=lambda message, fraction: bar.progress(fraction, text=message))
     except PublishError as exc:
-        st.session_state["publish_error"] = str(exc)
-        st.session_state.pop("publish_url", None)
+        st.session_state[f"{key}_error"] = str(exc)
+        st.session_state.pop(f"{key}_url", None)
     else:
-        st.session_state.pop("publish_error", None)
-        st.session_state["publish_url"] = url
+        st.session_state.pop(f"{key}_error", None)
+        st.session_state[f"{key}_url"] = url
     st.rerun()  # show the outcome above the form, with the button relabelled

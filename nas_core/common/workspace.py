@@ -93,3 +93,6 @@ def _folder_of(filename: object) -> str | None:
 def _default_folder(folder: str | os.PathLike[str] | None) -> str:
     chosen = folder if folder is not None else os.environ.get(ENV_VAR, "workspace")
     return str(Path(chosen).expanduser().absolute())
+
+
+COMPRESS_RESULTS = "compress.json"  # what the Compress step writes into its folder

@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -25,6 +27,7 @@ import torch
 
 from nas_core.backbones.loading import truncate
 from nas_core.common.metrics import DIRECTIONS, bootstrap_ci, objective_value
+from nas_core.common.workspace import COMPRESS_RESULTS
 from nas_core.data.dataset import Dataset
 from nas_core.data.store import load_stored
 from nas_core.modeling.batches import Encoded, encode_split
@@ -44,7 +47,7 @@ from nas_core.publishing.card import write_model_card
 from nas_core.publishing.export import export_model, load_model
 from nas_core.search.storage import make_storage
 
-RESULTS = "compress.json"
+RESULTS = COMPRESS_RESULTS
 MIN_TARGET = 0.05
 
 
@@ -102,6 +105,11 @@ class CompressConfig:
 class _Split:
     data: Encoded
     targets: np.ndarray  # raw: class indices or values in label units
+
+
+def planned(config: CompressConfig) -> int:
+    """Variants the Compress step trains at most (some depth-only cuts may not fit)."""
+    return len(config.targets) * (2 if config.depth_baseline else 1)
 
 
 def parse_targets(text: str) -> tuple[float, ...]:
@@ -260,13 +268,22 @@ def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = 
             history.append(row)
             trial.set_user_attr("history", history)
 
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("device", str(device))
         run = DistilRun(splits["train"].data, splits["valid"].data, splits["valid"].targets,
                         metric, device, pad_id, config.distill, patience=3, on_epoch=on_epoch,
-                        should_stop=should_stop)
-        if isinstance(plan, Compaction):
-            student = pruned_student(teacher, plan, run, cache=cache)
-        else:
-            student = truncated_student(teacher, plan, run, cache=cache)
+                        should_stop=_cancel_check(should_stop))
+        try:
+            if isinstance(plan, Compaction):
+                student = pruned_student(teacher, plan, run, cache=cache)
+            else:
+                student = truncated_student(teacher, plan, run, cache=cache)
+        except BaseException as exc:
+            trial.set_user_attr("fail_reason", "cancelled" if isinstance(
+                exc, CompressCancelled) else f"{type(exc).__name__}: {exc}"[:2000])
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
         trial.set_user_attr("n_parameters", student.n_parameters)
         trial.set_user_attr("description", _describe(kind, target, student))
         path = out_dir / name
@@ -304,6 +321,18 @@ def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = 
 
 class CompressCancelled(Exception):
     """The user stopped the Compress job."""
+
+
+def _cancel_check(should_stop: Callable[[], bool] | None) -> Callable[[], bool] | None:
+    """Training's stop poll, raising :class:`CompressCancelled` instead of its own error."""
+    if should_stop is None:
+        return None
+
+    def check() -> bool:
+        if should_stop():
+            raise CompressCancelled("stopped by the user")
+        return False
+    return check
 
 
 def _splits(dataset: Dataset, teacher: SequencePredictor, tokenizer) -> dict[str, _Split]:

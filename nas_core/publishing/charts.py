@@ -153,3 +153,16 @@ def make_darts_chart(history: pd.DataFrame) -> alt.Chart:
         tooltip=["group", "choice", "epoch", alt.Tooltip("weight:Q", format=".3f")],
     ).properties(width=220, height=200).facet(column=alt.Column("group:N", title=None)
                                               ).resolve_scale(color="independent")
+
+
+def make_compression_chart(points: pd.DataFrame, y: str, x: str = "parameters") -> alt.Chart:
+    """Accuracy against size (or speed) of the compressed variants, the depth-only cuts and
+    the uncompressed model, one line per kind."""
+    scale = alt.Scale(zero=False)
+    base = alt.Chart(points).encode(
+        x=alt.X(f"{x}:Q", title=x, scale=scale),
+        y=alt.Y(f"{y}:Q", title=y, scale=scale),
+        color=alt.Color("model:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["model", "parameters", "share", y, "sequences/s", "speed-up"])
+    return (base.mark_line(point=True) + base.mark_point(size=90, filled=True)).properties(
+        height=280)

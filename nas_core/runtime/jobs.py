@@ -15,6 +15,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import optuna
 import torch
@@ -22,6 +23,7 @@ import torch
 from nas_core.common.access import Person, check_owner
 from nas_core.common.workspace import storage_problem, subdir, workspace_root
 from nas_core.data.store import DatasetStore
+from nas_core.evaluation.compress import CompressCancelled, CompressConfig, compress, planned
 from nas_core.runtime.jobtable import ACTIVE, RESUMABLE, Job, JobTable
 from nas_core.runtime.launch import run_search
 from nas_core.search.budget import retryable
@@ -98,6 +100,34 @@ class JobManager:
         self._schedule()
         return self.get(job_id)
 
+    def submit_compress(self, source_id: str, config: CompressConfig, owner: Person) -> Job:
+        """Queue the Compress step of a finished search (its owner or an admin): smaller
+        variants of its chosen model, in the background like a search."""
+        source = self.get(source_id)
+        check_owner(owner, source.owner, source.owner_shown, "search")
+        if not source.report_path.is_file():
+            raise ValueError("this search has no tested model yet: compress it once it has "
+                             "finished (or after 'Test and export the best').")
+        if any(j.kind == "compress" and j.config.get("source") == source_id
+               and j.state in ACTIVE for j in self.jobs()):
+            raise ValueError("a Compress job for this search is already queued or running.")
+        job_id = uuid.uuid4().hex[:10]
+        job = Job(id=job_id, study_name=f"{source.study_name}-compress-{job_id}",
+                  dataset_id=source.dataset_id, owner=owner.key, owner_name=owner.shown,
+                  state="queued", config={"kind": "compress", "source": source_id,
+                                          "compress": config.to_dict(),
+                                          "n_trials": planned(config)},
+                  storage=source.storage, out_dir=str(Path(source.out_dir) / "compress" / job_id),
+                  created=time.time())
+        self.table.insert(job)
+        self._schedule()
+        return self.get(job_id)
+
+    def compressions(self, source_id: str) -> list[Job]:
+        """Compress jobs of a search, newest first."""
+        return [j for j in self.jobs() if j.kind == "compress"
+                and j.config.get("source") == source_id]
+
     def cancel(self, job_id: str, user: Person) -> Job:
         """Stop a job: a queued one at once; a running one shows *cancelling* at once and stops
         before its trial's next optimiser step (that trial is given back, finished trials
@@ -140,6 +170,8 @@ class JobManager:
             check_owner(user, job.owner, job.owner_shown, "job")
             if job.state in ACTIVE:
                 raise ValueError("wait until the job has stopped, then retry its failed trials.")
+            if job.kind == "compress":
+                raise ValueError("a Compress job has no trials to retry: Resume runs it again.")
             study = optuna.load_study(study_name=job.study_name,
                                       storage=make_storage(job.storage, self.root))
             failed = retryable(study.get_trials(deepcopy=False))
@@ -258,9 +290,23 @@ def _fail_orphan_trials(job: Job, root) -> None:
 
 def _run_job(job: Job, *, devices: list[str], root, should_stop) -> str:
     store = DatasetStore(root)
+    if job.kind == "compress":
+        return _run_compress(job, store, devices[0], root, should_stop)
     dataset = store.load(job.dataset_id)
     config = replace(SearchConfig.from_dict(job.config), device=devices[0])
     report = run_search(config, dataset, job.out_dir, root=root, storage=job.storage,
                         should_stop=should_stop, dataset_path=store.get(job.dataset_id).path,
                         devices=devices)
     return "finished" if report is not None else "cancelled"
+
+
+def _run_compress(job: Job, store: DatasetStore, device: str, root, should_stop) -> str:
+    source = next(j for j in JobTable(Path(root) / "jobs.db").all()
+                  if j.id == job.config["source"])
+    config = replace(CompressConfig.from_dict(job.config["compress"]), device=device)
+    try:
+        compress(source.out_dir, job.out_dir, config, data=store.get(job.dataset_id).path,
+                 storage=job.storage, study_name=job.study_name, should_stop=should_stop)
+    except CompressCancelled:
+        return "cancelled"
+    return "finished"

@@ -48,6 +48,11 @@ class Job:
         return self.owner_name or self.owner
 
     @property
+    def kind(self) -> str:
+        """search, or compress (smaller variants of a finished search's model)."""
+        return self.config.get("kind", "search")
+
+    @property
     def n_trials(self) -> int | None:
         return self.config.get("n_trials")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from nas_core.common.metrics import metric_name
-from nas_core.common.workspace import subdir
+from nas_core.common.workspace import COMPRESS_RESULTS, subdir
 
 
 def load_report(out_dir: str | Path) -> dict | None:
@@ -78,3 +78,32 @@ def workspace_models(root=None) -> dict[str, Path]:
                  f"{best.get('test', {}).get(report.get('metric'), float('nan')):.3f})")
         found.append((config.stat().st_mtime, label, config.parent))
     return {label: path for _, label, path in sorted(found, reverse=True)}
+
+
+COMPRESS_KINDS = {"reference": "chosen model (uncompressed)",
+                  "pruned": "heads and width pruned, distilled",
+                  "depth": "layers cut (depth only), distilled"}
+
+
+def load_compression(out_dir: str | Path) -> dict | None:
+    path = Path(out_dir) / COMPRESS_RESULTS
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def compression_points(result: dict) -> pd.DataFrame:
+    """One row per model of a Compress run: size, held-out and validation metric, speed."""
+    metric = result["metric"]
+    rows = []
+    for entry in result["entries"]:
+        rows.append({
+            "model": COMPRESS_KINDS.get(entry["kind"], entry["kind"]), "kind": entry["kind"],
+            "target": entry["target"], "parameters": entry["n_parameters"],
+            "share": entry["n_parameters"] / result["teacher"]["n_parameters"],
+            "layers": entry["n_layers"],
+            "heads per layer": "/".join(map(str, sorted(set(entry.get("heads", []))))) or "all",
+            "feed-forward width": "/".join(map(str, sorted(set(entry.get("ffn", []))))) or "all",
+            f"validation {metric_name(metric)}": entry["val"].get(metric),
+            f"test {metric_name(metric)}": entry["test"].get(metric),
+            "sequences/s": entry.get("throughput"), "speed-up": entry.get("speedup"),
+            "path": entry["path"]})
+    return pd.DataFrame(rows)
