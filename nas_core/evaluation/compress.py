@@ -102,7 +102,7 @@ class CompressConfig:
 
 
 @dataclass
-class _Split:
+class Split:
     data: Encoded
     targets: np.ndarray  # raw: class indices or values in label units
 
@@ -225,7 +225,7 @@ def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = 
     teacher, tokenizer = load_model(model_dir)
     teacher.to(device).eval()
     metric = report["metric"]
-    splits = _splits(dataset, teacher, tokenizer)
+    splits = splits_of(dataset, teacher, tokenizer)
     pad_id = tokenizer.pad_token_id
     n_teacher = count_parameters(teacher)
     study = _progress_study(study_name or f"{report['study']}-compress", storage, metric,
@@ -335,7 +335,7 @@ def _cancel_check(should_stop: Callable[[], bool] | None) -> Callable[[], bool] 
     return check
 
 
-def _splits(dataset: Dataset, teacher: SequencePredictor, tokenizer) -> dict[str, _Split]:
+def splits_of(dataset: Dataset, teacher: SequencePredictor, tokenizer) -> dict[str, Split]:
     out = {}
     info = teacher.info
     for split in ("train", "valid", "test"):
@@ -344,14 +344,14 @@ def _splits(dataset: Dataset, teacher: SequencePredictor, tokenizer) -> dict[str
         targets = raw
         if split == "train" and info.task == "regression":  # training targets standardised
             targets = (raw - info.target_mean) / info.target_std
-        out[split] = _Split(encode_split(list(part["sequence"]), targets, tokenizer), raw)
+        out[split] = Split(encode_split(list(part["sequence"]), targets, tokenizer), raw)
     if not len(out["train"].data) or not len(out["valid"].data):
         raise CompressError("the dataset has no training or validation rows to distil on.")
     return out
 
 
 def _entry(kind: str, target: float, model: SequencePredictor, n_parameters: int,
-           splits: dict[str, _Split], device, pad_id: int, path: Path, *, seconds: float,
+           splits: dict[str, Split], device, pad_id: int, path: Path, *, seconds: float,
            epochs: int) -> dict:
     """Validation and (once) held-out test metrics with bootstrap intervals."""
     entry: dict = {"kind": kind, "target": target, "n_parameters": n_parameters,

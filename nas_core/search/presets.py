@@ -30,15 +30,19 @@ class Preset:
 
 
 def presets(backbones: tuple[str, ...]) -> dict[str, Preset]:
-    """Quick / Balanced / Thorough over the chosen backbones. Pruning stays on in all."""
+    """Quick / Balanced / Thorough over the chosen backbones. Trial pruning stays on in all;
+    Quick keeps every head and neuron (a pruned model trains twice), the others search them."""
     base = SearchSpace(backbones=backbones)
     return {p.name: p for p in (
-        Preset("Quick", "8 trials, up to 5 epochs; frozen backbones and LoRA only.", 8,
+        Preset("Quick", "8 trials, up to 5 epochs; frozen backbones and LoRA only, full-width "
+               "layers.", 8,
                replace(base, adaptations=("frozen", "lora"), max_epochs_range=(5, 5),
-                       head_layers_range=(0, 1))),
-        Preset("Balanced", "20 trials, up to 10 epochs; every adaptation.", 20,
+                       head_layers_range=(0, 1), heads_kept=(1.0,), ffn_kept=(1.0,))),
+        Preset("Balanced", "20 trials, up to 10 epochs; every adaptation, and heads and "
+               "feed-forward width pruned and distilled in some trials.", 20,
                replace(base, max_epochs_range=(10, 10))),
-        Preset("Thorough", "50 trials, up to 20 epochs; the whole space.", 50,
+        Preset("Thorough", "50 trials, up to 20 epochs; the whole space, head and width "
+               "pruning included.", 50,
                replace(base, max_epochs_range=(20, 20))),
     )}
 

@@ -183,12 +183,28 @@ def estimate(space: SearchSpace, n_trials: int, n_train: int, n_val: int, mean_l
                 times = throughput.known(name, depth, timing_adaptation, batch, mean_length,
                                          kind) or _rough(spec, depth, batch, mean_length, kind)
                 measured = False
-            per_trial.append(trial_seconds(times, adaptation, epochs, n_train, n_val))
+            seconds = trial_seconds(times, adaptation, epochs, n_train, n_val)
+            if adaptation != "frozen":  # some trials prune and distil a student after
+                seconds *= compaction_factor(space)
+            per_trial.append(seconds)
             if adaptation == "frozen":  # representations of every depth, once per study
                 once = max(once, (_steps(n_train, batch) + _steps(n_val, batch)) * times.eval_s)
     mean_trial = sum(per_trial) / len(per_trial)
     full = n_trials * mean_trial + once
     return Estimate(low=0.4 * full, high=1.25 * full, per_trial=mean_trial, measured=measured)
+
+
+def compaction_factor(space: SearchSpace) -> float:
+    """How much longer a trained-backbone trial takes on average when the sampler may choose
+    to prune it: a pruned trial trains its student after the teacher, for the same epoch
+    budget, at about its kept share of the compute (attention about a third of a layer, the
+    feed-forward block two thirds)."""
+    pairs = [(h, f) for h in space.heads_kept for f in space.ffn_kept]
+    pruned = [(h, f) for h, f in pairs if h < 1 or f < 1]
+    if not pruned:
+        return 1.0
+    share = sum(h / 3 + 2 * f / 3 for h, f in pruned) / len(pruned)
+    return 1.0 + len(pruned) / len(pairs) * share
 
 
 # effective FLOP/s when nothing is measured: only for a backbone not downloaded yet

@@ -5,7 +5,7 @@ import pytest
 
 from nas_core.modeling.architecture import Architecture
 from nas_core.search.space import SearchSpace, suggest_architecture
-from nas_core.search.study import safe_name
+from nas_core.search.study import make_sampler, safe_name
 
 
 def test_space_round_trips_through_json():
@@ -94,3 +94,17 @@ def test_study_names_never_share_a_folder():
     assert len(set(folders)) == len(names), folders
     assert safe_name("exp_1") == "exp_1"  # a safe name keeps its folder (existing studies)
     assert all("/" not in f and f not in (".", "..") for f in folders)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "nsga2", "gp", "rl"])
+def test_every_strategy_samples_heads_and_width(sampler):
+    space = SearchSpace(backbones=("esm2_t6_8M",), adaptations=("lora", "full"))
+    study = optuna.create_study(sampler=make_sampler(sampler, 0, False), direction="maximize")
+    seen = set()
+    for i in range(12):
+        trial = study.ask()
+        arch = suggest_architecture(trial, space)
+        seen.add((arch.heads_kept, arch.ffn_kept))
+        assert {"heads_kept", "ffn_kept"} <= set(trial.params)
+        study.tell(trial, float(i % 5))
+    assert len(seen) > 1, seen

@@ -1,0 +1,171 @@
+"""Compaction benchmark: a task-trained ESM-2-8M-shaped teacher (6 layers, 320 wide, 20 heads,
+1,280 feed-forward; RANDOM initial weights, trained on the task here) compressed to half its
+parameters, side by side in one run:
+
+- compaction_quality_at_half: validation metric of the pruned + distilled variant ÷ the
+  teacher's, beside a same-size depth-only truncation (distilled the same way) and the same
+  pruned model trained without distillation;
+- compaction_speedup_at_half: inference throughput of that variant ÷ the teacher's, same
+  sequences and batches;
+- compress_cost: wall time of the Compress step ÷ the teacher's trial;
+- importance: Taylor (Michel et al.) against activation (Minitron) ranking, right after pruning
+  and after distillation.
+
+``python -m benchmarks.compaction [--device cuda] [--write]`` (about 10 minutes on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import torch
+
+from benchmarks.run import machine
+from nas_core.backbones.loading import make_tiny_backbone
+from nas_core.data.splits import SplitOptions, assign_splits
+from nas_core.data.store import DatasetStore
+from nas_core.data.validation import load_dataset
+from nas_core.evaluation.compress import CompressConfig, compress, splits_of
+from nas_core.modeling.build import merged_copy
+from nas_core.modeling.compaction import DistilRun, TeacherCache, pruned_student
+from nas_core.modeling.distillation import DistillConfig
+from nas_core.modeling.pruning import Compaction, apply, importance
+from nas_core.modeling.training import evaluate
+from nas_core.publishing.export import load_model
+from nas_core.runtime.launch import run_search
+from nas_core.search.config import SearchConfig
+from nas_core.search.space import SearchSpace
+
+ROOT = Path(__file__).resolve().parent.parent
+LINES: list[str] = []
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+    LINES.append(line)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--data", default="amp_vs_transmembrane.csv",
+                        help="a shipped classification dataset in assets/")
+    parser.add_argument("--epochs", type=int, default=12, help="teacher's epoch budget")
+    parser.add_argument("--write", action="store_true", help="append to benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as workdir:
+        root = Path(workdir) / "ws"
+        os.environ["ESM_NAS_HOME"] = str(root)
+        backbone = make_tiny_backbone(Path(workdir) / "esm2_8m_shape", layers=6, hidden=320,
+                                      heads=20, intermediate=1280)
+        result = load_dataset(ROOT / "assets" / args.data)
+        assert result.dataset is not None, result.problems
+        dataset = assign_splits(result.dataset, SplitOptions(method="homology"))[0]
+        stored = DatasetStore(root).save(dataset, source=args.data)
+        space = SearchSpace(backbones=(str(backbone),), layers_range=(6, 6),
+                            adaptations=("full",), poolings=("mean",), head_layers_range=(0, 0),
+                            lr_range=(3e-4, 3e-4), weight_decay_range=(1e-4, 1e-4),
+                            dropout_range=(0.1, 0.1), batch_sizes=(32,),
+                            max_epochs_range=(args.epochs, args.epochs),
+                            contrastive_weight_range=(0.0, 0.0), heads_kept=(1.0,),
+                            ffn_kept=(1.0,))
+        config = SearchConfig("teacher", space, n_trials=1, pruner="none", patience=4,
+                              device=args.device)
+        started = time.perf_counter()
+        report = run_search(config, DatasetStore(root).load(stored.id), Path(workdir) / "run",
+                            root=root, dataset_path=stored.path)
+        assert report is not None
+        teacher_seconds = time.perf_counter() - started
+        metric = report["metric"]
+        say(f"machine: {machine()}")
+        say(f"data: {args.data} ({report['dataset']['summary']['n_sequences']} sequences, "
+            f"{metric}); teacher: ESM-2-8M-shaped (6 x 320, 20 heads, 1,280 feed-forward) "
+            "with RANDOM initial weights, fully fine-tuned on the task; device "
+            f"{args.device}")
+
+        started = time.perf_counter()
+        result_c = compress(Path(workdir) / "run", Path(workdir) / "compressed",
+                            CompressConfig(targets=(0.5,), device=args.device))
+        compress_seconds = time.perf_counter() - started
+        by_kind = {e["kind"]: e for e in result_c["entries"]}
+        ref, pruned, depth = by_kind["reference"], by_kind["pruned"], by_kind.get("depth")
+
+        # the same pruned shape, trained on the task loss alone; and activation importance
+        device = torch.device(args.device)
+        teacher, tokenizer = load_model(Path(workdir) / "run" / "best_model")
+        teacher.to(device)
+        splits = splits_of(dataset, teacher, tokenizer)
+        cache = TeacherCache.of(teacher, splits["train"].data, device=device,
+                                pad_id=tokenizer.pad_token_id)
+        run = DistilRun(splits["train"].data, splits["valid"].data, splits["valid"].targets,
+                        metric, device, tokenizer.pad_token_id, DistillConfig(), patience=3)
+        shape = Compaction(tuple(pruned["heads"]), tuple(pruned["ffn"]), 20, 1280)
+        plain = pruned_student(teacher, shape, run, distil=False)
+        activation = pruned_student(teacher, replace(shape, method="activation"), run,
+                                    cache=cache)
+        val_of = {name: _val(model, splits, metric, device, tokenizer.pad_token_id)
+                  for name, model in (("plain", plain.model), ("activation", activation.model))}
+        raw = {}
+        for method in ("taylor", "activation"):  # right after pruning, before any training
+            student = merged_copy(teacher)
+            apply(student, replace(shape, method=method), importance(
+                student, splits["train"].data, device=device, pad_id=tokenizer.pad_token_id,
+                method=method))
+            raw[method] = _val(student, splits, metric, device, tokenizer.pad_token_id)
+
+        t = ref["val"][metric]
+        say(f"compaction_quality_at_half: {pruned['val'][metric] / t:.3f}")
+        say(f"  validation {metric}: teacher {t:.4f} ({ref['n_parameters']:,} parameters); "
+            f"pruned + distilled {pruned['val'][metric]:.4f} ({pruned['n_parameters']:,}, "
+            f"{pruned['n_parameters'] / ref['n_parameters']:.0%}; {pruned['heads'][0]} of 20 "
+            f"heads and {pruned['ffn'][0]:,} of 1,280 neurons per layer); "
+            + (f"depth-only truncation to {depth['n_layers']} layers, distilled "
+               f"{depth['val'][metric]:.4f} ({depth['n_parameters']:,}); " if depth else "")
+            + f"same pruned model without distillation {val_of['plain']:.4f}")
+        say(f"  held-out test {metric}: teacher {ref['test'][metric]:.4f} "
+            f"{_ci(ref, metric)}; pruned + distilled {pruned['test'][metric]:.4f} "
+            f"{_ci(pruned, metric)}"
+            + (f"; depth-only {depth['test'][metric]:.4f} {_ci(depth, metric)}" if depth
+               else ""))
+        say(f"compaction_speedup_at_half: {pruned['speedup']:.2f}x")
+        say(f"  {ref['throughput']:.1f} vs {pruned['throughput']:.1f} sequences/s on "
+            f"{result_c['throughput_sequences']} test sequences, same batches (best of 3 "
+            "interleaved rounds)" + (f"; depth-only {depth['throughput']:.1f} "
+                                     f"({depth['speedup']:.2f}x)" if depth else ""))
+        say(f"compress_cost: {compress_seconds / teacher_seconds:.2f}")
+        say(f"  Compress step (0.5 target: importance, pruned + depth-only distillation, test, "
+            f"timing, export) {compress_seconds:.1f} s; teacher search of one trial "
+            f"{teacher_seconds:.1f} s")
+        say(f"importance_taylor_vs_activation: {raw['taylor']:.4f} vs {raw['activation']:.4f} "
+            "right after pruning (no training); after distillation "
+            f"{pruned['val'][metric]:.4f} vs {val_of['activation']:.4f} (validation {metric})")
+    if args.write:
+        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+            f.write(f"\n`python -m benchmarks.compaction --device {args.device}`, "
+                    f"{time.strftime('%Y-%m-%d')} (added with compaction):\n\n```\n"
+                    + "\n".join(LINES) + "\n```\n")
+    return 0
+
+
+def _val(model, splits, metric, device, pad_id) -> float:
+    metrics, _ = evaluate(model, splits["valid"].data, device=device, pad_id=pad_id,
+                          raw_targets=splits["valid"].targets)
+    return float(metrics[metric])
+
+
+def _ci(entry: dict, metric: str) -> str:
+    low, high = entry["test_ci"][metric]
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
