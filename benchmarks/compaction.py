@@ -55,7 +55,7 @@ def say(line: str = "") -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--data", default="amp_vs_transmembrane.csv",
+    parser.add_argument("--data", default="anticancer_vs_random.csv",
                         help="a shipped classification dataset in assets/")
     parser.add_argument("--epochs", type=int, default=12, help="teacher's epoch budget")
     parser.add_argument("--write", action="store_true", help="append to benchmarks/RESULTS.md")
@@ -138,8 +138,8 @@ def main() -> int:
                else ""))
         say(f"compaction_speedup_at_half: {pruned['speedup']:.2f}x")
         say(f"  {ref['throughput']:.1f} vs {pruned['throughput']:.1f} sequences/s on "
-            f"{result_c['throughput_sequences']} test sequences, same batches (best of 3 "
-            "interleaved rounds)" + (f"; depth-only {depth['throughput']:.1f} "
+            f"{result_c['throughput_sequences']} validation and test sequences, same batches "
+            "(best of 3 interleaved rounds)" + (f"; depth-only {depth['throughput']:.1f} "
                                      f"({depth['speedup']:.2f}x)" if depth else ""))
         say(f"compress_cost: {compress_seconds / teacher_seconds:.2f}")
         say(f"  Compress step (0.5 target: importance, pruned + depth-only distillation, test, "

@@ -200,15 +200,17 @@ def n_layers(model: SequencePredictor) -> int:
 
 
 def depth_for(teacher: SequencePredictor, n_parameters: int) -> int | None:
-    """The most layers a depth-only truncation keeps within ``n_parameters`` (None when
-    even one layer is above it or all layers fit)."""
+    """The depth whose truncation is nearest in size to ``n_parameters`` (the smaller on a
+    tie); None when that would keep every layer."""
     probe = merged_copy(teacher)
     layers = n_layers(probe)
+    best, gap = None, math.inf
     for depth in range(layers - 1, 0, -1):
         truncate(probe.esm, depth)
-        if count_parameters(probe) <= n_parameters:
-            return depth
-    return None
+        distance = abs(count_parameters(probe) - n_parameters)
+        if distance <= gap:
+            best, gap = depth, distance
+    return best
 
 
 def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = CompressConfig(),
@@ -244,8 +246,7 @@ def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = 
             depth = depth_for(teacher, budget)
             if depth is None:
                 skipped.append({"target": target, "kind": "depth", "reason":
-                                "no depth-only truncation fits: even one layer is larger, or "
-                                "the target keeps every layer"})
+                                "the model has one layer: there is no depth to cut"})
             else:
                 plans.append(("depth", target, depth))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -294,9 +295,9 @@ def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = 
         students[name] = student.model
         _export(student, tokenizer, path, report, entry, dataset)
     say("timing every model on the same sequences and batches")
-    timed = Encoded(splits["test"].data.ids or splits["valid"].data.ids,
-                    splits["test"].targets if len(splits["test"].data) else
-                    splits["valid"].targets)
+    held_out = [splits["valid"], splits["test"]]  # sequences none of the models trained on
+    timed = Encoded([x for s in held_out for x in s.data.ids],
+                    np.concatenate([s.targets for s in held_out]))
     speed = throughput(students, timed, device=device, pad_id=pad_id)
     for entry, name in zip(entries, students):
         entry["throughput"] = speed[name]
