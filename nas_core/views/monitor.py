@@ -178,6 +178,8 @@ def remaining_seconds(view: StudyView, total: int | None,
         rate = float(own.mean()) if len(own) else mean_epoch
         epochs = row.get("param_max_epochs")
         epochs = int(epochs) if epochs is not None and epochs == epochs else default_epochs
+        if _pruned(row):  # a student trains after the teacher, for the same budget
+            epochs *= 2
         planned.append(epochs * rate)
         in_epoch = max(0.0, (row["duration_s"] or 0.0) - float(own.sum()))
         left_running += max(0.0, (epochs - len(own)) * rate - in_epoch)
@@ -186,6 +188,15 @@ def remaining_seconds(view: StudyView, total: int | None,
     queued = max(0, (total or 0) - view.counted() - len(running))
     workers = max(1, len(running))
     return (left_running + queued * per_trial) / workers
+
+
+def _pruned(row: pd.Series) -> bool:
+    """Whether a trial prunes heads or feed-forward width (and distils a student)."""
+    for name in ("param_heads_kept", "param_ffn_kept"):
+        value = row.get(name)
+        if value is not None and value == value and float(value) < 1.0:
+            return True
+    return False
 
 
 def importances(study_name: str, storage_url: str, minimum: int = 5) -> pd.DataFrame | None:

@@ -82,3 +82,13 @@ def test_the_eta_moves_within_a_trial_and_counts_what_is_queued():
     pinned = [{k: v for k, v in t.items() if k != "param_max_epochs"} for t in trials]
     assert remaining_seconds(_view(pinned, history, 1), 4, [5, 5]) == pytest.approx(141)
 
+
+
+def test_a_pruned_trial_counts_its_student_in_the_eta():
+    """A running trial that prunes heads trains a student after its 5 teacher epochs."""
+    history = [{"trial": 0, "epoch": e, "seconds": 10.0} for e in (1, 2)]
+    trials = [{"number": 0, "state": "RUNNING", "duration_s": 20.0, "param_max_epochs": 5,
+               "param_heads_kept": 0.5, "param_ffn_kept": 1.0}]
+    assert remaining_seconds(_view(trials, history, 0), 1, [5, 5]) == pytest.approx(80)
+    trials[0]["param_heads_kept"] = 1.0
+    assert remaining_seconds(_view(trials, history, 0), 1, [5, 5]) == pytest.approx(30)
