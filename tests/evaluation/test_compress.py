@@ -104,6 +104,13 @@ def test_compress_cli_messages_and_exit_codes(searched, tmp_path, tiny_backbone,
         assert main(["compress", str(run_dir), "--targets", bad, "--out",
                      str(tmp_path / "o")]) == 2
         assert words in capsys.readouterr().err
+    assert main(["compress", str(run_dir), "--data", str(tmp_path / "nowhere"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "is not at" in capsys.readouterr().err
+    other = store_example("anticancer_vs_random.csv", root=root)
+    assert main(["compress", str(run_dir), "--data", other.path, "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "is not the one this search ran on" in capsys.readouterr().err
     frozen = _search(root, tiny_backbone, tmp_path / "frozen", "frozen")
     assert main(["compress", str(frozen), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
