@@ -17,7 +17,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -276,15 +276,14 @@ def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = 
                         metric, device, pad_id, config.distill, patience=3, on_epoch=on_epoch,
                         should_stop=_cancel_check(should_stop))
         try:
-            if isinstance(plan, Compaction):
-                student = pruned_student(teacher, plan, run, cache=cache)
-            else:
-                student = truncated_student(teacher, plan, run, cache=cache)
+            student = _student(teacher, plan, run, cache, device)
         except BaseException as exc:
             trial.set_user_attr("fail_reason", "cancelled" if isinstance(
                 exc, CompressCancelled) else f"{type(exc).__name__}: {exc}"[:2000])
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
+        if student.model.arch.batch_size != teacher.arch.batch_size:
+            trial.set_user_attr("oom_retry_batch_size", student.model.arch.batch_size)
         trial.set_user_attr("n_parameters", student.n_parameters)
         trial.set_user_attr("description", _describe(kind, target, student))
         path = out_dir / name
@@ -318,6 +317,25 @@ def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = 
     }
     (out_dir / RESULTS).write_text(json.dumps(result, indent=2, default=_json_default))
     return result
+
+
+def _student(teacher: SequencePredictor, plan: Compaction | int, run: DistilRun,
+             cache: TeacherCache, device: torch.device) -> Student:
+    """One variant; out of memory, it is tried once more at half the batch size (as a
+    search trial is)."""
+    def make(run: DistilRun) -> Student:
+        if isinstance(plan, Compaction):
+            return pruned_student(teacher, plan, run, cache=cache)
+        return truncated_student(teacher, plan, run, cache=cache)
+
+    try:
+        return make(run)
+    except torch.OutOfMemoryError:
+        if teacher.arch.batch_size <= 1:
+            raise
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return make(replace(run, batch_size=max(1, teacher.arch.batch_size // 2)))
 
 
 class CompressCancelled(Exception):

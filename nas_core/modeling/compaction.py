@@ -61,6 +61,7 @@ class DistilRun:
     max_tokens: int | None = None
     min_tokens: int | None = None
     first_epoch: int = 1
+    batch_size: int | None = None  # the teacher's unless given (an out-of-memory retry)
     on_epoch: Callable[[EpochRecord], None] | None = None
     should_stop: Callable[[], bool] | None = None
 
@@ -102,6 +103,8 @@ def _recover(teacher: SequencePredictor, student: SequencePredictor, arch, run: 
         cache = cache or TeacherCache.of(teacher, run.train_data, device=run.device,
                                          pad_id=run.pad_id)
         distillation = Distillation(cache.logits, cache.pooled, run.config)
+    if run.batch_size:
+        arch = replace(arch, batch_size=run.batch_size)
     student.arch = replace(arch, adaptation="full")  # every kept weight trains
     result = train(student, run.train_data, run.val_data, val_targets_raw=run.val_targets_raw,
                    metric=run.metric, device=run.device, pad_id=run.pad_id, seed=run.seed,

@@ -7,7 +7,9 @@ import json
 import numpy as np
 import optuna
 import pytest
+import torch
 
+import nas_core.modeling.compaction as compaction_mod
 from nas_core.cli import main
 from nas_core.common.metrics import classification_metrics
 from nas_core.data.store import DatasetStore
@@ -124,3 +126,25 @@ def test_compress_cli_messages_and_exit_codes(searched, tmp_path, tiny_backbone,
     entries = json.loads((tmp_path / "ok" / "compress.json").read_text())["entries"]
     assert [e["kind"] for e in entries] == ["reference", "pruned"]
     assert np.isfinite(entries[1]["speedup"])
+
+
+def test_out_of_memory_is_retried_at_half_the_batch(searched, tmp_path, monkeypatch):
+    root, run_dir = searched
+    monkeypatch.setenv("ESM_NAS_HOME", str(root))
+    real = compaction_mod.train
+    batch_sizes = []
+
+    def oom_once(model, *args, **kwargs):
+        batch_sizes.append(model.arch.batch_size)
+        if len(batch_sizes) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(compaction_mod, "train", oom_once)
+    result = compress(run_dir, tmp_path / "c", CompressConfig(
+        targets=(0.5,), depth_baseline=False, distill=DistillConfig(epochs=1)),
+        study_name="cmp-oom")
+    assert batch_sizes == [32, 16]
+    assert [e["kind"] for e in result["entries"]] == ["reference", "pruned"]
+    study = optuna.load_study(study_name="cmp-oom", storage=f"sqlite:///{root}/studies.db")
+    assert study.trials[0].user_attrs["oom_retry_batch_size"] == 16
