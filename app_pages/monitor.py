@@ -59,12 +59,14 @@ def controls(job, view) -> None:
             manager.cancel(job.id, user)
             st.rerun(scope="app")
         if c2.button("Resume", disabled=not stopped or not has_trials or not is_owner,
-                     help="Continue the search where it stopped, up to its trial budget."
+                     help=("Run the Compress step again." if job.kind == "compress" else
+                           "Continue the search where it stopped, up to its trial budget.")
                      if has_trials else "Nothing to resume: this job never ran a trial.",
                      key="monitor_resume") and user:
             manager.resume(job.id, user)
             st.rerun(scope="app")
-        retryable = view.n_retryable if view is not None else 0
+        # a Compress job has no trial budget to retry: Resume runs it again
+        retryable = view.n_retryable if view is not None and job.kind == "search" else 0
         if c3.button("Retry failed trials",
                      disabled=job.state in ACTIVE or not retryable or not is_owner,
                      help=f"Run the {retryable} failed trial(s) again." if retryable
@@ -74,7 +76,8 @@ def controls(job, view) -> None:
             st.rerun(scope="app")
     except (PermissionError, ValueError, RuntimeError) as exc:
         st.error(md_text(exc))
-    finished = 0 if view is None or not stopped or job.report_path.is_file() else int(
+    finished = 0 if view is None or not stopped or job.report_path.is_file() or \
+        job.kind != "search" else int(
         (view.trials["state"] == "COMPLETE").sum())
     if finished:
         st.info(f"This search stopped with {finished} finished trial(s): the Results page can "

@@ -74,8 +74,8 @@ def evaluate_point(job: Job, trial_number: int, root=None) -> dict:
 def finalisable(job: Job, root=None) -> int:
     """How many finished trials a stopped job (cancelled, interrupted, failed) has that
     :func:`finalise_stopped` could test; 0 when it has none or is still active/finished."""
-    if job.state not in RESUMABLE or job.report_path.is_file():
-        return 0
+    if job.state not in RESUMABLE or job.report_path.is_file() or job.kind != "search":
+        return 0  # (a Compress job is not a search: nothing to test and export)
     try:
         study = optuna.load_study(study_name=job.study_name,
                                   storage=make_storage(job.storage, root))

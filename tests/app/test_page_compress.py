@@ -6,6 +6,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nas_core.common.access import local_person
+from nas_core.evaluation.compress import CompressConfig
+from nas_core.runtime.launch import finalisable
 from nas_core.search.config import SearchConfig
 from tests.helpers import ROOT, shown, store_example, tiny_space
 
@@ -86,3 +88,22 @@ def test_a_frozen_model_is_not_offered_compress(workspace, tiny_backbone):
     at = results_page()
     assert not any(b.label == "Compress" for b in at.button)
     assert any("frozen backbone" in shown(i.value) for i in at.info)
+
+
+def test_compress_jobs_are_guarded_and_never_taken_for_a_search(trained_job):
+    manager, job = trained_job
+    carol = local_person(BROWSER, "carol")
+    queued = manager.submit_compress(job.id, CompressConfig(targets=(0.5,)), carol)
+    manager.cancel(queued.id, carol)
+    stopped = manager.wait(queued.id, timeout=300)
+    assert stopped.state == "cancelled"
+    assert finalisable(stopped) == 0  # Results offers no "Test and export" for it
+    with pytest.raises(ValueError, match="no trials to retry"):
+        manager.retry_failed(stopped.id, carol)
+    again = manager.submit_compress(job.id, CompressConfig(), carol)
+    with pytest.raises(ValueError, match="already queued or running"):
+        manager.submit_compress(job.id, CompressConfig(), carol)
+    manager.cancel(again.id, carol)
+    manager.wait(again.id, timeout=300)
+    with pytest.raises(PermissionError):
+        manager.submit_compress(job.id, CompressConfig(), local_person("e" * 32, "eve"))
