@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import torch
 
 from nas_core.common.text import WORD_JOINER
 from nas_core.data.dataset import Dataset
@@ -86,3 +87,14 @@ def shown(markdown: str) -> str:
     """What a reader sees of a message that the app escaped with ``md_text`` (AppTest gives the
     Markdown source)."""
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace(WORD_JOINER, "")
+
+
+def out_of_memory_once(real: Callable, batch_sizes: list[int]) -> Callable:
+    """``real`` (a training function), raising a simulated CUDA out-of-memory error on its
+    first call; every call's batch size is recorded in ``batch_sizes``."""
+    def train(model, *args, **kwargs):
+        batch_sizes.append(model.arch.batch_size)
+        if len(batch_sizes) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, *args, **kwargs)
+    return train

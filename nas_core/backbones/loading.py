@@ -41,8 +41,12 @@ def load_backbone(source: str, *, n_layers: int | None = None, attn_implementati
     transformers.logging.set_verbosity_error()  # "some weights not used" is expected: no LM head
     transformers.logging.disable_progress_bar()
     try:
+        # use_kernels=False: transformers 5 otherwise swaps layers for kernels fetched from the
+        # Hub when the model first trains on a GPU (code from the network, and a failed trial
+        # offline: "kernels-community/rotary is not available in the local cache")
         model = EsmModel.from_pretrained(spec.source, add_pooling_layer=False,
-                                         attn_implementation=attn_implementation)
+                                         attn_implementation=attn_implementation,
+                                         use_kernels=False)
         tokenizer = EsmTokenizer.from_pretrained(spec.source)
     except (OSError, HfHubHTTPError, ValueError) as exc:
         where = "offline mode is on (HF_HUB_OFFLINE)" if _offline() else \

@@ -30,7 +30,7 @@ from nas_core.common.metrics import DIRECTIONS, bootstrap_ci, objective_value
 from nas_core.common.workspace import COMPRESS_RESULTS
 from nas_core.data.dataset import Dataset
 from nas_core.data.store import load_stored
-from nas_core.modeling.batches import Encoded, encode_split
+from nas_core.modeling.batches import EVAL_MAX_TOKENS, Encoded, encode_split
 from nas_core.modeling.build import count_parameters, merged_copy
 from nas_core.modeling.compaction import (
     DistilRun,
@@ -174,7 +174,8 @@ def dataset_of(report: dict, data: str | Path | None) -> Dataset:
 
 
 def throughput(models: dict[str, SequencePredictor], data: Encoded, *, device: torch.device,
-               pad_id: int, rounds: int = 3, batch_size: int = 64) -> dict[str, float]:
+               pad_id: int, rounds: int = 3, batch_size: int = 64,
+               max_tokens: int = EVAL_MAX_TOKENS) -> dict[str, float]:
     """Sequences per second of each model on the same sequences and batches, measured in
     interleaved rounds (the best round counts, so a busy moment hurts no model alone)."""
     best = {name: math.inf for name in models}
@@ -187,7 +188,8 @@ def throughput(models: dict[str, SequencePredictor], data: Encoded, *, device: t
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             started = time.perf_counter()
-            predict_outputs(model, data, device=device, pad_id=pad_id, batch_size=batch_size)
+            predict_outputs(model, data, device=device, pad_id=pad_id, batch_size=batch_size,
+                            max_tokens=max_tokens)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             best[name] = min(best[name], time.perf_counter() - started)

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import optuna
 import pytest
-import torch
 
 import nas_core.modeling.compaction as compaction_mod
 from nas_core.cli import main
@@ -19,7 +18,7 @@ from nas_core.modeling.distillation import DistillConfig
 from nas_core.publishing.predict import Predictor
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig
-from tests.helpers import split_example, store_example, tiny_space
+from tests.helpers import out_of_memory_once, split_example, store_example, tiny_space
 
 
 def _search(root, tiny_backbone, out, adaptation: str):
@@ -131,16 +130,9 @@ def test_compress_cli_messages_and_exit_codes(searched, tmp_path, tiny_backbone,
 def test_out_of_memory_is_retried_at_half_the_batch(searched, tmp_path, monkeypatch):
     root, run_dir = searched
     monkeypatch.setenv("ESM_NAS_HOME", str(root))
-    real = compaction_mod.train
-    batch_sizes = []
-
-    def oom_once(model, *args, **kwargs):
-        batch_sizes.append(model.arch.batch_size)
-        if len(batch_sizes) == 1:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(model, *args, **kwargs)
-
-    monkeypatch.setattr(compaction_mod, "train", oom_once)
+    batch_sizes: list[int] = []
+    monkeypatch.setattr(compaction_mod, "train",
+                        out_of_memory_once(compaction_mod.train, batch_sizes))
     result = compress(run_dir, tmp_path / "c", CompressConfig(
         targets=(0.5,), depth_baseline=False, distill=DistillConfig(epochs=1)),
         study_name="cmp-oom")

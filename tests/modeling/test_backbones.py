@@ -74,3 +74,12 @@ def test_unknown_and_unreachable_backbones_say_what_to_do(tmp_path):
     assert "MSG" in out.stdout, out.stderr
     assert "not in the local Hugging Face cache" in out.stdout
     assert "offline mode is on" in out.stdout and "--local-dir DIR" in out.stdout
+
+
+def test_backbones_never_fetch_hub_kernels(tiny_backbone):
+    """transformers 5 turns Hub kernels on by default: on a GPU the first training step would
+    download kernel code (and fail offline, as it did on an H200 here)."""
+    model, _ = load_backbone(str(tiny_backbone))
+    assert not model.use_kernels
+    model.train()  # would kernelize (and reach the Hub) if kernels were on
+    assert not model.use_kernels

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import optuna
 import pytest
-import torch
 from optuna.trial import TrialState
 
 import nas_core.search.objective as objective_mod
@@ -20,7 +19,7 @@ from nas_core.search.budget import counted_trials
 from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
 from nas_core.search.study import open_study, optimize
-from tests.helpers import split_example, tiny_space
+from tests.helpers import out_of_memory_once, split_example, tiny_space
 
 REPORT_FIELDS = {"task", "metric", "n_trials", "n_complete", "n_pruned", "n_failed",
                  "wall_seconds", "best", "baseline", "study", "storage"}
@@ -186,16 +185,9 @@ def test_a_failing_trial_does_not_stop_the_study(workspace, tiny_backbone, pepti
 
 def test_out_of_memory_is_retried_at_half_the_batch(workspace, tiny_backbone, peptides,
                                                     monkeypatch):
-    real = objective_mod.train
-    batch_sizes = []
-
-    def oom_once(model, *args, **kwargs):
-        batch_sizes.append(model.arch.batch_size)
-        if len(batch_sizes) == 1:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(model, *args, **kwargs)
-
-    monkeypatch.setattr(objective_mod, "train", oom_once)
+    batch_sizes: list[int] = []
+    monkeypatch.setattr(objective_mod, "train",
+                        out_of_memory_once(objective_mod.train, batch_sizes))
     config = SearchConfig("oom", small_space(tiny_backbone), n_trials=1)
     study = open_study(config, peptides)
     optimize(study, config, peptides)
