@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
@@ -14,7 +15,13 @@ import pandas as pd
 STANDARD_RESIDUES = frozenset("ACDEFGHIKLMNPQRSTVWY")
 ALLOWED_RESIDUES = STANDARD_RESIDUES | frozenset("XBZUO")
 ESM2_MAX_RESIDUES = 1022
-TASKS = ("binary", "multiclass", "regression")
+TASKS = ("binary", "multiclass", "regression", "residue_classification", "residue_regression")
+RESIDUE_TASKS = ("residue_classification", "residue_regression")
+TASK_WORDS = {"binary": "binary classification", "multiclass": "multiclass classification",
+              "regression": "regression", "residue_classification": "per-residue classification",
+              "residue_regression": "per-residue regression"}
+UNLABELLED = "-"  # a residue without a label in a per-residue class string
+IGNORE_INDEX = -100  # a residue without a label among per-residue class indices
 SPLITS = ("train", "valid", "test")
 Severity = Literal["error", "warning", "info"]
 
@@ -58,9 +65,13 @@ class Dataset:
         return self.frame[self.frame["split"] == split].reset_index(drop=True)
 
     def label_index(self, labels: pd.Series) -> np.ndarray:
-        """Class indices (classification) or float values (regression)."""
+        """Class indices (classification) or float values (regression); for a per-residue
+        task an object array holding one array per sequence (a residue without a label is
+        ``IGNORE_INDEX`` or NaN)."""
         if self.task == "regression":
             return labels.astype(float).to_numpy()
+        if self.task in RESIDUE_TASKS:
+            return residue_targets(labels, self.task, self.label_names)
         return label_indices(labels, self.label_names or [])
 
     def summary(self) -> dict:
@@ -71,6 +82,43 @@ def label_indices(labels, label_names: list[str]) -> np.ndarray:
     """Class indices of ``labels`` in ``label_names`` order; KeyError for an unknown class."""
     lookup = {name: i for i, name in enumerate(label_names)}
     return np.array([lookup[str(v)] for v in labels], dtype=np.int64)
+
+
+def is_residue(task: str) -> bool:
+    return task in RESIDUE_TASKS
+
+
+def is_regression(task: str) -> bool:
+    """One value per sequence or per residue (not classes)."""
+    return task in ("regression", "residue_regression")
+
+
+def residue_values(text: str) -> np.ndarray:
+    """A per-residue regression label as written in the dataset: numbers separated by spaces
+    or commas, ``nan`` (or ``-``) where a residue has no value."""
+    pieces = [p for p in text.replace(",", " ").split() if p]
+    return np.array([math.nan if p in (UNLABELLED, "nan", "NaN") else float(p) for p in pieces],
+                    dtype=np.float64)
+
+
+def residue_values_text(values) -> str:
+    return " ".join("nan" if not math.isfinite(v) else repr(float(v)) for v in values)
+
+
+def residue_targets(labels, task: str, label_names: list[str] | None) -> np.ndarray:
+    """One target array per sequence: class indices (``IGNORE_INDEX`` where unlabelled) or
+    values (NaN where unlabelled)."""
+    out = np.empty(len(labels), dtype=object)
+    if task == "residue_regression":
+        for i, text in enumerate(labels):
+            out[i] = residue_values(str(text))
+        return out
+    table = np.full(128, IGNORE_INDEX, dtype=np.int64)
+    for i, name in enumerate(label_names or []):
+        table[ord(name)] = i
+    for i, text in enumerate(labels):
+        out[i] = table[np.frombuffer(str(text).encode("ascii"), dtype=np.uint8)]
+    return out
 
 
 def label_text(value: object) -> str:
@@ -99,7 +147,18 @@ def summarise(frame: pd.DataFrame, task: str, label_names: list[str] | None) -> 
         "length": {"min": int(lengths.min()), "median": float(lengths.median()),
                    "max": int(lengths.max()), "mean": round(float(lengths.mean()), 1)},
     }
-    if task == "regression":
+    if task == "residue_regression":
+        values = np.concatenate([residue_values(str(t)) for t in frame["label"]])
+        values = values[np.isfinite(values)]
+        out["n_labelled_residues"] = int(len(values))
+        out["label"] = {"min": float(values.min()), "median": float(np.median(values)),
+                        "max": float(values.max()), "mean": float(values.mean()),
+                        "std": float(values.std())}
+    elif task == "residue_classification":
+        counts = Counter("".join(frame["label"].astype(str)))
+        out["classes"] = {name: int(counts.get(name, 0)) for name in label_names or []}
+        out["n_labelled_residues"] = int(sum(out["classes"].values()))
+    elif task == "regression":
         values = frame["label"].astype(float)
         out["label"] = {"min": float(values.min()), "median": float(values.median()),
                         "max": float(values.max()), "mean": float(values.mean()),

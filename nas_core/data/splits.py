@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from nas_core.data import homology
-from nas_core.data.dataset import Dataset, Problem
+from nas_core.data.dataset import Dataset, Problem, is_residue
 
 METHODS = ("homology", "random", "column")
 EXPLANATION = {  # the two a user chooses between (a file's own split column always wins)
@@ -58,6 +58,8 @@ class SplitOptions:
 
 
 def _strata(frame: pd.DataFrame, task: str) -> np.ndarray:
+    if is_residue(task):  # a protein carries many labels: proteins are not stratified
+        return np.zeros(len(frame), dtype=int)
     if task == "regression":
         values = frame["label"].astype(float)
         bins = min(5, max(1, len(frame) // 20))
@@ -219,9 +221,10 @@ def assign_splits(dataset: Dataset, options: SplitOptions | None = None, *,
     frame["nearest_train_identity"] = _nearest_train(frame, hits)
     notes.extend(_leakage_notes(frame, chosen_random=not given and opts.method == "random"))
     out = Dataset(frame, dataset.task, dataset.label_names, dataset.name)
-    if dataset.task != "regression":
+    if dataset.task not in ("regression", "residue_regression"):
         for part in ("train", "valid"):
-            seen = set(out.part(part)["label"])
+            labels = out.part(part)["label"]
+            seen = set("".join(labels)) if is_residue(dataset.task) else set(labels)
             lost = [c for c in dataset.label_names or [] if c not in seen]
             if lost:
                 notes.append(Problem(

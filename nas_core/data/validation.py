@@ -20,17 +20,21 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
+from nas_core.data import residue_labels as rl
 from nas_core.data.dataset import (
     ESM2_MAX_RESIDUES,
     TASKS,
+    UNLABELLED,
     Dataset,
     Problem,
     Severity,
     invalid_characters,
+    is_residue,
     label_text,
     normalise_sequence,
     where_list,
 )
+from nas_core.data.flip import Source, read_flip
 from nas_core.data.reading import Progress, RawTable, read_raw, read_stream
 
 _SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "validation": "valid",
@@ -43,7 +47,8 @@ FIXES: dict[str, str] = {
     "drop_invalid": "Drop the rows whose sequence has invalid characters",
     "drop_empty": "Drop the rows with an empty sequence",
     "drop_unlabelled": "Drop the rows with a missing or unusable label",
-    "drop_rare_classes": "Drop the classes with too few examples",
+    "drop_rare_classes": "Drop the classes with too few examples (per residue: mark their "
+                         "residues as unlabelled)",
     "drop_bad_split": "Drop the rows with an unknown split value",
 }
 
@@ -57,7 +62,9 @@ class IngestOptions:
     label_col: str | None = field(default=None, metadata={
         "help": "Column holding the measured label; detected from names like 'label' or 'y'."})
     task: str = field(default="auto", metadata={
-        "help": "binary, multiclass or regression; 'auto' infers it from the labels.",
+        "help": "binary, multiclass or regression (one label per sequence), "
+        "residue_classification or residue_regression (one label per residue: a string as long "
+        "as the sequence, or that many numbers); 'auto' infers it from the labels.",
         "choices": ("auto", *TASKS)})
     max_length: int = field(default=ESM2_MAX_RESIDUES, metadata={
         "help": "Longer sequences are truncated to this many residues (ESM-2 reads 1022)."})
@@ -71,7 +78,7 @@ class IngestOptions:
 
     def __post_init__(self) -> None:
         if self.task not in ("auto", *TASKS):
-            raise ValueError(f"task must be auto, binary, multiclass or regression, not "
+            raise ValueError(f"task must be auto or one of {', '.join(TASKS)}, not "
                              f"'{self.task}'.")
         unknown = set(self.fixes) - set(FIXES)
         if unknown:
@@ -200,7 +207,8 @@ ROW_FIXES = {  # problem code -> the fix that drops the row
     "empty_sequence": "drop_empty", "invalid_characters": "drop_invalid",
     "missing_label": "drop_unlabelled", "non_numeric_label": "drop_unlabelled",
     "non_finite_label": "drop_unlabelled", "label_overflow": "drop_unlabelled",
-    "bad_split": "drop_bad_split",
+    "bad_split": "drop_bad_split", "label_length": "drop_unlabelled",
+    "bad_residue_label": "drop_unlabelled", "no_labelled_residue": "drop_unlabelled",
 }
 NUCLEOTIDES = frozenset("ACGTUN")
 
@@ -239,6 +247,7 @@ class _Check:
         self.problems: list[Problem] = []
         self.applied: list[str] = []
         self.keep = pd.Series(True, index=self.df.index)
+        self.residue_task: str | None = None
 
     def flag(self, mask: pd.Series, code: str, text: Callable[[int], str]) -> None:
         """Rows in ``mask`` have problem ``code``: dropped if its fix was chosen, else each
@@ -296,13 +305,19 @@ class _Check:
             "the label is missing"
             + (f" ({self.raw.frame.at[i, 'label']!r} means no value)" if raw_missing[i] else "")
             + ". Fill it in or drop the row."))
-        self.formulas(df.loc[self.keep & ~missing, "label"])
         labelled = df.loc[self.keep & ~missing, "label"].tolist()
         if not labelled:
             self.problems.append(Problem("error", "no_labels",
                                          f"{self.raw.source}: no row has a label."))
             return None
-        task = self.opts.task if self.opts.task != "auto" else infer_task(labelled)
+        task = self.opts.task
+        if task == "auto":
+            sequences = df.loc[self.keep & ~missing, "sequence"].tolist()
+            task = rl.infer_residue_task(labelled, sequences) or infer_task(labelled)
+        if is_residue(task):
+            self.residue_labels(task, missing)
+            return task
+        self.formulas(df.loc[self.keep & ~missing, "label"])
         if task != "regression":
             df["label"] = df["label"].map(lambda v: None if v is None else str(v).strip())
             return task
@@ -320,6 +335,21 @@ class _Check:
         self.overflow(values)
         df["label"] = values
         return task
+
+    def residue_labels(self, task: str, missing: pd.Series) -> None:
+        """One label per residue: right length, readable, at least one residue labelled."""
+        df = self.df
+        check = rl.check_values if task == "residue_regression" else rl.check_classes
+        found: dict[int, tuple[str, str]] = {}
+        for i in df.index[self.keep & ~missing & ~self.empty]:
+            label, code, text = check(str(df.at[i, "label"]), len(df.at[i, "sequence"]))
+            if code is not None and text is not None:
+                found[i] = (code, text)
+            df.at[i, "label"] = label
+        for code in ("label_length", "bad_residue_label", "no_labelled_residue"):
+            rows = pd.Series(False, index=df.index)
+            rows.loc[[i for i, (c, _) in found.items() if c == code]] = True
+            self.flag(rows, code, lambda i: found[i][1] + ".")
 
     def overflow(self, values: pd.Series) -> None:
         """Finite labels so large that their mean or spread is not (e.g. 1e308)."""
@@ -369,6 +399,9 @@ class _Check:
             f"{len(wheres)} sequence(s) longer than {limit} residues will be truncated to the "
             f"first {limit} (ESM-2's limit): {where_list(wheres)}.", tuple(wheres)))
         df.loc[too_long, "sequence"] = df.loc[too_long, "sequence"].str[:limit]
+        if self.residue_task:  # the labels of the residues cut off go too
+            df.loc[too_long, "label"] = df.loc[too_long, "label"].map(
+                lambda v: rl.truncate_label(v, self.residue_task or "", limit))
 
     def duplicates(self) -> None:
         """Identical sequences: conflicting labels are errors (or dropped), exact copies are
@@ -413,6 +446,16 @@ class _Check:
     def classes(self, clean: pd.DataFrame, task: str
                 ) -> tuple[pd.DataFrame, str, list[str] | None] | None:
         """The classes (rare ones dropped if asked), or None with the error recorded."""
+        if task == "residue_classification":
+            return self.residue_classes(clean)
+        if task == "residue_regression":
+            if rl.constant_values(list(clean["label"])):
+                self.problems.append(Problem(
+                    "error", "constant_label",
+                    "Every residue's value is the same: there is nothing to learn. Check the "
+                    "label column."))
+                return None
+            return clean, task, None
         if task == "regression":
             if clean["label"].nunique() < 2:
                 self.problems.append(Problem(
@@ -455,6 +498,50 @@ class _Check:
             return None
         return clean, "binary" if len(label_names) == 2 else task, label_names
 
+    def residue_classes(self, clean: pd.DataFrame
+                        ) -> tuple[pd.DataFrame, str, list[str]] | None:
+        """Per-residue classes: each must occur in enough proteins to reach every split."""
+        proteins = rl.proteins_per_class(list(clean["label"]))
+        if len(proteins) < 2:
+            self.problems.append(Problem(
+                "error", "single_class",
+                f"Every labelled residue has the class {next(iter(proteins), '?')!r}: a "
+                "classifier needs at least two classes. Check the label strings."))
+            return None
+        rare = {c: n for c, n in proteins.items() if n < self.opts.min_class_size}
+        if rare and "drop_rare_classes" in self.opts.fixes and len(proteins) - len(rare) >= 2:
+            clean = clean.copy()
+            clean["label"] = clean["label"].map(lambda t: rl.without_classes(t, set(rare)))
+            empty = clean["label"].map(lambda t: set(t) == {UNLABELLED})
+            self.applied.append(
+                f"{FIXES['drop_rare_classes']}: residues of class(es) "
+                f"{', '.join(map(repr, sorted(rare)))} marked as unlabelled"
+                + (f"; {int(empty.sum())} protein(s) left without a label dropped"
+                   if empty.any() else "") + ".")
+            clean = clean[~empty]
+            proteins = rl.proteins_per_class(list(clean["label"]))
+        elif rare:
+            for cls, n in sorted(rare.items()):
+                wheres = tuple(clean.loc[clean["label"].str.contains(re.escape(cls)),
+                                         "where"].astype(str))
+                self.problems.append(Problem(
+                    "error", "rare_class",
+                    f"Residue class {cls!r} occurs in only {n} protein(s) "
+                    f"({where_list(list(wheres))}); each class needs residues in at least "
+                    f"{self.opts.min_class_size} proteins to appear in the training, validation "
+                    "and test splits (proteins never straddle splits). Add proteins with it, "
+                    "merge it into another class, or mark its residues as unlabelled.",
+                    wheres, "drop_rare_classes"))
+            return None
+        if self.opts.class_names:
+            self.problems.append(Problem(
+                "error", "residue_class_names",
+                "Per-residue classes keep the one-character codes of the label strings "
+                f"({', '.join(sorted(proteins))}); naming them is not supported yet. Leave the "
+                "class names empty."))
+            return None
+        return clean, "residue_classification", rl_sorted(set(proteins))
+
     def rename_classes(self, clean: pd.DataFrame, label_names: list[str]
                        ) -> tuple[pd.DataFrame, list[str]] | None:
         """Words for the classes (``class_names``), in the classes' order; None with the error
@@ -479,6 +566,10 @@ class _Check:
         return clean, renamed
 
 
+def rl_sorted(names: set[str]) -> list[str]:
+    return _sorted_classes(names)
+
+
 def parse_class_names(text: str) -> tuple[tuple[str, str], ...]:
     """``0=unmodified,1=SUMOylated`` -> pairs; ValueError naming the piece that is wrong."""
     pairs = []
@@ -498,6 +589,7 @@ def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationR
     task = check.labels()
     if task is None:
         return check.result()
+    check.residue_task = task if is_residue(task) else None
     check.given_splits()
     check.truncate()
     check.duplicates()
@@ -512,7 +604,7 @@ def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationR
     if classes is None:
         return check.result()
     clean, task, label_names = classes
-    if check.opts.class_names and label_names:
+    if check.opts.class_names and label_names and not is_residue(task):
         named = check.rename_classes(clean, label_names)
         if named is None:
             return check.result()
@@ -543,6 +635,15 @@ def load_upload(data: bytes | BinaryIO, name: str, options: IngestOptions | None
     raw = read_stream(data, name, size=size, seq_col=opts.seq_col, label_col=opts.label_col,
                       progress=progress)
     return _validate_with_progress(raw, opts, progress)
+
+
+def load_flip(sequences: Source, labels: Source, mask: Source | None = None,
+              options: IngestOptions | None = None, *, progress: Progress | None = None
+              ) -> ValidationResult:
+    """The FLIP / biotrainer layout: sequences, per-residue labels (split in the headers) and
+    an optional mask, checked like any dataset."""
+    opts = options or IngestOptions()
+    return _validate_with_progress(read_flip(sequences, labels, mask), opts, progress)
 
 
 def _validate_with_progress(raw: RawTable, opts: IngestOptions,
