@@ -19,7 +19,7 @@ from nas_core.common.text import WORD_JOINER
 from nas_core.data.dataset import Dataset
 from nas_core.data.splits import SplitOptions, assign_splits
 from nas_core.data.store import DatasetStore, StoredDataset
-from nas_core.data.validation import load_dataset
+from nas_core.data.validation import load_dataset, load_flip
 from nas_core.search.space import SearchSpace
 from nas_core.search.storage import make_storage
 
@@ -98,3 +98,26 @@ def out_of_memory_once(real: Callable, batch_sizes: list[int]) -> Callable:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(model, *args, **kwargs)
     return train
+
+
+SS = ASSETS / "secondary_structure"
+
+
+@functools.lru_cache(maxsize=2)
+def _residue_example(n_train: int, n_valid: int, n_test: int) -> Dataset:
+    result = load_flip(SS / "sequences.fasta", SS / "labels.fasta", SS / "mask.fasta")
+    assert result.dataset is not None, result.problems
+    frame = result.dataset.frame
+    keep = [i for part, n in (("train", n_train), ("valid", n_valid), ("test", n_test))
+            for i in frame.index[frame["split"] == part][:n]]
+    subset = Dataset(frame.loc[keep].reset_index(drop=True), result.dataset.task,
+                     result.dataset.label_names, "secondary_structure")
+    return assign_splits(subset, SplitOptions())[0]
+
+
+def residue_example(n_train: int = 60, n_valid: int = 15, n_test: int = 25) -> Dataset:
+    """The shipped FLIP secondary-structure chains (per-residue H/E/C), the first chains of each
+    split of the file, with each test chain's identity to its nearest training chain."""
+    dataset = _residue_example(n_train, n_valid, n_test)
+    return Dataset(dataset.frame.copy(), dataset.task, list(dataset.label_names or []),
+                   dataset.name)

@@ -9,16 +9,24 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
+IGNORE_INDEX = -100  # a residue without a label among per-residue class indices
+
 # metric name -> optimisation direction
 DIRECTIONS = {"roc_auc": "maximize", "mcc": "maximize", "accuracy": "maximize",
               "f1_macro": "maximize", "spearman": "maximize", "pearson": "maximize",
-              "r2": "maximize", "mae": "minimize", "loss": "minimize", "rmse": "minimize"}
+              "r2": "maximize", "mae": "minimize", "loss": "minimize", "rmse": "minimize",
+              "accuracy_per_protein": "maximize", "spearman_per_protein": "maximize"}
 
 
 # what a person reads for each metric, in every table, chart and card
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "mcc": "MCC", "accuracy": "Accuracy",
                 "f1_macro": "macro F1", "spearman": "Spearman", "pearson": "Pearson",
-                "r2": "R2", "mae": "MAE", "rmse": "RMSE", "loss": "Loss"}
+                "r2": "R2", "mae": "MAE", "rmse": "RMSE", "loss": "Loss",
+                "accuracy_per_protein": "Accuracy per protein",
+                "spearman_per_protein": "Spearman per protein"}
+# per-residue metrics are pooled over every labelled residue of the split, except these two,
+# which are computed per protein and averaged (a long protein then counts as much as a short)
+PER_PROTEIN = ("accuracy_per_protein", "spearman_per_protein")
 
 
 def metric_name(key: str) -> str:
@@ -27,6 +35,12 @@ def metric_name(key: str) -> str:
 
 def mae_meaning(task: str) -> str:
     """What "MAE" means for this task: the same number in the curves, tables and the card."""
+    if task == "residue_regression":
+        return ("MAE: mean absolute error of the predicted value of each labelled residue, in "
+                "the label's units.")
+    if task == "residue_classification":
+        return ("MAE: mean absolute difference between each labelled residue's predicted class "
+                "probabilities and its true class (1 for it, 0 for the others). 0 is perfect.")
     if task == "regression":
         return "MAE: mean absolute error of the predicted value, in the label's units."
     return ("MAE: mean absolute difference between the predicted class probabilities and the "
@@ -34,13 +48,19 @@ def mae_meaning(task: str) -> str:
             "probability given to the true class. 0 is perfect.")
 
 
-DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "mcc", "regression": "spearman"}
+DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "mcc", "regression": "spearman",
+                  "residue_classification": "mcc", "residue_regression": "spearman"}
 CLASSIFICATION_METRICS = ("roc_auc", "mcc", "accuracy", "f1_macro", "mae", "loss")
 REGRESSION_METRICS = ("spearman", "pearson", "r2", "mae", "rmse", "loss")
+RESIDUE_CLASSIFICATION_METRICS = ("mcc", "accuracy", "f1_macro", "roc_auc",
+                                  "accuracy_per_protein", "mae", "loss")
+RESIDUE_REGRESSION_METRICS = (*REGRESSION_METRICS, "spearman_per_protein")
 
 
 def metrics_for(task: str) -> tuple[str, ...]:
-    return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    return {"regression": REGRESSION_METRICS,
+            "residue_classification": RESIDUE_CLASSIFICATION_METRICS,
+            "residue_regression": RESIDUE_REGRESSION_METRICS}.get(task, CLASSIFICATION_METRICS)
 
 
 def _finite(x: float) -> float | None:
@@ -88,8 +108,10 @@ def _roc_auc(y: np.ndarray, probs: np.ndarray) -> float | None:
     return float(np.mean([_auc(y == c, probs[:, c]) for c in range(k)]))  # one-vs-rest, macro
 
 
-def classification_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
-    """``y``: class indices; ``probs``: (n, k) class probabilities."""
+def classification_metrics(y: np.ndarray, probs: np.ndarray, *, roc_auc: bool = True
+                           ) -> dict[str, float | None]:
+    """``y``: class indices; ``probs``: (n, k) class probabilities (``roc_auc=False`` skips the
+    costliest metric, e.g. for three residue classes in a bootstrap loop)."""
     n, k = probs.shape
     onehot = np.eye(k)[y]
     pred = probs.argmax(1)
@@ -102,7 +124,7 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float 
         "accuracy": float(np.mean(pred == y)),
         "mcc": _mcc(confusion),
         "f1_macro": _f1_macro(confusion),
-        "roc_auc": _roc_auc(y, probs),
+        **({"roc_auc": _roc_auc(y, probs)} if roc_auc else {}),
     }
 
 
@@ -122,7 +144,33 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float | Non
     }
 
 
+def residue_metrics(task: str, y, output) -> dict[str, float | None]:
+    """Per-residue metrics: ``y`` and ``output`` hold one array per protein (targets with
+    ``IGNORE_INDEX`` / NaN where unlabelled; probabilities (length, classes) or values). Pooled
+    over all labelled residues, plus one metric averaged per protein (:data:`PER_PROTEIN`)."""
+    regression = task == "residue_regression"
+    keeps = [np.isfinite(t) if regression else np.asarray(t) != IGNORE_INDEX for t in y]
+    ys = [np.asarray(t)[k] for t, k in zip(y, keeps)]
+    outs = [np.asarray(o)[k] for o, k in zip(output, keeps)]
+    if not ys or not sum(len(t) for t in ys):
+        return {}
+    cat_y, cat_out = np.concatenate(ys), np.concatenate(outs)
+    if regression:
+        metrics = regression_metrics(cat_y, cat_out)
+        per = [regression_metrics(t, o)["spearman"] for t, o in zip(ys, outs)
+               if len(t) >= 3 and np.ptp(t) > 0]
+        metrics["spearman_per_protein"] = float(np.mean(per)) if per else None
+        return metrics
+    k = cat_out.shape[1]
+    metrics = classification_metrics(cat_y.astype(int), cat_out, roc_auc=k == 2)
+    per = [float(np.mean(o.argmax(1) == t)) for t, o in zip(ys, outs) if len(t)]
+    metrics["accuracy_per_protein"] = float(np.mean(per))
+    return metrics
+
+
 def compute_metrics(task: str, y: np.ndarray, output: np.ndarray) -> dict[str, float | None]:
+    if task in ("residue_classification", "residue_regression"):
+        return residue_metrics(task, y, output)
     if task == "regression":
         return regression_metrics(y, output)
     return classification_metrics(np.asarray(y, dtype=int), output)
@@ -130,7 +178,8 @@ def compute_metrics(task: str, y: np.ndarray, output: np.ndarray) -> dict[str, f
 
 def one_metric(task: str, y: np.ndarray, output: np.ndarray, metric: str) -> float | None:
     """A single metric, without the others (bootstrap loops call this thousands of times)."""
-    if task == "regression" or metric in ("loss", "mae"):
+    if task in ("regression", "residue_classification", "residue_regression") or metric in (
+            "loss", "mae"):
         return compute_metrics(task, y, output).get(metric)
     y = np.asarray(y, dtype=int)
     k = output.shape[1]

@@ -12,6 +12,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from nas_core.common.metrics import IGNORE_INDEX
+
 STANDARD_RESIDUES = frozenset("ACDEFGHIKLMNPQRSTVWY")
 ALLOWED_RESIDUES = STANDARD_RESIDUES | frozenset("XBZUO")
 ESM2_MAX_RESIDUES = 1022
@@ -21,7 +23,6 @@ TASK_WORDS = {"binary": "binary classification", "multiclass": "multiclass class
               "regression": "regression", "residue_classification": "per-residue classification",
               "residue_regression": "per-residue regression"}
 UNLABELLED = "-"  # a residue without a label in a per-residue class string
-IGNORE_INDEX = -100  # a residue without a label among per-residue class indices
 SPLITS = ("train", "valid", "test")
 Severity = Literal["error", "warning", "info"]
 

@@ -16,9 +16,10 @@ import pandas as pd
 from nas_core.common.access import Person, check_owner
 from nas_core.common.workspace import subdir
 from nas_core.data.dataset import Dataset, Problem
+from nas_core.data.flip import Source, sort_uploads
 from nas_core.data.homology import HomologyError
 from nas_core.data.splits import assign_splits
-from nas_core.data.validation import ValidationResult, load_dataset, load_upload
+from nas_core.data.validation import ValidationResult, load_dataset, load_flip, load_upload
 
 
 @dataclass(frozen=True)
@@ -156,17 +157,31 @@ class ImportOutcome:
         return self.dataset is not None
 
 
-def import_dataset(source: str | os.PathLike[str] | bytes | BinaryIO, *,
-                   name: str | None = None, options=None, split_options=None,
+def import_dataset(source: str | os.PathLike[str] | bytes | BinaryIO | list[tuple[str, bytes]],
+                   *, name: str | None = None, options=None, split_options=None,
                    store: DatasetStore | None = None, progress=None,
-                   owner: Person | None = None) -> ImportOutcome:
+                   owner: Person | None = None, labels: Source | None = None,
+                   mask: Source | None = None) -> ImportOutcome:
     """Read, validate, split and (optionally) store: the one path the app and the CLI share.
 
-    ``source`` is a path, or an upload's bytes or open file (then ``name`` gives the format);
+    ``source`` is a path, or an upload's bytes or open file (then ``name`` gives the format),
+    or — for the FLIP / biotrainer per-residue layout — the sequence FASTA with ``labels``
+    (and optionally ``mask``) beside it, or the two or three uploaded FASTA files as
+    ``(name, bytes)`` pairs in any order;
     ``progress(message, fraction)`` hears about reading, checking and splitting.
     Raises :class:`~nas_core.reading.DataFileError` when the file itself is unusable.
     """
-    if isinstance(source, (str, os.PathLike)):
+    if isinstance(source, list):
+        sequences, labels, mask = sort_uploads(source)
+        name = name or sequences[0]
+        result = load_flip(sequences, labels, mask, options, progress=progress)
+    elif labels is not None:
+        assert not isinstance(source, (bytes, list))
+        result = load_flip(source if isinstance(source, (str, os.PathLike))
+                           else (name or "sequences.fasta", source), labels, mask, options,
+                           progress=progress)
+        name = name or Path(str(source)).name
+    elif isinstance(source, (str, os.PathLike)):
         result = load_dataset(source, options, display_name=name, progress=progress)
     else:
         if not name:
@@ -174,6 +189,8 @@ def import_dataset(source: str | os.PathLike[str] | bytes | BinaryIO, *,
         result = load_upload(source, name, options, progress=progress)
     if not result.ok or result.dataset is None:
         return ImportOutcome(result, None, [])
+    if isinstance(source, list) or labels is not None:
+        result.dataset.name = Path(name or "dataset").name.split(".")[0]
     try:
         dataset, notes = assign_splits(result.dataset, split_options, progress=progress)
     except ValueError as exc:

@@ -8,14 +8,16 @@ classification, ridge regression for regression (scikit-learn).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
+from scipy import sparse
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from nas_core.common.metrics import compute_metrics
-from nas_core.data.dataset import Dataset
+from nas_core.common.metrics import IGNORE_INDEX, compute_metrics
+from nas_core.data.dataset import Dataset, is_residue
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 _INDEX = np.full(128, -1, dtype=np.int64)
@@ -53,10 +55,84 @@ def composition(sequences: list[str]) -> np.ndarray:
     return out
 
 
+WINDOW = 7  # residues either side that the per-residue reference model sees
+MAX_REFERENCE_RESIDUES = 150_000  # training residues the per-residue reference is fitted on
+
+
+def window_features(sequences: list[str]) -> sparse.csr_matrix:
+    """One row per residue: the one-hot residues in a window of ``WINDOW`` either side (21
+    letters + one 'beyond the end' symbol per offset), sparse."""
+    width = len(AMINO) + 2  # 20 amino acids, other letters, beyond the end
+    rows = []
+    for seq in sequences:
+        codes = _codes(seq)
+        codes[codes < 0] = len(AMINO)
+        padded = np.concatenate([np.full(WINDOW, width - 1), codes, np.full(WINDOW, width - 1)])
+        n = len(codes)
+        cols = np.stack([padded[k: k + n] + k * width for k in range(2 * WINDOW + 1)], axis=1)
+        rows.append(cols)
+    cols = np.concatenate(rows) if rows else np.zeros((0, 2 * WINDOW + 1), dtype=np.int64)
+    n_rows, per_row = cols.shape
+    indptr = np.arange(0, n_rows * per_row + 1, per_row)
+    return sparse.csr_matrix((np.ones(cols.size, dtype=np.float32), cols.ravel(), indptr),
+                             shape=(n_rows, (2 * WINDOW + 1) * width))
+
+
+def fit_residue_baseline(dataset: Dataset, *, evaluate_test: bool = True,
+                         return_test_output: bool = False):
+    """The per-residue reference: logistic (or ridge) regression on a one-hot window of
+    ``WINDOW`` residues either side of each position, fitted on (at most
+    ``MAX_REFERENCE_RESIDUES``, seeded) labelled training residues."""
+    started = time.perf_counter()
+    regression = dataset.task == "residue_regression"
+    train = dataset.part("train")
+    x = window_features(list(train["sequence"]))
+    y = np.concatenate(list(dataset.label_index(train["label"])))
+    labelled = np.isfinite(y) if regression else y != IGNORE_INDEX
+    index = np.flatnonzero(labelled)
+    if len(index) > MAX_REFERENCE_RESIDUES:
+        index = np.sort(np.random.default_rng(0).choice(index, MAX_REFERENCE_RESIDUES,
+                                                        replace=False))
+    if regression:
+        model: Any = RidgeCV(alphas=np.logspace(-2, 3, 6))
+    else:
+        model = LogisticRegression(max_iter=300, C=0.5)
+    model.fit(x[index], y[index])
+    name = (f"{'ridge' if regression else 'logistic'} regression on a one-hot window of "
+            f"{2 * WINDOW + 1} residues")
+    outputs = {}
+
+    def score(split: str) -> dict:
+        frame = dataset.part(split)
+        sequences = list(frame["sequence"])
+        features = window_features(sequences)
+        if regression:
+            flat = model.predict(features)
+        else:
+            flat = np.zeros((features.shape[0], len(dataset.label_names or [])))
+            flat[:, model.classes_] = model.predict_proba(features)
+        bounds = np.cumsum([0] + [len(seq) for seq in sequences])
+        output = np.empty(len(sequences), dtype=object)
+        for i in range(len(sequences)):
+            output[i] = flat[bounds[i]: bounds[i + 1]]
+        outputs[split] = output
+        return compute_metrics(dataset.task, dataset.label_index(frame["label"]), output)
+
+    report: dict = {"model": name, "aligned": False, "residues": int(len(index)),
+                    "val": score("valid")}
+    if evaluate_test and len(dataset.part("test")):
+        report["test"] = score("test")
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    return (report, outputs.get("test")) if return_test_output else report
+
+
 def fit_baseline(dataset: Dataset, *, evaluate_test: bool = True,
                  return_test_output: bool = False):
     """Fit on train, report validation (and test) metrics with the engine's metric code; with
     ``return_test_output``, also the test predictions (for paired comparisons)."""
+    if is_residue(dataset.task):
+        return fit_residue_baseline(dataset, evaluate_test=evaluate_test,
+                                    return_test_output=return_test_output)
     started = time.perf_counter()
     parts = {s: dataset.part(s) for s in ("train", "valid", "test")}
     lengths = dataset.frame["sequence"].str.len()

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas_core.backbones.registry import resolve
 from nas_core.common.metrics import bootstrap_ci
 from nas_core.data import homology
-from nas_core.data.dataset import Dataset
+from nas_core.data.dataset import Dataset, is_residue
 from nas_core.evaluation import trust
 from nas_core.evaluation.baseline import fit_baseline
 from nas_core.modeling.architecture import Architecture
@@ -26,7 +26,7 @@ from nas_core.modeling.build import count_parameters, load_trial_checkpoint
 from nas_core.modeling.training import evaluate, resolve_device
 from nas_core.publishing.card import write_model_card
 from nas_core.publishing.export import export_model
-from nas_core.publishing.predict import prediction_columns
+from nas_core.publishing.predict import prediction_columns, residue_rows
 from nas_core.search.budget import in_budget
 from nas_core.search.config import CONFIG_ATTR, STRATEGIES
 from nas_core.search.optuna_internals import storage_url
@@ -60,13 +60,20 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
     identity = test_identity(dataset)
     frame = dataset.part("test")[["id", "sequence", "label"]].copy()
     frame["nearest_train_identity"] = identity
-    predictions = prediction_columns(frame, dataset.task, dataset.label_names, output)
+    if is_residue(dataset.task):  # one row per residue, the protein's identity on each
+        predictions = residue_rows(
+            [str(i) if i else f"test {n + 1}" for n, i in enumerate(frame["id"])],
+            list(frame["sequence"]), dataset.task, dataset.label_names, output,
+            list(frame["label"]), frame[["nearest_train_identity"]])
+    else:
+        predictions = prediction_columns(frame, dataset.task, dataset.label_names, output)
     n_parameters = count_parameters(model)
     uncertainty = {"level": 0.9, "threshold": trust.conformal(
         dataset.task, ev.targets["val"], ev.outputs["val"], 0.9)}
     train_sequences = list(dataset.part("train")["sequence"])
     report = build_report(study, dataset, metric)
-    report["best"] = _best_block(trial, ev, n_parameters, out_dir / "best_model")
+    report["best"] = _best_block(trial, ev, n_parameters, out_dir / "best_model",
+                                 is_residue(dataset.task))
     report["best"]["test_ci"] = bootstrap_ci(dataset.task, y, output)
     report.update(_reference_and_trust(dataset, y, output, identity, metric))
     report["uncertainty"] = uncertainty
@@ -124,11 +131,12 @@ def _evaluate(model, tokenizer, dataset: Dataset, device) -> Evaluated:
     return ev
 
 
-def _best_block(trial: FrozenTrial, ev: Evaluated, n_parameters: int, model_dir: Path) -> dict:
+def _best_block(trial: FrozenTrial, ev: Evaluated, n_parameters: int, model_dir: Path,
+                per_residue: bool = False) -> dict:
     arch = trial.user_attrs["architecture"]
     return {
         "trial": trial.number, "params": trial.params, "architecture": arch,
-        "description": Architecture.from_dict(arch).describe(),
+        "description": Architecture.from_dict(arch).describe(per_residue),
         "val": ev.metrics["val"], "test": ev.metrics["test"],
         "n_parameters": n_parameters, "best_epoch": trial.user_attrs.get("best_epoch"),
         "backbone_untrained": resolve(arch["backbone"]).untrained,

@@ -9,6 +9,7 @@ import numpy as np
 
 from nas_core.common.metrics import (
     DIRECTIONS,
+    IGNORE_INDEX,
     metric_ci,
     one_metric,
     percentile_interval,
@@ -91,6 +92,14 @@ def conformal(task: str, y: np.ndarray, output: np.ndarray, level: float = 0.9) 
     ``level`` prediction interval (|error| quantile); for classification the score threshold
     q such that the set of classes with probability >= 1 - q holds the true class with
     probability ``level``."""
+    if task in ("residue_classification", "residue_regression"):
+        # every labelled residue is one calibration example (residues of one protein are not
+        # independent: the level holds on average over residues, not per protein)
+        regression = task == "residue_regression"
+        keeps = [np.isfinite(t) if regression else t != IGNORE_INDEX for t in y]
+        y = np.concatenate([t[k] for t, k in zip(y, keeps)])
+        output = np.concatenate([np.asarray(o)[k] for o, k in zip(output, keeps)])
+        task = "regression" if regression else "multiclass"
     n = len(y)
     rank = min(1.0, np.ceil((n + 1) * level) / n)
     if task == "regression":

@@ -15,6 +15,11 @@ ADAPTATION_WORDS = {
 # shares of attention heads / feed-forward width a layer may keep (1.0: all)
 KEPT_SHARES = (1.0, 0.75, 0.5, 0.25)
 POOLINGS = ("mean", "cls", "attention")
+# per-residue heads: "dense" reads each residue alone (linear, or an MLP with head_layers);
+# "conv" also reads its neighbours (a 1-D convolution over the sequence, as SETH and the
+# ProtTrans secondary-structure notebooks do)
+RESIDUE_HEADS = ("dense", "conv")
+CONV_KERNEL = 7  # residues a convolutional head sees at once (3 either side)
 ACTIVATIONS = ("gelu", "relu", "tanh")
 LORA_TARGETS = ("query,value", "query,key,value,dense")
 
@@ -44,6 +49,8 @@ class Architecture:
     temperature: float = 0.1
     heads_kept: float = 1.0  # share of each layer's attention heads kept after pruning
     ffn_kept: float = 1.0  # share of each layer's feed-forward width kept after pruning
+    residue_head: str = "dense"  # per-residue tasks: dense or conv (RESIDUE_HEADS)
+    class_weighted: bool = False  # classes weighted by inverse frequency in the loss
 
     @property
     def compacted(self) -> bool:
@@ -59,8 +66,9 @@ class Architecture:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def describe(self) -> str:
-        """The architecture in plain words."""
+    def describe(self, per_residue: bool = False) -> str:
+        """The architecture in plain words (``per_residue``: a head on every residue, no
+        pooling)."""
         spec = resolve(self.backbone)
         size = spec.name.split("_")[-1] if spec.name in REGISTRY else human_count(
             spec.n_parameters)
@@ -79,8 +87,16 @@ class Architecture:
         head = ("a linear head" if self.head_layers == 0 else
                 f"{'one' if self.head_layers == 1 else self.head_layers} hidden layer"
                 f"{'s' if self.head_layers > 1 else ''} of {self.head_width} ({self.activation})")
-        parts = [depth, adapt, f"{self.pooling} pooling", head,
-                 f"learning rate {self.lr:.1e}"]
+        if per_residue:
+            head = (f"a convolutional head over {CONV_KERNEL} neighbouring residues "
+                    f"({self.head_width} channels, {self.activation})"
+                    if self.residue_head == "conv" else head.replace("head", "head per residue"))
+            parts = [depth, adapt, head]
+        else:
+            parts = [depth, adapt, f"{self.pooling} pooling", head]
+        parts.append(f"learning rate {self.lr:.1e}")
+        if self.class_weighted:
+            parts.append("classes weighted by inverse frequency")
         if self.compacted:
             parts.append(f"then pruned to {self.heads_kept:.0%} of the attention heads and "
                          f"{self.ffn_kept:.0%} of the feed-forward width per layer and "

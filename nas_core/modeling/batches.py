@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from nas_core.backbones.loading import encode
+from nas_core.common.metrics import IGNORE_INDEX
 
 # Padded tokens per batch when nothing is trained (prediction, evaluation, caching): a cap
 # that keeps long sequences from running out of memory.
@@ -49,13 +50,29 @@ def forward(model, data: Encoded, batch: np.ndarray, pad_id: int, device: torch.
         for row, i in enumerate(batch):
             start, end = offsets[i], offsets[i + 1]
             states[row, : end - start] = torch.from_numpy(np.asarray(table[start:end]))
-        pooled = model.pool_states(states.to(device), tokens, mask)
-        return model.head(pooled), pooled
+        return model.from_states(states.to(device), tokens, mask)
     return model(tokens, mask)
 
 
+def batch_targets(data: Encoded, batch: np.ndarray, width: int, per_residue: bool,
+                  device: torch.device) -> torch.Tensor:
+    """The targets of ``batch``; per residue a (batch, width) tensor aligned with the padded
+    token ids (residue i of a sequence is token i + 1, after <cls>), ``IGNORE_INDEX`` (or NaN)
+    wherever nothing is to be learned."""
+    if not per_residue:
+        return torch.as_tensor(data.targets[batch], device=device)
+    first = data.targets[batch[0]]
+    fill = np.nan if first.dtype.kind == "f" else IGNORE_INDEX
+    out = np.full((len(batch), width), fill, dtype=first.dtype)
+    for row, i in enumerate(batch):
+        target = data.targets[i]
+        out[row, 1: 1 + len(target)] = target[: width - 1]
+    return torch.from_numpy(out).to(device)
+
+
 def encode_split(sequences: list[str], targets: np.ndarray, tokenizer) -> Encoded:
-    return Encoded(encode(sequences, tokenizer), np.asarray(targets))
+    return Encoded(encode(sequences, tokenizer), targets if targets.dtype == object
+                   else np.asarray(targets))
 
 
 def effective_batch(batch_size: int, tokens_per_sequence: float,

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas_core.modeling.architecture import Architecture
+from nas_core.modeling.architecture import CONV_KERNEL, Architecture
 from nas_core.modeling.pruning import Compaction
 
 # the modules behind the names in nas_core.modeling.architecture.ACTIVATIONS
@@ -21,18 +21,32 @@ ACTIVATION_LAYERS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 class TaskInfo:
     """What the head predicts."""
 
-    task: str  # binary | multiclass | regression
+    task: str  # binary | multiclass | regression | residue_classification | residue_regression
     label_names: list[str] | None
     target_mean: float = 0.0  # regression targets are standardised for training
     target_std: float = 1.0
+    # per-residue classification: each class's weight in the loss (inverse frequency), when the
+    # architecture asks for class weights
+    class_weights: list[float] | None = None
+
+    @property
+    def per_residue(self) -> bool:
+        return self.task.startswith("residue_")
+
+    @property
+    def regression(self) -> bool:
+        return self.task in ("regression", "residue_regression")
 
     @property
     def n_outputs(self) -> int:
-        return 1 if self.task == "regression" else len(self.label_names or [])
+        return 1 if self.regression else len(self.label_names or [])
 
     def to_dict(self) -> dict:
-        return {"task": self.task, "label_names": self.label_names,
-                "target_mean": self.target_mean, "target_std": self.target_std}
+        out = {"task": self.task, "label_names": self.label_names,
+               "target_mean": self.target_mean, "target_std": self.target_std}
+        if self.class_weights is not None:
+            out["class_weights"] = self.class_weights
+        return out
 
 
 class AttentionPooling(nn.Module):
@@ -74,8 +88,34 @@ def make_head(hidden: int, arch: Architecture, n_outputs: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class ConvHead(nn.Module):
+    """A per-residue head that reads neighbouring residues: a 1-D convolution over the
+    sequence (``CONV_KERNEL`` residues), an activation, then a per-residue output layer.
+    Padding and the <cls>/<eos> tokens are zeroed first, so they never leak into a residue."""
+
+    def __init__(self, hidden: int, arch: Architecture, n_outputs: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(hidden, arch.head_width, CONV_KERNEL, padding=CONV_KERNEL // 2)
+        self.act = ACTIVATION_LAYERS[arch.activation]()
+        self.dropout = nn.Dropout(arch.dropout)
+        self.out = nn.Linear(arch.head_width, n_outputs)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:  # (batch, length, hidden)
+        x = self.act(self.conv(states.transpose(1, 2))).transpose(1, 2)
+        return self.out(self.dropout(x))
+
+
+def residue_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 eos_id: int) -> torch.Tensor:
+    """True at residues: not <cls>, <eos> or padding."""
+    residues = attention_mask.bool() & (input_ids != eos_id)
+    residues[:, 0] = False  # <cls>
+    return residues
+
+
 class PooledHead(nn.Module):
-    """Pooling + head over residue states: what every candidate puts on top of its backbone."""
+    """Pooling + head over residue states: what every candidate puts on top of its backbone.
+    For a per-residue task the head reads every residue's state instead (no pooling)."""
 
     arch: Architecture
     info: TaskInfo
@@ -83,13 +123,27 @@ class PooledHead(nn.Module):
 
     def add_head(self, arch: Architecture, info: TaskInfo, hidden: int, eos_id: int) -> None:
         self.arch, self.info, self.eos_id = arch, info, eos_id
-        self.pool = AttentionPooling(hidden) if arch.pooling == "attention" else None
-        self.head = make_head(hidden, arch, info.n_outputs)
+        self.pool = (AttentionPooling(hidden) if arch.pooling == "attention"
+                     and not info.per_residue else None)
+        self.head: nn.Module = (ConvHead(hidden, arch, info.n_outputs)
+                                if info.per_residue and arch.residue_head == "conv"
+                                else make_head(hidden, arch, info.n_outputs))
 
     def pool_states(self, states: torch.Tensor, input_ids: torch.Tensor,
                     attention_mask: torch.Tensor) -> torch.Tensor:
-        return pool_hidden(states, input_ids, attention_mask, self.arch.pooling, self.pool,
-                           self.eos_id)
+        pooling = "mean" if self.info.per_residue else self.arch.pooling
+        return pool_hidden(states, input_ids, attention_mask, pooling, self.pool, self.eos_id)
+
+    def from_states(self, states: torch.Tensor, input_ids: torch.Tensor,
+                    attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, pooled) from the backbone's residue states: one row of logits per
+        sequence, or for a per-residue task one per token, (batch, length, outputs), aligned
+        with ``input_ids`` (the <cls>, <eos> and padding rows are not used)."""
+        pooled = self.pool_states(states, input_ids, attention_mask)
+        if not self.info.per_residue:
+            return self.head(pooled), pooled
+        keep = residue_mask(input_ids, attention_mask, self.eos_id)
+        return self.head(states * keep.unsqueeze(-1).to(states.dtype)), pooled
 
 
 class SequencePredictor(PooledHead):
@@ -110,8 +164,8 @@ class SequencePredictor(PooledHead):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = self.embed(input_ids, attention_mask)
-        return self.head(pooled), pooled
+        states = self.esm(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.from_states(states, input_ids, attention_mask)
 
 
 class HeadModel(PooledHead):

@@ -13,12 +13,19 @@ import numpy as np
 import torch
 
 from nas_core.common.metrics import DIRECTIONS, compute_metrics, objective_value
-from nas_core.modeling.batches import EVAL_MAX_TOKENS, Encoded, forward, length_batches
+from nas_core.modeling.batches import (
+    EVAL_MAX_TOKENS,
+    Encoded,
+    batch_targets,
+    forward,
+    length_batches,
+)
 from nas_core.modeling.build import trainable_state
 from nas_core.modeling.distillation import Distillation
 from nas_core.modeling.losses import (
     batch_mae,
     contrastive_groups,
+    labelled_count,
     supervised_contrastive,
     task_loss,
 )
@@ -50,29 +57,37 @@ def predict_outputs(model: PooledHead, data: Encoded | list[np.ndarray], *,
                     device: torch.device, pad_id: int, batch_size: int = 64,
                     max_tokens: int = EVAL_MAX_TOKENS,
                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Probabilities (classification) or values in label units (regression), input order."""
+    """Probabilities (classification) or values in label units (regression), input order.
+
+    Per residue: an object array with one array per sequence, (residues, classes)
+    probabilities or (residues,) values."""
     if not isinstance(data, Encoded):
         data = Encoded(list(data), np.zeros(len(data)))
     model.eval()
-    out: np.ndarray | None = None
+    info = model.info
+    if info.per_residue:
+        out = np.empty(len(data), dtype=object)
+    else:
+        out = np.zeros((len(data), info.n_outputs), dtype=np.float64)
     done = 0
     for batch in length_batches(data.lengths, batch_size, max_tokens=max_tokens):
         with autocast(device):
             logits, _ = forward(model, data, batch, pad_id, device)
         logits = logits.float()
-        if model.info.task == "regression":
-            values = logits.squeeze(-1) * model.info.target_std + model.info.target_mean
-            result = values.cpu().numpy()[:, None]
+        if info.regression:
+            result = (logits * info.target_std + info.target_mean).cpu().numpy()
         else:
             result = torch.softmax(logits, dim=-1).cpu().numpy()
-        if out is None:
-            out = np.zeros((len(data), result.shape[1]), dtype=np.float64)
-        out[batch] = result
+        if info.per_residue:
+            for row, i in enumerate(batch):  # residues are tokens 1..n (after <cls>)
+                values = result[row, 1: len(data.ids[i]) - 1].astype(np.float64)
+                out[i] = values[:, 0] if info.regression else values
+        else:
+            out[batch] = result
         done += len(batch)
         if progress:
             progress(done, len(data))
-    assert out is not None
-    return out[:, 0] if model.info.task == "regression" else out
+    return out[:, 0] if info.task == "regression" else out
 
 
 def evaluate(model: PooledHead, data: Encoded, *, device: torch.device, pad_id: int,
@@ -129,7 +144,8 @@ def train(model: PooledHead, train_data: Encoded, val_data: Encoded, *,
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr or model.arch.lr,
                                   weight_decay=model.arch.weight_decay)
-    groups = _contrastive_groups(model.info.task, train_data.targets)
+    groups = (np.zeros(len(train_data)) if model.info.per_residue
+              else _contrastive_groups(model.info.task, train_data.targets))
     sign = 1.0 if DIRECTIONS[metric] == "maximize" else -1.0
     result = TrainResult()
     best_score: tuple[float, float] = (-math.inf, -math.inf)
@@ -176,7 +192,10 @@ def train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
                  pad_id: int, should_stop: Callable[[], bool] | None = None,
                  distill: Distillation | None = None) -> tuple[float, float]:
     """One pass over ``batches``; returns the epoch's task loss (in label units) and MAE."""
-    arch, task = model.arch, model.info.task
+    arch, info = model.arch, model.info
+    task = info.task
+    weights = (torch.tensor(info.class_weights, dtype=torch.float32, device=device)
+               if arch.class_weighted and info.class_weights else None)
     model.train()
     backbone = getattr(model, "esm", None)
     if arch.adaptation == "frozen" and isinstance(backbone, torch.nn.Module):
@@ -186,15 +205,15 @@ def train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
     for step, batch in enumerate(batches):
         if should_stop and should_stop():
             raise TrainingCancelled(f"stopped by the user at step {step + 1} of epoch {epoch}")
-        targets = torch.as_tensor(data.targets[batch], device=device)
         with autocast(device):
             logits, pooled = forward(model, data, batch, pad_id, device)
-        supervised = task_loss(task, logits, targets)
+        targets = batch_targets(data, batch, logits.shape[1], info.per_residue, device)
+        supervised = task_loss(task, logits, targets, weights)
         loss = supervised
         if distill is not None:
             loss = (1 - distill.config.alpha) * supervised + distill.loss(task, logits, pooled,
                                                                          batch)
-        if arch.contrastive_weight > 0 and len(batch) > 1:
+        if arch.contrastive_weight > 0 and len(batch) > 1 and not info.per_residue:
             groups = torch.as_tensor(groups_all[batch], device=device)
             loss = loss + arch.contrastive_weight * supervised_contrastive(
                 pooled, groups, arch.temperature)
@@ -207,8 +226,10 @@ def train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
         optimizer.step()
         with torch.no_grad():
             # curves show the task loss in label units, comparable with validation
-            scale = model.info.target_std ** 2 if task == "regression" else 1.0
-            total_loss += supervised.item() * scale * len(batch)
-            total_mae += batch_mae(task, logits.float(), targets, model) * len(batch)
-        seen += len(batch)
-    return total_loss / seen, total_mae / seen
+            # (per residue, each labelled residue counts once)
+            scale = info.target_std ** 2 if info.regression else 1.0
+            n = labelled_count(task, targets)
+            total_loss += supervised.item() * scale * n
+            total_mae += batch_mae(task, logits.float(), targets, model) * n
+        seen += n
+    return total_loss / max(seen, 1), total_mae / max(seen, 1)

@@ -12,6 +12,7 @@ import yaml
 from nas_core.backbones.registry import REGISTRY, resolve
 from nas_core.common.metrics import METRIC_NAMES, mae_meaning
 from nas_core.common.text import md_text
+from nas_core.data.dataset import is_regression, is_residue
 from nas_core.modeling.architecture import Architecture
 from nas_core.publishing.charts import make_curves_chart, make_identity_histogram
 
@@ -27,6 +28,11 @@ def base_model(arch: dict) -> str | None:
     return backbone if any(s.source == backbone for s in REGISTRY.values()) else None
 
 
+_TASK_NAMES = {"regression": "Protein property regression",
+               "residue_classification": "Per-residue classification",
+               "residue_regression": "Per-residue regression"}
+
+
 def card_metadata(report: dict, *, license: str = "", model_name: str = "model") -> dict:
     """The card's YAML header; no ``license`` key unless the publisher chose one."""
     best = report["best"]
@@ -34,9 +40,10 @@ def card_metadata(report: dict, *, license: str = "", model_name: str = "model")
     meta: dict = {
         **({"license": license} if license else {}),
         "library_name": "transformers",
-        "pipeline_tag": "text-classification",
+        "pipeline_tag": "token-classification" if is_residue(task) else "text-classification",
         "tags": ["protein", "esm2", "esm", "biology", "neural-architecture-search",
-                 "esm-nas-studio", "regression" if task == "regression" else "classification"],
+                 "esm-nas-studio", "regression" if is_regression(task) else "classification",
+                 *(["per-residue"] if is_residue(task) else [])],
     }
     source = base_model(best["architecture"])
     if source:
@@ -47,9 +54,8 @@ def card_metadata(report: dict, *, license: str = "", model_name: str = "model")
     meta["model-index"] = [{
         "name": model_name,
         "results": [{
-            "task": {"type": "text-classification",
-                     "name": "Protein property regression" if task == "regression" else
-                     "Protein sequence classification"},
+            "task": {"type": meta["pipeline_tag"],
+                     "name": _TASK_NAMES.get(task, "Protein sequence classification")},
             "dataset": {"name": report["dataset"]["name"], "type": "custom",
                         "split": "held-out test"},
             "metrics": metrics,
@@ -128,7 +134,20 @@ def render_card(report: dict, *, repo_id: str = "your-name/your-model", license:
 def _summary_section(report: dict) -> list[str]:
     """What the model predicts, and the data it learnt from."""
     data, task = report["dataset"]["summary"], report["task"]
-    if task == "regression":
+    if task == "residue_classification":
+        classes = ", ".join(f"{md_text(k)} ({v:,} residues)" for k, v in data["classes"].items())
+        what = (f"A **per-residue** model: predicts a class for every residue of a protein "
+                f"sequence. Classes (one character each, as in the training label strings): "
+                f"{classes}. Metrics are pooled over all labelled residues of the held-out "
+                "proteins, except 'per protein' ones (averaged over proteins); intervals "
+                "resample proteins, not residues.")
+    elif task == "residue_regression":
+        lab = data["label"]
+        what = (f"A **per-residue** model: predicts a value for every residue of a protein "
+                f"sequence (the labels ranged from {lab['min']:.3g} to {lab['max']:.3g}, mean "
+                f"{lab['mean']:.3g}). Metrics are pooled over all labelled residues of the "
+                "held-out proteins, except 'per protein' ones; intervals resample proteins.")
+    elif task == "regression":
         lab = data["label"]
         what = (f"Predicts a measured protein property (regression; the label ranged from "
                 f"{lab['min']:.3g} to {lab['max']:.3g}, mean {lab['mean']:.3g}) from the "
@@ -251,15 +270,18 @@ def _limitations_section(report: dict) -> list[str]:
 
 
 def _usage_section(task: str, repo_id: str) -> list[str]:
+    auto = ("AutoModelForTokenClassification" if is_residue(task)
+            else "AutoModelForSequenceClassification")
     lines = ["## How to use", "", "```python", "import torch",
-             "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+             f"from transformers import {auto}, AutoTokenizer", "",
              f'repo = "{repo_id}"',
              "tokenizer = AutoTokenizer.from_pretrained(repo)",
-             "model = AutoModelForSequenceClassification.from_pretrained("
-             "repo, trust_remote_code=True).eval()",
+             f"model = {auto}.from_pretrained(repo, trust_remote_code=True).eval()",
              'batch = tokenizer(["MKTAYIAKQRQISFVKSHFSRQ"], return_tensors="pt", padding=True)',
              "with torch.no_grad():", "    logits = model(**batch).logits"]
-    lines += (["values = logits.squeeze(-1)  # in the label's units"] if task == "regression"
+    if is_residue(task):  # token 0 is <cls>: residue i is token i + 1
+        lines += ["residues = logits[0, 1:-1]  # one row per residue of the first sequence"]
+    lines += (["values = logits.squeeze(-1)  # in the label's units"] if is_regression(task)
               else ["probabilities = logits.softmax(-1)  # columns: model.config.id2label"])
     return lines + ["```", ""]
 

@@ -22,6 +22,7 @@ from nas_core.modeling.pruning import Compaction
 
 REMOTE_MODULE = "modeling_esm_nas"
 REMOTE_CLASS = "EsmNasForSequenceClassification"
+REMOTE_TOKEN_CLASS = "EsmNasForTokenClassification"  # per-residue models
 WEIGHTS = "model.safetensors"
 SHAPES_MODULE = "esm_nas_shapes"  # nas_core/modeling/shapes.py, copied beside the modelling file
 
@@ -56,12 +57,17 @@ def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
     names = model.info.label_names or ["value"]
     config["id2label"] = dict(enumerate(names))
     config["label2id"] = {n: i for i, n in enumerate(names)}
-    config["problem_type"] = ("regression" if model.info.task == "regression" else
+    config["problem_type"] = ("regression" if model.info.regression else
                               "single_label_classification")
     # loadable anywhere with only torch + transformers, through the bundled modelling file
-    config["architectures"] = [REMOTE_CLASS]
-    config["auto_map"] = {"AutoModelForSequenceClassification":
-                          f"{REMOTE_MODULE}.{REMOTE_CLASS}"}
+    if model.info.per_residue:
+        config["architectures"] = [REMOTE_TOKEN_CLASS]
+        config["auto_map"] = {"AutoModelForTokenClassification":
+                              f"{REMOTE_MODULE}.{REMOTE_TOKEN_CLASS}"}
+    else:
+        config["architectures"] = [REMOTE_CLASS]
+        config["auto_map"] = {"AutoModelForSequenceClassification":
+                              f"{REMOTE_MODULE}.{REMOTE_CLASS}"}
     state = {f"esm.{k}": v for k, v in backbone.state_dict().items()
              if not k.startswith("contact_head.")}
     state.update({k: v for k, v in model.state_dict().items() if not k.startswith("esm.")})
@@ -79,8 +85,11 @@ def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
     return directory
 
 
-def is_standard_head(arch: Architecture, hidden: int) -> bool:
-    """Exactly transformers' EsmClassificationHead: CLS token, dense(hidden) + tanh, out."""
+def is_standard_head(arch: Architecture, hidden: int, per_residue: bool = False) -> bool:
+    """Exactly transformers' head: EsmClassificationHead (CLS token, dense(hidden) + tanh,
+    out) or, per residue, EsmForTokenClassification's linear classifier on every token."""
+    if per_residue:
+        return arch.residue_head == "dense" and arch.head_layers == 0
     return (arch.pooling == "cls" and arch.head_layers == 1 and arch.head_width == hidden
             and arch.activation == "tanh")
 
@@ -98,8 +107,16 @@ def standard_head_weights(model: SequencePredictor) -> dict[str, torch.Tensor]:
     ``EsmForSequenceClassification`` loads the repository without remote code (regression:
     the label scaling is folded into the output layer)."""
     config: Any = model.esm.config
-    if not is_standard_head(model.arch, config.hidden_size) or not plain_shapes(model):
+    info = model.info
+    if not is_standard_head(model.arch, config.hidden_size, info.per_residue) or \
+            not plain_shapes(model):
         return {}
+    if info.per_residue:  # EsmForTokenClassification: dropout, classifier
+        linear: Any = model.head[1]
+        weight, bias = linear.weight.detach().clone(), linear.bias.detach().clone()
+        if info.regression:
+            weight, bias = weight * info.target_std, bias * info.target_std + info.target_mean
+        return {"classifier.weight": weight, "classifier.bias": bias}
     dense: Any = model.head[1]
     out: Any = model.head[4]
     weight, bias = out.weight.detach().clone(), out.bias.detach().clone()

@@ -15,7 +15,13 @@ import pandas as pd
 
 from nas_core.common.metrics import compute_metrics
 from nas_core.common.workspace import subdir
-from nas_core.data.dataset import Problem, label_indices
+from nas_core.data.dataset import (
+    UNLABELLED,
+    Problem,
+    label_indices,
+    residue_targets,
+    residue_values,
+)
 from nas_core.data.homology import nearest_identity
 from nas_core.data.reading import RawTable, read_bytes, read_raw
 from nas_core.data.validation import validate_for_prediction
@@ -37,6 +43,35 @@ def prediction_columns(frame: pd.DataFrame, task: str, label_names: list[str] | 
     frame["prediction"] = [names[i] for i in output.argmax(1)]
     for i, name in enumerate(names):
         frame[f"p_{name}"] = output[:, i]
+    return frame
+
+
+def residue_rows(ids: list[str], sequences: list[str], task: str,
+                 label_names: list[str] | None, output: np.ndarray,
+                 labels: list[str] | None = None, per_protein: pd.DataFrame | None = None
+                 ) -> pd.DataFrame:
+    """The long per-residue table: one row per residue (``id``, ``position`` from 1,
+    ``residue``, the measured ``label`` when known, ``prediction`` and one ``p_<class>`` per
+    class or the value), with ``per_protein`` columns (novelty) repeated on each row."""
+    lengths = [len(o) for o in output]
+    frame = pd.DataFrame({
+        "id": np.repeat(np.asarray(ids, dtype=object), lengths),
+        "position": np.concatenate([np.arange(1, n + 1) for n in lengths]),
+        "residue": [r for seq, n in zip(sequences, lengths) for r in seq[:n]],
+    })
+    if labels is not None:
+        if task == "residue_regression":
+            values = [residue_values(str(t))[:n] for t, n in zip(labels, lengths)]
+            frame["label"] = np.concatenate(values)
+        else:
+            frame["label"] = [c for t, n in zip(labels, lengths) for c in str(t)[:n]]
+            frame["label"] = frame["label"].replace(UNLABELLED, None)
+    stacked = np.concatenate(list(output))
+    prediction_columns(frame, "regression" if task == "residue_regression" else task,
+                       label_names, stacked)
+    if per_protein is not None:
+        for column in per_protein.columns:
+            frame[column] = np.repeat(per_protein[column].to_numpy(), lengths)
     return frame
 
 
@@ -126,10 +161,16 @@ class Predictor:
                                    ] if fasta.is_file() else None
 
     def predict_sequences(self, sequences: list[str], *,
-                          progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                          progress: Callable[[int, int], None] | None = None,
+                          ids: list[str] | None = None,
+                          labels: list[str] | None = None) -> pd.DataFrame:
+        """One row per sequence, or for a per-residue model one row per residue (``ids``
+        name the sequences there; ``labels``, when given, are the measured label strings)."""
         data = encode_split(sequences, np.zeros(len(sequences)), self.tokenizer)
         output = predict_outputs(self.model, data.ids, device=self.device,
                                  pad_id=self.tokenizer.pad_token_id, progress=progress)
+        if self.info.per_residue:
+            return self._residue_frame(sequences, output, ids, labels)
         frame = pd.DataFrame({"sequence": sequences})
         q = self.conformal["threshold"] if self.conformal else None
         level = f"{self.conformal['level']:.0%}" if self.conformal else ""
@@ -151,6 +192,35 @@ class Predictor:
             frame["unlike_training"] = identity < self.novelty_identity
         return frame
 
+    def _novelty(self, sequences: list[str]) -> pd.DataFrame | None:
+        if not self.training_sequences:
+            return None
+        identity = nearest_identity(sequences, self.training_sequences)
+        return pd.DataFrame({"nearest_train_identity": np.round(identity, 3),
+                             "unlike_training": identity < self.novelty_identity})
+
+    def _residue_frame(self, sequences: list[str], output: np.ndarray,
+                       ids: list[str] | None, labels: list[str] | None) -> pd.DataFrame:
+        """The long table of a per-residue model, with a conformal set (or interval) for every
+        residue and the novelty of its protein on each of its rows."""
+        names = [str(i) if i is not None and str(i) else f"sequence {n + 1}"
+                 for n, i in enumerate(ids or [None] * len(sequences))]
+        frame = residue_rows(names, sequences, self.info.task, self.info.label_names, output,
+                             labels, self._novelty(sequences))
+        if self.conformal:
+            q, level = self.conformal["threshold"], f"{self.conformal['level']:.0%}"
+            stacked = np.concatenate(list(output))
+            if self.info.regression:
+                frame[f"low_{level}"] = stacked - q
+                frame[f"high_{level}"] = stacked + q
+            else:
+                keep = stacked >= 1.0 - q
+                label_names = self.info.label_names or []
+                frame[f"set_{level}"] = ["|".join(n for n, k in zip(label_names, row) if k) or
+                                         "?" for row in keep]
+                frame["certain"] = keep.sum(1) == 1
+        return frame
+
     def predict_table(self, raw: RawTable, *, progress=None) -> tuple[pd.DataFrame,
                                                                        list[Problem], dict | None]:
         """Validate and predict; with labels in the input, also score the predictions."""
@@ -158,12 +228,37 @@ class Predictor:
         errors = [p for p in problems if p.severity == "error"]
         if errors:
             raise PredictionInputError(errors)
+        if self.info.per_residue:
+            return self._residue_table(rows, problems, progress)
         frame = self.predict_sequences(list(rows["sequence"]), progress=progress)
         frame.insert(0, "id", rows["id"].to_numpy())
         metrics = None
         if rows["label"].notna().all():
             frame.insert(2, "label", rows["label"].to_numpy())
             metrics = self._score(rows["label"], frame)
+        return frame, problems, metrics
+
+    def _residue_table(self, rows: pd.DataFrame, problems: list[Problem], progress
+                       ) -> tuple[pd.DataFrame, list[Problem], dict | None]:
+        """Per residue: labels are scored only when every row gives one per residue."""
+        sequences = list(rows["sequence"])
+        labels = None
+        if rows["label"].notna().all():
+            candidate = [str(t).strip() for t in rows["label"]]
+            if all(_residue_label_fits(t, len(s), self.info.task)
+                   for t, s in zip(candidate, sequences)):
+                labels = candidate
+        data = encode_split(sequences, np.zeros(len(sequences)), self.tokenizer)
+        output = predict_outputs(self.model, data.ids, device=self.device,
+                                 pad_id=self.tokenizer.pad_token_id, progress=progress)
+        frame = self._residue_frame(sequences, output, list(rows["id"]), labels)
+        metrics = None
+        if labels is not None:
+            try:
+                y = residue_targets(labels, self.info.task, self.info.label_names)
+                metrics = compute_metrics(self.info.task, y, output)
+            except (ValueError, IndexError):  # a class the model does not know
+                metrics = None
         return frame, problems, metrics
 
     def _score(self, labels: pd.Series, frame: pd.DataFrame) -> dict | None:
@@ -179,6 +274,12 @@ class Predictor:
         y = label_indices(labels, names)
         probs = frame[[f"p_{n}" for n in names]].to_numpy()
         return compute_metrics(self.info.task, y, probs)
+
+
+def _residue_label_fits(text: str, length: int, task: str) -> bool:
+    if task == "residue_regression":
+        return len(text.replace(",", " ").split()) == length
+    return len(text) == length
 
 
 def predict_file(model: str | Path, data: str | Path | bytes, *, name: str | None = None,

@@ -19,7 +19,7 @@ import torch
 
 from nas_core.backbones.loading import esm2_tokenizer
 from nas_core.backbones.registry import resolve
-from nas_core.common.metrics import objective_value
+from nas_core.common.metrics import IGNORE_INDEX, objective_value
 from nas_core.common.workspace import StorageError, storage_problem
 from nas_core.data.dataset import Dataset
 from nas_core.modeling.architecture import Architecture
@@ -72,13 +72,38 @@ class SearchData:
             raise ValueError("the dataset needs training and validation rows; split it first.")
         y_train = dataset.label_index(train["label"])
         y_val = dataset.label_index(val["label"])
-        if dataset.task == "regression":
+        if dataset.task == "residue_regression":
+            values = np.concatenate(list(y_train))
+            values = values[np.isfinite(values)]
+            mean, std = float(values.mean()), float(values.std()) or 1.0
+            info = TaskInfo("residue_regression", None, mean, std)
+            y_train = _object_array([(t - mean) / std for t in y_train])
+        elif dataset.task == "residue_classification":
+            names = list(dataset.label_names or [])
+            info = TaskInfo(dataset.task, names,
+                            class_weights=inverse_frequency(y_train, len(names)))
+        elif dataset.task == "regression":
             mean, std = float(y_train.mean()), float(y_train.std()) or 1.0
             info = TaskInfo("regression", None, mean, std)
             y_train = (y_train - mean) / std
         else:
             info = TaskInfo(dataset.task, list(dataset.label_names or []))
         return cls(list(train["sequence"]), y_train, list(val["sequence"]), y_val, info)
+
+
+def _object_array(items: list) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def inverse_frequency(targets, n_classes: int) -> list[float]:
+    """Per-residue class weights: total / (classes x count), so every class weighs as much
+    in the loss as if the classes were balanced (a class with no residue gets weight 1)."""
+    labels = np.concatenate([t[t != IGNORE_INDEX] for t in targets])
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 1.0)
+    return [round(float(w), 6) for w in weights]
 
 
 @dataclass
@@ -107,9 +132,9 @@ class TrialContext:
 
 
 def objective(trial: optuna.Trial, ctx: TrialContext) -> float | tuple[float, float]:
-    arch = suggest_architecture(trial, ctx.space)
+    arch = suggest_architecture(trial, ctx.space, ctx.data.info.task)
     trial.set_user_attr("architecture", arch.to_dict())
-    trial.set_user_attr("description", arch.describe())
+    trial.set_user_attr("description", arch.describe(ctx.data.info.per_residue))
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
     trial.set_user_attr("device", str(ctx.device))
@@ -194,7 +219,7 @@ def _prepare_cached(arch: Architecture, ctx: TrialContext,
     train_data = encode_split(ctx.data.train_sequences, ctx.data.train_targets, tokenizer)
     val_data = encode_split(ctx.data.val_sequences, ctx.data.val_targets, tokenizer)
     max_tokens = ctx.max_tokens or EVAL_MAX_TOKENS
-    if arch.pooling == "attention":
+    if arch.pooling == "attention" or ctx.data.info.per_residue:
         table, offsets = cache.residues(arch.backbone, sequences, arch.n_layers,
                                         device=ctx.device, max_tokens=max_tokens)
         train_data.residues = (table, offsets[: n_train + 1])

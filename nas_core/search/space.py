@@ -16,6 +16,7 @@ from nas_core.modeling.architecture import (
     LORA_LIKE,
     LORA_TARGETS,
     POOLINGS,
+    RESIDUE_HEADS,
     Architecture,
 )
 
@@ -78,6 +79,13 @@ class SearchSpace:
         "off."))
     temperature_range: tuple[float, float] = field(default=(0.05, 0.5), metadata=_help(
         "Temperature of the contrastive loss."))
+    residue_heads: tuple[str, ...] = field(default=RESIDUE_HEADS, metadata=_help(
+        "Per-residue tasks: dense reads each residue's representation alone (linear, or the "
+        "hidden layers above); conv also reads its neighbours (a convolution over 7 residues, "
+        "head_widths channels). Pooling and the contrastive loss do not apply per residue."))
+    class_weighting: tuple[bool, ...] = field(default=(False, True), metadata=_help(
+        "Per-residue classification: weigh each class by its inverse frequency in the loss, "
+        "so rare residue classes (binding sites, modified lysines) are not ignored."))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -87,7 +95,9 @@ class SearchSpace:
         if not self.backbones:
             raise ValueError("choose at least one backbone.")
         for name, allowed in (("adaptations", ADAPTATIONS), ("poolings", POOLINGS),
-                              ("activations", ACTIVATIONS), ("lora_targets", LORA_TARGETS)):
+                              ("activations", ACTIVATIONS), ("lora_targets", LORA_TARGETS),
+                              ("residue_heads", RESIDUE_HEADS),
+                              ("class_weighting", (False, True))):
             values = getattr(self, name)
             if not values:
                 raise ValueError(f"{name}: choose at least one of {', '.join(allowed)}.")
@@ -178,12 +188,16 @@ def param_key(backbone: str) -> str:
     return resolve(backbone).name
 
 
-def suggest_architecture(trial, space: SearchSpace) -> Architecture:
+def suggest_architecture(trial, space: SearchSpace, task: str = "binary") -> Architecture:
     """Sample an architecture with Optuna's define-by-run API.
 
     Conditional dimensions get their own parameter names (``n_layers_<backbone>``) so each
-    parameter keeps one fixed distribution, as Optuna's samplers require.
+    parameter keeps one fixed distribution, as Optuna's samplers require. A per-residue
+    ``task`` samples the residue head (and class weights) instead of pooling and the
+    contrastive loss, and keeps every head and feed-forward neuron (compaction distils
+    pooled sequence outputs).
     """
+    per_residue = task.startswith("residue_")
     usable = space.usable_backbones()
     backbone = _cat(trial, "backbone", tuple(usable))
     spec = usable[backbone]
@@ -199,23 +213,29 @@ def suggest_architecture(trial, space: SearchSpace) -> Architecture:
     elif adaptation == "partial":
         kw["finetune_layers"] = min(n_layers, _int(trial, "finetune_layers",
                                                    space.finetune_layers_range))
-    if adaptation != "frozen":  # a frozen backbone was never trained: nothing to distil
+    if adaptation != "frozen" and not per_residue:  # a frozen backbone: nothing to distil
         kw.update(heads_kept=_cat(trial, "heads_kept", space.heads_kept),
                   ffn_kept=_cat(trial, "ffn_kept", space.ffn_kept))
-    head_layers = _int(trial, "head_layers", space.head_layers_range)
-    if head_layers > 0:
+    if per_residue:
+        kw["residue_head"] = _cat(trial, "residue_head", space.residue_heads)
+        if task == "residue_classification":
+            kw["class_weighted"] = _cat(trial, "class_weighted", space.class_weighting)
+    head_layers = (0 if kw.get("residue_head") == "conv"
+                   else _int(trial, "head_layers", space.head_layers_range))
+    if head_layers > 0 or kw.get("residue_head") == "conv":
         kw.update(head_width=_cat(trial, "head_width", space.head_widths),
                   activation=_cat(trial, "activation", space.activations))
     low, high = space.contrastive_weight_range
     weight = 0.0
-    if high > 0:
+    if high > 0 and not per_residue:
         use = True if low > 0 else _cat(trial, "contrastive", (False, True))
         if use:
             weight = _float(trial, "contrastive_weight", (max(low, 0.05), high))
             kw["temperature"] = _float(trial, "temperature", space.temperature_range, log=True)
     return Architecture(
         backbone=backbone, n_layers=n_layers, adaptation=adaptation,
-        pooling=_cat(trial, "pooling", space.poolings), head_layers=head_layers,
+        pooling="mean" if per_residue else _cat(trial, "pooling", space.poolings),
+        head_layers=head_layers,
         dropout=_float(trial, "dropout", space.dropout_range),
         lr=_float(trial, "lr", space.lr_range, log=True),
         weight_decay=_float(trial, "weight_decay", space.weight_decay_range, log=True),

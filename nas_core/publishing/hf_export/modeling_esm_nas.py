@@ -4,14 +4,16 @@ for a compacted model with fewer attention heads / feed-forward neurons per laye
 
 Self-contained: needs only ``torch`` and ``transformers`` (and ``esm_nas_shapes.py`` beside
 it). Load it with
-``AutoModelForSequenceClassification.from_pretrained(repo, trust_remote_code=True)``.
-For regression the single logit is the prediction in the label's units.
+``AutoModelForSequenceClassification.from_pretrained(repo, trust_remote_code=True)``, or a
+per-residue model with ``AutoModelForTokenClassification`` (one row of logits per token:
+token i + 1 is residue i, after ``<cls>``). For regression the single logit is the prediction
+in the label's units.
 """
 
 import torch
 from torch import nn
 from transformers import EsmConfig, EsmModel, EsmPreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -28,7 +30,22 @@ class _AttentionPooling(nn.Module):
         return torch.einsum("bl,blh->bh", weights, states)
 
 
-class EsmNasForSequenceClassification(EsmPreTrainedModel):
+class _ConvHead(nn.Module):
+    """Per-residue head over 7 neighbouring residues (as ESM-NAS Studio trains it)."""
+
+    def __init__(self, hidden, arch, n_outputs):
+        super().__init__()
+        self.conv = nn.Conv1d(hidden, arch["head_width"], 7, padding=3)
+        self.act = _ACTIVATIONS[arch["activation"]]()
+        self.dropout = nn.Dropout(arch["dropout"])
+        self.out = nn.Linear(arch["head_width"], n_outputs)
+
+    def forward(self, states):
+        x = self.act(self.conv(states.transpose(1, 2))).transpose(1, 2)
+        return self.out(self.dropout(x))
+
+
+class _EsmNasBase(EsmPreTrainedModel):
     config_class = EsmConfig
     _keys_to_ignore_on_load_unexpected = [r"classifier\."]
 
@@ -37,6 +54,8 @@ class EsmNasForSequenceClassification(EsmPreTrainedModel):
         meta = config.esm_nas
         arch = meta["architecture"]
         self.task = meta["task"]
+        self.regression = self.task in ("regression", "residue_regression")
+        self.per_residue = self.task.startswith("residue_")
         self.pooling = arch["pooling"]
         self.esm = EsmModel(config, add_pooling_layer=False)
         self.esm.contact_head = None
@@ -46,21 +65,56 @@ class EsmNasForSequenceClassification(EsmPreTrainedModel):
 
             reshape_encoder(self.esm, compaction["heads"], compaction["ffn"])
         hidden = config.hidden_size
-        self.pool = _AttentionPooling(hidden) if self.pooling == "attention" else None
-        layers, width = [], hidden
-        for _ in range(arch["head_layers"]):
-            layers += [nn.Dropout(arch["dropout"]), nn.Linear(width, arch["head_width"]),
-                       _ACTIVATIONS[arch["activation"]]()]
-            width = arch["head_width"]
-        n_outputs = 1 if self.task == "regression" else len(meta["label_names"])
-        layers += [nn.Dropout(arch["dropout"]), nn.Linear(width, n_outputs)]
-        self.head = nn.Sequential(*layers)
+        self.pool = (_AttentionPooling(hidden) if self.pooling == "attention"
+                     and not self.per_residue else None)
+        n_outputs = 1 if self.regression else len(meta["label_names"])
+        if self.per_residue and arch.get("residue_head") == "conv":
+            self.head = _ConvHead(hidden, arch, n_outputs)
+        else:
+            layers, width = [], hidden
+            for _ in range(arch["head_layers"]):
+                layers += [nn.Dropout(arch["dropout"]), nn.Linear(width, arch["head_width"]),
+                           _ACTIVATIONS[arch["activation"]]()]
+                width = arch["head_width"]
+            layers += [nn.Dropout(arch["dropout"]), nn.Linear(width, n_outputs)]
+            self.head = nn.Sequential(*layers)
         self.register_buffer("target_scale", torch.tensor(
             [float(meta["target_std"]), float(meta["target_mean"])]), persistent=False)
         self.post_init()
 
     def _init_weights(self, module):
         return  # every weight comes from the checkpoint
+
+    def _residues(self, input_ids, attention_mask):
+        eos = self.config.eos_token_id if self.config.eos_token_id is not None else 2
+        residues = attention_mask.bool() & (input_ids != eos)
+        residues[:, 0] = False
+        return residues
+
+
+class EsmNasForTokenClassification(_EsmNasBase):
+    """A per-residue model: logits (batch, tokens, classes), or values in the label's units."""
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        states = self.esm(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        keep = self._residues(input_ids, attention_mask)
+        logits = self.head(states * keep.unsqueeze(-1).to(states.dtype))
+        if self.regression:
+            logits = logits * self.target_scale[0] + self.target_scale[1]
+        loss = None
+        if labels is not None:  # -100 (classes) or NaN (values) where there is no label
+            if self.regression:
+                known = torch.isfinite(labels.float())
+                loss = nn.functional.mse_loss(logits.squeeze(-1)[known], labels.float()[known])
+            else:
+                loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels.long().flatten(),
+                                                   ignore_index=-100)
+        return TokenClassifierOutput(loss=loss, logits=logits)
+
+
+class EsmNasForSequenceClassification(_EsmNasBase):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
         if attention_mask is None:
@@ -69,9 +123,7 @@ class EsmNasForSequenceClassification(EsmPreTrainedModel):
         if self.pooling == "cls":
             pooled = states[:, 0]
         else:
-            eos = self.config.eos_token_id if self.config.eos_token_id is not None else 2
-            residues = attention_mask.bool() & (input_ids != eos)
-            residues[:, 0] = False
+            residues = self._residues(input_ids, attention_mask)
             if self.pool is not None:
                 pooled = self.pool(states, residues)
             else:
