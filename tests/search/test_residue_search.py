@@ -1,0 +1,202 @@
+"""Per-residue tasks end to end on the shipped FLIP secondary-structure chains: search, the
+held-out report with intervals over proteins beside the window reference, export that reloads
+with transformers alone, and prediction one row per residue."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from nas_core.backbones.loading import encode
+from nas_core.common.metrics import IGNORE_INDEX, bootstrap_ci, compute_metrics
+from nas_core.data.dataset import Dataset
+from nas_core.modeling.architecture import Architecture
+from nas_core.modeling.build import build_model
+from nas_core.modeling.losses import task_loss
+from nas_core.modeling.modules import TaskInfo
+from nas_core.modeling.training import predict_outputs
+from nas_core.publishing.export import export_model, load_model
+from nas_core.runtime.launch import run_search
+from nas_core.search.config import SearchConfig
+from tests.helpers import residue_example, tiny_space
+
+CPU = torch.device("cpu")
+FRESH = """
+import json, sys, torch
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+model = AutoModelForTokenClassification.from_pretrained(sys.argv[1], trust_remote_code=True)
+model.eval()
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
+out = []
+for seq in json.loads(sys.argv[2]):
+    with torch.no_grad():
+        logits = model(**tokenizer([seq], return_tensors="pt")).logits[0, 1:-1]
+    out.append((logits.squeeze(-1) if model.config.problem_type == "regression"
+                else logits.softmax(-1)).tolist())
+print(json.dumps({"out": out, "loaded": sorted(
+    m for m in sys.modules if m.split(".")[0] in ("nas_core", "peft"))}))
+"""
+
+
+def fresh_process(directory, sequences) -> list[np.ndarray]:
+    """Per-residue outputs from the exported folder in a new interpreter: torch + transformers
+    only."""
+    out = subprocess.run([sys.executable, "-c", FRESH, str(directory), json.dumps(sequences)],
+                         capture_output=True, text=True, cwd=directory, timeout=300,
+                         env={**os.environ, "PYTHONPATH": ""})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []
+    return [np.array(x) for x in result["out"]]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, tiny_backbone):
+    root = tmp_path_factory.mktemp("ws")
+    os.environ["ESM_NAS_HOME"] = str(root)
+    dataset = residue_example()
+    space = tiny_space(tiny_backbone, adaptations=("frozen", "lora"), residue_heads=("conv",))
+    out = root / "run"
+    report = run_search(SearchConfig("ss", space, n_trials=2, seed=1), dataset, out)
+    return dataset, report, out
+
+
+@pytest.mark.slow
+def test_a_per_residue_search_reports_held_out_metrics_over_proteins(searched):
+    dataset, report, out = searched
+    assert report["task"] == "residue_classification" and report["metric"] == "mcc"
+    best = report["best"]
+    assert {"accuracy", "mcc", "f1_macro", "accuracy_per_protein"} <= set(best["test"])
+    assert "roc_auc" not in best["test"]  # three classes: ROC-AUC is for binary residue tasks
+    low, high = best["test_ci"]["accuracy"]
+    assert low <= best["test"]["accuracy"] <= high
+    assert "convolutional head over 7 neighbouring residues" in best["description"]
+    assert "pooling" not in best["description"]
+    assert report["baseline"]["model"] == "logistic regression on a one-hot window of 15 " \
+        "residues"
+    assert report["baseline"]["test_ci"]["accuracy"] is not None
+    assert report["vs_reference"]["verdict"] in ("better", "worse", "within noise")
+    n_test = int((dataset.frame["split"] == "test").sum())
+    assert report["leakage"]["n"] == n_test  # per protein
+    table = pd.read_csv(out / "test_predictions.csv")
+    test = dataset.part("test")
+    assert len(table) == test["sequence"].str.len().sum()  # one row per residue
+    assert list(table.columns[:5]) == ["id", "position", "residue", "label", "prediction"]
+    assert {"p_C", "p_E", "p_H", "nearest_train_identity"} <= set(table.columns)
+    first = test.iloc[0]
+    rows = table[table["id"] == first["id"]]
+    assert "".join(rows["residue"]) == first["sequence"]
+    assert list(rows["position"]) == list(range(1, len(first["sequence"]) + 1))
+    assert rows["label"].isna().sum() == first["label"].count("-")
+    # the exported model predicts the same per residue in a fresh interpreter
+    model, tokenizer = load_model(out / "best_model")
+    config = json.loads((out / "best_model" / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoModelForTokenClassification": "modeling_esm_nas.EsmNasForTokenClassification"}
+    sequences = list(test["sequence"][:3])
+    ours = predict_outputs(model, encode(sequences, tokenizer), device=CPU, pad_id=1)
+    for theirs, mine in zip(fresh_process(out / "best_model", sequences), ours):
+        np.testing.assert_allclose(theirs, mine, atol=1e-5)
+    card = (out / "best_model" / "README.md").read_text()
+    assert "per-residue" in card and "AutoModelForTokenClassification" in card
+
+
+@pytest.mark.slow
+def test_predict_cli_writes_one_row_per_residue_with_sets_and_novelty(searched, tmp_path):
+    dataset, _, out = searched
+    test = dataset.part("test").head(4)
+    test[["id", "sequence"]].to_csv(tmp_path / "new.csv", index=False)
+    done = subprocess.run([sys.executable, "-m", "nas_core", "predict", str(out / "best_model"),
+                           str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert len(table) == test["sequence"].str.len().sum()
+    assert {"id", "position", "residue", "prediction", "p_H", "set_90%",
+            "nearest_train_identity", "unlike_training"} <= set(table.columns)
+    per_protein = table.groupby("id")["nearest_train_identity"].nunique()
+    assert (per_protein == 1).all()  # the novelty flag is the protein's
+
+
+def test_masked_loss_ignores_unlabelled_residues_and_padding():
+    logits = torch.randn(2, 6, 3)
+    targets = torch.tensor([[IGNORE_INDEX, 0, 2, 1, IGNORE_INDEX, IGNORE_INDEX],
+                            [IGNORE_INDEX, 1, IGNORE_INDEX, 0, 2, IGNORE_INDEX]])
+    loss = task_loss("residue_classification", logits, targets)
+    changed = logits.clone()
+    changed[targets == IGNORE_INDEX] = 100.0  # anything at ignored positions
+    torch.testing.assert_close(task_loss("residue_classification", changed, targets), loss)
+    keep = targets != IGNORE_INDEX
+    expected = torch.nn.functional.cross_entropy(logits[keep], targets[keep])
+    torch.testing.assert_close(loss, expected)
+    weights = torch.tensor([1.0, 1.0, 5.0])
+    assert task_loss("residue_classification", logits, targets, weights) != loss
+    values = torch.tensor([[np.nan, 0.5, np.nan], [np.nan, 1.0, 2.0]])
+    predicted = torch.zeros(2, 3, 1)
+    torch.testing.assert_close(task_loss("residue_regression", predicted, values),
+                               torch.tensor((0.25 + 1.0 + 4.0) / 3))
+
+
+@pytest.mark.parametrize("head", ["dense", "conv"])
+def test_padding_and_batch_neighbours_do_not_change_a_residue(tiny_backbone, head):
+    arch = Architecture(backbone=str(tiny_backbone), n_layers=2, residue_head=head,
+                        head_layers=0, head_width=16, dropout=0.0)
+    model, tokenizer = build_model(arch, TaskInfo("residue_classification", ["C", "E", "H"]))
+    short, long = "MKVLAAG", "ACDEFGHIKLMNPQRSTVWYACDEF"
+    alone = predict_outputs(model, encode([short], tokenizer), device=CPU, pad_id=1)[0]
+    batched = predict_outputs(model, encode([short, long], tokenizer), device=CPU, pad_id=1)
+    assert alone.shape == (len(short), 3) and batched[1].shape == (len(long), 3)
+    np.testing.assert_allclose(batched[0], alone, atol=1e-5)
+
+
+def test_bootstrap_intervals_resample_proteins_not_residues():
+    """One long protein predicted right and nine short ones wrong: resampling residues would
+    give a narrow interval around 0.92; resampling proteins shows how much hangs on one."""
+    y, out = np.empty(10, dtype=object), np.empty(10, dtype=object)
+    y[0], out[0] = np.zeros(1000, dtype=int), np.tile([0.9, 0.1], (1000, 1))
+    for i in range(1, 10):
+        y[i], out[i] = np.zeros(10, dtype=int), np.tile([0.1, 0.9], (10, 1))
+    pooled = compute_metrics("residue_classification", y, out)
+    assert pooled["accuracy"] == pytest.approx(1000 / 1090)
+    assert pooled["accuracy_per_protein"] == pytest.approx(0.1)
+    low, high = bootstrap_ci("residue_classification", y, out, n=300)["accuracy"]
+    assert low < 0.5 < high
+
+
+@pytest.mark.slow
+def test_a_per_residue_regression_search_exports_a_plain_token_classifier(tiny_backbone,
+                                                                           tmp_path,
+                                                                           monkeypatch):
+    """Per-residue values (a hydrophobicity scale, smoothed: learnable from the sequence) with
+    a linear head: plain EsmForTokenClassification loads it, values in the label's units."""
+    from transformers import EsmForTokenClassification
+
+    monkeypatch.setenv("ESM_NAS_HOME", str(tmp_path / "ws"))
+    scale = dict(zip("ACDEFGHIKLMNPQRSTVWY", np.linspace(-2, 2, 20)))
+    frame = residue_example().frame.head(80).copy()
+    frame["label"] = [" ".join(f"{scale.get(c, 0.0):.3f}" for c in seq)
+                      for seq in frame["sequence"]]
+    dataset = Dataset(frame, "residue_regression", None, "hydro")
+    space = tiny_space(tiny_backbone, adaptations=("frozen",), residue_heads=("dense",),
+                       head_layers_range=(0, 0), epochs=3)
+    report = run_search(SearchConfig("hydro", space, n_trials=1), dataset, tmp_path / "run")
+    assert report["task"] == "residue_regression"
+    assert {"spearman", "spearman_per_protein", "mae"} <= set(report["best"]["test"])
+    assert report["best"]["test_ci"]["spearman"] is not None
+    model, tokenizer = load_model(tmp_path / "run" / "best_model")
+    plain = EsmForTokenClassification.from_pretrained(tmp_path / "run" / "best_model").eval()
+    seqs = list(dataset.part("test")["sequence"][:2])
+    ours = predict_outputs(model, encode(seqs, tokenizer), device=CPU, pad_id=1)
+    for seq, mine in zip(seqs, ours):
+        with torch.no_grad():
+            theirs = plain(**tokenizer([seq], return_tensors="pt")).logits[0, 1:-1, 0]
+        np.testing.assert_allclose(theirs.numpy(), mine, atol=1e-4)
+    table = pd.read_csv(tmp_path / "run" / "test_predictions.csv")
+    assert len(table) == dataset.part("test")["sequence"].str.len().sum()
