@@ -2,7 +2,7 @@ import streamlit as st
 
 from nas_core.common.text import md_text
 from nas_core.common.workspace import StorageError, storage_problem
-from nas_core.data.dataset import TASKS
+from nas_core.data.dataset import TASKS, is_residue
 from nas_core.data.examples import DEFAULT_EXAMPLE, EXAMPLES
 from nas_core.data.reading import DataFileError
 from nas_core.data.splits import EXPLANATION, SplitOptions
@@ -30,12 +30,16 @@ def _use_example() -> None:
     state["data_class_names"] = ()
 
 
-upload = st.file_uploader(
+uploads = st.file_uploader(
     "Labelled sequences: CSV, TSV, Excel or FASTA",
     type=["csv", "tsv", "txt", "xlsx", "fasta", "fa", "faa", "gz"], key="data_upload",
-    on_change=_use_upload,
+    on_change=_use_upload, accept_multiple_files=True,
     help="One sequence per row with a label column, or FASTA headers like '>P12345 label=1'. "
-    "An optional 'split' column (train/valid/test) is honoured.")
+    "An optional 'split' column (train/valid/test) is honoured. Per-residue labels: a label "
+    "string as long as the sequence ('HHHEEECCC', '-' for no label) or that many numbers, or "
+    "the FLIP / biotrainer layout as 2 or 3 FASTA files dropped together (sequences, labels "
+    "with 'SET=train VALIDATION=False' headers, optionally a 0/1 mask).")
+upload = uploads[0] if len(uploads) == 1 else (uploads or None)
 left, right = st.columns([3, 1])
 example = left.selectbox("...or try a real example", list(EXAMPLES), key="data_example",
                          format_func=lambda k: EXAMPLES[k].title,
@@ -98,10 +102,17 @@ def name_classes(label_names: list[str]) -> None:
 
 
 source = state.get("data_source")
-if source == "upload" and upload is not None:
+beside: dict = {}  # the FLIP layout's label (and mask) files of an example
+if source == "upload" and isinstance(upload, list):  # the FLIP layout: read in any order
+    payload = [(f.name, f.getvalue()) for f in upload]
+    name, origin = None, "upload:" + ",".join(sorted(f.file_id for f in upload))
+elif source == "upload" and upload is not None:
     payload, name, origin = upload, upload.name, f"upload:{upload.file_id}"
 elif source == "example":
     payload, name = EXAMPLES[example].path, EXAMPLES[example].file
+    beside = EXAMPLES[example].sources
+    if beside:  # stored under the example's name, not its sequence file's
+        name = f"{example}.fasta"
     origin = f"example:{example}"
     st.caption(f"{EXAMPLES[example].description} Source: {EXAMPLES[example].licence}.")
 else:
@@ -127,7 +138,7 @@ if payload is not None:
         try:
             outcome = import_dataset(payload, name=name, options=options, store=store,
                                      split_options=split_options, progress=progress,
-                                     owner=user)
+                                     owner=user, **beside)
         except DataFileError as exc:
             outcome = exc
         except OSError as exc:  # full or read-only disk: said, and tried again on the next run
@@ -155,7 +166,7 @@ if payload is not None:
             st.success(f"**{md_text(outcome.stored.name)}** is ready and stored in the workspace "
                        f"(id {outcome.stored.id}).")
             render.dataset_overview(outcome.dataset, outcome.notes)
-            if outcome.dataset.label_names:
+            if outcome.dataset.label_names and not is_residue(outcome.dataset.task):
                 name_classes(outcome.dataset.label_names)
 
 st.subheader("Stored datasets")

@@ -4,7 +4,7 @@ from nas_core.common.text import md_text
 from nas_core.data.reading import DataFileError, read_pasted, read_stream
 from nas_core.publishing.predict import PredictionInputError, resolve_model_dir
 from nas_core.views.results import results_dir, workspace_models
-from ui import resources
+from ui import render, resources
 
 st.title("Predict")
 root = resources.workspace()
@@ -61,26 +61,37 @@ if st.button("Predict", type="primary", key="predict_go"):
         st.error(md_text(exc))
     else:
         # kept for this browser session, so sorting or downloading does not lose it
-        st.session_state["predict_result"] = (model_ref, frame, problems, metrics)
+        st.session_state["predict_result"] = (model_ref, frame, problems, metrics,
+                                              predictor.info)
 
 if "predict_result" in st.session_state:
-    used, frame, problems, metrics = st.session_state["predict_result"]
+    used, frame, problems, metrics, info = st.session_state["predict_result"]
     for p in problems:
         st.warning(md_text(p.message))
-    st.success(f"{len(frame)} prediction(s) with {md_text(used)}.")
+    per_residue = "position" in frame
+    if per_residue:
+        st.success(f"Predictions for {frame['id'].nunique()} sequence(s), one row per residue "
+                   f"({len(frame):,} rows), with {md_text(used)}.")
+    else:
+        st.success(f"{len(frame)} prediction(s) with {md_text(used)}.")
     if metrics:
         st.caption("Against the labels in your file: " + ", ".join(
             f"{k} {v:.3f}" for k, v in metrics.items() if v is not None))
     if "unlike_training" in frame:
-        novel = int(frame["unlike_training"].sum())
+        flags = frame.groupby("id")["unlike_training"].first() if per_residue else \
+            frame["unlike_training"]
         st.caption(f"**nearest_train_identity**: identity to the most similar training sequence "
                    f"(MMseqs2). **unlike_training**: below the model's novelty threshold, so "
-                   f"the prediction is an extrapolation ({novel} of {len(frame)} here).")
+                   f"the prediction is an extrapolation ({int(flags.sum())} of {len(flags)} "
+                   "sequences here" + ("; given on each of the sequence's rows)." if per_residue
+                                       else ")."))
     if any(c.startswith(("set_", "low_")) for c in frame.columns):
         st.caption("**set_90%** / **low_90%–high_90%**: the classes or the range that hold the "
                    "true value for 90% of sequences like the validation set (split-conformal, "
                    "calibrated on the validation split); a set with one class is a confident "
                    "call.")
+    if per_residue:
+        render.residue_track(frame, info.task, info.label_names)
     st.dataframe(frame, hide_index=True, width="stretch", key="predict_table")
     st.download_button("Download as CSV", frame.to_csv(index=False).encode(),
                        file_name="predictions.csv", mime="text/csv", key="predict_download")

@@ -7,7 +7,7 @@ import streamlit as st
 
 from nas_core.common.metrics import mae_meaning, metric_name
 from nas_core.common.text import md_text
-from nas_core.data.dataset import Dataset
+from nas_core.data.dataset import TASK_WORDS, Dataset
 from nas_core.data.store import StoredDataset
 from nas_core.data.validation import ValidationResult
 from nas_core.evaluation.trust import leakage_report
@@ -53,7 +53,7 @@ def dataset_overview(dataset: Dataset, notes: list) -> None:
     summary = dataset.summary()
     cols = st.columns(4)
     cols[0].metric("Sequences", summary["n_sequences"])
-    cols[1].metric("Task", summary["task"])
+    cols[1].metric("Task", TASK_WORDS.get(summary["task"], summary["task"]))
     length = summary["length"]
     cols[2].metric("Length", f"{length['min']}–{length['max']}")
     splits = summary.get("splits", {})
@@ -62,10 +62,17 @@ def dataset_overview(dataset: Dataset, notes: list) -> None:
                    f"{splits.get('test', 0)}")
     for note in notes:
         (st.warning if note.severity == "warning" else st.info)(md_text(note.message))
+    per_residue = "n_labelled_residues" in summary
+    if per_residue:
+        st.caption(f"One label per residue: {summary['n_labelled_residues']:,} labelled "
+                   "residues (residues marked '-', 'nan' or masked are ignored). Proteins stay "
+                   "whole: each lies in one split.")
     if "classes" in summary:
         total = sum(summary["classes"].values())
-        st.caption("Classes: " + ", ".join(f"**{md_text(k)}** {v} ({100 * v / total:.0f}%)"
-                                            for k, v in summary["classes"].items()))
+        unit = " residues" if per_residue else ""
+        st.caption("Classes: " + ", ".join(
+            f"**{md_text(k)}** {v:,}{unit} ({100 * v / total:.0f}%)"
+            for k, v in summary["classes"].items()))
     else:
         lab = summary["label"]
         st.caption(f"Label from {lab['min']:.4g} to {lab['max']:.4g}, mean {lab['mean']:.4g}")
@@ -184,12 +191,45 @@ def results(report: dict, predictions, metrics_frame) -> None:
         right.caption("The <30% row is the honest estimate for proteins unlike the training "
                       "set.")
     if predictions is not None:
-        if report["task"] == "regression":
-            st.altair_chart(charts.make_scatter_chart(predictions), width="stretch")
+        if report["task"].startswith("residue_"):
+            residue_results(report, predictions)
         else:
-            labels = report["dataset"]["summary"].get("classes", {})
-            st.altair_chart(charts.make_confusion_chart(predictions.astype(
-                {"label": str, "prediction": str}), list(labels)), width="stretch")
+            _predictions_chart(report, predictions)
+
+
+def _predictions_chart(report: dict, predictions) -> None:
+    if report["task"] in ("regression", "residue_regression"):
+        st.altair_chart(charts.make_scatter_chart(predictions), width="stretch")
+    else:
+        labels = report["dataset"]["summary"].get("classes", {})
+        st.altair_chart(charts.make_confusion_chart(predictions.astype(
+            {"label": str, "prediction": str}), list(labels)), width="stretch")
+
+
+def residue_results(report: dict, predictions) -> None:
+    """Per residue: the confusion matrix (or predicted against measured) over the labelled
+    residues of the held-out proteins, and the track plot of a few of them."""
+    st.subheader("Held-out proteins, residue by residue")
+    labelled = predictions.dropna(subset=["label"])
+    if len(labelled) > 5000 and report["task"] == "residue_regression":
+        labelled = labelled.sample(5000, random_state=0)  # a chart, not the whole table
+        st.caption("5,000 residues drawn at random from the held-out proteins.")
+    _predictions_chart(report, labelled)
+    proteins = list(dict.fromkeys(predictions["id"].astype(str)))
+    chosen = st.multiselect("Proteins to draw along the sequence", proteins,
+                            default=proteins[:3], key="track_proteins")
+    if chosen:
+        rows = predictions[predictions["id"].astype(str).isin(chosen)]
+        labels = list(report["dataset"]["summary"].get("classes", {}))
+        st.altair_chart(charts.make_track_chart(rows, report["task"], labels))
+
+
+def residue_track(frame, task: str, labels: list[str] | None) -> None:
+    """Predict page: the prediction along a chosen sequence."""
+    ids = list(dict.fromkeys(frame["id"].astype(str)))
+    chosen = st.selectbox("Draw along the sequence", ids, key="predict_track")
+    rows = frame[frame["id"].astype(str) == chosen]
+    st.altair_chart(charts.make_track_chart(rows, task, labels))
 
 
 def reference_delta(report: dict, test, base) -> tuple[str | None, str]:

@@ -16,10 +16,17 @@ class Example:
     title: str
     description: str
     licence: str
+    labels: str | None = None  # FLIP layout: the label FASTA beside the sequence FASTA
+    mask: str | None = None
 
     @property
     def path(self) -> Path:
         return ASSETS / self.file
+
+    @property
+    def sources(self) -> dict:
+        """Keyword arguments of ``import_dataset`` for the files beside the first."""
+        return {k: ASSETS / v for k, v in (("labels", self.labels), ("mask", self.mask)) if v}
 
 
 _MODLAMP = ("modlAMP 4.3.3 (BSD 3-Clause, ETH Zurich; Müller, Gabernet, Hiss & Schneider, "
@@ -44,6 +51,14 @@ EXAMPLES: dict[str, Example] = {e.key: e for e in (
             "Regression: log-fluorescence of avGFP variants (TAPE benchmark, Sarkisyan et al., "
             "Nature 2016); 237-238 residues.",
             "TAPE / plmsommelier 1.0.0 (MIT), see assets/LICENSE.plmsommelier"),
+    Example("secondary_structure", "secondary_structure/sequences.fasta",
+            "Secondary structure per residue (500 protein chains, FLIP)",
+            "Per-residue classification: helix (H), strand (E) or coil (C) for every resolved "
+            "residue, in the FLIP / biotrainer layout (sequences, labels with the split in the "
+            "headers, and a mask); 22-400 residues.",
+            "FLIP (Dallago et al. 2021) from NetSurfP-2.0, Academic Free License 3.0, see "
+            "assets/LICENSE.flip", labels="secondary_structure/labels.fasta",
+            mask="secondary_structure/mask.fasta"),
 )}
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from nas_core.common.metrics import metric_name
@@ -20,8 +21,44 @@ def make_length_histogram(frame: pd.DataFrame) -> alt.Chart:
     ).properties(height=220)
 
 
+def residue_label_counts(frame: pd.DataFrame, task: str) -> pd.DataFrame:
+    """Labelled residues per class and split, or (values) per value bin and split: counted
+    here, so a chart of 300,000 residues carries a few dozen rows."""
+    rows = []
+    for split, part in frame.groupby(frame["split"].fillna("unsplit")):
+        if task == "residue_regression":
+            values = pd.Series([float(v) for text in part["label"] for v in str(text).split()])
+            values = values[np.isfinite(values)]
+            rows.append(pd.DataFrame({"value": values, "split": split}))
+        else:
+            counts = pd.Series(list("".join(part["label"].astype(str)))).value_counts()
+            counts = counts.drop("-", errors="ignore")
+            rows.append(pd.DataFrame({"label": counts.index, "count": counts.to_numpy(),
+                                      "split": split}))
+    out = pd.concat(rows, ignore_index=True)
+    if task == "residue_regression":
+        edges = np.histogram_bin_edges(out["value"], bins=40)
+        out["bin"] = pd.cut(out["value"], edges, include_lowest=True).map(lambda b: b.left)
+        out = out.groupby(["bin", "split"], observed=True).size().reset_index(name="count")
+        out["bin"] = out["bin"].astype(float)
+    return out
+
+
 def make_label_chart(frame: pd.DataFrame, task: str) -> alt.Chart:
-    """Class balance per split (classification) or the label distribution (regression)."""
+    """Class balance per split (classification) or the label distribution (regression);
+    per residue, counted over labelled residues."""
+    if task == "residue_classification":
+        counts = residue_label_counts(frame, task)
+        return alt.Chart(counts, title="Class balance (residues)").mark_bar().encode(
+            y=alt.Y("label:N", title=None), x=alt.X("count:Q", title="labelled residues"),
+            color=alt.Color("split:N", sort=["train", "valid", "test"]),
+            tooltip=["label:N", "split:N", "count:Q"]).properties(height=alt.Step(36))
+    if task == "residue_regression":
+        counts = residue_label_counts(frame, task)
+        return alt.Chart(counts, title="Per-residue values").mark_bar().encode(
+            x=alt.X("bin:Q", title="value"), y=alt.Y("count:Q", title="labelled residues",
+                                                    stack=True),
+            color=alt.Color("split:N", sort=["train", "valid", "test"])).properties(height=220)
     data = frame[["label", "split"]].copy()
     if task == "regression":
         return alt.Chart(data, title="Label distribution").mark_bar().encode(
@@ -129,6 +166,33 @@ def make_scatter_chart(frame: pd.DataFrame) -> alt.Chart:
     diagonal = alt.Chart(pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})).mark_line(
         strokeDash=[4, 4], color="gray").encode(x="x:Q", y="y:Q")
     return (points + diagonal).properties(height=300)
+
+
+def make_track_chart(rows: pd.DataFrame, task: str, labels: list[str] | None = None
+                     ) -> alt.Chart:
+    """Measured against predicted along the sequence of one or a few proteins (the long
+    per-residue table: ``id``, ``position``, ``prediction``, optionally ``label``), one panel
+    per protein: classes as coloured tracks, values as two lines."""
+    keep = ["id", "position", "residue", "prediction"] + (["label"] if "label" in rows else [])
+    long = rows[keep].melt(id_vars=["id", "position", "residue"], var_name="track",
+                           value_name="value")
+    long["track"] = long["track"].map({"label": "measured", "prediction": "predicted"})
+    if task == "residue_regression":
+        chart = alt.Chart(long).mark_line(point=False).encode(
+            x=alt.X("position:Q", title="residue"), y=alt.Y("value:Q", title="value"),
+            color=alt.Color("track:N", sort=["measured", "predicted"], title=None),
+            tooltip=["position:Q", "residue:N", "track:N", "value:Q"])
+    else:
+        long = long.dropna(subset=["value"])
+        long["end"] = long["position"] + 1
+        chart = alt.Chart(long).mark_rect().encode(
+            x=alt.X("position:Q", title="residue"), x2="end:Q",
+            y=alt.Y("track:N", sort=["measured", "predicted"], title=None),
+            color=alt.Color("value:N", sort=labels, title="class"),
+            tooltip=["position:Q", "residue:N", "track:N", "value:N"])
+    return chart.properties(height=60 if task != "residue_regression" else 140,
+                            width=640).facet(
+        row=alt.Row("id:N", title=None), title="Measured and predicted along the sequence")
 
 
 def make_identity_histogram(leakage: dict) -> alt.Chart:

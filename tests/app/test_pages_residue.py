@@ -1,0 +1,95 @@
+"""AppTest of the Data, Results and Predict pages for a per-residue dataset (the shipped FLIP
+secondary-structure chains)."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from nas_core.common.access import local_person
+from nas_core.data.store import DatasetStore
+from nas_core.search.config import SearchConfig
+from tests.helpers import ROOT, SS, residue_example, shown, tiny_space
+
+BROWSER = "b" * 32
+
+
+def app(page: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["browser_id"] = BROWSER
+    at.session_state["user_name"] = "alice"
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_flip_files_uploaded_together_make_a_per_residue_dataset(workspace):
+    at = AppTest.from_file(str(ROOT / "app_pages" / "data.py"), default_timeout=120).run()
+    files = [(name, (SS / name).read_bytes(), "application/octet-stream")
+             for name in ("mask.fasta", "labels.fasta", "sequences.fasta")]
+    at.file_uploader[0].set_value(files).run()
+    assert not at.exception, at.exception
+    assert "is ready and stored" in shown(at.success[0].value)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Task"] == "per-residue classification" and metrics["Sequences"] == "500"
+    assert metrics["Train / valid / test"] == "360 / 40 / 100"  # the split in the headers
+    captions = [shown(c.value) for c in at.caption]
+    assert any("labelled residues" in c and "Proteins stay whole" in c for c in captions)
+    assert any(c.startswith("Classes: **C** ") and " residues (" in c for c in captions)
+    assert not at.get("form")  # residue classes keep their codes: no naming form
+    stored = DatasetStore(workspace).list()
+    assert [r.task for r in stored] == ["residue_classification"]
+
+
+def test_the_example_and_a_wrong_set_of_files(workspace):
+    at = AppTest.from_file(str(ROOT / "app_pages" / "data.py"), default_timeout=120).run()
+    at.selectbox(key="data_example").set_value("secondary_structure").run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert "secondary_structure" in shown(at.success[0].value)
+    seqs = (SS / "sequences.fasta").read_bytes()
+    at.file_uploader[0].set_value([("a.fasta", seqs, "text/plain"),
+                                   ("b.fasta", seqs, "text/plain")]).run()
+    assert not at.exception
+    assert "which file holds the labels" in shown(at.error[0].value)
+
+
+@pytest.fixture
+def residue_job(workspace, tiny_backbone):
+    from ui.resources import job_manager
+
+    stored = DatasetStore(workspace).save(residue_example(), source="ss.fasta", name="ss")
+    manager = job_manager(str(workspace))
+    space = tiny_space(tiny_backbone, adaptations=("frozen",))
+    job = manager.submit(SearchConfig("ss-app", space, n_trials=2), stored.id,
+                         local_person(BROWSER, "alice"))
+    assert manager.wait(job.id).state == "finished"
+    return manager.get(job.id)
+
+
+@pytest.mark.slow
+def test_results_and_predict_pages_for_a_per_residue_model(residue_job):
+    at = app("app_pages/results.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert "Held-out test MCC" in metrics
+    assert any("each labelled residue's predicted class" in shown(c.value) for c in at.caption)
+    assert "Held-out proteins, residue by residue" in [s.value for s in at.subheader]
+    assert len(at.multiselect(key="track_proteins").value) == 3
+    # identity histogram, confusion matrix over residues, the track plot
+    assert len(at.get("vega_lite_chart")) == 3
+    at.multiselect(key="track_proteins").set_value([]).run()
+    assert len(at.get("vega_lite_chart")) == 2
+
+    at = app("app_pages/predict.py")
+    at.text_area(key="predict_text").set_value(">p1\nMKVLAAGIWKKPLLE\n>p2\nGLFDIIKKIAESF\n")
+    at.button(key="predict_go").click().run()
+    assert not at.exception, at.exception
+    assert "Predictions for 2 sequence(s), one row per residue (28 rows)" in \
+        shown(at.success[0].value)
+    table = at.dataframe[0].value
+    assert table["position"].tolist()[:3] == [1, 2, 3] and set(table["id"]) == {"p1", "p2"}
+    assert "".join(table[table["id"] == "p2"]["residue"]) == "GLFDIIKKIAESF"
+    assert set(table["prediction"]) <= {"C", "E", "H"}
+    assert at.selectbox(key="predict_track").value == "p1"
+    assert len(at.get("vega_lite_chart")) == 1
