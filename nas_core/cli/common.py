@@ -53,7 +53,15 @@ def add_field(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: ty
 def add_data_args(p: argparse.ArgumentParser) -> None:
     """The dataset file, how to read and check it (:class:`IngestOptions`) and how to split
     it (:class:`SplitOptions`)."""
-    p.add_argument("data", help="CSV, TSV, Excel (.xlsx) or FASTA file (optionally .gz)")
+    p.add_argument("data", help="CSV, TSV, Excel (.xlsx) or FASTA file (optionally .gz); with "
+                   "--labels, the sequence FASTA of the FLIP / biotrainer layout")
+    p.add_argument("--labels", default=None, metavar="FASTA",
+                   help="per-residue labels in the FLIP / biotrainer layout: a FASTA of label "
+                   "strings with the IDs of DATA's records and 'SET=train|test "
+                   "VALIDATION=True|False' in each header")
+    p.add_argument("--mask", default=None, metavar="FASTA",
+                   help="with --labels: a FASTA of 0/1 strings, 0 where a residue's label is "
+                   "to be ignored")
     add_field(p, IngestOptions, "seq_col")
     add_field(p, IngestOptions, "label_col")
     add_field(p, IngestOptions, "task")
@@ -85,11 +93,13 @@ def ingest(args: argparse.Namespace, out=sys.stdout, store: DatasetStore | None 
         options = IngestOptions(seq_col=args.seq_col, label_col=args.label_col,
                                 task=args.task, fixes=frozenset(args.fixes),
                                 class_names=args.class_names or ())
+        if args.mask and not args.labels:
+            raise ValueError("--mask goes with --labels (the FLIP / biotrainer layout).")
         return import_dataset(args.data, options=options, store=store,
                               split_options=SplitOptions(method=args.method,
                                                          identity=args.identity,
                                                          seed=args.split_seed),
-                              progress=progress)
+                              progress=progress, labels=args.labels, mask=args.mask)
     except (DataFileError, ValueError) as exc:
         print(f"error: {exc}", file=out)
         return None

@@ -73,6 +73,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def format_summary(summary: dict) -> str:
     lines = [f"{summary['n_sequences']} sequences, task: {summary['task']}"]
+    if "n_labelled_residues" in summary:
+        lines.append(f"one label per residue: {summary['n_labelled_residues']:,} labelled "
+                     "residues; proteins stay whole in the splits")
     length = summary["length"]
     lines.append(f"length: {length['min']}-{length['max']} residues "
                  f"(median {length['median']:g})")

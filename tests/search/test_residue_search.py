@@ -200,3 +200,68 @@ def test_a_per_residue_regression_search_exports_a_plain_token_classifier(tiny_b
         np.testing.assert_allclose(theirs.numpy(), mine, atol=1e-4)
     table = pd.read_csv(tmp_path / "run" / "test_predictions.csv")
     assert len(table) == dataset.part("test")["sequence"].str.len().sum()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["darts", "nsga2"])
+def test_darts_and_the_pareto_front_work_per_residue(tiny_backbone, tmp_path, monkeypatch,
+                                                     sampler):
+    """DARTS mixes every layer's residue representations under a dense token head; NSGA-II
+    trades residue accuracy against size."""
+    import optuna
+
+    from nas_core.search.study import open_study, optimize
+
+    monkeypatch.setenv("ESM_NAS_HOME", str(tmp_path / "ws"))
+    dataset = residue_example()
+    space = tiny_space(tiny_backbone, adaptations=("frozen",), residue_heads=("dense", "conv"),
+                       head_layers_range=(0, 1), head_widths=(64,), activations=("gelu",))
+    objective = "metric+size" if sampler == "nsga2" else "metric"
+    config = SearchConfig(f"ss-{sampler}", space, n_trials=3, sampler=sampler,
+                          objective=objective, pruner="none")
+    study = open_study(config, dataset)
+    optimize(study, config, dataset)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3, [t.user_attrs.get("fail_reason") for t in study.trials]
+    assert all("accuracy_per_protein" in t.user_attrs["val_metrics"] for t in done)
+    if sampler == "darts":
+        darts = study.user_attrs["darts"]
+        assert {row["choice"] for row in darts["history"] if row["group"] == "pooling"} == {
+            "per residue"}
+        assert all(t.user_attrs["architecture"]["residue_head"] == "dense" for t in done)
+    else:
+        assert len(study.best_trials) >= 1 and len(done[0].values) == 2
+
+
+@pytest.mark.slow
+def test_cli_search_on_the_flip_files_with_two_workers_and_the_rl_controller(tiny_backbone,
+                                                                             tmp_path):
+    """Headless, as a lab would run it: the three FLIP files, the REINFORCE controller, two
+    worker processes on the workspace's SQLite store; validate says what it read."""
+    from tests.helpers import ROOT, SS
+
+    env = {**os.environ, "ESM_NAS_HOME": str(tmp_path / "ws"), "OMP_NUM_THREADS": "1"}
+    env.pop("ESM_NAS_STORAGE", None)
+    flip = [str(SS / "sequences.fasta"), "--labels", str(SS / "labels.fasta"), "--mask",
+            str(SS / "mask.fasta")]
+    checked = subprocess.run([sys.executable, "-m", "nas_core", "validate", *flip], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "task: residue_classification" in checked.stdout
+    assert "89,931 labelled residues" in checked.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "nas_core", "search", *flip, "--backbone", str(tiny_backbone),
+         "--adaptation", "frozen", "--max-epochs", "2", "--trials", "4", "--sampler", "rl",
+         "--study", "ss-cli", "--device", "cpu", "--workers", "2", "--out",
+         str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "2 workers: cpu, cpu" in out.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["task"] == "residue_classification" and report["n_trials"] == 4
+    assert report["dataset"]["summary"]["splits"] == {"train": 360, "valid": 40, "test": 100}
+    assert report["best"]["test"]["accuracy"] is not None
+    bad = subprocess.run([sys.executable, "-m", "nas_core", "validate", str(SS / "mask.fasta"),
+                          "--mask", str(SS / "mask.fasta")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--mask goes with --labels" in bad.stdout

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from nas_core.backbones.registry import resolve
+from nas_core.common.metrics import IGNORE_INDEX
 from nas_core.data.dataset import Dataset
 from nas_core.modeling.batches import EVAL_MAX_TOKENS
 from nas_core.modeling.cache import POOLINGS, RepresentationCache
@@ -33,6 +34,8 @@ from nas_core.search.space import SearchSpace, param_key
 DARTS_ATTR = "darts"
 LIVE_ATTR = "darts_live"  # the super-network's weights while it trains
 ONE_SHOT_POOLINGS = ("mean", "cls")  # attention pooling needs per-residue states: not mixed
+PER_RESIDUE = "per residue"  # a per-residue task's only "pooling": the token head's input
+MAX_RESIDUES = 40_000  # labelled residues per split the per-residue super-network trains on
 
 
 @dataclass(frozen=True)
@@ -205,21 +208,72 @@ def _one_shot(study: optuna.Study, config, data: SearchData, backbone: str, root
     assert bounds is not None  # usable_backbones() left only backbones with a depth
     low, high = bounds
     depths = list(range(low, high + 1))
-    poolings = [p for p in ONE_SHOT_POOLINGS if p in space.poolings] or ["mean"]
-    pooled = RepresentationCache(root).pooled(
-        backbone, data.train_sequences + data.val_sequences, depths, device=device,
-        max_tokens=config.max_tokens or EVAL_MAX_TOKENS)
-    features = np.stack([np.stack([np.asarray(pooled[(p, d)]) for d in depths], 1)
-                         for p in poolings], 1)  # (N, pool, depth, hidden)
+    cache = RepresentationCache(root)
+    max_tokens = config.max_tokens or EVAL_MAX_TOKENS
+    info = data.info
+    # validation targets are in the label's units; the network learns standardised values
+    y_val = _standardise(data.val_targets, info)
+    if info.per_residue:  # one row per labelled residue, the token head's input
+        poolings = [PER_RESIDUE]
+        features, y_train, y_val, n_train = _residue_rows(
+            cache, backbone, data, y_val, depths, device=device, max_tokens=max_tokens,
+            seed=config.seed)
+    else:
+        poolings = [p for p in ONE_SHOT_POOLINGS if p in space.poolings] or ["mean"]
+        pooled = cache.pooled(backbone, data.train_sequences + data.val_sequences, depths,
+                              device=device, max_tokens=max_tokens)
+        features = np.stack([np.stack([np.asarray(pooled[(p, d)]) for d in depths], 1)
+                             for p in poolings], 1)  # (N, pool, depth, hidden)
+        y_train, n_train = data.train_targets, len(data.train_sequences)
     label = resolve(backbone).label
 
     def publish(history: list[dict]) -> None:
         study.set_user_attr(LIVE_ATTR, {"backbone": label, "history": history})
 
-    return search(features, data.train_targets, data.val_targets, len(data.train_sequences),
-                  task=data.info.task, n_classes=len(data.info.label_names or [1]),
-                  depths=depths, poolings=poolings, ops=head_ops(space), seed=config.seed,
-                  device=device, on_epoch=publish)
+    return search(features, y_train, y_val, n_train,
+                  task="regression" if info.regression else "multiclass",
+                  n_classes=len(info.label_names or [1]), depths=depths, poolings=poolings,
+                  ops=head_ops(space), seed=config.seed, device=device, on_epoch=publish)
+
+
+def _standardise(targets: np.ndarray, info) -> np.ndarray:
+    if not info.regression:
+        return targets
+    if info.per_residue:
+        out = np.empty(len(targets), dtype=object)
+        out[:] = [(t - info.target_mean) / info.target_std for t in targets]
+        return out
+    return (targets - info.target_mean) / info.target_std
+
+
+def _residue_rows(cache: RepresentationCache, backbone: str, data: SearchData,
+                  y_val: np.ndarray, depths: list[int], *, device: torch.device,
+                  max_tokens: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per-layer representations of labelled residues, (N, 1, depth, hidden), training rows
+    first (at most ``MAX_RESIDUES`` of each split, drawn with the seed), and their targets."""
+    sequences = data.train_sequences + data.val_sequences
+    targets = list(data.train_targets) + list(y_val)
+    _, offsets = cache.residues(backbone, sequences, depths[0], device=device,
+                                max_tokens=max_tokens)
+    rows, values, train = [], [], []
+    for i, target in enumerate(targets):
+        target = np.asarray(target)
+        known = np.flatnonzero(np.isfinite(target) if target.dtype.kind == "f"
+                               else target != IGNORE_INDEX)
+        rows.append(offsets[i] + 1 + known)  # residue j is token j + 1, after <cls>
+        values.append(target[known])
+        train.append(np.full(len(known), i < len(data.train_sequences)))
+    row, value, is_train = np.concatenate(rows), np.concatenate(values), np.concatenate(train)
+    rng = np.random.default_rng(seed)
+    picks = []
+    for part in (is_train, ~is_train):
+        index = np.flatnonzero(part)
+        picks.append(np.sort(rng.choice(index, min(len(index), MAX_RESIDUES), replace=False)))
+    order = np.concatenate(picks)
+    features = np.stack([np.asarray(cache.residues(backbone, sequences, d, device=device,
+                                                   max_tokens=max_tokens)[0])[row[order]]
+                         for d in depths], 1)[:, None]
+    return features, value[picks[0]], value[picks[1]], len(picks[0])
 
 
 def _queue_derived(study: optuna.Study, space: SearchSpace, backbone: str,
@@ -228,8 +282,12 @@ def _queue_derived(study: optuna.Study, space: SearchSpace, backbone: str,
     lr = float(np.clip(1e-3, *space.lr_range))
     adaptation = "frozen" if "frozen" in space.adaptations else space.adaptations[0]
     for depth, pooling, op in ranked:
-        params = {"backbone": backbone, "adaptation": adaptation, "pooling": pooling,
-                  "head_layers": op.layers, "lr": lr}
+        params = {"backbone": backbone, "adaptation": adaptation, "head_layers": op.layers,
+                  "lr": lr}
+        if pooling == PER_RESIDUE:  # the one-shot mixes dense heads over residues
+            params["residue_head"] = "dense"
+        else:
+            params["pooling"] = pooling
         if many_depths:
             params[f"n_layers_{param_key(backbone)}"] = depth
         if op.layers:
@@ -241,7 +299,8 @@ def _queue_derived(study: optuna.Study, space: SearchSpace, backbone: str,
 def _in_space(key: str, value, space: SearchSpace) -> bool:
     """Only parameters the search space actually samples (a pinned dimension has none)."""
     single = {"adaptation": space.adaptations, "pooling": space.poolings,
-              "head_width": space.head_widths, "activation": space.activations}
+              "head_width": space.head_widths, "activation": space.activations,
+              "residue_head": space.residue_heads}
     if key in single:
         return len(single[key]) > 1
     if key == "head_layers":
