@@ -157,14 +157,14 @@ def residue_metrics(task: str, y, output) -> dict[str, float | None]:
     cat_y, cat_out = np.concatenate(ys), np.concatenate(outs)
     if regression:
         metrics = regression_metrics(cat_y, cat_out)
-        per = [regression_metrics(t, o)["spearman"] for t, o in zip(ys, outs)
-               if len(t) >= 3 and np.ptp(t) > 0]
-        metrics["spearman_per_protein"] = float(np.mean(per)) if per else None
+        rhos = [rho for t, o in zip(ys, outs) if len(t) >= 3 and np.ptp(t) > 0
+                if (rho := regression_metrics(t, o)["spearman"]) is not None]
+        metrics["spearman_per_protein"] = float(np.mean(rhos)) if rhos else None
         return metrics
     k = cat_out.shape[1]
     metrics = classification_metrics(cat_y.astype(int), cat_out, roc_auc=k == 2)
-    per = [float(np.mean(o.argmax(1) == t)) for t, o in zip(ys, outs) if len(t)]
-    metrics["accuracy_per_protein"] = float(np.mean(per))
+    accuracies = [float(np.mean(o.argmax(1) == t)) for t, o in zip(ys, outs) if len(t)]
+    metrics["accuracy_per_protein"] = float(np.mean(accuracies))
     return metrics
 
 

@@ -60,7 +60,7 @@ def _headers(source: Source) -> dict[str, str]:
     name, stream, _ = _open(source)
     try:
         text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
-        out = {}
+        out: dict[str, str] = {}
         for line in text:
             if line.startswith(">"):
                 header = line[1:].strip()

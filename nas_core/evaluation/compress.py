@@ -145,6 +145,12 @@ def teacher_of(run_dir: Path) -> tuple[dict, Path]:
             f"{run_dir} has no trained model (best_model/model.safetensors is missing): "
             "finalise the search first (`python -m nas_core finalise`).")
     adaptation = report["best"]["architecture"].get("adaptation")
+    if str(report.get("task", "")).startswith("residue_"):
+        raise CompressError(
+            "this is a per-residue model: Compress distils a model's outputs for whole "
+            "sequences and does not yet handle one output per residue. For a smaller "
+            "per-residue model, search with fewer layers (--max-parameters) or a smaller "
+            "backbone; the accuracy-vs-size front of a metric+size search shows the trade-off.")
     if adaptation == "frozen":
         raise CompressError(
             "the chosen model has a frozen backbone: only its head was trained on your data, "

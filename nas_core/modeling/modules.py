@@ -42,8 +42,8 @@ class TaskInfo:
         return 1 if self.regression else len(self.label_names or [])
 
     def to_dict(self) -> dict:
-        out = {"task": self.task, "label_names": self.label_names,
-               "target_mean": self.target_mean, "target_std": self.target_std}
+        out: dict = {"task": self.task, "label_names": self.label_names,
+                     "target_mean": self.target_mean, "target_std": self.target_std}
         if self.class_weights is not None:
             out["class_weights"] = self.class_weights
         return out

@@ -107,18 +107,19 @@ def standard_head_weights(model: SequencePredictor) -> dict[str, torch.Tensor]:
     ``EsmForSequenceClassification`` loads the repository without remote code (regression:
     the label scaling is folded into the output layer)."""
     config: Any = model.esm.config
+    head: Any = model.head
     info = model.info
     if not is_standard_head(model.arch, config.hidden_size, info.per_residue) or \
             not plain_shapes(model):
         return {}
     if info.per_residue:  # EsmForTokenClassification: dropout, classifier
-        linear: Any = model.head[1]
+        linear: Any = head[1]
         weight, bias = linear.weight.detach().clone(), linear.bias.detach().clone()
         if info.regression:
             weight, bias = weight * info.target_std, bias * info.target_std + info.target_mean
         return {"classifier.weight": weight, "classifier.bias": bias}
-    dense: Any = model.head[1]
-    out: Any = model.head[4]
+    dense: Any = head[1]
+    out: Any = head[4]
     weight, bias = out.weight.detach().clone(), out.bias.detach().clone()
     if model.info.task == "regression":
         weight, bias = weight * model.info.target_std, bias * model.info.target_std + \

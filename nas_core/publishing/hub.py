@@ -72,7 +72,8 @@ def suggested_repo_name(report: dict) -> str:
     short = f"esm2-{size.group(1).lower()}" if size else (
         "demo" if "untrained" in backbone else "esm2")
     dataset = re.sub(r"[^A-Za-z0-9]+", "-", str(report["dataset"]["name"])).strip("-").lower()
-    kind = "regressor" if report["task"] == "regression" else "classifier"
+    kind = {"regression": "regressor", "residue_classification": "residue-classifier",
+            "residue_regression": "residue-regressor"}.get(report["task"], "classifier")
     return validate_repo_name(f"{dataset[:60].strip('-') or 'protein'}-{short}-{kind}")
 
 

@@ -99,11 +99,12 @@ class SearchSpace:
                               ("residue_heads", RESIDUE_HEADS),
                               ("class_weighting", (False, True))):
             values = getattr(self, name)
+            words = ", ".join(map(str, allowed))
             if not values:
-                raise ValueError(f"{name}: choose at least one of {', '.join(allowed)}.")
+                raise ValueError(f"{name}: choose at least one of {words}.")
             bad = [v for v in values if v not in allowed]
             if bad:
-                raise ValueError(f"{name}: {bad} not allowed; choose from {', '.join(allowed)}.")
+                raise ValueError(f"{name}: {bad} not allowed; choose from {words}.")
         for name in ("heads_kept", "ffn_kept"):
             values = getattr(self, name)
             if not values or any(not 0.05 <= v <= 1.0 for v in values):

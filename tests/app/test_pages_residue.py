@@ -80,6 +80,7 @@ def test_results_and_predict_pages_for_a_per_residue_model(residue_job):
     assert len(at.get("vega_lite_chart")) == 3
     at.multiselect(key="track_proteins").set_value([]).run()
     assert len(at.get("vega_lite_chart")) == 2
+    assert any("per-residue model: Compress" in shown(i.value) for i in at.info)
 
     at = app("app_pages/predict.py")
     at.text_area(key="predict_text").set_value(">p1\nMKVLAAGIWKKPLLE\n>p2\nGLFDIIKKIAESF\n")

@@ -22,7 +22,7 @@ from nas_core.modeling.build import build_model
 from nas_core.modeling.losses import task_loss
 from nas_core.modeling.modules import TaskInfo
 from nas_core.modeling.training import predict_outputs
-from nas_core.publishing.export import export_model, load_model
+from nas_core.publishing.export import load_model
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig
 from tests.helpers import residue_example, tiny_space
@@ -106,6 +106,15 @@ def test_a_per_residue_search_reports_held_out_metrics_over_proteins(searched):
         np.testing.assert_allclose(theirs, mine, atol=1e-5)
     card = (out / "best_model" / "README.md").read_text()
     assert "per-residue" in card and "AutoModelForTokenClassification" in card
+
+
+@pytest.mark.slow
+def test_compress_refuses_a_per_residue_model_with_the_reason(searched, tmp_path):
+    from nas_core.evaluation.compress import CompressConfig, CompressError, compress
+
+    _, _, out = searched
+    with pytest.raises(CompressError, match="per-residue model.*fewer layers"):
+        compress(out, tmp_path / "c", CompressConfig(targets=(0.5,)))
 
 
 @pytest.mark.slow
