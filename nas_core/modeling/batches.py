@@ -47,9 +47,9 @@ def forward(model, data: Encoded, batch: np.ndarray, pad_id: int, device: torch.
     if data.residues is not None:
         table, offsets = data.residues
         states = torch.zeros((len(batch), tokens.shape[1], table.shape[1]))
-        for row, i in enumerate(batch):
+        for row, i in enumerate(batch):  # copied rows: the cache is a read-only memory map
             start, end = offsets[i], offsets[i + 1]
-            states[row, : end - start] = torch.from_numpy(np.asarray(table[start:end]))
+            states[row, : end - start] = torch.from_numpy(np.array(table[start:end]))
         return model.from_states(states.to(device), tokens, mask)
     return model(tokens, mask)
 

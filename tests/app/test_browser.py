@@ -164,3 +164,58 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
             browser.close()
     assert (ARTIFACTS / "monitor.png").stat().st_size > 10_000
     shutil.rmtree(ARTIFACTS / "tmp", ignore_errors=True)
+
+
+def test_a_per_residue_dataset_in_a_real_browser(server):
+    """The FLIP files dropped together, a search, the residue-by-residue results with the
+    track plot drawn, and a prediction one row per residue."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    expect.set_options(timeout=60_000)
+    flip = ASSETS / "secondary_structure"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(f"{server}/data")
+            page.locator("input[type=file]").set_input_files(
+                [str(flip / name) for name in ("labels.fasta", "mask.fasta", "sequences.fasta")])
+            expect(page.get_by_text("is ready and stored")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("per-residue classification")).to_be_visible()
+            expect(page.get_by_text("Class balance (residues)")).to_be_attached()
+            name = page.get_by_role("textbox", name="Your name")
+            name.fill("carol")
+            name.press("Enter")
+            page.wait_for_load_state("networkidle")
+            nav(page, "Search")
+            trials = page.get_by_role("spinbutton", name="Trials")
+            trials.fill("2")
+            trials.press("Enter")
+            page.get_by_role("button", name="Start").click()
+            expect(page.get_by_text("Follow it live on the Monitor page")).to_be_visible()
+            nav(page, "Monitor")
+            expect(page.get_by_role("link", name="See the results")).to_have_count(
+                1, timeout=300_000)
+            page.get_by_role("link", name="See the results").click()
+            expect(page.get_by_text("Held-out proteins, residue by residue")).to_be_visible(
+                timeout=120_000)
+            track = page.locator("[data-testid='stVegaLiteChart']").last
+            expect(track).to_be_visible()
+            deadline = time.monotonic() + 60
+            while track.evaluate(COLOURED_PIXELS) < 100:  # coloured class tracks are drawn
+                assert time.monotonic() < deadline, "the track plot stayed empty"
+                page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "results-per-residue.png"), full_page=True)
+            nav(page, "Predict")
+            page.get_by_role("textbox", name="FASTA, or one sequence per line").fill(
+                ">p1\nMKVLAAGIWKKPLLE\n")
+            page.get_by_role("button", name="Predict").click()
+            expect(page.get_by_text("one row per residue (15 rows)")).to_be_visible(
+                timeout=120_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure-per-residue.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
