@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ from nas_core.data.dataset import is_regression, is_residue
 from nas_core.modeling.architecture import Architecture
 from nas_core.publishing.charts import make_curves_chart, make_identity_histogram
 
+logger = logging.getLogger(__name__)
 CURVES_IMAGE = "training_curves.png"
 IDENTITY_IMAGE = "test_identity.png"
 
@@ -91,7 +93,7 @@ def comparison_sentence(report: dict) -> str:
                    "within noise": "within the noise of a test set this size."}[cmp["verdict"]]
 
 
-def leakage_section(report: dict) -> list[str]:
+def leakage_section(report: dict, *, image: bool = True) -> list[str]:
     """The identity of test sequences to their nearest training sequence, and the test metric
     in each identity bin."""
     leak = report.get("leakage")
@@ -105,8 +107,10 @@ def leakage_section(report: dict) -> list[str]:
     for row in report.get("by_identity", []):
         lines.append(f"| {row['bin']} | {row['n']} | {_fmt(row['value'])} | "
                      f"{_interval(row['ci'])} |")
-    lines += ["", f"![Test sequences by identity to the nearest training sequence]"
-              f"({IDENTITY_IMAGE})", ""]
+    if image:
+        lines += ["", f"![Test sequences by identity to the nearest training sequence]"
+                  f"({IDENTITY_IMAGE})"]
+    lines.append("")
     lines.append("Histogram (identity: sequences): " + ", ".join(
         f"{h['from']:.1f}–{h['to']:.1f}: {h['count']}" for h in leak["histogram"]) + ".")
     if leak.get("warning"):
@@ -115,14 +119,14 @@ def leakage_section(report: dict) -> list[str]:
 
 
 def render_card(report: dict, *, repo_id: str = "your-name/your-model", license: str = "",
-                has_curves: bool = True) -> str:
+                has_curves: bool = True, identity_image: bool = True) -> str:
     meta = card_metadata(report, license=license, model_name=repo_id.split("/")[-1])
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
              f"# {repo_id.split('/')[-1]}", ""]
     lines += _summary_section(report)
     lines += _search_sections(report, has_curves)
     lines += _test_section(report)
-    lines += [""] + leakage_section(report)
+    lines += [""] + leakage_section(report, image=identity_image)
     lines += _limitations_section(report)
     lines += _usage_section(report["task"], repo_id)
     lines += ["## Licence", "", f"Published under `{license}`." if license else
@@ -291,21 +295,35 @@ def write_model_card(model_dir: str | Path, report: dict, *, repo_id: str | None
     """Write README.md (and the curves image) into the exported model directory."""
     model_dir = Path(model_dir)
     history = pd.DataFrame(report["best"].get("history") or [])
-    has_curves = not history.empty
-    if has_curves:
+    has_curves = identity_image = False
+    if not history.empty:
         history["trial"] = report["best"]["trial"]
-        chart = make_curves_chart(history, "loss").properties(width=520)
-        chart.save(str(model_dir / CURVES_IMAGE), scale_factor=2)
+        has_curves = _save_png(make_curves_chart(history, "loss").properties(width=520),
+                               model_dir / CURVES_IMAGE)
     if report.get("leakage"):
-        make_identity_histogram(report["leakage"]).properties(width=520).save(
-            str(model_dir / IDENTITY_IMAGE), scale_factor=2)
+        identity_image = _save_png(make_identity_histogram(report["leakage"]).properties(
+            width=520), model_dir / IDENTITY_IMAGE)
     card = render_card(report, repo_id=repo_id or f"your-name/{report['study']}",
-                       license=license, has_curves=has_curves)
+                       license=license, has_curves=has_curves, identity_image=identity_image)
     path = model_dir / "README.md"
     path.write_text(card)
     (model_dir / "esm_nas_report.json").write_text(json.dumps(public_report(report), indent=2,
                                                                default=str))
     return path
+
+
+def _save_png(chart, path: Path) -> bool:
+    """Draw ``chart`` as a PNG beside the card; a chart that cannot be drawn (no PNG engine,
+    vl-convert failing on this machine) leaves the card without that image, never a finished
+    search without its model."""
+    try:
+        chart.save(str(path), scale_factor=2)
+    except (ValueError, RuntimeError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # a full or read-only disk is the caller's to report
+        logger.warning("model card: %s not drawn (%s)", path.name, exc)
+        return False
+    return True
 
 
 def public_report(report: dict) -> dict:

@@ -274,3 +274,32 @@ def test_cli_search_on_the_flip_files_with_two_workers_and_the_rl_controller(tin
                           "--mask", str(SS / "mask.fasta")], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--mask goes with --labels" in bad.stdout
+
+
+@pytest.mark.slow
+def test_a_chart_that_cannot_be_drawn_leaves_the_card_without_its_image(searched, tmp_path,
+                                                                        monkeypatch):
+    """No PNG engine (or vl-convert failing on this machine): the card is written without the
+    images, and finalising never loses the model over a chart."""
+    import shutil
+
+    import altair as alt
+
+    from nas_core.publishing.card import CURVES_IMAGE, IDENTITY_IMAGE, write_model_card
+
+    _, report, out = searched
+
+    def cannot(self, *args, **kwargs):
+        raise ValueError("Saving charts in 'png' format requires the vl-convert-python "
+                         "package")
+
+    monkeypatch.setattr(alt.Chart, "save", cannot)
+    monkeypatch.setattr(alt.LayerChart, "save", cannot)
+    folder = tmp_path / "m"
+    shutil.copytree(out / "best_model", folder)
+    for image in (CURVES_IMAGE, IDENTITY_IMAGE):
+        (folder / image).unlink(missing_ok=True)
+    card = write_model_card(folder, report).read_text()
+    assert CURVES_IMAGE not in card and IDENTITY_IMAGE not in card
+    assert "How new are the test proteins?" in card  # the table stays
+    assert not (folder / CURVES_IMAGE).exists()
