@@ -28,7 +28,7 @@ import numpy as np
 import optuna
 import torch
 
-from benchmarks.run import machine
+from benchmarks.run import LINES, machine, say
 from nas_core.backbones.loading import encode, make_tiny_backbone
 from nas_core.data.splits import SplitOptions, assign_splits
 from nas_core.data.store import DatasetStore
@@ -46,12 +46,6 @@ from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent
-LINES: list[str] = []
-
-
-def say(line: str = "") -> None:
-    print(line, flush=True)
-    LINES.append(line)
 
 
 def main() -> int:

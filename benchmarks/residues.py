@@ -14,6 +14,7 @@ run:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -24,7 +25,7 @@ import numpy as np
 import optuna
 import torch
 
-from benchmarks.run import machine
+from benchmarks.run import LINES, machine, say
 from nas_core.backbones.loading import encode, esm2_tokenizer, make_tiny_backbone
 from nas_core.data.splits import assign_splits
 from nas_core.data.validation import load_flip
@@ -41,12 +42,6 @@ from nas_core.search.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent
 SS = ROOT / "assets" / "secondary_structure"
-LINES: list[str] = []
-
-
-def say(line: str = "") -> None:
-    print(line, flush=True)
-    LINES.append(line)
 
 
 def main() -> int:
@@ -139,12 +134,18 @@ def _throughput(adaptation: str, backbone: str, data: SearchData, dataset,
         if adaptation == "frozen" else model
     test = list(dataset.part("test")["sequence"])
     ids = Encoded(encode(test, tokenizer), np.zeros(len(test)))
-    started = time.perf_counter()
-    predict_outputs(full, ids, device=device, pad_id=tokenizer.pad_token_id)
-    seconds = time.perf_counter() - started
+    seconds = math.inf
+    for _ in range(2):  # the better of two passes: the first pays one-off costs per shape
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        predict_outputs(full, ids, device=device, pad_id=tokenizer.pad_token_id)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = min(seconds, time.perf_counter() - started)
     residues = sum(len(s) for s in test)
     say(f"prediction_residues_per_s_{adaptation}: {residues / seconds:,.0f} ({residues:,} "
-        f"test residues in {seconds:.2f} s; the backbone runs)")
+        f"test residues in {seconds:.2f} s, better of two passes; the backbone runs)")
 
 
 if __name__ == "__main__":

@@ -121,3 +121,41 @@ def residue_example(n_train: int = 60, n_valid: int = 15, n_test: int = 25) -> D
     dataset = _residue_example(n_train, n_valid, n_test)
     return Dataset(dataset.frame.copy(), dataset.task, list(dataset.label_names or []),
                    dataset.name)
+
+
+def open_page(page: str, browser: str, user: str = "alice"):
+    """The app from its entry point (app.py) as ``user`` in browser ``browser``, switched to
+    ``page``: what a visitor who clicks that page sees."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["browser_id"] = browser
+    at.session_state["user_name"] = user
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+FRESH_CHECK = """
+print(json.dumps({"out": out, "loaded": sorted(
+    m for m in sys.modules if m.split(".")[0] in ("nas_core", "peft"))}))
+"""
+
+
+def run_fresh(script: str, directory, sequences: list[str]):
+    """``script`` (which sets ``out``) in a new interpreter with only torch and transformers
+    importable from the exported model ``directory``; its ``out``, after checking that
+    neither the engine nor peft was loaded."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", script + FRESH_CHECK, str(directory),
+                          json.dumps(sequences)], capture_output=True, text=True,
+                         cwd=directory, timeout=300, env={**os.environ, "PYTHONPATH": ""})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []
+    return result["out"]

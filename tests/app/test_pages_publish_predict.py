@@ -13,7 +13,7 @@ from nas_core.publishing.hub import PublishConfig, publish
 from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
 from tests.fakehub import FakeHub
-from tests.helpers import ASSETS, ROOT, shown, store_example
+from tests.helpers import ASSETS, open_page, shown, store_example
 
 BROWSER = "a" * 32
 
@@ -33,13 +33,7 @@ def finished_job(workspace, tiny_backbone):
 
 
 def app(page: str, browser: str = BROWSER) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["browser_id"] = browser
-    at.session_state["user_name"] = "alice"
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(page, browser)
 
 
 def publish_button(at: AppTest):

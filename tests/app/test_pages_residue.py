@@ -9,19 +9,13 @@ from streamlit.testing.v1 import AppTest
 from nas_core.common.access import local_person
 from nas_core.data.store import DatasetStore
 from nas_core.search.config import SearchConfig
-from tests.helpers import ROOT, SS, residue_example, shown, tiny_space
+from tests.helpers import ROOT, SS, open_page, residue_example, shown, tiny_space
 
 BROWSER = "b" * 32
 
 
 def app(page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["browser_id"] = BROWSER
-    at.session_state["user_name"] = "alice"
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(page, BROWSER)
 
 
 def test_the_flip_files_uploaded_together_make_a_per_residue_dataset(workspace):

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -31,6 +28,7 @@ from nas_core.modeling.pruning import (
 )
 from nas_core.modeling.training import predict_outputs, train
 from nas_core.publishing.export import export_model, load_model
+from tests.helpers import run_fresh
 from tests.modeling.test_training import SEQS
 
 CPU = torch.device("cpu")
@@ -146,21 +144,13 @@ model.eval()
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
 batch = tokenizer(json.loads(sys.argv[2]), return_tensors="pt", padding=True)
 with torch.no_grad():
-    probs = model(**batch).logits.softmax(-1)
-print(json.dumps({"probs": probs.tolist(), "loaded": sorted(
-    m for m in sys.modules if m.split(".")[0] in ("nas_core", "peft"))}))
+    out = model(**batch).logits.softmax(-1).tolist()
 """
 
 
 def fresh_process_probs(directory, sequences) -> np.ndarray:
     """Probabilities from the exported folder in a new interpreter: torch + transformers."""
-    out = subprocess.run([sys.executable, "-c", FRESH, str(directory), json.dumps(sequences)],
-                         capture_output=True, text=True, cwd=directory, timeout=300,
-                         env={**os.environ, "PYTHONPATH": ""})
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["loaded"] == []
-    return np.array(result["probs"])
+    return np.array(run_fresh(FRESH, directory, sequences))
 
 
 def test_exported_compacted_model_reloads_everywhere_with_identical_predictions(

@@ -25,7 +25,7 @@ from nas_core.modeling.training import predict_outputs
 from nas_core.publishing.export import load_model
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig
-from tests.helpers import residue_example, tiny_space
+from tests.helpers import residue_example, run_fresh, tiny_space
 
 CPU = torch.device("cpu")
 FRESH = """
@@ -40,21 +40,13 @@ for seq in json.loads(sys.argv[2]):
         logits = model(**tokenizer([seq], return_tensors="pt")).logits[0, 1:-1]
     out.append((logits.squeeze(-1) if model.config.problem_type == "regression"
                 else logits.softmax(-1)).tolist())
-print(json.dumps({"out": out, "loaded": sorted(
-    m for m in sys.modules if m.split(".")[0] in ("nas_core", "peft"))}))
 """
 
 
 def fresh_process(directory, sequences) -> list[np.ndarray]:
     """Per-residue outputs from the exported folder in a new interpreter: torch + transformers
     only."""
-    out = subprocess.run([sys.executable, "-c", FRESH, str(directory), json.dumps(sequences)],
-                         capture_output=True, text=True, cwd=directory, timeout=300,
-                         env={**os.environ, "PYTHONPATH": ""})
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["loaded"] == []
-    return [np.array(x) for x in result["out"]]
+    return [np.array(x) for x in run_fresh(FRESH, directory, sequences)]
 
 
 @pytest.fixture(scope="module")
