@@ -5,6 +5,7 @@ import streamlit as st
 from nas_core.backbones.download import gigabytes
 from nas_core.backbones.registry import BackboneUnavailable
 from nas_core.common.text import md_text
+from nas_core.data.dataset import is_residue
 from nas_core.search.config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
 from nas_core.search.presets import (
     QUICK_SECONDS,
@@ -135,7 +136,7 @@ with st.expander("Advanced"):
     if advice:
         st.caption(advice)
     try:
-        space = space_editor(preset.space)
+        space = space_editor(preset.space, per_residue=is_residue(dataset.task))
     except ValueError as exc:
         st.error(f"Search space: {md_text(exc)}")
         st.stop()

@@ -12,6 +12,7 @@ from nas_core.modeling.architecture import (
     KEPT_SHARES,
     LORA_TARGETS,
     POOLINGS,
+    RESIDUE_HEADS,
 )
 from nas_core.search.space import SearchSpace
 
@@ -21,7 +22,13 @@ _CHOICES = {"adaptations": ADAPTATIONS, "poolings": POOLINGS, "activations": ACT
             "lora_alpha_ratios": (0.5, 1.0, 2.0, 4.0), "head_widths": (32, 64, 128, 256, 512),
             "batch_sizes": (4, 8, 16, 32, 64), "heads_kept": KEPT_SHARES,
             "ffn_kept": KEPT_SHARES}
-_FORMATS = {"heads_kept": "{:.0%}".format, "ffn_kept": "{:.0%}".format}
+_FORMATS = {"heads_kept": "{:.0%}".format, "ffn_kept": "{:.0%}".format,
+            "class_weighting": lambda v: "weighted" if v else "unweighted"}
+# what only one kind of task samples: per residue a head per residue (no pooling, no
+# contrastive loss, no head/width pruning); per sequence the pooling and the rest
+_PER_RESIDUE = {"residue_heads": RESIDUE_HEADS, "class_weighting": (False, True)}
+_PER_SEQUENCE = ("poolings", "heads_kept", "ffn_kept", "contrastive_weight_range",
+                 "temperature_range")
 _INT_RANGES = {"finetune_layers_range": (1, 12), "head_layers_range": (0, 2),
                "max_epochs_range": (1, 100)}
 _FLOAT_RANGES = {"dropout_range": (0.0, 0.5, 0.05), "lora_dropout_range": (0.0, 0.5, 0.05),
@@ -34,12 +41,17 @@ def _title(name: str) -> str:
     return name.replace("_range", "").replace("_", " ").capitalize()
 
 
-def space_editor(space: SearchSpace, key: str = "adv") -> SearchSpace:
-    """Show the editor; return the edited space (raises ValueError for an invalid one)."""
+def space_editor(space: SearchSpace, key: str = "adv", per_residue: bool = False
+                 ) -> SearchSpace:
+    """Show the editor (the dimensions the dataset's kind of task samples); return the edited
+    space (raises ValueError for an invalid one)."""
     changes: dict = {}
     cols = st.columns(3)
     i = 0
-    for name, choices in _CHOICES.items():
+    shown = {**_CHOICES, **(_PER_RESIDUE if per_residue else {})}
+    for name, choices in shown.items():
+        if per_residue and name in _PER_SEQUENCE:
+            continue
         current = [v for v in getattr(space, name) if v in choices]
         changes[name] = tuple(cols[i % 3].multiselect(
             _title(name), choices, default=current, key=f"{key}_{name}", help=_HELP[name],
@@ -51,6 +63,8 @@ def space_editor(space: SearchSpace, key: str = "adv") -> SearchSpace:
                                            key=f"{key}_{name}", help=_HELP[name])
         i += 1
     for name, (low, high, step) in _FLOAT_RANGES.items():
+        if per_residue and name in _PER_SEQUENCE:
+            continue
         lo, hi = getattr(space, name)
         changes[name] = cols[i % 3].slider(_title(name), low, high, (float(lo), float(hi)),
                                            step=step, key=f"{key}_{name}", help=_HELP[name])

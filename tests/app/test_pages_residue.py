@@ -88,3 +88,15 @@ def test_results_and_predict_pages_for_a_per_residue_model(residue_job):
     assert set(table["prediction"]) <= {"C", "E", "H"}
     assert at.selectbox(key="predict_track").value == "p1"
     assert len(at.get("vega_lite_chart")) == 1
+
+
+def test_the_search_page_offers_the_residue_dimensions_for_a_per_residue_dataset(workspace):
+    DatasetStore(workspace).save(residue_example(), source="ss.fasta", name="ss")
+    at = open_page("app_pages/search.py", BROWSER)
+    keys = {w.key for w in at.multiselect}
+    assert {"adv_residue_heads", "adv_class_weighting"} <= keys
+    assert "adv_poolings" not in keys and "adv_heads_kept" not in keys
+    heads = at.multiselect(key="adv_residue_heads")
+    assert heads.value == ["dense", "conv"] and "neighbours" in heads.help
+    at.multiselect(key="adv_residue_heads").set_value(["conv"]).run()
+    assert not at.exception
