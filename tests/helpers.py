@@ -159,3 +159,28 @@ def run_fresh(script: str, directory, sequences: list[str]):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["loaded"] == []
     return result["out"]
+
+
+def flip_subset(folder: Path, counts: tuple[int, int, int] = (60, 15, 25)) -> list[Path]:
+    """The first ``counts`` (train, validation, test) chains of the shipped FLIP files, written
+    as sequences / labels / mask FASTA files in ``folder`` (the same layout, fewer chains)."""
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    records = {}
+    for name in ("sequences.fasta", "labels.fasta", "mask.fasta"):
+        with open(SS / name) as f:
+            records[name] = list(SimpleFastaParser(f))
+    left = dict(zip(("train", "valid", "test"), counts))
+    keep = []
+    for i, (header, _) in enumerate(records["labels.fasta"]):
+        part = "test" if "SET=test" in header else (
+            "valid" if "VALIDATION=True" in header else "train")
+        if left[part]:
+            left[part] -= 1
+            keep.append(i)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, recs in records.items():
+        paths.append(folder / name)
+        paths[-1].write_text("".join(f">{recs[i][0]}\n{recs[i][1]}\n" for i in keep))
+    return paths

@@ -17,7 +17,7 @@ from tests.app.live import (
     streamlit_server,
 )
 from tests.fakehub import FakeHub
-from tests.helpers import ASSETS
+from tests.helpers import ASSETS, flip_subset
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -166,22 +166,21 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
     shutil.rmtree(ARTIFACTS / "tmp", ignore_errors=True)
 
 
-def test_a_per_residue_dataset_in_a_real_browser(server):
+def test_a_per_residue_dataset_in_a_real_browser(server, tmp_path):
     """The FLIP files dropped together, a search, the residue-by-residue results with the
     track plot drawn, and a prediction one row per residue."""
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=60_000)
-    flip = ASSETS / "secondary_structure"
+    files = flip_subset(tmp_path / "flip", (80, 20, 30))  # the shipped layout, fewer chains
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         try:
             page.goto(f"{server}/data")
-            page.locator("input[type=file]").set_input_files(
-                [str(flip / name) for name in ("labels.fasta", "mask.fasta", "sequences.fasta")])
+            page.locator("input[type=file]").set_input_files([str(f) for f in reversed(files)])
             expect(page.get_by_text("is ready and stored")).to_be_visible(timeout=120_000)
             expect(page.get_by_text("per-residue classification")).to_be_visible()
             expect(page.get_by_text("Class balance (residues)")).to_be_attached()

@@ -239,17 +239,17 @@ def test_cli_search_on_the_flip_files_with_two_workers_and_the_rl_controller(tin
                                                                              tmp_path):
     """Headless, as a lab would run it: the three FLIP files, the REINFORCE controller, two
     worker processes on the workspace's SQLite store; validate says what it read."""
-    from tests.helpers import ROOT, SS
+    from tests.helpers import ROOT, flip_subset
 
     env = {**os.environ, "ESM_NAS_HOME": str(tmp_path / "ws"), "OMP_NUM_THREADS": "1"}
     env.pop("ESM_NAS_STORAGE", None)
-    flip = [str(SS / "sequences.fasta"), "--labels", str(SS / "labels.fasta"), "--mask",
-            str(SS / "mask.fasta")]
+    seqs, labels, mask = flip_subset(tmp_path / "flip", (80, 20, 30))
+    flip = [str(seqs), "--labels", str(labels), "--mask", str(mask)]
     checked = subprocess.run([sys.executable, "-m", "nas_core", "validate", *flip], cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=300)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "task: residue_classification" in checked.stdout
-    assert "89,931 labelled residues" in checked.stdout
+    assert "130 sequences" in checked.stdout and " labelled residues" in checked.stdout
     out = subprocess.run(
         [sys.executable, "-m", "nas_core", "search", *flip, "--backbone", str(tiny_backbone),
          "--adaptation", "frozen", "--max-epochs", "2", "--trials", "4", "--sampler", "rl",
@@ -260,10 +260,10 @@ def test_cli_search_on_the_flip_files_with_two_workers_and_the_rl_controller(tin
     assert "2 workers: cpu, cpu" in out.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["task"] == "residue_classification" and report["n_trials"] == 4
-    assert report["dataset"]["summary"]["splits"] == {"train": 360, "valid": 40, "test": 100}
+    assert report["dataset"]["summary"]["splits"] == {"train": 80, "valid": 20, "test": 30}
     assert report["best"]["test"]["accuracy"] is not None
-    bad = subprocess.run([sys.executable, "-m", "nas_core", "validate", str(SS / "mask.fasta"),
-                          "--mask", str(SS / "mask.fasta")], cwd=ROOT, env=env,
+    bad = subprocess.run([sys.executable, "-m", "nas_core", "validate", str(mask),
+                          "--mask", str(mask)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--mask goes with --labels" in bad.stdout
 
