@@ -180,6 +180,8 @@ def results(report: dict, predictions, metrics_frame) -> None:
     st.caption(mae_meaning(report["task"]))
     if report.get("vs_reference"):
         st.markdown(comparison_sentence(report))
+    if report.get("calibration"):
+        calibration(report["calibration"])
     leakage = report.get("leakage")
     if leakage:
         st.subheader("How new are the test proteins?")
@@ -222,6 +224,22 @@ def residue_results(report: dict, predictions) -> None:
         rows = predictions[predictions["id"].astype(str).isin(chosen)]
         labels = list(report["dataset"]["summary"].get("classes", {}))
         st.altair_chart(charts.make_track_chart(rows, report["task"], labels))
+
+
+def calibration(cal: dict) -> None:
+    """The temperature and what it did to the held-out calibration error."""
+    st.subheader("Can the probabilities be trusted?")
+    left, right = st.columns([1, 2])
+    change = cal["ece_after"] - cal["ece_before"]
+    left.metric("Calibration error (ECE), held-out test", _fmt(cal["ece_after"]),
+                delta=f"{change:+.3f} from {_fmt(cal['ece_before'])}",
+                delta_color="inverse",
+                help="Expected calibration error: how far the model's confidence is from how "
+                "often it is right, averaged over confidence bins. 0 is perfect.")
+    left.caption(f"Temperature {cal['temperature']:.3g}, fitted on the validation split: the "
+                 "predicted class never changes, only how sure the model says it is. The "
+                 "exported model and its predictions use it.")
+    right.altair_chart(charts.make_reliability_chart(cal), width="stretch")
 
 
 def residue_track(frame, task: str, labels: list[str] | None) -> None:

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +15,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas_core.backbones.registry import resolve
-from nas_core.common.metrics import bootstrap_ci
+from nas_core.common.metrics import bootstrap_ci, compute_metrics
 from nas_core.data import homology
-from nas_core.data.dataset import Dataset, is_residue
+from nas_core.data.dataset import Dataset, is_regression, is_residue
 from nas_core.evaluation import trust
 from nas_core.evaluation.baseline import fit_baseline
+from nas_core.evaluation.calibration import calibration_report, scaled_outputs
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.batches import encode_split
 from nas_core.modeling.build import count_parameters, load_trial_checkpoint
@@ -56,6 +57,7 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
     model.to(torch_device)
     metric = study.user_attrs["metric"]
     ev = _evaluate(model, tokenizer, dataset, torch_device)
+    calibrated = _calibrate(model, dataset.task, ev)
     y, output = ev.targets["test"], ev.outputs["test"]
     identity = test_identity(dataset)
     frame = dataset.part("test")[["id", "sequence", "label"]].copy()
@@ -77,6 +79,8 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
     report["best"]["test_ci"] = bootstrap_ci(dataset.task, y, output)
     report.update(_reference_and_trust(dataset, y, output, identity, metric))
     report["uncertainty"] = uncertainty
+    if calibrated:
+        report["calibration"] = calibrated
     if wall_seconds is not None:
         report["wall_seconds"] = round(wall_seconds, 2)
     # Everything is written into a staging folder first and moved into place only when
@@ -129,6 +133,22 @@ def _evaluate(model, tokenizer, dataset: Dataset, device) -> Evaluated:
                                                       pad_id=tokenizer.pad_token_id,
                                                       raw_targets=ev.targets[name])
     return ev
+
+
+def _calibrate(model, task: str, ev: Evaluated) -> dict | None:
+    """Classification: fit the temperature on the validation split, give it to the model (its
+    export and predictions use it) and re-score both splits with the calibrated
+    probabilities; the report's calibration block says how much the test calibration error
+    fell. Regression: nothing to calibrate."""
+    if is_regression(task):
+        return None
+    report = calibration_report(task, ev.targets["val"], ev.outputs["val"],
+                                ev.targets["test"], ev.outputs["test"])
+    model.info = replace(model.info, temperature=report["temperature"])
+    for name in ("val", "test"):
+        ev.outputs[name] = scaled_outputs(task, ev.outputs[name], report["temperature"])
+        ev.metrics[name] = compute_metrics(task, ev.targets[name], ev.outputs[name])
+    return report
 
 
 def _best_block(trial: FrozenTrial, ev: Evaluated, n_parameters: int, model_dir: Path,

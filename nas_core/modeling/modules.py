@@ -28,6 +28,9 @@ class TaskInfo:
     # per-residue classification: each class's weight in the loss (inverse frequency), when the
     # architecture asks for class weights
     class_weights: list[float] | None = None
+    # classification: the logits are divided by this before the softmax (temperature scaling,
+    # fitted on the validation split when the model is finalised; 1 = as trained)
+    temperature: float = 1.0
 
     @property
     def per_residue(self) -> bool:
@@ -46,6 +49,8 @@ class TaskInfo:
                      "target_mean": self.target_mean, "target_std": self.target_std}
         if self.class_weights is not None:
             out["class_weights"] = self.class_weights
+        if self.temperature != 1.0:
+            out["temperature"] = self.temperature
         return out
 
 

@@ -77,7 +77,7 @@ def predict_outputs(model: PooledHead, data: Encoded | list[np.ndarray], *,
         if info.regression:
             result = (logits * info.target_std + info.target_mean).cpu().numpy()
         else:
-            result = torch.softmax(logits, dim=-1).cpu().numpy()
+            result = torch.softmax(logits / info.temperature, dim=-1).cpu().numpy()
         if info.per_residue:
             for row, i in enumerate(batch):  # residues are tokens 1..n (after <cls>)
                 values = result[row, 1: len(data.ids[i]) - 1].astype(np.float64)

@@ -126,6 +126,7 @@ def render_card(report: dict, *, repo_id: str = "your-name/your-model", license:
     lines += _summary_section(report)
     lines += _search_sections(report, has_curves)
     lines += _test_section(report)
+    lines += calibration_section(report)
     lines += [""] + leakage_section(report, image=identity_image)
     lines += _limitations_section(report)
     lines += _usage_section(report["task"], repo_id)
@@ -235,6 +236,24 @@ def compaction_lines(best: dict) -> list[str]:
                       "Every layer keeps all heads and the same width: `config.json`'s "
                       "`intermediate_size` says it."), ""]
     return lines
+
+
+def calibration_section(report: dict) -> list[str]:
+    """How trustworthy the probabilities are, before and after temperature scaling."""
+    cal = report.get("calibration")
+    if not cal:
+        return []
+    return ["## Calibrated probabilities", "",
+            f"The model's logits are divided by a temperature of {cal['temperature']:.3g}, "
+            "fitted on the validation split (temperature scaling): the predicted class never "
+            "changes, only how sure the model says it is. Expected calibration error on the "
+            f"held-out test{' residues' if is_residue(report['task']) else ''}: "
+            f"{_fmt(cal['ece_before'])} before, **{_fmt(cal['ece_after'])} after** (0 means a "
+            "probability of 0.8 is right 80% of the time).", "",
+            "Calibrated probabilities come out of the model as it is: the bundled model class "
+            "divides the logits by `config.esm_nas[\"temperature\"]`, and where plain "
+            "`transformers` classes load the model the temperature is already folded into the "
+            "classifier's weights. `logits.softmax(-1)` is calibrated either way.", ""]
 
 
 def _test_section(report: dict) -> list[str]:

@@ -195,6 +195,24 @@ def make_track_chart(rows: pd.DataFrame, task: str, labels: list[str] | None = N
         row=alt.Row("id:N", title=None), title="Measured and predicted along the sequence")
 
 
+def make_reliability_chart(calibration: dict) -> alt.Chart:
+    """Reliability diagram: accuracy against confidence per bin, before and after temperature
+    scaling, with the diagonal of perfect calibration."""
+    rows = [{**r, "probabilities": when} for when, key in (("as trained", "reliability_before"),
+                                                          ("calibrated", "reliability_after"))
+            for r in calibration[key]]
+    points = alt.Chart(pd.DataFrame(rows), title="Held-out test: reliability").mark_line(
+        point=True).encode(
+        x=alt.X("confidence:Q", title="confidence (top probability)",
+                scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("accuracy:Q", title="share right", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("probabilities:N", title=None, sort=["as trained", "calibrated"]),
+        tooltip=["probabilities:N", "confidence:Q", "accuracy:Q", "count:Q"])
+    diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(
+        strokeDash=[4, 4], color="gray").encode(x="x:Q", y="y:Q")
+    return (diagonal + points).properties(height=260)
+
+
 def make_identity_histogram(leakage: dict) -> alt.Chart:
     """Test sequences by identity to their nearest training sequence."""
     frame = pd.DataFrame(leakage["histogram"])

@@ -117,6 +117,8 @@ def standard_head_weights(model: SequencePredictor) -> dict[str, torch.Tensor]:
         weight, bias = linear.weight.detach().clone(), linear.bias.detach().clone()
         if info.regression:
             weight, bias = weight * info.target_std, bias * info.target_std + info.target_mean
+        else:  # calibrated: the temperature divides the logits
+            weight, bias = weight / info.temperature, bias / info.temperature
         return {"classifier.weight": weight, "classifier.bias": bias}
     dense: Any = head[1]
     out: Any = head[4]
@@ -124,6 +126,8 @@ def standard_head_weights(model: SequencePredictor) -> dict[str, torch.Tensor]:
     if model.info.task == "regression":
         weight, bias = weight * model.info.target_std, bias * model.info.target_std + \
             model.info.target_mean
+    else:  # calibrated: the temperature divides the logits
+        weight, bias = weight / model.info.temperature, bias / model.info.temperature
     return {"classifier.dense.weight": dense.weight.detach().clone(),
             "classifier.dense.bias": dense.bias.detach().clone(),
             "classifier.out_proj.weight": weight, "classifier.out_proj.bias": bias}
@@ -142,7 +146,8 @@ def load_model(directory: str | Path) -> tuple[SequencePredictor, EsmTokenizer]:
                          "by ESM-NAS Studio.")
     config = EsmConfig.from_dict(raw)
     arch = Architecture.from_dict(meta["architecture"])
-    info = TaskInfo(meta["task"], meta["label_names"], meta["target_mean"], meta["target_std"])
+    info = TaskInfo(meta["task"], meta["label_names"], meta["target_mean"], meta["target_std"],
+                    temperature=float(meta.get("temperature", 1.0)))
     backbone: Any = EsmModel(config, add_pooling_layer=False)
     backbone.contact_head = None
     compaction = Compaction.from_dict(meta.get("compaction"))

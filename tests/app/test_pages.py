@@ -87,8 +87,11 @@ def test_search_monitor_results(stored):
                for c in at.caption)  # what MAE means on a classification task
     assert "ROC-AUC 95% CI" in at.dataframe[0].value.columns
     assert "Best architecture" in shown(at.markdown[0].value)
-    assert len(at.get("vega_lite_chart")) == 2  # identity histogram, confusion matrix
-    assert at.subheader[0].value == "How new are the test proteins?"
+    # reliability diagram, identity histogram, confusion matrix
+    assert len(at.get("vega_lite_chart")) == 3
+    assert [s.value for s in at.subheader[:2]] == ["Can the probabilities be trusted?",
+                                                   "How new are the test proteins?"]
+    assert any(m.label == "Calibration error (ECE), held-out test" for m in at.metric)
     assert at.get("download_button")
 
 

@@ -70,10 +70,10 @@ def test_results_and_predict_pages_for_a_per_residue_model(residue_job):
     assert any("each labelled residue's predicted class" in shown(c.value) for c in at.caption)
     assert "Held-out proteins, residue by residue" in [s.value for s in at.subheader]
     assert len(at.multiselect(key="track_proteins").value) == 3
-    # identity histogram, confusion matrix over residues, the track plot
-    assert len(at.get("vega_lite_chart")) == 3
+    # reliability, identity histogram, confusion matrix over residues, the track plot
+    assert len(at.get("vega_lite_chart")) == 4
     at.multiselect(key="track_proteins").set_value([]).run()
-    assert len(at.get("vega_lite_chart")) == 2
+    assert len(at.get("vega_lite_chart")) == 3
     assert any("per-residue model: Compress" in shown(i.value) for i in at.info)
 
     at = app("app_pages/predict.py")

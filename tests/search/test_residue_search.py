@@ -98,6 +98,11 @@ def test_a_per_residue_search_reports_held_out_metrics_over_proteins(searched):
         np.testing.assert_allclose(theirs, mine, atol=1e-5)
     card = (out / "best_model" / "README.md").read_text()
     assert "per-residue" in card and "AutoModelForTokenClassification" in card
+    # probabilities calibrated on the validation residues; the export divides by the same
+    calibration = report["calibration"]
+    assert config["esm_nas"]["temperature"] == calibration["temperature"] > 0
+    assert calibration["ece_after"] <= calibration["ece_before"] + 0.02
+    assert "## Calibrated probabilities" in card
 
 
 @pytest.mark.slow

@@ -80,6 +80,9 @@ class _EsmNasBase(EsmPreTrainedModel):
             self.head = nn.Sequential(*layers)
         self.register_buffer("target_scale", torch.tensor(
             [float(meta["target_std"]), float(meta["target_mean"])]), persistent=False)
+        # classification: logits divided by the temperature fitted on the validation split,
+        # so softmax(logits) are calibrated probabilities
+        self.temperature = float(meta.get("temperature", 1.0))
         self.post_init()
 
     def _init_weights(self, module):
@@ -103,6 +106,8 @@ class EsmNasForTokenClassification(_EsmNasBase):
         logits = self.head(states * keep.unsqueeze(-1).to(states.dtype))
         if self.regression:
             logits = logits * self.target_scale[0] + self.target_scale[1]
+        else:
+            logits = logits / self.temperature
         loss = None
         if labels is not None:  # -100 (classes) or NaN (values) where there is no label
             if self.regression:
@@ -132,6 +137,8 @@ class EsmNasForSequenceClassification(_EsmNasBase):
         logits = self.head(pooled)
         if self.task == "regression":
             logits = logits * self.target_scale[0] + self.target_scale[1]
+        else:
+            logits = logits / self.temperature
         loss = None
         if labels is not None:
             if self.task == "regression":
