@@ -17,6 +17,7 @@ from nas_core.data.dataset import UNLABELLED, residue_values_text
 UNLABELLED_MARKS = frozenset("-.")
 _SEPARATED = re.compile(r"[\s,;]")
 _MISSING_VALUES = frozenset({"nan", "na", "-", "none", "?"})
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 # share of rows with one label per residue (and of distinct labels) that makes a task
 # per-residue: the rest are then reported row by row, not read as thousands of classes
 PER_RESIDUE_SHARE = 0.5
@@ -45,6 +46,8 @@ def per_residue_kind(text: str, length: int) -> str | None:
         if len(pieces) == length and all(_is_number(p) for p in pieces):
             return "regression"
         return None
+    if _NUMBER.fullmatch(text) and (not text.isdigit() or length < 4):
+        return None  # '1.5' for a tripeptide is a measurement, not three residue classes
     return "classification" if len(text) == length else None
 
 

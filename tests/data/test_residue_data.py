@@ -147,3 +147,15 @@ def test_import_dataset_reads_the_flip_layout_as_uploads(tmp_path):
     assert outcome.ok and outcome.stored is not None
     assert outcome.dataset.task == "residue_classification"
     assert outcome.stored.name == "sequences"
+
+
+def test_short_peptides_with_numbers_stay_one_label_per_sequence():
+    """Tripeptides measured as '1.5' or '100': three characters for three residues, but a
+    measurement, not three residue classes."""
+    rng = np.random.default_rng(1)
+    rows = [f"{''.join(rng.choice(list('ACDEFGHIKLMNPQRSTVWY'), 3))},{rng.uniform(0, 9):.1f}"
+            for _ in range(40)]
+    result = validate(read_bytes(("sequence,label\n" + "\n".join(rows) + "\n").encode(),
+                                 "bitter.csv"), IngestOptions(fixes=frozenset({
+                                     "drop_conflicts"})))
+    assert result.dataset is not None and result.dataset.task == "regression"
