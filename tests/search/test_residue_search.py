@@ -300,3 +300,32 @@ def test_a_chart_that_cannot_be_drawn_leaves_the_card_without_its_image(searched
     assert CURVES_IMAGE not in card and IDENTITY_IMAGE not in card
     assert "How new are the test proteins?" in card  # the table stays
     assert not (folder / CURVES_IMAGE).exists()
+
+
+@pytest.mark.slow
+def test_a_per_residue_model_publishes_to_the_hub_and_predicts_from_it(searched, monkeypatch):
+    """One click (here the engine call behind it) to the loopback Hub, then the Hub copy
+    predicts one row per residue like the local one."""
+    import yaml
+
+    from nas_core.publishing.hub import PublishConfig, publish
+    from nas_core.publishing.predict import Predictor
+    from tests.fakehub import FakeHub
+
+    dataset, _, out = searched
+    with FakeHub() as hub:
+        publish(out / "best_model", PublishConfig("ss-model"), token=hub.token,
+                endpoint=hub.url)
+        repo = hub.repos["alice/ss-model"]
+        card = repo.files["README.md"].decode()
+        meta = yaml.safe_load(card.split("---")[1])
+        assert meta["pipeline_tag"] == "token-classification" and "per-residue" in meta["tags"]
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", hub.token)  # a private repository
+        remote = Predictor("alice/ss-model", device="cpu")
+    local = Predictor(out / "best_model", device="cpu")
+    seqs = list(dataset.part("test")["sequence"][:2])
+    theirs = remote.predict_sequences(seqs)
+    ours = local.predict_sequences(seqs)
+    assert len(theirs) == sum(map(len, seqs))
+    np.testing.assert_allclose(theirs["p_H"], ours["p_H"], atol=1e-6)
