@@ -28,7 +28,7 @@ import numpy as np
 import optuna
 import torch
 
-from benchmarks.run import LINES, machine, say
+from benchmarks.run import append_results, machine, say
 from nas_core.backbones.loading import encode, make_tiny_backbone
 from nas_core.data.splits import SplitOptions, assign_splits
 from nas_core.data.store import DatasetStore
@@ -157,10 +157,8 @@ def main() -> int:
             "right after pruning (no training); after distillation "
             f"{pruned['val'][metric]:.4f} vs {val_of['activation']:.4f} (validation {metric})")
     if args.write:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-            f.write(f"\n`python -m benchmarks.compaction --device {args.device}`, "
-                    f"{time.strftime('%Y-%m-%d')} (added with compaction):\n\n```\n"
-                    + "\n".join(LINES) + "\n```\n")
+        append_results(f"python -m benchmarks.compaction --device {args.device}",
+                       "added with compaction")
     return 0
 
 

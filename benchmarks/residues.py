@@ -25,7 +25,7 @@ import numpy as np
 import optuna
 import torch
 
-from benchmarks.run import LINES, machine, say
+from benchmarks.run import append_results, machine, say
 from nas_core.backbones.loading import encode, esm2_tokenizer, make_tiny_backbone
 from nas_core.data.splits import assign_splits
 from nas_core.data.validation import load_flip
@@ -93,10 +93,8 @@ def main() -> int:
             f"on {base['residues']:,} residues in {base['seconds']:.1f} s); paired bootstrap: "
             f"{report['vs_reference']['verdict']}")
     if args.write:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-            f.write(f"\n`python -m benchmarks.residues --device {args.device}`, "
-                    f"{time.strftime('%Y-%m-%d')} (added with per-residue tasks):\n\n```\n"
-                    + "\n".join(LINES) + "\n```\n")
+        append_results(f"python -m benchmarks.residues --device {args.device}",
+                       "added with per-residue tasks")
     return 0
 
 

@@ -378,6 +378,13 @@ def bench_gpu(workdir) -> None:
             f"{rates['fp32+eager']:,.0f} tokens/s (batch 32 x 512, forward+backward)")
 
 
+def append_results(command: str, occasion: str) -> None:
+    """Add what ``say`` printed to benchmarks/RESULTS.md under ``command`` and the date."""
+    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+        f.write(f"\n`{command}`, {time.strftime('%Y-%m-%d')} ({occasion}):\n\n```\n"
+                + "\n".join(LINES) + "\n```\n")
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:

@@ -448,20 +448,14 @@ class _Check:
         """The classes (rare ones dropped if asked), or None with the error recorded."""
         if task == "residue_classification":
             return self.residue_classes(clean)
-        if task == "residue_regression":
-            if rl.constant_values(list(clean["label"])):
+        if task in ("regression", "residue_regression"):
+            per_residue = task == "residue_regression"
+            if (rl.constant_values(list(clean["label"])) if per_residue
+                    else clean["label"].nunique() < 2):
                 self.problems.append(Problem(
                     "error", "constant_label",
-                    "Every residue's value is the same: there is nothing to learn. Check the "
-                    "label column."))
-                return None
-            return clean, task, None
-        if task == "regression":
-            if clean["label"].nunique() < 2:
-                self.problems.append(Problem(
-                    "error", "constant_label",
-                    "Every label has the same value: there is nothing to learn. Check the "
-                    "label column."))
+                    f"Every {'residue' if per_residue else 'label'} has the same value: there "
+                    "is nothing to learn. Check the label column."))
                 return None
             return clean, task, None
         counts = Counter(clean["label"])
