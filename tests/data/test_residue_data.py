@@ -159,3 +159,16 @@ def test_short_peptides_with_numbers_stay_one_label_per_sequence():
                                  "bitter.csv"), IngestOptions(fixes=frozenset({
                                      "drop_conflicts"})))
     assert result.dataset is not None and result.dataset.task == "regression"
+
+
+def test_per_residue_values_that_never_change_are_refused():
+    rng = np.random.default_rng(2)
+    rows = []
+    for _ in range(12):
+        seq = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 8))
+        rows.append(f'{seq},"{" ".join(["1.0"] * 8)}"')
+    result = validate(read_bytes(("sequence,label\n" + "\n".join(rows) + "\n").encode(),
+                                 "flat.csv"), IngestOptions(task="residue_regression"))
+    (error,) = result.errors
+    assert error.code == "constant_label" and "Every residue has the same value" in \
+        error.message
