@@ -144,27 +144,51 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float | Non
     }
 
 
-def residue_metrics(task: str, y, output) -> dict[str, float | None]:
-    """Per-residue metrics: ``y`` and ``output`` hold one array per protein (targets with
-    ``IGNORE_INDEX`` / NaN where unlabelled; probabilities (length, classes) or values). Pooled
-    over all labelled residues, plus one metric averaged per protein (:data:`PER_PROTEIN`)."""
+def _labelled(task: str, y, output) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per protein, the labelled residues' targets and outputs."""
     regression = task == "residue_regression"
     keeps = [np.isfinite(t) if regression else np.asarray(t) != IGNORE_INDEX for t in y]
-    ys = [np.asarray(t)[k] for t, k in zip(y, keeps)]
-    outs = [np.asarray(o)[k] for o, k in zip(output, keeps)]
-    if not ys or not sum(len(t) for t in ys):
-        return {}
-    cat_y, cat_out = np.concatenate(ys), np.concatenate(outs)
-    if regression:
-        metrics = regression_metrics(cat_y, cat_out)
-        rhos = [rho for t, o in zip(ys, outs) if len(t) >= 3 and np.ptp(t) > 0
-                if (rho := regression_metrics(t, o)["spearman"]) is not None]
-        metrics["spearman_per_protein"] = float(np.mean(rhos)) if rhos else None
-        return metrics
-    k = cat_out.shape[1]
-    metrics = classification_metrics(cat_y.astype(int), cat_out, roc_auc=k == 2)
-    accuracies = [float(np.mean(o.argmax(1) == t)) for t, o in zip(ys, outs) if len(t)]
-    metrics["accuracy_per_protein"] = float(np.mean(accuracies))
+    return ([np.asarray(t)[k] for t, k in zip(y, keeps)],
+            [np.asarray(o)[k] for o, k in zip(output, keeps)])
+
+
+def protein_values(task: str, y, output) -> np.ndarray:
+    """Each protein's own metric (Spearman, or accuracy), NaN where it is undefined (fewer than
+    three labelled residues, or one value only): what :data:`PER_PROTEIN` averages."""
+    ys, outs = _labelled(task, y, output)
+    if task == "residue_regression":
+        rhos = [regression_metrics(t, o)["spearman"] if len(t) >= 3 and np.ptp(t) > 0
+                else None for t, o in zip(ys, outs)]
+        return np.array([np.nan if r is None else r for r in rhos], dtype=float)
+    return np.array([np.mean(o.argmax(1) == t) if len(t) else np.nan
+                     for t, o in zip(ys, outs)], dtype=float)
+
+
+def residue_metrics(task: str, y, output, *, only: str | None = None,
+                    per_protein: np.ndarray | None = None) -> dict[str, float | None]:
+    """Per-residue metrics: ``y`` and ``output`` hold one array per protein (targets with
+    ``IGNORE_INDEX`` / NaN where unlabelled; probabilities (length, classes) or values). Pooled
+    over all labelled residues, plus one metric averaged per protein (:data:`PER_PROTEIN`).
+
+    ``only`` computes just that metric; ``per_protein`` gives the proteins' own values when
+    they are known (a bootstrap resamples them instead of recomputing them)."""
+    regression = task == "residue_regression"
+    key = "spearman_per_protein" if regression else "accuracy_per_protein"
+    metrics: dict[str, float | None] = {}
+    if only is None or only != key:
+        ys, outs = _labelled(task, y, output)
+        if not ys or not sum(len(t) for t in ys):
+            return {}
+        cat_y, cat_out = np.concatenate(ys), np.concatenate(outs)
+        if regression:
+            metrics = regression_metrics(cat_y, cat_out)
+        else:
+            metrics = classification_metrics(cat_y.astype(int), cat_out,
+                                              roc_auc=cat_out.shape[1] == 2)
+    if only is None or only == key:
+        values = protein_values(task, y, output) if per_protein is None else per_protein
+        values = values[np.isfinite(values)]
+        metrics[key] = float(values.mean()) if len(values) else None
     return metrics
 
 
@@ -178,8 +202,9 @@ def compute_metrics(task: str, y: np.ndarray, output: np.ndarray) -> dict[str, f
 
 def one_metric(task: str, y: np.ndarray, output: np.ndarray, metric: str) -> float | None:
     """A single metric, without the others (bootstrap loops call this thousands of times)."""
-    if task in ("regression", "residue_classification", "residue_regression") or metric in (
-            "loss", "mae"):
+    if task in ("residue_classification", "residue_regression"):
+        return residue_metrics(task, y, output, only=metric).get(metric)
+    if task == "regression" or metric in ("loss", "mae"):
         return compute_metrics(task, y, output).get(metric)
     y = np.asarray(y, dtype=int)
     k = output.shape[1]
@@ -236,7 +261,11 @@ def bootstrap_ci(task: str, y: np.ndarray, output: np.ndarray, *, n: int = 1000,
     """Percentile bootstrap intervals of every metric (resampling the test sequences)."""
     y = np.asarray(y)
     samples: dict[str, list] = {}
+    per_protein = (protein_values(task, y, output)
+                   if task in ("residue_classification", "residue_regression") else None)
     for idx in resamples(len(y), n, seed):
-        for key, value in compute_metrics(task, y[idx], output[idx]).items():
+        values = (compute_metrics(task, y[idx], output[idx]) if per_protein is None else
+                  residue_metrics(task, y[idx], output[idx], per_protein=per_protein[idx]))
+        for key, value in values.items():
             samples.setdefault(key, []).append(value)
     return {key: percentile_interval(_finite_values(v), n, level) for key, v in samples.items()}

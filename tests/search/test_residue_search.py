@@ -172,8 +172,16 @@ def test_bootstrap_intervals_resample_proteins_not_residues():
     pooled = compute_metrics("residue_classification", y, out)
     assert pooled["accuracy"] == pytest.approx(1000 / 1090)
     assert pooled["accuracy_per_protein"] == pytest.approx(0.1)
-    low, high = bootstrap_ci("residue_classification", y, out, n=300)["accuracy"]
+    intervals = bootstrap_ci("residue_classification", y, out, n=300)
+    low, high = intervals["accuracy"]
     assert low < 0.5 < high
+    # the proteins' own accuracies are computed once and resampled: the same interval as
+    # recomputing every resample
+    from nas_core.common.metrics import percentile_interval, resamples
+
+    naive = [compute_metrics("residue_classification", y[i], out[i])["accuracy_per_protein"]
+             for i in resamples(len(y), 300, 0)]
+    assert intervals["accuracy_per_protein"] == percentile_interval(naive, 300)
 
 
 @pytest.mark.slow
@@ -219,7 +227,7 @@ def test_darts_and_the_pareto_front_work_per_residue(tiny_backbone, tmp_path, mo
     from nas_core.search.study import open_study, optimize
 
     monkeypatch.setenv("ESM_NAS_HOME", str(tmp_path / "ws"))
-    dataset = residue_example()
+    dataset = residue_example(25, 8, 10)  # DARTS trains on every labelled residue
     space = tiny_space(tiny_backbone, adaptations=("frozen",), residue_heads=("dense", "conv"),
                        head_layers_range=(0, 1), head_widths=(64,), activations=("gelu",))
     objective = "metric+size" if sampler == "nsga2" else "metric"
@@ -241,20 +249,25 @@ def test_darts_and_the_pareto_front_work_per_residue(tiny_backbone, tmp_path, mo
 
 @pytest.mark.slow
 def test_cli_search_on_the_flip_files_with_two_workers_and_the_rl_controller(tiny_backbone,
-                                                                             tmp_path):
+                                                                             tmp_path,
+                                                                             monkeypatch,
+                                                                             capsys):
     """Headless, as a lab would run it: the three FLIP files, the REINFORCE controller, two
     worker processes on the workspace's SQLite store; validate says what it read."""
+    from nas_core.cli import main
     from tests.helpers import ROOT, flip_subset
 
-    env = {**os.environ, "ESM_NAS_HOME": str(tmp_path / "ws"), "OMP_NUM_THREADS": "1"}
-    env.pop("ESM_NAS_STORAGE", None)
+    monkeypatch.setenv("ESM_NAS_HOME", str(tmp_path / "ws"))
     seqs, labels, mask = flip_subset(tmp_path / "flip", (80, 20, 30))
     flip = [str(seqs), "--labels", str(labels), "--mask", str(mask)]
-    checked = subprocess.run([sys.executable, "-m", "nas_core", "validate", *flip], cwd=ROOT,
-                             env=env, capture_output=True, text=True, timeout=300)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "task: residue_classification" in checked.stdout
-    assert "130 sequences" in checked.stdout and " labelled residues" in checked.stdout
+    assert main(["validate", *flip]) == 0
+    printed = capsys.readouterr().out
+    assert "130 sequences, task: residue_classification" in printed
+    assert " labelled residues; proteins stay whole" in printed
+    assert main(["validate", str(mask), "--mask", str(mask)]) == 2
+    assert "--mask goes with --labels" in capsys.readouterr().out
+    env = {**os.environ, "ESM_NAS_HOME": str(tmp_path / "ws"), "OMP_NUM_THREADS": "1"}
+    env.pop("ESM_NAS_STORAGE", None)
     out = subprocess.run(
         [sys.executable, "-m", "nas_core", "search", *flip, "--backbone", str(tiny_backbone),
          "--adaptation", "frozen", "--max-epochs", "2", "--trials", "4", "--sampler", "rl",
@@ -267,10 +280,6 @@ def test_cli_search_on_the_flip_files_with_two_workers_and_the_rl_controller(tin
     assert report["task"] == "residue_classification" and report["n_trials"] == 4
     assert report["dataset"]["summary"]["splits"] == {"train": 80, "valid": 20, "test": 30}
     assert report["best"]["test"]["accuracy"] is not None
-    bad = subprocess.run([sys.executable, "-m", "nas_core", "validate", str(mask),
-                          "--mask", str(mask)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "--mask goes with --labels" in bad.stdout
 
 
 @pytest.mark.slow
