@@ -7,7 +7,7 @@ import streamlit as st
 
 from nas_core.common.metrics import mae_meaning, metric_name
 from nas_core.common.text import md_text
-from nas_core.data.dataset import TASK_WORDS, Dataset
+from nas_core.data.dataset import TASK_WORDS, Dataset, is_regression, is_residue
 from nas_core.data.store import StoredDataset
 from nas_core.data.validation import ValidationResult
 from nas_core.evaluation.trust import leakage_report
@@ -53,7 +53,12 @@ def dataset_overview(dataset: Dataset, notes: list) -> None:
     summary = dataset.summary()
     cols = st.columns(4)
     cols[0].metric("Sequences", summary["n_sequences"])
-    cols[1].metric("Task", TASK_WORDS.get(summary["task"], summary["task"]))
+    task = summary["task"]
+    if is_residue(task):  # the long words would not fit the column
+        cols[1].metric("Task, per residue", "values" if is_regression(task) else "classes",
+                       help=TASK_WORDS[task])
+    else:
+        cols[1].metric("Task", task, help=TASK_WORDS.get(task))
     length = summary["length"]
     cols[2].metric("Length", f"{length['min']}–{length['max']}")
     splits = summary.get("splits", {})

@@ -182,7 +182,7 @@ def test_a_per_residue_dataset_in_a_real_browser(server, tmp_path):
             page.goto(f"{server}/data")
             page.locator("input[type=file]").set_input_files([str(f) for f in reversed(files)])
             expect(page.get_by_text("is ready and stored")).to_be_visible(timeout=120_000)
-            expect(page.get_by_text("per-residue classification")).to_be_visible()
+            expect(page.get_by_text("Task, per residue")).to_be_visible()
             expect(page.get_by_text("Class balance (residues)")).to_be_attached()
             name = page.get_by_role("textbox", name="Your name")
             name.fill("carol")

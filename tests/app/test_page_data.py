@@ -16,7 +16,7 @@ def test_example_dataset_is_validated_charted_and_stored(workspace):
     assert not at.exception
     assert "is ready and stored" in shown(at.success[0].value)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Sequences"] == "412" and metrics["Task"] == "binary classification"
+    assert metrics["Sequences"] == "412" and metrics["Task"] == "binary"
     assert len(at.get("vega_lite_chart")) == 3  # lengths, labels, test identity to train
     assert any("Homology-aware split at 50% identity" in shown(i.value) for i in at.info)
     assert any("recommended" in shown(c.value) for c in at.caption)

@@ -26,7 +26,7 @@ def test_the_flip_files_uploaded_together_make_a_per_residue_dataset(workspace):
     assert not at.exception, at.exception
     assert "is ready and stored" in shown(at.success[0].value)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Task"] == "per-residue classification" and metrics["Sequences"] == "500"
+    assert metrics["Task, per residue"] == "classes" and metrics["Sequences"] == "500"
     assert metrics["Train / valid / test"] == "360 / 40 / 100"  # the split in the headers
     captions = [shown(c.value) for c in at.caption]
     assert any("labelled residues" in c and "Proteins stay whole" in c for c in captions)
