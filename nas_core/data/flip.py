@@ -41,7 +41,7 @@ def _open(source: Source) -> tuple[str, BinaryIO, int]:
 
 
 def _records(source: Source, what: str, limits: ReadLimits) -> tuple[str, pd.DataFrame]:
-    """(name, frame) of a FASTA file: ``where``, ``id``, ``header`` and ``text`` per record."""
+    """(name, frame) of a FASTA file: ``where``, ``id`` and ``text`` per record."""
     name, stream, size = _open(source)
     try:
         raw = read_stream(stream, name, size=size, require_label=False, limits=limits)
@@ -109,7 +109,7 @@ def read_flip(sequences: Source, labels: Source, mask: Source | None = None, *,
     label_name, labs = _records(labels, "label file", limits)
     headers = _headers(labels)
     problems: list[Problem] = []
-    label_of = dict(zip(labs["id"], labs["text"]))
+    label_of = _first_of_each(labs)
     seq_ids = set(seqs["id"])
     orphans = [str(i) for i in labs["id"] if i not in seq_ids]
     if orphans:
@@ -128,7 +128,7 @@ def read_flip(sequences: Source, labels: Source, mask: Source | None = None, *,
     mask_name = None
     if mask is not None:
         mask_name, mframe = _records(mask, "mask file", limits)
-        masks = dict(zip(mframe["id"], mframe["text"]))
+        masks = _first_of_each(mframe)
     rows = []
     for where, ident, seq in zip(seqs["where"], seqs["id"], seqs["text"]):
         label = label_of.get(ident)
@@ -157,6 +157,14 @@ def read_flip(sequences: Source, labels: Source, mask: Source | None = None, *,
     source = f"{seq_name} + {label_name}" + (f" + {mask_name}" if mask_name else "")
     return RawTable(frame, source, "flip", "sequence", "label",
                     tuple(problems) + _duplicates(labs, label_name))
+
+
+def _first_of_each(frame: pd.DataFrame) -> dict[str, str]:
+    """ID -> text of its first record (a repeated ID is warned about, see _duplicates)."""
+    out: dict[str, str] = {}
+    for ident, text in zip(frame["id"], frame["text"]):
+        out.setdefault(ident, text)
+    return out
 
 
 def _duplicates(frame: pd.DataFrame, name: str) -> tuple[Problem, ...]:

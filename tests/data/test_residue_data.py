@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nas_core.data.dataset import IGNORE_INDEX
-from nas_core.data.flip import sort_uploads
+from nas_core.data.flip import read_flip, sort_uploads
 from nas_core.data.reading import DataFileError, read_bytes
 from nas_core.data.splits import SplitOptions, assign_splits
 from nas_core.data.store import DatasetStore, import_dataset
@@ -172,3 +172,11 @@ def test_per_residue_values_that_never_change_are_refused():
     (error,) = result.errors
     assert error.code == "constant_label" and "Every residue has the same value" in \
         error.message
+
+
+def test_a_repeated_label_id_uses_its_first_record_as_the_warning_says():
+    seqs = _fasta({"a": "MKVLAAGIW"})
+    labels = b">a SET=train\nHHHEEECCC\n>a SET=train\nCCCCCCCCC\n"
+    raw = read_flip(("s.fasta", seqs), ("l.fasta", labels))
+    assert raw.frame["label"].tolist() == ["HHHEEECCC"]
+    assert any("the first record of each is used" in p.message for p in raw.problems)
