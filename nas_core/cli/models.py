@@ -19,6 +19,7 @@ from nas_core.evaluation.compress import (
     compress,
     parse_targets,
 )
+from nas_core.evaluation.suggest import SuggestConfig, SuggestError, suggest
 from nas_core.modeling.distillation import DistillConfig
 from nas_core.publishing.hub import PublishConfig, PublishError, publish
 from nas_core.publishing.predict import PredictionInputError, predict_file
@@ -31,6 +32,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="CSV to write")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("suggest", help="test these next: rank unlabelled candidate sequences "
+                       "with a finished search's ensemble (or best model) and pick a diverse "
+                       "batch to make and measure")
+    p.add_argument("run_dir", help="the search's --out folder (ensemble_model/ or best_model/)")
+    p.add_argument("candidates", help="FASTA, CSV, TSV or Excel file of candidate sequences")
+    add_field(p, SuggestConfig, "batch")
+    add_field(p, SuggestConfig, "goal")
+    add_field(p, SuggestConfig, "target_class", "--class")
+    add_field(p, SuggestConfig, "rule")
+    add_field(p, SuggestConfig, "diversity", type=float)
+    add_field(p, SuggestConfig, "seed")
+    p.add_argument("--out", required=True, help="CSV to write the ranked batch to")
+    p.set_defaults(func=cmd_suggest)
 
     p = sub.add_parser("compress", help="smaller variants of a finished search's model: heads "
                        "and feed-forward width pruned by importance, recovered by distillation; "
@@ -110,6 +125,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if metrics:
         print("metrics against the labels in the input: " + ", ".join(
             f"{k} {v:.4f}" for k, v in metrics.items() if v is not None))
+    return EXIT_OK
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    goal = "class" if args.target_class is not None and args.goal == "maximize" else args.goal
+    try:
+        config = SuggestConfig(batch=args.batch, goal=goal, target_class=args.target_class,
+                               rule=args.rule, diversity=args.diversity, seed=args.seed)
+        result = suggest(args.run_dir, args.candidates, config)
+    except (SuggestError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    result.frame.to_csv(args.out, index=False)
+    print(f"wrote {len(result.frame)} ranked candidates to {args.out} (model: "
+          f"{result.model_dir.name}, rule {config.rule})")
     return EXIT_OK
 
 

@@ -63,7 +63,8 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", default=None,
                    help=field_metadata(SearchConfig, "study_name")["help"]
                    + " (default: the dataset's name and the time)")
-    for name in ("sampler", "pruner", "objective", "metric", "seed", "device", "patience"):
+    for name in ("sampler", "pruner", "objective", "metric", "seed", "device", "patience",
+                 "ensemble_size"):
         add_field(p, SearchConfig, name)
     p.add_argument("--max-epochs", type=int, default=None,
                    help=field_metadata(SearchSpace, "max_epochs_range")["help"])
@@ -105,6 +106,9 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="this machine's copy of the study's dataset")
     p.add_argument("--trial", type=int, default=None, help="trial number (default: the best)")
     add_field(p, SearchConfig, "device")
+    add_field(p, SearchConfig, "ensemble_size", default=None,
+              help="Ensemble of the best architectures: how many (1: none; default: the "
+              "search's setting).")
     p.add_argument("--out", default=None, help="folder for report.json and best_model/ "
                    "(required with --study)")
     p.set_defaults(func=cmd_finalise)
@@ -160,7 +164,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             space=space_from_args(args), n_trials=args.n_trials, timeout=args.timeout,
             sampler=args.sampler, pruner=args.pruner, objective=args.objective,
             metric=args.metric, seed=args.seed, device=args.device, patience=args.patience,
-            workers=parse_workers(args.workers))
+            ensemble_size=args.ensemble_size, workers=parse_workers(args.workers))
         for name in config.space.usable_backbones():
             ensure_loadable(name)
         config.metric_for(dataset.task)
@@ -275,7 +279,8 @@ def cmd_finalise(args: argparse.Namespace) -> int:
     try:
         study = connect(args.study, url, wait_seconds=10)
         report = finalise(study, dataset_for(study, args.data), args.out,
-                          trial_number=args.trial, device=args.device)
+                          trial_number=args.trial, device=args.device,
+                          ensemble_size=args.ensemble_size)
     except (WorkerError, ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

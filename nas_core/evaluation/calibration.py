@@ -97,3 +97,8 @@ def calibration_report(task: str, y_val, val_probs, y_test, test_probs) -> dict:
             "ece_after": expected_calibration_error(y, after),
             "reliability_before": reliability(y, before),
             "reliability_after": reliability(y, after)}
+
+
+def ensemble_ece(task: str, y_test, test_probs) -> float:
+    """The test calibration error of an ensemble's averaged (member-calibrated) probabilities."""
+    return expected_calibration_error(*flatten(task, y_test, test_probs))

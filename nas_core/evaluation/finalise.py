@@ -20,19 +20,22 @@ from nas_core.data import homology
 from nas_core.data.dataset import Dataset, is_regression, is_residue
 from nas_core.evaluation import trust
 from nas_core.evaluation.baseline import fit_baseline
-from nas_core.evaluation.calibration import calibration_report, scaled_outputs
+from nas_core.evaluation.calibration import calibration_report, ensemble_ece, scaled_outputs
+from nas_core.evaluation.ensemble import DEFAULT_SIZE, choose_members, member_row
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.batches import encode_split
 from nas_core.modeling.build import count_parameters, load_trial_checkpoint
 from nas_core.modeling.training import evaluate, resolve_device
 from nas_core.publishing.card import write_model_card
-from nas_core.publishing.export import export_model
-from nas_core.publishing.predict import prediction_columns, residue_rows
+from nas_core.publishing.export import export_ensemble, export_model
+from nas_core.publishing.predict import combine, prediction_columns, residue_rows
 from nas_core.search.budget import in_budget
 from nas_core.search.config import CONFIG_ATTR, STRATEGIES
 from nas_core.search.optuna_internals import storage_url
 from nas_core.search.storage import fail_reasons, public_url
 from nas_core.search.study import choose_trial
+
+ENSEMBLE_DIR = "ensemble_model"
 
 
 @dataclass
@@ -46,8 +49,12 @@ class Evaluated:
 
 def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
              trial_number: int | None = None, device: str = "auto",
-             wall_seconds: float | None = None) -> dict:
+             wall_seconds: float | None = None, ensemble_size: int | None = None) -> dict:
     """Evaluate the chosen trial once on the held-out test split; export it; write report.json.
+
+    ``ensemble_size`` (default: the search's setting, or none for a chosen trial): with 2 or
+    more, also the ensemble of the best architectures, tested and exported beside the best
+    model (``ensemble_model/``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,10 +84,19 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
     report["best"] = _best_block(trial, ev, n_parameters, out_dir / "best_model",
                                  is_residue(dataset.task))
     report["best"]["test_ci"] = bootstrap_ci(dataset.task, y, output)
-    report.update(_reference_and_trust(dataset, y, output, identity, metric))
+    trusted, reference = _reference_and_trust(dataset, y, output, identity, metric)
+    report.update(trusted)
     report["uncertainty"] = uncertainty
     if calibrated:
         report["calibration"] = calibrated
+    if ensemble_size is None:  # a chosen trial (a Pareto point) is exported on its own
+        configured = study.user_attrs.get(CONFIG_ATTR, {}).get("ensemble_size", DEFAULT_SIZE)
+        ensemble_size = 1 if trial_number is not None else int(configured)
+    built = _ensemble(study, dataset, trial, model, ev, ensemble_size, torch_device, metric,
+                      reference, identity)
+    if built is not None:
+        report["ensemble"] = built.report
+        report["ensemble"]["model_dir"] = str(out_dir / ENSEMBLE_DIR)
     if wall_seconds is not None:
         report["wall_seconds"] = round(wall_seconds, 2)
     # Everything is written into a staging folder first and moved into place only when
@@ -95,12 +111,29 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
             "dataset_fingerprint": dataset.fingerprint, "val_metrics": ev.metrics["val"],
             "test_metrics": ev.metrics["test"], "n_parameters": n_parameters,
             "conformal": uncertainty,
-            "novelty_identity": homology.default_identity(train_sequences)},
+            "novelty_identity": homology.default_identity(train_sequences),
+            **observed_range(dataset)},
             train_sequences=train_sequences)
         write_model_card(stage / "best_model", report)
+        names = ["best_model", "test_predictions.csv"]
+        if built is not None and built.models:
+            export_ensemble(built.models, tokenizer, stage / ENSEMBLE_DIR, extra={
+                "study": study.study_name, "trials": [m["trial"] for m in built.report[
+                    "members"]], "metric": metric, "dataset_fingerprint": dataset.fingerprint,
+                "val_metrics": built.report["val"], "test_metrics": built.report["test"],
+                "n_parameters": built.report["n_parameters"],
+                "conformal": built.report["uncertainty"],
+                "novelty_identity": homology.default_identity(train_sequences),
+                **observed_range(dataset)},
+                member_extra=[{"trial": m["trial"]} for m in built.report["members"]],
+                train_sequences=train_sequences)
+            write_model_card(stage / ENSEMBLE_DIR, ensemble_card_report(report))
+            names.append(ENSEMBLE_DIR)
+        elif (out_dir / ENSEMBLE_DIR).is_dir():  # an older ensemble no longer matches
+            (out_dir / ENSEMBLE_DIR).replace(stage / f"previous-{ENSEMBLE_DIR}")
         (stage / "report.json").write_text(json.dumps(report, indent=2,
                                                       default=_json_default))
-        for name in ("best_model", "test_predictions.csv", "report.json"):  # report last
+        for name in (*names, "report.json"):  # report last
             target = out_dir / name
             if target.is_dir():
                 target.replace(stage / f"previous-{name}")
@@ -176,8 +209,9 @@ def compaction_block(attrs: dict) -> dict:
 
 
 def _reference_and_trust(dataset: Dataset, y: np.ndarray, output: np.ndarray,
-                         identity: np.ndarray, metric: str) -> dict:
-    """The reference model beside ours, the paired comparison and the leakage report."""
+                         identity: np.ndarray, metric: str) -> tuple[dict, np.ndarray]:
+    """The reference model beside ours, the paired comparison and the leakage report; and
+    the reference's test outputs."""
     baseline, reference = fit_baseline(dataset, return_test_output=True)
     baseline["test_ci"] = bootstrap_ci(dataset.task, y, reference)
     return {
@@ -185,7 +219,95 @@ def _reference_and_trust(dataset: Dataset, y: np.ndarray, output: np.ndarray,
         "vs_reference": trust.compare(dataset.task, y, output, reference, metric),
         "leakage": trust.leakage_report(identity),
         "by_identity": trust.by_identity(dataset.task, y, output, identity, metric),
+    }, reference
+
+
+def observed_range(dataset: Dataset) -> dict:
+    """Regression: the lowest and highest measured value the model learnt from (training and
+    validation), the bar "expected improvement" measures new candidates against."""
+    if dataset.task != "regression":
+        return {}
+    known = dataset.frame[dataset.frame["split"] != "test"]["label"].astype(float)
+    return {"observed": {"min": float(known.min()), "max": float(known.max())}}
+
+
+@dataclass
+class Built:
+    report: dict
+    models: list
+
+
+def _ensemble(study: optuna.Study, dataset: Dataset, best: FrozenTrial, best_model,
+              best_ev: Evaluated, k: int, device, metric: str, reference: np.ndarray,
+              identity: np.ndarray) -> Built | None:
+    """The ensemble of the k best architectures, each calibrated on the validation split,
+    tested once beside the best model and the reference. None when not asked for; a report
+    without models when fewer than two trials can take part."""
+    if k < 2:
+        return None
+    task = dataset.task
+
+    def usable(trial: FrozenTrial) -> str | None:
+        if trial.number == best.number:
+            return None
+        path = Path(trial.user_attrs.get("checkpoint", ""))
+        return None if (path / "trainable.safetensors").is_file() else (
+            f"its weights are not on this machine (it ran on "
+            f"{trial.user_attrs.get('host', 'another machine')})")
+
+    choice = choose_members(study, k, usable=usable)
+    if len(choice.members) < 2 or best.number not in {t.number for t in choice.members}:
+        return Built({"size": k, "members": [], "skipped": choice.skipped, "note": (
+            "No ensemble: fewer than two finished trials could take part (the search needs "
+            "more completed trials, with their weights on this machine).")}, [])
+    models, evs, rows = [], [], []
+    for trial in choice.members:
+        if trial.number == best.number:
+            model, ev = best_model, best_ev
+        else:
+            model, member_tokenizer = load_trial_checkpoint(trial_weights(study, trial))
+            model.to(device)
+            ev = _evaluate(model, member_tokenizer, dataset, device)
+            _calibrate(model, task, ev)
+        model.to("cpu")
+        models.append(model)
+        evs.append(ev)
+        rows.append(member_row(trial, model, count_parameters(model), ev.metrics["val"],
+                               metric))
+    y = best_ev.targets["test"]
+    mean = {s: combine([e.outputs[s] for e in evs])[0] for s in ("val", "test")}
+    block = {
+        "size": k, "members": rows, "skipped": choice.skipped,
+        "val": compute_metrics(task, best_ev.targets["val"], mean["val"]),
+        "test": compute_metrics(task, y, mean["test"]),
+        "test_ci": bootstrap_ci(task, y, mean["test"]),
+        "n_parameters": sum(r["n_parameters"] for r in rows),
+        "vs_best": trust.compare(task, y, mean["test"], best_ev.outputs["test"], metric),
+        "vs_reference": trust.compare(task, y, mean["test"], reference, metric),
+        "by_identity": trust.by_identity(task, y, mean["test"], identity, metric),
+        "uncertainty": {"level": 0.9, "threshold": trust.conformal(
+            task, best_ev.targets["val"], mean["val"], 0.9)},
     }
+    if not is_regression(task):
+        block["ece"] = ensemble_ece(task, y, mean["test"])
+    return Built(block, models)
+
+
+def ensemble_card_report(report: dict) -> dict:
+    """The report as the ensemble's model card reads it: the ensemble in the best model's
+    place."""
+    ens = report["ensemble"]
+    card = {k: v for k, v in report.items() if k not in ("calibration", "pareto")}
+    card["best"] = {**report["best"], "trial": None, "test": ens["test"],
+                    "test_ci": ens["test_ci"], "val": ens["val"],
+                    "n_parameters": ens["n_parameters"], "history": [],
+                    "description": f"an ensemble of {len(ens['members'])} architectures"}
+    card["ensemble_members"] = ens["members"]
+    card["vs_best"] = ens["vs_best"]
+    card["vs_reference"] = ens["vs_reference"]
+    card["by_identity"] = ens["by_identity"]
+    card["uncertainty"] = ens["uncertainty"]
+    return card
 
 
 def test_identity(dataset: Dataset) -> np.ndarray:

@@ -124,12 +124,13 @@ def render_card(report: dict, *, repo_id: str = "your-name/your-model", license:
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
              f"# {repo_id.split('/')[-1]}", ""]
     lines += _summary_section(report)
-    lines += _search_sections(report, has_curves)
+    lines += (ensemble_sections(report) if report.get("ensemble_members")
+              else _search_sections(report, has_curves))
     lines += _test_section(report)
     lines += calibration_section(report)
     lines += [""] + leakage_section(report, image=identity_image)
     lines += _limitations_section(report)
-    lines += _usage_section(report["task"], repo_id)
+    lines += _usage_section(report["task"], repo_id, bool(report.get("ensemble_members")))
     lines += ["## Licence", "", f"Published under `{license}`." if license else
               "No licence was chosen when this model was published: all rights are reserved "
               "by its authors until they choose one. Ask them before reusing it.", ""]
@@ -292,7 +293,31 @@ def _limitations_section(report: dict) -> list[str]:
     return lines
 
 
-def _usage_section(task: str, repo_id: str) -> list[str]:
+def ensemble_sections(report: dict) -> list[str]:
+    """What the ensemble is made of and how it was chosen."""
+    members = report["ensemble_members"]
+    metric = METRIC_NAMES.get(report["metric"], report["metric"])
+    lines = ["## Architecture: an ensemble", "",
+             f"An ensemble of {len(members)} architectures found by the search: the best "
+             "trials by validation score, different architectures preferred over near-copies "
+             "of one. Each member's probabilities were calibrated on the validation split "
+             "(its own temperature); the ensemble averages them (for regression, the "
+             "values). The members' **spread** (standard deviation) is the ensemble's "
+             "uncertainty.", "",
+             f"| trial | architecture | validation {metric} | parameters |", "|---|---|---|---|"]
+    for m in members:
+        lines.append(f"| {m['trial']} | {md_text(m['description'])} | {_fmt(m['val'])} | "
+                     f"{m['n_parameters']:,} |")
+    lines += ["", f"{report['best']['n_parameters']:,} parameters in all.", ""]
+    if report.get("vs_best"):
+        vs = report["vs_best"]
+        lines += [f"Against the single best architecture on the same test sequences: "
+                  f"{metric} difference {_fmt(vs['difference'])} (95% CI "
+                  f"{_interval(vs['ci'])}): **{vs['verdict']}**.", ""]
+    return lines
+
+
+def _usage_section(task: str, repo_id: str, ensemble: bool = False) -> list[str]:
     auto = ("AutoModelForTokenClassification" if is_residue(task)
             else "AutoModelForSequenceClassification")
     lines = ["## How to use", "", "```python", "import torch",
@@ -306,6 +331,8 @@ def _usage_section(task: str, repo_id: str) -> list[str]:
         lines += ["residues = logits[0, 1:-1]  # one row per residue of the first sequence"]
     lines += (["values = logits.squeeze(-1)  # in the label's units"] if is_regression(task)
               else ["probabilities = logits.softmax(-1)  # columns: model.config.id2label"])
+    if ensemble:
+        lines += ["spread = model(**batch).spread  # the members' disagreement: uncertainty"]
     return lines + ["```", ""]
 
 

@@ -23,6 +23,8 @@ from nas_core.modeling.pruning import Compaction
 REMOTE_MODULE = "modeling_esm_nas"
 REMOTE_CLASS = "EsmNasForSequenceClassification"
 REMOTE_TOKEN_CLASS = "EsmNasForTokenClassification"  # per-residue models
+ENSEMBLE_CLASS = "EsmNasEnsembleForSequenceClassification"
+ENSEMBLE_TOKEN_CLASS = "EsmNasEnsembleForTokenClassification"
 WEIGHTS = "model.safetensors"
 SHAPES_MODULE = "esm_nas_shapes"  # nas_core/modeling/shapes.py, copied beside the modelling file
 
@@ -36,8 +38,41 @@ def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
     """Write a self-contained model directory: LoRA merged, safetensors only. With
     ``train_sequences``, also a FASTA of them, so predictions can say how far each new
     sequence is from what the model has seen (left out when publishing, unless asked)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    config, state = model_files(model, extra)
+    return _write(Path(directory), config, state, tokenizer, train_sequences)
+
+
+def export_ensemble(models: list[SequencePredictor], tokenizer, directory: str | Path, *,
+                    extra: dict | None = None, member_extra: list[dict] | None = None,
+                    train_sequences: list[str] | None = None) -> Path:
+    """One directory for several models whose calibrated probabilities (or values) are
+    averaged: each member's config under ``esm_nas["ensemble"]["members"]``, its weights under
+    ``members.N.`` in one safetensors file. The bundled modelling file loads it with only torch
+    and transformers (``EsmNasEnsemble...``), and its output carries the members' spread."""
+    if len(models) < 2:
+        raise ValueError("an ensemble needs at least two models.")
+    configs, state = [], {}
+    for i, model in enumerate(models):
+        config, weights = model_files(model, (member_extra or [{}] * len(models))[i])
+        configs.append(config)
+        state.update({f"members.{i}.{k}": v for k, v in weights.items()
+                      if not k.startswith("classifier.")})  # no plain-head copies inside
+    first = models[0]
+    config = {k: v for k, v in configs[0].items() if k != "esm_nas"}
+    kind = ENSEMBLE_TOKEN_CLASS if first.info.per_residue else ENSEMBLE_CLASS
+    auto = ("AutoModelForTokenClassification" if first.info.per_residue
+            else "AutoModelForSequenceClassification")
+    config["architectures"] = [kind]
+    config["auto_map"] = {auto: f"{REMOTE_MODULE}.{kind}"}
+    config["esm_nas"] = {**first.info.to_dict(), "temperature": 1.0,
+                         "ensemble": {"members": configs}, **(extra or {})}
+    config["esm_nas"].pop("class_weights", None)
+    return _write(Path(directory), config, state, tokenizer, train_sequences)
+
+
+def model_files(model: SequencePredictor, extra: dict | None = None
+                ) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The config (ESM's, plus the ``esm_nas`` block) and the weights of one exported model."""
     backbone: Any = model.esm
     if hasattr(backbone, "merge_and_unload"):  # LoRA: fold adapters into the weights
         backbone = backbone.merge_and_unload()
@@ -72,7 +107,12 @@ def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
              if not k.startswith("contact_head.")}
     state.update({k: v for k, v in model.state_dict().items() if not k.startswith("esm.")})
     state.update(standard_head_weights(model))
-    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    return config, {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def _write(directory: Path, config: dict, state: dict[str, torch.Tensor], tokenizer,
+           train_sequences: list[str] | None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
     tokenizer.save_pretrained(directory)
@@ -133,17 +173,51 @@ def standard_head_weights(model: SequencePredictor) -> dict[str, torch.Tensor]:
             "classifier.out_proj.weight": weight, "classifier.out_proj.bias": bias}
 
 
-def load_model(directory: str | Path) -> tuple[SequencePredictor, EsmTokenizer]:
-    """Load an exported model directory (never unpickles: safetensors only)."""
+def read_config(directory: str | Path) -> dict:
+    """An exported model directory's config.json, checked to be one of ours."""
     directory = Path(directory)
     if not (directory / "config.json").is_file() or not (directory / WEIGHTS).is_file():
         raise FileNotFoundError(f"{directory} is not an ESM-NAS model directory (needs "
                                 f"config.json and {WEIGHTS}).")
     raw = json.loads((directory / "config.json").read_text())
-    meta = raw.pop("esm_nas", None)
-    if meta is None:
+    if "esm_nas" not in raw:
         raise ValueError(f"{directory}/config.json has no 'esm_nas' block: not a model exported "
                          "by ESM-NAS Studio.")
+    return raw
+
+
+def is_ensemble(directory: str | Path) -> bool:
+    return bool(read_config(directory)["esm_nas"].get("ensemble"))
+
+
+def load_model(directory: str | Path) -> tuple[SequencePredictor, EsmTokenizer]:
+    """Load an exported model directory (never unpickles: safetensors only)."""
+    models, tokenizer = load_models(directory)
+    if len(models) > 1:
+        raise ValueError(f"{directory} is an ensemble of {len(models)} models: load it with "
+                         "load_models.")
+    return models[0], tokenizer
+
+
+def load_models(directory: str | Path) -> tuple[list[SequencePredictor], EsmTokenizer]:
+    """The model of an exported directory, or each member of an exported ensemble."""
+    directory = Path(directory)
+    raw = read_config(directory)
+    state = load_file(str(directory / WEIGHTS))
+    members = raw["esm_nas"].get("ensemble", {}).get("members")
+    if not members:
+        models = [_from_config(raw, state, directory)]
+    else:
+        models = [_from_config(member, {k.removeprefix(f"members.{i}."): v
+                                        for k, v in state.items()
+                                        if k.startswith(f"members.{i}.")}, directory)
+                  for i, member in enumerate(members)]
+    return models, EsmTokenizer.from_pretrained(directory)
+
+
+def _from_config(raw: dict, state: dict[str, torch.Tensor], directory: Path) -> SequencePredictor:
+    raw = dict(raw)
+    meta = raw.pop("esm_nas")
     config = EsmConfig.from_dict(raw)
     arch = Architecture.from_dict(meta["architecture"])
     info = TaskInfo(meta["task"], meta["label_names"], meta["target_mean"], meta["target_std"],
@@ -155,11 +229,10 @@ def load_model(directory: str | Path) -> tuple[SequencePredictor, EsmTokenizer]:
         shapes.reshape_encoder(backbone, compaction.heads, compaction.ffn)
     model = SequencePredictor(backbone, arch, info)
     model.compaction = compaction
-    state = load_file(str(directory / WEIGHTS))
     state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"{directory}: weights do not match the config (missing "
                          f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}).")
     model.eval()
-    return model, EsmTokenizer.from_pretrained(directory)
+    return model

@@ -27,7 +27,7 @@ from nas_core.data.reading import RawTable, read_bytes, read_raw
 from nas_core.data.validation import validate_for_prediction
 from nas_core.modeling.batches import encode_split
 from nas_core.modeling.training import predict_outputs, resolve_device
-from nas_core.publishing.export import TRAINING_SEQUENCES, load_model
+from nas_core.publishing.export import TRAINING_SEQUENCES, load_models
 from nas_core.publishing.hub import network_errors
 
 
@@ -73,6 +73,37 @@ def residue_rows(ids: list[str], sequences: list[str], task: str,
         for column in per_protein.columns:
             frame[column] = np.repeat(per_protein[column].to_numpy(), lengths)
     return frame
+
+
+def combine(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The ensemble's output: the mean of its members' calibrated probabilities (or values)
+    and their standard deviation, the same shapes as one member's output (per residue: one
+    array per protein)."""
+    if len(outputs) == 1:
+        only = outputs[0]
+        if only.dtype == object:
+            return only, _objects([np.zeros_like(np.asarray(o, float)) for o in only])
+        return only, np.zeros_like(np.asarray(only, float))
+    if outputs[0].dtype == object:  # per residue: protein by protein
+        per = [np.stack([np.asarray(o[i], float) for o in outputs])
+               for i in range(len(outputs[0]))]
+        return _objects([p.mean(0) for p in per]), _objects([p.std(0) for p in per])
+    stacked = np.stack([np.asarray(o, float) for o in outputs])
+    return stacked.mean(0), stacked.std(0)
+
+
+def _objects(arrays: list[np.ndarray]) -> np.ndarray:
+    out = np.empty(len(arrays), dtype=object)
+    out[:] = arrays
+    return out
+
+
+def chosen_spread(task: str, output: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """One uncertainty per row: the spread of the value, or of the predicted class's
+    probability."""
+    if task in ("regression", "residue_regression") or output.ndim == 1:
+        return np.asarray(spread, float).reshape(len(spread))
+    return np.asarray(spread)[np.arange(len(output)), np.asarray(output).argmax(1)]
 
 
 class PredictionInputError(ValueError):
@@ -149,9 +180,12 @@ class Predictor:
     def __init__(self, model: str | Path, *, device: str = "auto") -> None:
         self.directory = resolve_model_dir(model)  # the CLI's rule; the app resolves first
         self.device = resolve_device(device)
-        self.model, self.tokenizer = load_model(self.directory)
-        self.model.to(self.device)
+        self.models, self.tokenizer = load_models(self.directory)
+        for member in self.models:
+            member.to(self.device)
+        self.model = self.models[0]
         self.info = self.model.info
+        self.ensemble = len(self.models) > 1
         config = json.loads((self.directory / "config.json").read_text()).get("esm_nas", {})
         self.conformal = config.get("conformal")  # calibrated on the validation split
         self.novelty_identity = float(config.get("novelty_identity") or 0.3)
@@ -166,15 +200,15 @@ class Predictor:
                           labels: list[str] | None = None) -> pd.DataFrame:
         """One row per sequence, or for a per-residue model one row per residue (``ids``
         name the sequences there; ``labels``, when given, are the measured label strings)."""
-        data = encode_split(sequences, np.zeros(len(sequences)), self.tokenizer)
-        output = predict_outputs(self.model, data.ids, device=self.device,
-                                 pad_id=self.tokenizer.pad_token_id, progress=progress)
+        output, spread = self.outputs(sequences, progress=progress)
         if self.info.per_residue:
-            return self._residue_frame(sequences, output, ids, labels)
+            return self._residue_frame(sequences, output, ids, labels, spread)
         frame = pd.DataFrame({"sequence": sequences})
         q = self.conformal["threshold"] if self.conformal else None
         level = f"{self.conformal['level']:.0%}" if self.conformal else ""
         prediction_columns(frame, self.info.task, self.info.label_names, output)
+        if self.ensemble:  # how much the members disagree
+            frame["uncertainty"] = chosen_spread(self.info.task, output, spread)
         if self.info.task == "regression":
             if q is not None:  # split-conformal interval, calibrated on the validation split
                 frame[f"low_{level}"] = output - q
@@ -192,6 +226,20 @@ class Predictor:
             frame["unlike_training"] = identity < self.novelty_identity
         return frame
 
+    def outputs(self, sequences: list[str], *, progress=None,
+                members: bool = False):
+        """The model's (or the ensemble's mean) probabilities or values, and the members'
+        spread (zeros for one model); with ``members``, also each member's outputs."""
+        data = encode_split(sequences, np.zeros(len(sequences)), self.tokenizer)
+        each = []
+        for n, model in enumerate(self.models):
+            step = None if progress is None else (
+                lambda done, total, n=n: progress(n * total + done, total * len(self.models)))
+            each.append(predict_outputs(model, data.ids, device=self.device,
+                                        pad_id=self.tokenizer.pad_token_id, progress=step))
+        mean, spread = combine(each)
+        return (mean, spread, each) if members else (mean, spread)
+
     def _novelty(self, sequences: list[str]) -> pd.DataFrame | None:
         if not self.training_sequences:
             return None
@@ -200,13 +248,18 @@ class Predictor:
                              "unlike_training": identity < self.novelty_identity})
 
     def _residue_frame(self, sequences: list[str], output: np.ndarray,
-                       ids: list[str] | None, labels: list[str] | None) -> pd.DataFrame:
+                       ids: list[str] | None, labels: list[str] | None,
+                       spread: np.ndarray | None = None) -> pd.DataFrame:
         """The long table of a per-residue model, with a conformal set (or interval) for every
         residue and the novelty of its protein on each of its rows."""
         names = [str(i) if i is not None and str(i) else f"sequence {n + 1}"
                  for n, i in enumerate(ids or [None] * len(sequences))]
         frame = residue_rows(names, sequences, self.info.task, self.info.label_names, output,
                              labels, self._novelty(sequences))
+        if self.ensemble and spread is not None:
+            frame.insert(frame.columns.get_loc("prediction") + 1, "uncertainty", np.concatenate(
+                [chosen_spread(self.info.task, np.asarray(o), np.asarray(s))
+                 for o, s in zip(output, spread)]))
         if self.conformal:
             q, level = self.conformal["threshold"], f"{self.conformal['level']:.0%}"
             stacked = np.concatenate(list(output))
@@ -248,10 +301,8 @@ class Predictor:
             if all(_residue_label_fits(t, len(s), self.info.task)
                    for t, s in zip(candidate, sequences)):
                 labels = candidate
-        data = encode_split(sequences, np.zeros(len(sequences)), self.tokenizer)
-        output = predict_outputs(self.model, data.ids, device=self.device,
-                                 pad_id=self.tokenizer.pad_token_id, progress=progress)
-        frame = self._residue_frame(sequences, output, list(rows["id"]), labels)
+        output, spread = self.outputs(sequences, progress=progress)
+        frame = self._residue_frame(sequences, output, list(rows["id"]), labels, spread)
         metrics = None
         if labels is not None:
             try:

@@ -60,6 +60,11 @@ class SearchConfig:
     cache_representations: bool = field(default=True, metadata={
         "help": "Frozen-backbone trials reuse pooled representations computed once per "
         "backbone and dataset instead of running the backbone again."})
+    ensemble_size: int = field(default=5, metadata={
+        "help": "After the search, the best architectures combined into an ensemble (their "
+        "calibrated probabilities or values averaged; their spread is the uncertainty of "
+        "predictions and of 'test these next'): how many, different architectures preferred "
+        "over near-copies. 1: no ensemble."})
     workers: int | None = field(default=1, metadata={
         "help": "Worker processes on this machine: 1, a number, or None for one per GPU. "
         "Workers on other machines join with `python -m nas_core worker`."})
@@ -81,6 +86,8 @@ class SearchConfig:
         if self.metric is not None and self.metric not in DIRECTIONS:
             raise ValueError(f"unknown metric '{self.metric}'; choose from "
                              f"{', '.join(DIRECTIONS)}.")
+        if not 1 <= self.ensemble_size <= 20:
+            raise ValueError("ensemble_size must be between 1 (no ensemble) and 20.")
         if self.patience < 1:
             raise ValueError("patience must be at least 1.")
         if self.workers is not None and self.workers < 1:

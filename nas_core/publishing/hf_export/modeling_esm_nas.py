@@ -8,12 +8,20 @@ it). Load it with
 per-residue model with ``AutoModelForTokenClassification`` (one row of logits per token:
 token i + 1 is residue i, after ``<cls>``). For regression the single logit is the prediction
 in the label's units.
+
+An ensemble directory (``EsmNasEnsemble...``) holds several such models; its logits are the
+log of the members' mean calibrated probabilities (softmax gives that mean) or, for
+regression, their mean value; ``spread`` is the members' standard deviation (of each class's
+probability, or of the value): the ensemble's uncertainty.
 """
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import EsmConfig, EsmModel, EsmPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
+from transformers.utils import ModelOutput
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -146,3 +154,62 @@ class EsmNasForSequenceClassification(_EsmNasBase):
             else:
                 loss = nn.functional.cross_entropy(logits, labels.long())
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+@dataclass
+class EnsembleOutput(ModelOutput):
+    """``logits``: log mean probability per class (or the mean value); ``spread``: the members'
+    standard deviation of the same; ``member_outputs``: each member's probabilities (or
+    values), stacked first."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    spread: torch.FloatTensor | None = None
+    member_outputs: torch.FloatTensor | None = None
+
+
+class _EsmNasEnsembleBase(EsmPreTrainedModel):
+    config_class = EsmConfig
+    base_model_prefix = "ensemble"
+    member_class: type = EsmNasForSequenceClassification
+
+    def __init__(self, config):
+        super().__init__(config)
+        meta = config.esm_nas
+        self.regression = meta["task"] in ("regression", "residue_regression")
+        self.members = nn.ModuleList([self.member_class(EsmConfig.from_dict(member))
+                                      for member in meta["ensemble"]["members"]])
+        self.post_init()
+
+    def _init_weights(self, module):
+        return  # every weight comes from the checkpoint
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+        outputs = [m(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+                   for m in self.members]
+        if self.regression:
+            stacked = torch.stack(outputs)  # members' values in the label's units
+            mean = stacked.mean(0)
+            logits = mean
+        else:
+            stacked = torch.stack([o.softmax(-1) for o in outputs])
+            mean = stacked.mean(0)
+            logits = mean.clamp(min=1e-12).log()
+        spread = stacked.std(0, unbiased=False)
+        loss = None
+        if labels is not None:
+            if self.regression:
+                known = torch.isfinite(labels.float())
+                loss = nn.functional.mse_loss(logits.squeeze(-1)[known], labels.float()[known])
+            else:
+                loss = nn.functional.nll_loss(logits.reshape(-1, logits.shape[-1]),
+                                              labels.long().reshape(-1), ignore_index=-100)
+        return EnsembleOutput(loss=loss, logits=logits, spread=spread, member_outputs=stacked)
+
+
+class EsmNasEnsembleForSequenceClassification(_EsmNasEnsembleBase):
+    member_class = EsmNasForSequenceClassification
+
+
+class EsmNasEnsembleForTokenClassification(_EsmNasEnsembleBase):
+    member_class = EsmNasForTokenClassification

@@ -1,0 +1,267 @@
+"""Test these next: rank unlabelled candidate sequences by an acquisition rule over the finished
+search's ensemble (or its best model), and pick a batch that is not twenty near-copies.
+
+One path for the page, the CLI (``suggest RUN_DIR CANDIDATES --batch N --out FILE``) and the
+design-loop benchmark."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nas_core.data import homology
+from nas_core.data.reading import DataFileError, RawTable, read_bytes, read_raw
+from nas_core.data.validation import validate_for_prediction
+from nas_core.evaluation.acquisition import GOALS, RULES, acquire, select_batch
+from nas_core.publishing.predict import Predictor
+
+ENSEMBLE_DIR, BEST_DIR = "ensemble_model", "best_model"
+POOL = 200  # candidates aligned against each other for the diversity penalty (at least)
+
+
+def _help(text: str, **more) -> dict:
+    return {"help": text, **more}
+
+
+@dataclass(frozen=True)
+class SuggestConfig:
+    """What to look for and how many to make."""
+
+    batch: int = field(default=20, metadata=_help(
+        "How many candidates to make and measure in this round."))
+    goal: str = field(default="maximize", metadata=_help(
+        "maximize or minimize the measured value (regression models), or class: find "
+        "sequences of a chosen class (classification models).", choices=tuple(GOALS)))
+    target_class: str | None = field(default=None, metadata=_help(
+        "With goal 'class': the class to find (one of the model's classes)."))
+    rule: str = field(default="ei", metadata=_help(
+        "ei (expected improvement), ucb (upper confidence bound), thompson (Thompson "
+        "sampling) or greedy (prediction only).", choices=tuple(RULES)))
+    diversity: float = field(default=0.5, metadata=_help(
+        "Diversity penalty, 0 to 1: how strongly a candidate similar to one already in the "
+        "batch (or to a training sequence, at half weight) is pushed down. 0: none."))
+    seed: int = field(default=0, metadata=_help("Makes Thompson sampling reproducible."))
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ValueError("the batch needs at least one candidate.")
+        if self.goal not in GOALS:
+            raise ValueError(f"goal must be one of {', '.join(GOALS)}, not '{self.goal}'.")
+        if self.rule not in RULES:
+            raise ValueError(f"rule must be one of {', '.join(RULES)}, not '{self.rule}'.")
+        if not 0.0 <= self.diversity <= 1.0:
+            raise ValueError("diversity must be between 0 and 1.")
+
+
+class SuggestError(ValueError):
+    """A message for the user: what is wrong and what to do."""
+
+
+@dataclass
+class Suggestion:
+    frame: pd.DataFrame  # the batch, best first
+    notes: list[str]
+    model_dir: Path
+    ensemble: bool
+
+
+def model_dir_of(run_dir: str | Path) -> Path:
+    """The run's ensemble, or its best model when it has no ensemble; a message when the run
+    has neither (no finished trial, or not tested and exported yet)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise SuggestError(f"no results folder '{run}': give the folder a finished search "
+                           "wrote (its --out, with report.json and best_model/).")
+    for name in (ENSEMBLE_DIR, BEST_DIR):
+        if (run / name / "config.json").is_file():
+            return run / name
+    raise SuggestError(f"'{run}' has no finished model yet: the search has no finished trial, "
+                       "or its best trial was not tested and exported. Wait until a trial "
+                       "finishes, then use 'Test and export' on the Results page (or "
+                       "`python -m nas_core finalise`), and suggest again.")
+
+
+def read_candidates(source: str | Path | bytes, name: str | None = None) -> pd.DataFrame:
+    """Candidate sequences (FASTA / CSV / TSV / Excel; labels ignored), validated like
+    training data; every problem at once."""
+    try:
+        raw: RawTable = (read_bytes(source, name or "candidates.csv", require_label=False)
+                         if isinstance(source, bytes) else read_raw(source,
+                                                                    require_label=False))
+    except DataFileError as exc:
+        raise SuggestError(f"candidates: {exc}") from None
+    rows, problems = validate_for_prediction(raw)
+    errors = [p.message for p in problems if p.severity == "error"]
+    if errors:
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise SuggestError("the candidate file has problems; fix them and upload it again: "
+                           + " ".join(errors[:5]) + more)
+    if rows.empty:
+        raise SuggestError("the candidate file has no sequences: upload a FASTA or a table "
+                           "with a sequence column.")
+    rows = rows.reset_index(drop=True)
+    rows["id"] = [str(i) if i is not None and str(i) and str(i) != "nan" else f"candidate {n + 1}"
+                  for n, i in enumerate(rows["id"])]
+    return rows
+
+
+def suggest(run_dir: str | Path, candidates: str | Path | bytes | pd.DataFrame,
+            config: SuggestConfig = SuggestConfig(), *, name: str | None = None,
+            predictor: Predictor | None = None, progress=None) -> Suggestion:
+    """The ranked batch: for each pick its prediction, uncertainty, acquisition score,
+    nearest training identity and why it was picked."""
+    directory = model_dir_of(run_dir)
+    rows = candidates if isinstance(candidates, pd.DataFrame) else read_candidates(
+        candidates, name)
+    predictor = predictor or Predictor(directory)
+    info = predictor.info
+    target = _target(config, info.task, info.label_names or [])
+    notes: list[str] = []
+    if not predictor.ensemble:
+        notes.append("This run has no ensemble, so there is no uncertainty to explore with: "
+                     "the batch is ranked by prediction alone. Finalise with an ensemble "
+                     "size of 2 or more for the acquisition rules to matter.")
+    rows = _new_candidates(rows, predictor.training_sequences, notes)
+    batch = config.batch
+    if batch > len(rows):
+        notes.append(f"You asked for {batch} candidates but only {len(rows)} are left to "
+                     f"choose from: all {len(rows)} are ranked.")
+        batch = len(rows)
+    sequences = list(rows["sequence"])
+    mean, spread, each = predictor.outputs(sequences, progress=progress, members=True)
+    sign = -1.0 if config.goal == "minimize" else 1.0
+    if target is None:  # a value
+        goal_mean, goal_sd = sign * np.asarray(mean, float), np.asarray(spread, float)
+        members = sign * np.stack([np.asarray(e, float) for e in each])
+        best = _incumbent(directory, config.goal)
+    else:
+        goal_mean, goal_sd = np.asarray(mean)[:, target], np.asarray(spread)[:, target]
+        members = np.stack([np.asarray(e)[:, target] for e in each])
+        best = 0.5  # "improvement" over even odds
+    score = acquire(config.rule, goal_mean, goal_sd, best=best, members=members,
+                    seed=config.seed)
+    pool = np.argsort(-score, kind="stable")[:max(POOL, 10 * batch)]
+    pool_seqs = [sequences[i] for i in pool]
+    pairwise = _pairwise(pool_seqs)
+    train_identity = (homology.nearest_identity(pool_seqs, predictor.training_sequences)
+                      if predictor.training_sequences else None)
+    picks, penalties = select_batch(score[pool], pairwise, batch, diversity=config.diversity,
+                                    train_identity=train_identity)
+    chosen = pool[picks]
+    frame = pd.DataFrame({"rank": np.arange(1, len(chosen) + 1),
+                          "id": rows["id"].to_numpy()[chosen],
+                          "sequence": [sequences[i] for i in chosen]})
+    value = np.asarray(mean, float) if target is None else np.asarray(mean)[:, target]
+    frame["prediction" if target is None else f"p_{info.label_names[target]}"] = value[chosen]
+    frame["uncertainty"] = (np.asarray(spread, float) if target is None
+                            else np.asarray(spread)[:, target])[chosen]
+    frame["acquisition"] = score[chosen]
+    frame["nearest_train_identity"] = (np.round(train_identity[picks], 3)
+                                       if train_identity is not None else np.nan)
+    frame["identity_to_batch"] = np.round(_identity_to_earlier(pairwise, picks), 3)
+    frame["why"] = _reasons(config, goal_mean, goal_sd, chosen, penalties,
+                            frame["nearest_train_identity"].to_numpy(),
+                            predictor.novelty_identity)
+    return Suggestion(frame, notes, directory, predictor.ensemble)
+
+
+def _target(config: SuggestConfig, task: str, names: list[str]) -> int | None:
+    if task.startswith("residue_"):
+        raise SuggestError("this is a per-residue model: 'test these next' ranks whole "
+                           "sequences, so it needs a model that predicts one value or class "
+                           "per sequence.")
+    if task == "regression":
+        if config.goal == "class":
+            raise SuggestError("this model predicts a value, not classes: choose the goal "
+                               "maximize or minimize.")
+        return None
+    if config.goal != "class" and config.target_class is None:
+        raise SuggestError("this model predicts classes: choose the goal 'class' and which "
+                           f"class to find ({', '.join(names)}).")
+    if config.target_class not in names:
+        raise SuggestError(f"'{config.target_class}' is not one of the model's classes: "
+                           f"choose one of {', '.join(names)}.")
+    return names.index(config.target_class)
+
+
+def _new_candidates(rows: pd.DataFrame, training: list[str] | None,
+                    notes: list[str]) -> pd.DataFrame:
+    """Each distinct candidate once, and none the model already learnt from."""
+    repeated = rows["sequence"].duplicated()
+    if repeated.any():
+        notes.append(f"{int(repeated.sum())} candidate(s) repeat an earlier row's sequence: "
+                     "each sequence is ranked once.")
+        rows = rows[~repeated]
+    if training:
+        known = rows["sequence"].isin(set(training))
+        if known.all():
+            raise SuggestError(f"all {len(rows)} candidate sequences are already in the "
+                               "training data: their labels are known. Upload new "
+                               "sequences (variants, designs) to rank.")
+        if known.any():
+            notes.append(f"{int(known.sum())} candidate(s) are identical to training "
+                         "sequences (already measured) and were left out: "
+                         + ", ".join(map(str, rows.loc[known, "id"].head(5)))
+                         + (" ..." if known.sum() > 5 else "") + ".")
+            rows = rows[~known]
+    return rows.reset_index(drop=True)
+
+
+def _incumbent(directory: Path, goal: str) -> float:
+    """The best value measured so far, on the goal's scale (higher is better)."""
+    meta = json.loads((directory / "config.json").read_text()).get("esm_nas", {})
+    observed = meta.get("observed") or {}
+    if goal == "minimize":
+        return -float(observed.get("min", np.inf)) if "min" in observed else -np.inf
+    return float(observed["max"]) if "max" in observed else -np.inf
+
+
+def _pairwise(sequences: list[str]) -> np.ndarray:
+    """Identity between every two candidates of the pool (0 where MMseqs2 finds nothing)."""
+    n = len(sequences)
+    matrix = np.zeros((n, n))
+    hits = homology.search(sequences, sequences)
+    if len(hits):
+        q, t = hits["query"].to_numpy(dtype=int), hits["target"].to_numpy(dtype=int)
+        np.maximum.at(matrix, (q, t), hits["identity"].to_numpy())
+        np.maximum.at(matrix, (t, q), hits["identity"].to_numpy())
+    np.fill_diagonal(matrix, 0.0)
+    return matrix
+
+
+def _identity_to_earlier(pairwise: np.ndarray, picks: list[int]) -> np.ndarray:
+    return np.array([pairwise[p, picks[:i]].max() if i else 0.0 for i, p in enumerate(picks)])
+
+
+def _reasons(config: SuggestConfig, mean: np.ndarray, sd: np.ndarray, chosen: np.ndarray,
+             penalties: np.ndarray, identity: np.ndarray, novelty: float) -> list[str]:
+    """One sentence per pick, from where it stands among all candidates."""
+    n = len(mean)
+    mean_rank = (-mean).argsort(kind="stable").argsort()
+    sd_rank = (-sd).argsort(kind="stable").argsort()
+    out = []
+    for i, c in enumerate(chosen):
+        parts = []
+        if mean_rank[c] < max(1, n // 10):
+            parts.append(f"predicted in the top {math.ceil(100 * (mean_rank[c] + 1) / n)}% "
+                         "of candidates" if mean_rank[c] else
+                         "the best prediction of all candidates")
+        if sd.max() > 0 and sd_rank[c] < max(1, n // 4):
+            parts.append("the ensemble disagrees about it (worth learning from)")
+        if not np.isnan(identity[i]) and identity[i] < novelty:
+            parts.append(f"unlike the training set ({identity[i]:.0%} identity)")
+        if penalties[i] > 0.05:
+            parts.append("chosen despite some similarity to the batch")
+        if not parts:
+            parts.append({"ei": "a good balance of prediction and uncertainty",
+                          "ucb": "a high optimistic value", "thompson": "drawn as plausibly "
+                          "best", "greedy": "a high prediction"}[config.rule])
+        if i and penalties[i] <= 0.05 and config.diversity > 0:
+            parts.append("different from the picks above it")
+        out.append("; ".join(parts).capitalize() + ".")
+    return out
