@@ -81,4 +81,15 @@ else:
     st.subheader("Publish to the Hugging Face Hub")
     st.caption(f"Only {md_text(job.owner_shown)}, who ran this search, or an admin can "
                "publish its model. You can download it above.")
+ensemble_dir = (report.get("ensemble") or {}).get("model_dir")
+if ensemble_dir:
+    render.ensemble(report)
+    st.download_button("Download the ensemble (zip)", lambda: zip_directory(ensemble_dir),
+                       file_name=f"{job.study_name}-ensemble.zip", mime="application/zip",
+                       key="results_ensemble_download")
+    if user and user.may_change(job.owner):
+        publish_form(ensemble_dir, suggested_repo_name(report) + "-ensemble",
+                     key="publish_ensemble", title="Publish the ensemble")
+elif report.get("ensemble"):
+    render.ensemble(report)
 compress_section(manager, job, report, user)

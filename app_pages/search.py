@@ -132,6 +132,9 @@ with st.expander("Advanced"):
     objective = c3.selectbox("Objectives", OBJECTIVES, key="search_objective",
                              help=help_for["objective"])
     seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="search_seed", help=help_for["seed"])
+    ensemble_size = c2.number_input("Ensemble of the best (1 = none)", 1, 20,
+                                    SearchConfig.__dataclass_fields__["ensemble_size"].default,
+                                    key="search_ensemble", help=help_for["ensemble_size"])
     advice = strategy_advice()
     if advice:
         st.caption(advice)
@@ -154,7 +157,8 @@ study_name = st.text_input("Study name", f"{record.name}-{time.strftime('%Y%m%d-
 try:
     config = SearchConfig(study_name=study_name, space=space, n_trials=int(n_trials),
                           timeout=minutes * 60 or None, sampler=sampler, pruner=pruner,
-                          objective=objective, seed=int(seed), workers=workers)
+                          objective=objective, seed=int(seed),
+                          ensemble_size=int(ensemble_size), workers=workers)
     space.usable_backbones()
 except (ValueError, BackboneUnavailable) as exc:
     st.error(md_text(exc))

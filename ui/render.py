@@ -19,7 +19,7 @@ from nas_core.publishing.charts import (
     make_length_histogram,
 )
 from nas_core.views.monitor import format_eta, importances, trial_table
-from nas_core.views.results import identity_table
+from nas_core.views.results import ensemble_members, identity_table
 
 
 def problems(result: ValidationResult, *, key: str) -> str | None:
@@ -202,6 +202,42 @@ def results(report: dict, predictions, metrics_frame) -> None:
             residue_results(report, predictions)
         else:
             _predictions_chart(report, predictions)
+
+
+def ensemble(report: dict) -> None:
+    """The ensemble of the best architectures beside the single best model and the reference.
+    """
+    block = report.get("ensemble")
+    if not block:
+        return
+    st.subheader("Ensemble of the best architectures")
+    if not block.get("members"):
+        st.info(md_text(block.get("note", "No ensemble.")))
+        return
+    metric = report["metric"]
+    name = metric_name(metric)
+    st.markdown(f"The {len(block['members'])} best trials by validation {name} (different "
+                "architectures preferred over near-copies), each calibrated on the validation "
+                "split, their probabilities (or values) averaged. Where they disagree, the "
+                "**uncertainty** in Predict and *Test these next* is high.")
+    cols = st.columns(3)
+    cols[0].metric(f"Ensemble, held-out test {name}", _fmt(block["test"].get(metric)))
+    cols[1].metric(f"Best single model, test {name}", _fmt(report["best"]["test"].get(metric)))
+    cols[2].metric("Parameters, all members", f"{block['n_parameters']:,}")
+    for label, vs in (("the best single model", block.get("vs_best")),
+                      ("the reference model", block.get("vs_reference"))):
+        if vs and vs.get("difference") is not None:
+            st.markdown(f"Against {label} on the same test sequences: {name} difference "
+                        f"{vs['difference']:+.3f} (95% CI {vs['ci'][0]:+.3f} to "
+                        f"{vs['ci'][1]:+.3f}): **{vs['verdict']}**.")
+    if block.get("ece") is not None:
+        st.caption(f"Expected calibration error of the ensemble's probabilities on the "
+                   f"held-out test: {_fmt(block['ece'])}.")
+    st.dataframe(ensemble_members(report), hide_index=True, width="stretch",
+                 key="results_ensemble_members")
+    if block.get("skipped"):
+        st.caption("Left out: " + "; ".join(f"trial {s['trial']} ({md_text(s['reason'])})"
+                                            for s in block["skipped"]))
 
 
 def _predictions_chart(report: dict, predictions) -> None:

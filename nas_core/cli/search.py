@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from nas_core.backbones.loading import ensure_loadable
@@ -26,9 +27,10 @@ from nas_core.cli.common import (
     print_problems,
 )
 from nas_core.common.workspace import workspace_root
+from nas_core.data.extend import extend_dataset
 from nas_core.data.store import DatasetStore
 from nas_core.evaluation.finalise import finalise
-from nas_core.runtime.jobs import default_devices
+from nas_core.runtime.jobs import default_devices, next_round_name
 from nas_core.runtime.jobtable import JobTable
 from nas_core.runtime.launch import finalise_stopped, run_search
 from nas_core.runtime.workers import (
@@ -40,7 +42,7 @@ from nas_core.runtime.workers import (
     parse_workers,
     worker_devices,
 )
-from nas_core.search.config import SearchConfig
+from nas_core.search.config import CONFIG_ATTR, SearchConfig
 from nas_core.search.objective import SearchListener
 from nas_core.search.space import SearchSpace
 from nas_core.search.storage import STORAGE_ENV, Heartbeat, public_url, register
@@ -94,6 +96,21 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed-offset", type=int, default=None,
                    help="sampler seed offset of this worker (default: from the process id)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("next-round", help="the measurements of a suggested batch came back: "
+                       "add them to the search's dataset (a new dataset naming its parent) "
+                       "and search again on it, as a new study that starts from the old "
+                       "one's best architectures")
+    p.add_argument("run_dir", help="the finished search's --out folder (report.json)")
+    p.add_argument("measurements", help="CSV/TSV/Excel/FASTA of the measured sequences with "
+                   "their labels, in the dataset's units or classes")
+    p.add_argument("--storage", default=None, help="study database URL (default: "
+                   f"${STORAGE_ENV}, else the one in the run's report)")
+    p.add_argument("--study", default=None, help="name of the new study (default: the old "
+                   "name with -round2, -round3...)")
+    p.add_argument("--out", required=True, help="folder for the new round's report.json and "
+                   "models")
+    p.set_defaults(func=cmd_next_round)
 
     p = sub.add_parser("finalise", help="test the best (or a chosen) trial of a study once on "
                        "the held-out split and export it; run it where that trial's weights are")
@@ -263,6 +280,52 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return EXIT_FAILED if isinstance(exc, DatabaseUnreachable) else EXIT_INVALID
     print(f"{'stopped' if stop.is_set() else 'budget reached'}: this worker finished {done} "
           "trials", flush=True)
+    return EXIT_OK
+
+
+def cmd_next_round(args: argparse.Namespace) -> int:
+    report_path = Path(args.run_dir) / "report.json"
+    if not report_path.is_file():
+        print(f"error: {args.run_dir} has no report.json: give the folder of a finished "
+              "search (its --out).", file=sys.stderr)
+        return EXIT_INVALID
+    report = json.loads(report_path.read_text())
+    store = DatasetStore()
+    folder = Path(report["dataset"].get("path") or "").parent
+    try:
+        parent = store.get(folder.name)
+    except KeyError:
+        print(f"error: the dataset this search ran on ({report['dataset']['name']}) is not "
+              "stored in this workspace: run next-round where the search ran.",
+              file=sys.stderr)
+        return EXIT_INVALID
+    extension = extend_dataset(parent, args.measurements, store=store)
+    for problem in extension.problems:
+        print(problem, file=sys.stderr)
+    for note in extension.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not extension.ok or extension.stored is None or extension.dataset is None:
+        return EXIT_INVALID
+    print(f"dataset {extension.stored.name}: {extension.stored.n_sequences} sequences "
+          f"({', '.join(f'{n} new in {s}' for s, n in extension.added.items() if n)})")
+    url = args.storage or os.environ.get(STORAGE_ENV) or report.get("storage")
+    try:
+        study = connect(report["study"], register(url) if url else url, wait_seconds=10)
+        config = replace(SearchConfig.from_dict(study.user_attrs[CONFIG_ATTR]),
+                         study_name=args.study or next_round_name(report["study"], set()),
+                         parent_study=report["study"], workers=1)
+        result = run_search(config, extension.dataset, args.out, storage=url,
+                            listeners=[PrintListener()], dataset_path=extension.stored.path)
+    except (WorkerError, RuntimeError, ValueError, FileNotFoundError,
+            BackboneUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if result is None:
+        return EXIT_FAILED
+    best = result["best"]
+    print(f"study {config.study_name} (continues {report['study']}): best trial "
+          f"{best['trial']}, held-out test {result['metric']} "
+          f"{fmt(best['test'].get(result['metric']))}; wrote {args.out}")
     return EXIT_OK
 
 

@@ -35,6 +35,9 @@ class StoredDataset:
     path: str
     owner: str = ""  # Person.key of whoever stored it first ("" from the CLI: admins only)
     owner_name: str = ""
+    # a later round of a design loop: the dataset it extends (id, name, fingerprint) and how
+    # many measured sequences were added from which file
+    parent: dict | None = None
 
     @property
     def title(self) -> str:
@@ -46,7 +49,7 @@ class DatasetStore:
         self.dir = subdir("datasets", root)
 
     def save(self, dataset: Dataset, *, source: str = "", name: str | None = None,
-             owner: Person | None = None) -> StoredDataset:
+             owner: Person | None = None, parent: dict | None = None) -> StoredDataset:
         """Store a split dataset; storing the same content twice returns the same id."""
         if dataset.frame["split"].isna().any():
             raise ValueError("assign splits before storing a dataset.")
@@ -58,7 +61,7 @@ class DatasetStore:
         if meta_path.exists():
             return self._record(folder)
         try:
-            self._write(folder, dataset, source, name, owner)
+            self._write(folder, dataset, source, name, owner, parent)
         except BaseException:
             if not meta_path.exists():  # never listed: remove the half-written files
                 shutil.rmtree(folder, ignore_errors=True)
@@ -66,13 +69,15 @@ class DatasetStore:
         return self._record(folder)
 
     def _write(self, folder: Path, dataset: Dataset, source: str, name: str | None,
-               owner: Person | None) -> None:
+               owner: Person | None, parent: dict | None = None) -> None:
         fingerprint, ident = dataset.fingerprint, folder.name
         dataset.frame.to_csv(folder / "data.csv", index=False)
         meta = {"id": ident, "name": self._distinct(name or dataset.name), "task": dataset.task,
                 "n_sequences": int(len(dataset.frame)), "fingerprint": fingerprint,
                 "created": time.time(), "source": source, "label_names": dataset.label_names,
                 "owner": owner.key if owner else "", "owner_name": owner.shown if owner else ""}
+        if parent:
+            meta["parent"] = parent
         tmp = folder / "meta.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
         tmp.replace(folder / "meta.json")  # atomic: a half-written dataset is never listed

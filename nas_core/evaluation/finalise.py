@@ -355,6 +355,8 @@ def build_report(study: optuna.Study, dataset: Dataset, metric: str) -> dict:
             s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) if budget else None,
         "failures": [{"trial": n, "reason": r} for n, r in fail_reasons(trials).items()],
     }
+    if study.user_attrs.get("lineage"):
+        report["lineage"] = study.user_attrs["lineage"]
     budget_note = unspent_budget(trials, config.get("n_trials"))
     if budget_note:
         report["budget_note"] = budget_note

@@ -120,7 +120,8 @@ def suggest(run_dir: str | Path, candidates: str | Path | bytes | pd.DataFrame,
         candidates, name)
     predictor = predictor or Predictor(directory)
     info = predictor.info
-    target = _target(config, info.task, info.label_names or [])
+    names = info.label_names or []
+    target = _target(config, info.task, names)
     notes: list[str] = []
     if not predictor.ensemble:
         notes.append("This run has no ensemble, so there is no uncertainty to explore with: "
@@ -157,7 +158,7 @@ def suggest(run_dir: str | Path, candidates: str | Path | bytes | pd.DataFrame,
                           "id": rows["id"].to_numpy()[chosen],
                           "sequence": [sequences[i] for i in chosen]})
     value = np.asarray(mean, float) if target is None else np.asarray(mean)[:, target]
-    frame["prediction" if target is None else f"p_{info.label_names[target]}"] = value[chosen]
+    frame["prediction" if target is None else f"p_{names[target]}"] = value[chosen]
     frame["uncertainty"] = (np.asarray(spread, float) if target is None
                             else np.asarray(spread)[:, target])[chosen]
     frame["acquisition"] = score[chosen]

@@ -171,7 +171,21 @@ def _summary_section(report: dict) -> list[str]:
             "- Split: " + ", ".join(f"{k} {v}" for k, v in data.get("splits", {}).items())
             + ". Identical sequences never cross splits; the test split was used once, after "
             "the search.",
-            "- No raw sequences are included in this card.", ""]
+            "- No raw sequences are included in this card.", *lineage_lines(report), ""]
+
+
+def lineage_lines(report: dict) -> list[str]:
+    """Where a later round of a design loop comes from."""
+    lineage = report.get("lineage")
+    if not lineage:
+        return []
+    added = lineage.get("added_sequences")
+    return [f"- Lineage: this round's dataset extends "
+            f"{md_text(lineage.get('parent_dataset_name') or 'an earlier dataset')} (fingerprint "
+            f"`{str(lineage.get('parent_dataset_fingerprint') or '?')[:16]}`)"
+            + (f" with {added} newly measured sequences" if added else "")
+            + f"; the search continued study {md_text(lineage['parent_study'])}, starting "
+            f"from its {len(lineage.get('warm_start_trials') or [])} best architectures."]
 
 
 def _search_sections(report: dict, has_curves: bool) -> list[str]:

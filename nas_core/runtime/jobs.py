@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -22,6 +23,7 @@ import torch
 
 from nas_core.common.access import Person, check_owner
 from nas_core.common.workspace import storage_problem, subdir, workspace_root
+from nas_core.data.extend import Extension, extend_dataset
 from nas_core.data.store import DatasetStore
 from nas_core.evaluation.compress import CompressCancelled, CompressConfig, compress, planned
 from nas_core.runtime.jobtable import ACTIVE, RESUMABLE, Job, JobTable
@@ -34,6 +36,15 @@ from nas_core.search.storage import configured_url, make_storage, requeue
 logger = logging.getLogger(__name__)
 _LIVE: set[str] = set()  # job ids with a running thread in this process
 _LIVE_LOCK = threading.Lock()
+
+
+def next_round_name(name: str, taken: set[str]) -> str:
+    """``enzymes`` -> ``enzymes-round2`` -> ``enzymes-round3``, skipping names in use."""
+    match = re.fullmatch(r"(.*)-round(\d+)", name)
+    stem, n = (match.group(1), int(match.group(2)) + 1) if match else (name, 2)
+    while f"{stem}-round{n}" in taken:
+        n += 1
+    return f"{stem}-round{n}"
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -122,6 +133,26 @@ class JobManager:
         self.table.insert(job)
         self._schedule()
         return self.get(job_id)
+
+    def next_round(self, source_id: str, measurements: bytes, name: str, owner: Person
+                   ) -> tuple[Extension, Job | None]:
+        """The measurements of a suggested batch came back: add them to the search's dataset
+        (a new stored dataset naming its parent) and queue the search again on it, as a new
+        study that starts from the old one's best architectures. Nothing is queued when the
+        measurements have problems."""
+        source = self.get(source_id)
+        if source.kind != "search":
+            raise ValueError("new measurements continue a search, not a Compress job.")
+        store = DatasetStore(self.root)
+        extension = extend_dataset(store.get(source.dataset_id), measurements, store=store,
+                                   name=name, owner=owner)
+        if not extension.ok or extension.stored is None:
+            return extension, None
+        config = SearchConfig.from_dict(source.config)
+        study_name = next_round_name(config.study_name, {j.study_name for j in self.jobs()})
+        config = replace(config, study_name=study_name, parent_study=source.study_name)
+        return extension, self.submit(config, extension.stored.id, owner,
+                                      storage=source.storage)
 
     def compressions(self, source_id: str) -> list[Job]:
         """Compress jobs of a search, newest first."""

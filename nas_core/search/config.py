@@ -65,6 +65,10 @@ class SearchConfig:
         "calibrated probabilities or values averaged; their spread is the uncertainty of "
         "predictions and of 'test these next'): how many, different architectures preferred "
         "over near-copies. 1: no ensemble."})
+    parent_study: str | None = field(default=None, metadata={
+        "help": "The study this one continues after new measurements were added to its "
+        "dataset (same study store): its best architectures are tried first, and the lineage "
+        "is recorded in the study, the report and the model card."})
     workers: int | None = field(default=1, metadata={
         "help": "Worker processes on this machine: 1, a number, or None for one per GPU. "
         "Workers on other machines join with `python -m nas_core worker`."})

@@ -107,12 +107,15 @@ def open_study(config: SearchConfig, dataset: Dataset, *, root=None,
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
     study.set_user_attr("dataset_fingerprint", dataset.fingerprint)
     study.set_user_attr("dataset_name", dataset.name)
+    study.set_user_attr("n_sequences", int(len(dataset.frame)))
     if dataset_path or "dataset_path" not in attrs:
         study.set_user_attr("dataset_path", str(dataset_path or ""))
     study.set_user_attr("task", dataset.task)
     study.set_user_attr("label_names", dataset.label_names)
     study.set_user_attr("metric", metric)
     optuna.storages.fail_stale_trials(study)
+    if config.parent_study and "lineage" not in study.user_attrs:
+        continue_from(study, config, dataset, store)
     if config.sampler == "darts" and darts.DARTS_ATTR not in study.user_attrs:
         darts.prepare(study, config, dataset, root)  # queues the derived architectures
     if config.n_trials is not None:
@@ -196,6 +199,36 @@ def safe_name(name: str) -> str:
     if cleaned == name and not _HASHED.match(name) and name not in (".", ".."):
         return name
     return f"{cleaned.strip('.') or 'study'}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
+def continue_from(study: optuna.Study, config: SearchConfig, dataset: Dataset,
+                  storage: Any) -> int:
+    """A new round on more data: queue the parent study's best architectures (its ensemble's
+    worth) as this study's first trials, and record where the study comes from."""
+    assert config.parent_study
+    try:
+        parent = optuna.load_study(study_name=config.parent_study, storage=storage)
+    except KeyError:
+        raise ValueError(f"no study '{config.parent_study}' in this study store to continue "
+                         "from.") from None
+    maximize = parent.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    done = [t for t in parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.values]
+    best = sorted(done, key=lambda t: t.values[0], reverse=maximize)[:max(
+        1, config.ensemble_size)]
+    for trial in best:
+        study.enqueue_trial(dict(trial.params), user_attrs={
+            "derived_by": f"study {config.parent_study}, trial {trial.number}"},
+            skip_if_exists=True)
+    before = parent.user_attrs.get("n_sequences")
+    study.set_user_attr("lineage", {
+        "parent_study": config.parent_study,
+        "parent_dataset_fingerprint": parent.user_attrs.get("dataset_fingerprint"),
+        "parent_dataset_name": parent.user_attrs.get("dataset_name"),
+        "dataset_fingerprint": dataset.fingerprint,
+        "added_sequences": len(dataset.frame) - int(before) if before else None,
+        "warm_start_trials": [t.number for t in best]})
+    return len(best)
 
 
 def choose_trial(study: optuna.Study, trial_number: int | None = None) -> FrozenTrial:

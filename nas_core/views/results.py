@@ -38,8 +38,12 @@ def metrics_table(report: dict) -> pd.DataFrame:
     """Best model and reference side by side, validation and held-out test."""
     metric = report["metric"]
     rows = []
-    for who, block in (("best architecture", report["best"]), ("reference model",
-                                                                report["baseline"])):
+    blocks = [("best architecture", report["best"])]
+    ensemble = report.get("ensemble") or {}
+    if ensemble.get("members"):
+        blocks.append((f"ensemble of {len(ensemble['members'])}", ensemble))
+    blocks.append(("reference model", report["baseline"]))
+    for who, block in blocks:
         for split, key in (("validation", "val"), ("held-out test", "test")):
             values = block.get(key) or {}
             ci = (block.get("test_ci") or {}).get(metric) if key == "test" else None
@@ -70,10 +74,14 @@ def results_dir(root=None) -> Path:
 def workspace_models(root=None) -> dict[str, Path]:
     """Exported models in the workspace, newest first: label -> model directory."""
     found = []
-    for config in results_dir(root).glob("*/**/best_model/config.json"):
+    for config in [*results_dir(root).glob("*/**/best_model/config.json"),
+                   *results_dir(root).glob("*/**/ensemble_model/config.json")]:
         report = load_report(config.parent.parent) or {}
-        best = report.get("best", {})
-        label = (f"{report.get('study', config.parent.parent.name)} — trial {best.get('trial')}"
+        ensemble = config.parent.name == "ensemble_model"
+        best = report.get("ensemble" if ensemble else "best") or {}
+        which = (f"ensemble of {len(best.get('members', []))}" if ensemble
+                 else f"trial {best.get('trial')}")
+        label = (f"{report.get('study', config.parent.parent.name)} — {which}"
                  f" ({report.get('task', '?')}, test {report.get('metric', '')} "
                  f"{best.get('test', {}).get(report.get('metric'), float('nan')):.3f})")
         found.append((config.stat().st_mtime, label, config.parent))
@@ -107,3 +115,14 @@ def compression_points(result: dict) -> pd.DataFrame:
             "sequences/s": entry.get("throughput"), "speed-up": entry.get("speedup"),
             "path": entry["path"]})
     return pd.DataFrame(rows)
+
+
+def ensemble_members(report: dict) -> pd.DataFrame | None:
+    """The ensemble's members: trial, architecture, validation score, size."""
+    members = (report.get("ensemble") or {}).get("members")
+    if not members:
+        return None
+    name = metric_name(report["metric"])
+    return pd.DataFrame([{"trial": m["trial"], "architecture": m["description"],
+                          f"validation {name}": m["val"], "parameters": m["n_parameters"],
+                          "temperature": m.get("temperature")} for m in members])

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
 from nas_core.cli import main
 from nas_core.data.splits import SplitOptions, assign_splits
+from nas_core.data.store import DatasetStore
 from nas_core.data.validation import load_dataset
 from nas_core.evaluation.acquisition import acquire, expected_improvement, select_batch
 from nas_core.evaluation.suggest import SuggestConfig, SuggestError, suggest
@@ -65,9 +69,10 @@ def gfp_run(tmp_path_factory, tiny_backbone):
         mp.setenv("ESM_NAS_HOME", str(root / "workspace"))
         dataset = assign_splits(load_dataset(root / "gfp.csv").dataset,
                                 SplitOptions(method="random"))[0]
+        stored = DatasetStore().save(dataset, source="gfp.csv")
         config = SearchConfig("gfp", tiny_space(tiny_backbone, epochs=1), n_trials=3, seed=0,
                               pruner="none", ensemble_size=2)
-        report = run_search(config, dataset, root / "out")
+        report = run_search(config, dataset, root / "out", dataset_path=stored.path)
         yield root, report, dataset, frame
 
 
@@ -134,3 +139,31 @@ def test_suggest_on_the_command_line(gfp_run, tmp_path, capsys):
     empty.write_text("")
     assert main(["suggest", str(root / "out"), str(empty), "--out", str(out)]) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_next_round_adds_the_measurements_and_continues_the_study(gfp_run, tmp_path, capsys):
+    root, report, _, frame = gfp_run
+    measured = frame.iloc[150:160][["ID", "sequence", "label"]]  # the batch came back
+    path = tmp_path / "measured.csv"
+    measured.to_csv(path, index=False)
+    assert main(["next-round", str(root / "out"), str(path), "--out",
+                 str(tmp_path / "round2")]) == 0
+    assert "continues gfp" in capsys.readouterr().out
+    again = json.loads((tmp_path / "round2" / "report.json").read_text())
+    lineage = again["lineage"]
+    assert lineage["parent_study"] == "gfp" and lineage["added_sequences"] == 10
+    assert lineage["parent_dataset_fingerprint"] == report["dataset"]["fingerprint"]
+    assert again["dataset"]["fingerprint"] != report["dataset"]["fingerprint"]
+    assert again["dataset"]["summary"]["n_sequences"] == 160
+    storage = f"sqlite:///{root}/workspace/studies.db"
+    parent = optuna.load_study(study_name="gfp", storage=storage)
+    child = optuna.load_study(study_name="gfp-round2", storage=storage)
+    best = sorted((t for t in parent.trials if t.values), key=lambda t: t.values[0],
+                  reverse=True)[:2]
+    assert [t.params for t in child.trials[:2]] == [t.params for t in best]
+    card = (tmp_path / "round2" / "best_model" / "README.md").read_text()
+    assert "Lineage" in card and "10 newly measured sequences" in card
+    # the same measurements again: nothing new to add, said so
+    assert main(["next-round", str(tmp_path / "round2"), str(path), "--out",
+                 str(tmp_path / "round3")]) == 2
+    assert "already in the dataset" in capsys.readouterr().err
