@@ -15,6 +15,7 @@ pages = [
     st.Page("app_pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
     st.Page("app_pages/results.py", title="Results", icon=":material/emoji_events:"),
     st.Page("app_pages/predict.py", title="Predict", icon=":material/online_prediction:"),
+    st.Page("app_pages/suggest.py", title="Test these next", icon=":material/science:"),
 ]
 
 

@@ -85,6 +85,11 @@ if "predict_result" in st.session_state:
                    f"the prediction is an extrapolation ({int(flags.sum())} of {len(flags)} "
                    "sequences here" + ("; given on each of the sequence's rows)." if per_residue
                                        else ")."))
+    if "uncertainty" in frame:
+        st.caption("**uncertainty**: how much the ensemble's members disagree (standard "
+                   "deviation of the value, or of the predicted class's probability): high "
+                   "where the data did not settle the answer. The conformal columns beside it "
+                   "give the range or classes to expect.")
     if any(c.startswith(("set_", "low_")) for c in frame.columns):
         st.caption("**set_90%** / **low_90%–high_90%**: the classes or the range that hold the "
                    "true value for 90% of sequences like the validation set (split-conformal, "

@@ -240,6 +240,16 @@ def ensemble(report: dict) -> None:
                                             for s in block["skipped"]))
 
 
+def suggestion(frame) -> None:
+    """The ranked batch of 'Test these next', with what each column means."""
+    st.dataframe(frame, hide_index=True, width="stretch", key="suggest_table",
+                 column_config={"why": st.column_config.TextColumn("why", width="large")})
+    st.caption("**prediction** / **p_…**: the ensemble's mean; **uncertainty**: how much its "
+               "members disagree (standard deviation); **acquisition**: the rule's score; "
+               "**nearest_train_identity**: identity to the most similar training sequence; "
+               "**identity_to_batch**: to the most similar candidate ranked above it.")
+
+
 def _predictions_chart(report: dict, predictions) -> None:
     if report["task"] in ("regression", "residue_regression"):
         st.altair_chart(charts.make_scatter_chart(predictions), width="stretch")

@@ -86,11 +86,13 @@ def model_dir_of(run_dir: str | Path) -> Path:
                        "`python -m nas_core finalise`), and suggest again.")
 
 
-def read_candidates(source: str | Path | bytes, name: str | None = None) -> pd.DataFrame:
-    """Candidate sequences (FASTA / CSV / TSV / Excel; labels ignored), validated like
-    training data; every problem at once."""
+def read_candidates(source: str | Path | bytes | RawTable, name: str | None = None
+                    ) -> pd.DataFrame:
+    """Candidate sequences (FASTA / CSV / TSV / Excel, or a table already read; labels
+    ignored), validated like training data; every problem at once."""
     try:
-        raw: RawTable = (read_bytes(source, name or "candidates.csv", require_label=False)
+        raw: RawTable = (source if isinstance(source, RawTable) else
+                         read_bytes(source, name or "candidates.csv", require_label=False)
                          if isinstance(source, bytes) else read_raw(source,
                                                                     require_label=False))
     except DataFileError as exc:
@@ -110,7 +112,7 @@ def read_candidates(source: str | Path | bytes, name: str | None = None) -> pd.D
     return rows
 
 
-def suggest(run_dir: str | Path, candidates: str | Path | bytes | pd.DataFrame,
+def suggest(run_dir: str | Path, candidates: str | Path | bytes | RawTable | pd.DataFrame,
             config: SuggestConfig = SuggestConfig(), *, name: str | None = None,
             predictor: Predictor | None = None, progress=None) -> Suggestion:
     """The ranked batch: for each pick its prediction, uncertainty, acquisition score,

@@ -171,7 +171,7 @@ def _download(repo_id: str, token: str | bool | None, cache_dir: Path | None = N
         private = "" if token else (" If it is a private repository, give your own Hub "
                                     "token.")
         raise FileNotFoundError(f"could not fetch '{repo_id}' from the Hub: "
-                                f"{str(exc).splitlines()[0]}.{private}") from None
+                                f"{str(exc).splitlines()[0].rstrip('.')}.{private}") from None
 
 
 class Predictor:

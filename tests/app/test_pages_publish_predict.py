@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from nas_core.common.access import local_person
 from nas_core.publishing.hub import PublishConfig, publish
+from nas_core.publishing.predict import Predictor
 from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
 from tests.fakehub import FakeHub
@@ -155,3 +156,25 @@ def test_predict_page_never_lends_the_servers_token_or_disk(finished_job, monkey
         at.text_input(key="predict_token").set_value("")
         at.button(key="predict_go").click().run()
         assert at.error and "could not fetch 'alice/secret'" in shown(at.error[0].value)
+
+
+def test_the_ensemble_is_shown_published_and_predicts_from_the_hub(finished_job, monkeypatch):
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        at = app("app_pages/results.py")
+        assert any(h.value == "Ensemble of the best architectures" for h in at.subheader)
+        members = next(d.value for d in at.dataframe if "architecture" in d.value)
+        assert len(members) == 2 and "architecture" in members
+        assert at.text_input(key="publish_ensemble_repo").value == \
+            "amp-esm2-classifier-ensemble"
+        at.text_input(key="publish_ensemble_token").set_value(hub.token)
+        [b for b in at.button if b.label == "Publish"][1].click().run()  # the second form
+        assert not at.exception
+        files = hub.repos["alice/amp-esm2-classifier-ensemble"].files
+        assert "modeling_esm_nas.py" in files and "ensemble" in files["README.md"].decode()
+        monkeypatch.setenv("HF_TOKEN", hub.token)  # a private repository: the CLI's rule
+        predictor = Predictor("alice/amp-esm2-classifier-ensemble")
+        assert predictor.ensemble and len(predictor.models) == 2
+        frame = predictor.predict_sequences(["GLFDIIKKIAESFKKLL"])
+        assert "uncertainty" in frame
