@@ -146,16 +146,9 @@ def suggest(run_dir: str | Path, candidates: str | Path | bytes | RawTable | pd.
         goal_mean, goal_sd = np.asarray(mean)[:, target], np.asarray(spread)[:, target]
         members = np.stack([np.asarray(e)[:, target] for e in each])
         best = 0.5  # "improvement" over even odds
-    score = acquire(config.rule, goal_mean, goal_sd, best=best, members=members,
-                    seed=config.seed)
-    pool = np.argsort(-score, kind="stable")[:max(POOL, 10 * batch)]
-    pool_seqs = [sequences[i] for i in pool]
-    pairwise = _pairwise(pool_seqs)
-    train_identity = (homology.nearest_identity(pool_seqs, predictor.training_sequences)
-                      if predictor.training_sequences else None)
-    picks, penalties = select_batch(score[pool], pairwise, batch, diversity=config.diversity,
-                                    train_identity=train_identity)
-    chosen = pool[picks]
+    picked = pick_batch(sequences, goal_mean, goal_sd, config, best=best, members=members,
+                        batch=batch, training=predictor.training_sequences)
+    chosen, score, train_identity = picked.chosen, picked.score, picked.train_identity
     frame = pd.DataFrame({"rank": np.arange(1, len(chosen) + 1),
                           "id": rows["id"].to_numpy()[chosen],
                           "sequence": [sequences[i] for i in chosen]})
@@ -164,13 +157,39 @@ def suggest(run_dir: str | Path, candidates: str | Path | bytes | RawTable | pd.
     frame["uncertainty"] = (np.asarray(spread, float) if target is None
                             else np.asarray(spread)[:, target])[chosen]
     frame["acquisition"] = score[chosen]
-    frame["nearest_train_identity"] = (np.round(train_identity[picks], 3)
+    frame["nearest_train_identity"] = (np.round(train_identity, 3)
                                        if train_identity is not None else np.nan)
-    frame["identity_to_batch"] = np.round(_identity_to_earlier(pairwise, picks), 3)
-    frame["why"] = _reasons(config, goal_mean, goal_sd, chosen, penalties,
+    frame["identity_to_batch"] = np.round(picked.identity_to_batch, 3)
+    frame["why"] = _reasons(config, goal_mean, goal_sd, chosen, picked.penalties,
                             frame["nearest_train_identity"].to_numpy(),
                             predictor.novelty_identity)
     return Suggestion(frame, notes, directory, predictor.ensemble)
+
+
+@dataclass
+class Picked:
+    chosen: np.ndarray  # candidate indices, best first
+    score: np.ndarray  # every candidate's acquisition score
+    penalties: np.ndarray  # each pick's diversity penalty when it was taken
+    train_identity: np.ndarray | None  # each pick's identity to its nearest training sequence
+    identity_to_batch: np.ndarray  # each pick's identity to the closest pick above it
+
+
+def pick_batch(sequences: list[str], mean: np.ndarray, sd: np.ndarray, config: SuggestConfig,
+               *, best: float, members: np.ndarray | None, batch: int,
+               training: list[str] | None) -> Picked:
+    """Acquisition scores on the goal's scale for every candidate, then the greedy diverse
+    batch from the best-scoring pool (identities from MMseqs2)."""
+    score = acquire(config.rule, mean, sd, best=best, members=members, seed=config.seed)
+    pool = np.argsort(-score, kind="stable")[:max(POOL, 10 * batch)]
+    pool_seqs = [sequences[i] for i in pool]
+    pairwise = pairwise_identity(pool_seqs)
+    train_identity = (homology.nearest_identity(pool_seqs, training) if training else None)
+    picks, penalties = select_batch(score[pool], pairwise, batch, diversity=config.diversity,
+                                    train_identity=train_identity)
+    return Picked(pool[picks], score, penalties,
+                  train_identity[picks] if train_identity is not None else None,
+                  _identity_to_earlier(pairwise, picks))
 
 
 def _target(config: SuggestConfig, task: str, names: list[str]) -> int | None:
@@ -224,7 +243,7 @@ def _incumbent(directory: Path, goal: str) -> float:
     return float(observed["max"]) if "max" in observed else -np.inf
 
 
-def _pairwise(sequences: list[str]) -> np.ndarray:
+def pairwise_identity(sequences: list[str]) -> np.ndarray:
     """Identity between every two candidates of the pool (0 where MMseqs2 finds nothing)."""
     n = len(sequences)
     matrix = np.zeros((n, n))

@@ -23,6 +23,7 @@ from nas_core.modeling.losses import task_loss
 from nas_core.modeling.modules import TaskInfo
 from nas_core.modeling.training import predict_outputs
 from nas_core.publishing.export import load_model
+from nas_core.publishing.predict import Predictor
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig
 from tests.helpers import residue_example, run_fresh, tiny_space
@@ -103,6 +104,15 @@ def test_a_per_residue_search_reports_held_out_metrics_over_proteins(searched):
     assert config["esm_nas"]["temperature"] == calibration["temperature"] > 0
     assert calibration["ece_after"] <= calibration["ece_before"] + 0.02
     assert "## Calibrated probabilities" in card
+    # the per-residue ensemble: the members' mean per residue, in a fresh interpreter too
+    assert len(report["ensemble"]["members"]) == 2
+    mean, spread = Predictor(out / "ensemble_model").outputs(sequences)
+    for theirs, mine, sd in zip(fresh_process(out / "ensemble_model", sequences), mean,
+                                spread):
+        np.testing.assert_allclose(theirs, mine, atol=1e-5)
+        assert mine.shape == sd.shape and (sd >= 0).all()
+    rows = Predictor(out / "ensemble_model").predict_sequences(sequences, ids=["a", "b", "c"])
+    assert len(rows) == sum(map(len, sequences)) and (rows["uncertainty"] >= 0).all()
 
 
 @pytest.mark.slow
