@@ -12,8 +12,12 @@ Find the best protein language model for **your** measurements, without writing 
 2. **Search** — the app tries many variants of the ESM-2 protein language model: bigger or
    smaller, fewer layers, frozen or fine-tuned, different prediction heads. It keeps the ones
    that predict your validation sequences best.
-3. **Results** — the best model is scored once on the held-out test set, compared with a simple
-   reference model, and saved so you can predict new sequences or share it.
+3. **Results** — the best model, and an ensemble of the best few, are scored once on the
+   held-out test set, compared with a simple reference model, and saved so you can predict new
+   sequences or share them.
+4. **Test these next** — upload the sequences you could make; the ensemble ranks them and
+   picks a varied batch to measure. Add the measurements back and the search runs again on the
+   larger dataset.
 """
 )
 st.page_link("app_pages/data.py", label="Start with your data", icon=":material/table_view:")

@@ -48,7 +48,8 @@ from nas_core.search.space import SearchSpace
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
 MEMBERS = 5
-RULES = ("ei", "ucb", "thompson")
+DEFAULT = SuggestConfig().rule
+RULES = ("thompson", "ei", "ucb", "greedy")
 
 
 class Task:
@@ -102,8 +103,9 @@ def peptides(seed: int = 0) -> Task:
 
 
 def loop(task: Task, rule: str, seed: int, *, start: int, batch: int, rounds: int,
-         diversity: float = 0.5) -> tuple[int, float]:
-    """Top-10 % (or rare-class) sequences found by the picks, and the best value labelled."""
+         diversity: float = 0.5) -> tuple[int, float, float]:
+    """Top-10 % (or rare-class) sequences found by the picks, the best value labelled and the
+    mean value of the picks."""
     rng = np.random.default_rng(seed)
     n = len(task.sequences)
     labelled = rng.choice(n, size=start, replace=False)
@@ -124,7 +126,8 @@ def loop(task: Task, rule: str, seed: int, *, start: int, batch: int, rounds: in
             chosen = rest[result.chosen]
         picked += list(chosen)
         labelled = np.concatenate([labelled, chosen])
-    return int(task.hits[picked].sum()), float(task.goal[labelled].max())
+    return (int(task.hits[picked].sum()), float(task.goal[labelled].max()),
+            float(task.goal[picked].mean()))
 
 
 def design(args) -> None:
@@ -135,19 +138,25 @@ def design(args) -> None:
             "reference models")
         found: dict[str, list[int]] = {}
         best: dict[str, list[float]] = {}
+        mean: dict[str, list[float]] = {}
         started = time.perf_counter()
-        for rule in ("random", *RULES, "ei-nodiv"):
+        for rule in ("random", *RULES, f"{DEFAULT}-nodiv"):
             for seed in range(args.seeds):
-                hits, top = loop(task, rule.removesuffix("-nodiv"), seed, start=args.start,
-                                 batch=args.batch, rounds=args.rounds,
-                                 diversity=0.0 if rule.endswith("-nodiv") else 0.5)
+                hits, top, value = loop(task, rule.removesuffix("-nodiv"), seed,
+                                        start=args.start, batch=args.batch,
+                                        rounds=args.rounds,
+                                        diversity=0.0 if rule.endswith("-nodiv") else 0.5)
                 found.setdefault(rule, []).append(hits)
                 best.setdefault(rule, []).append(top)
+                mean.setdefault(rule, []).append(value)
         random_hits = float(np.mean(found["random"]))
         for rule, hits in found.items():
             ratio = np.mean(hits) / random_hits if random_hits else float("inf")
-            say(f"  {rule:9s} top hits found {np.mean(hits):5.1f} ± {np.std(hits):4.1f} "
-                f"(of {args.rounds * args.batch} picks)  best value {np.mean(best[rule]):.3f}"
+            say(f"  {rule:15s} top hits found {np.mean(hits):5.1f} ± {np.std(hits):4.1f} "
+                f"(of {args.rounds * args.batch} picks)"
+                + ("" if task.classification else
+                   f"  mean value picked {np.mean(mean[rule]):.3f}  best value "
+                   f"{np.mean(best[rule]):.3f}")
                 + ("" if rule == "random" else f"  acquisition/random {ratio:.2f}x"))
         say(f"  ({time.perf_counter() - started:.0f} s)")
 
