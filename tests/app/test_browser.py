@@ -73,7 +73,8 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
             expect(page.get_by_text("Add a dataset first.")).to_be_visible()
             links = page.get_by_test_id("stSidebarNavLink")
             expect(links).to_have_text([re.compile(f"{title}$") for title in (
-                "Home", "Data", "Search", "Monitor", "Results", "Predict")])  # after the icon
+                "Home", "Data", "Search", "Monitor", "Results", "Predict",
+                "Test these next")])  # after the icon
             expect(page.get_by_role("textbox", name="Your name")).to_be_visible()
             nav(page, "Home")
             expect(page.get_by_text("Find the best protein language model")).to_be_visible()
@@ -143,12 +144,14 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
             page.screenshot(path=str(ARTIFACTS / "results-cancelled.png"), full_page=True)
             # publish that model to the (loopback) Hub with the visitor's token; Enter in the
             # token box does not publish, the button does
-            token = page.get_by_role("textbox", name="Hugging Face token (write access)")
+            # (the best model's form comes first; the ensemble's has its own below)
+            token = page.get_by_role("textbox",
+                                     name="Hugging Face token (write access)").first
             token.fill(hub.token)
             token.press("Enter")
             page.wait_for_timeout(1000)
             assert not hub.repos  # nothing was sent on Enter
-            page.get_by_role("button", name="Publish").click()
+            page.get_by_role("button", name="Publish", exact=True).first.click()
             expect(page.get_by_text("Published:")).to_be_visible(timeout=120_000)
             assert list(hub.repos) == ["alice/amp-vs-transmembrane-demo-classifier"]
             # and predict new sequences with a model of this workspace
