@@ -231,8 +231,13 @@ def ensemble(report: dict) -> None:
                         f"{vs['difference']:+.3f} (95% CI {vs['ci'][0]:+.3f} to "
                         f"{vs['ci'][1]:+.3f}): **{vs['verdict']}**.")
     if block.get("ece") is not None:
+        averaged = (f" ({_fmt(block['ece_averaged'])} for the plain average: averaging "
+                    "members that disagree makes it less sure than it should be, which the "
+                    f"ensemble's own temperature, T = {block['temperature']:.2f} fitted on the "
+                    "validation split, corrects)" if block.get("ece_averaged") is not None
+                    else "")
         st.caption(f"Expected calibration error of the ensemble's probabilities on the "
-                   f"held-out test: {_fmt(block['ece'])}.")
+                   f"held-out test: {_fmt(block['ece'])}{averaged}.")
     st.dataframe(ensemble_members(report), hide_index=True, width="stretch",
                  key="results_ensemble_members")
     if block.get("skipped"):

@@ -12,10 +12,10 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.probabilities import EPS, scaled
 
 BOUNDS = (0.05, 20.0)  # temperatures searched (log scale)
 N_BINS = 15  # confidence bins of the expected calibration error (Guo et al.)
-EPS = 1e-12
 
 
 def flatten(task: str, y, probs) -> tuple[np.ndarray, np.ndarray]:
@@ -26,23 +26,6 @@ def flatten(task: str, y, probs) -> tuple[np.ndarray, np.ndarray]:
         return (np.concatenate([np.asarray(t)[k] for t, k in zip(y, keep)]).astype(int),
                 np.concatenate([np.asarray(p)[k] for p, k in zip(probs, keep)]))
     return np.asarray(y, dtype=int), np.asarray(probs, dtype=float)
-
-
-def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """``probs`` with the logits divided by ``temperature``: softmax(log p / T)."""
-    logits = np.log(np.clip(probs, EPS, 1.0)) / temperature
-    logits -= logits.max(axis=-1, keepdims=True)
-    out = np.exp(logits)
-    return out / out.sum(axis=-1, keepdims=True)
-
-
-def scaled_outputs(task: str, probs, temperature: float):
-    """:func:`scaled` for a model's outputs: an array, or one array per protein."""
-    if task == "residue_classification":
-        out = np.empty(len(probs), dtype=object)
-        out[:] = [scaled(np.asarray(p), temperature) for p in probs]
-        return out
-    return scaled(np.asarray(probs, dtype=float), temperature)
 
 
 def fit_temperature(y: np.ndarray, probs: np.ndarray) -> float:

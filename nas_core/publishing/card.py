@@ -317,8 +317,16 @@ def ensemble_sections(report: dict) -> list[str]:
              "of one. Each member's probabilities were calibrated on the validation split "
              "(its own temperature); the ensemble averages them (for regression, the "
              "values). The members' **spread** (standard deviation) is the ensemble's "
-             "uncertainty.", "",
-             f"| trial | architecture | validation {metric} | parameters |", "|---|---|---|---|"]
+             "uncertainty.", ""]
+    if report.get("ensemble_temperature") is not None:
+        lines += [f"Averaging members that disagree makes the mean less sure than it should "
+                  f"be, so the averaged probabilities have their own temperature, T = "
+                  f"{report['ensemble_temperature']:.2f}, fitted on the validation split "
+                  f"(the logits are log(mean) / T). Expected calibration error on the held-out "
+                  f"test: {_fmt(report['ensemble_ece_averaged'])} for the plain average, "
+                  f"{_fmt(report['ensemble_ece'])} with it.", ""]
+    lines += [f"| trial | architecture | validation {metric} | parameters |",
+              "|---|---|---|---|"]
     for m in members:
         lines.append(f"| {m['trial']} | {md_text(m['description'])} | {_fmt(m['val'])} | "
                      f"{m['n_parameters']:,} |")

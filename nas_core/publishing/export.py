@@ -44,11 +44,14 @@ def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
 
 def export_ensemble(models: list[SequencePredictor], tokenizer, directory: str | Path, *,
                     extra: dict | None = None, member_extra: list[dict] | None = None,
-                    train_sequences: list[str] | None = None) -> Path:
+                    train_sequences: list[str] | None = None,
+                    temperature: float = 1.0) -> Path:
     """One directory for several models whose calibrated probabilities (or values) are
     averaged: each member's config under ``esm_nas["ensemble"]["members"]``, its weights under
     ``members.N.`` in one safetensors file. The bundled modelling file loads it with only torch
-    and transformers (``EsmNasEnsemble...``), and its output carries the members' spread."""
+    and transformers (``EsmNasEnsemble...``), and its output carries the members' spread.
+    ``temperature`` (classification) rescales the averaged probabilities: softmax(log mean /
+    T)."""
     if len(models) < 2:
         raise ValueError("an ensemble needs at least two models.")
     configs, state = [], {}
@@ -64,7 +67,7 @@ def export_ensemble(models: list[SequencePredictor], tokenizer, directory: str |
             else "AutoModelForSequenceClassification")
     config["architectures"] = [kind]
     config["auto_map"] = {auto: f"{REMOTE_MODULE}.{kind}"}
-    config["esm_nas"] = {**first.info.to_dict(), "temperature": 1.0,
+    config["esm_nas"] = {**first.info.to_dict(), "temperature": float(temperature),
                          "ensemble": {"members": configs}, **(extra or {})}
     config["esm_nas"].pop("class_weights", None)
     return _write(Path(directory), config, state, tokenizer, train_sequences)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from nas_core.common.metrics import compute_metrics
+from nas_core.common.probabilities import scaled_outputs
 from nas_core.common.workspace import subdir
 from nas_core.data.dataset import (
     UNLABELLED,
@@ -187,6 +188,8 @@ class Predictor:
         self.info = self.model.info
         self.ensemble = len(self.models) > 1
         config = json.loads((self.directory / "config.json").read_text()).get("esm_nas", {})
+        # an ensemble's averaged probabilities have their own temperature (members their own)
+        self.temperature = float(config.get("temperature", 1.0)) if self.ensemble else 1.0
         self.conformal = config.get("conformal")  # calibrated on the validation split
         self.novelty_identity = float(config.get("novelty_identity") or 0.3)
         fasta = self.directory / TRAINING_SEQUENCES
@@ -238,6 +241,8 @@ class Predictor:
             each.append(predict_outputs(model, data.ids, device=self.device,
                                         pad_id=self.tokenizer.pad_token_id, progress=step))
         mean, spread = combine(each)
+        if self.temperature != 1.0 and not self.info.regression:
+            mean = scaled_outputs(self.info.task, mean, self.temperature)
         return (mean, spread, each) if members else (mean, spread)
 
     def _novelty(self, sequences: list[str]) -> pd.DataFrame | None:

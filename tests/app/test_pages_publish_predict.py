@@ -166,6 +166,7 @@ def test_the_ensemble_is_shown_published_and_predicts_from_the_hub(finished_job,
         assert any(h.value == "Ensemble of the best architectures" for h in at.subheader)
         members = next(d.value for d in at.dataframe if "architecture" in d.value)
         assert len(members) == 2 and "architecture" in members
+        assert any("ensemble's own temperature, T =" in c.value for c in at.caption)
         assert at.text_input(key="publish_ensemble_repo").value == \
             "amp-esm2-classifier-ensemble"
         at.text_input(key="publish_ensemble_token").set_value(hub.token)

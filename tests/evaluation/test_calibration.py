@@ -11,11 +11,11 @@ import torch
 
 from nas_core.backbones.loading import encode
 from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.probabilities import scaled
 from nas_core.evaluation.calibration import (
     calibration_report,
     expected_calibration_error,
     fit_temperature,
-    scaled,
 )
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.build import build_model

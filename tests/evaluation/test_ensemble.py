@@ -14,14 +14,15 @@ import torch
 from optuna.distributions import FloatDistribution
 
 from nas_core.common.metrics import compute_metrics
-from nas_core.evaluation.calibration import scaled_outputs
+from nas_core.common.probabilities import scaled, scaled_outputs
+from nas_core.evaluation.calibration import expected_calibration_error, fit_temperature
 from nas_core.evaluation.ensemble import choose_members
 from nas_core.evaluation.finalise import finalise
 from nas_core.modeling.batches import encode_split
 from nas_core.modeling.build import load_trial_checkpoint
 from nas_core.modeling.training import predict_outputs
 from nas_core.publishing.export import load_models
-from nas_core.publishing.predict import Predictor
+from nas_core.publishing.predict import Predictor, combine
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig
 from tests.helpers import run_fresh, split_example, tiny_space
@@ -85,8 +86,14 @@ def test_the_ensemble_is_the_mean_of_its_calibrated_members(ensemble_run):
         raw = predict_outputs(model, data.ids, device=torch.device("cpu"),
                               pad_id=tokenizer.pad_token_id)
         members.append(scaled_outputs(peptides.task, raw, row["temperature"]))
-    mean = np.mean(members, axis=0)
+    averaged = np.mean(members, axis=0)
+    # the averaged probabilities get the ensemble's own temperature, fitted on validation
+    assert 0.05 <= ens["temperature"] <= 20.0 and ens["temperature"] != 1.0
+    mean = scaled(averaged, ens["temperature"])
+    assert expected_calibration_error(peptides.label_index(test["label"]), averaged
+                                      ) == pytest.approx(ens["ece_averaged"])
     predictor = Predictor(out / "ensemble_model")
+    assert predictor.temperature == ens["temperature"]
     assert predictor.ensemble and len(predictor.models) == 3
     frame = predictor.predict_sequences(sequences)
     np.testing.assert_allclose(frame[["p_AMP", "p_TM"]].to_numpy(), mean, atol=1e-5)
@@ -96,6 +103,43 @@ def test_the_ensemble_is_the_mean_of_its_calibrated_members(ensemble_run):
     assert again["roc_auc"] == pytest.approx(ens["test"]["roc_auc"], abs=1e-6)
     card = (out / "ensemble_model" / "README.md").read_text()
     assert "ensemble of 3" in card and "spread" in card
+    assert f"own temperature, T = {ens['temperature']:.2f}" in card
+
+
+def test_the_ensembles_own_temperature_undoes_the_averages_under_confidence():
+    """Members that are each calibrated but disagree (independent errors) average to
+    probabilities less sure than they should be; the temperature fitted to the average on the
+    validation split brings the test calibration error down and never changes a prediction."""
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        truth = rng.normal(0.0, 2.5, n)  # the true log-odds
+        y = (rng.random(n) < 1 / (1 + np.exp(-truth))).astype(int)
+        members = []
+        for _ in range(5):  # each member: the truth plus its own error, then calibrated
+            logit = truth + rng.normal(0.0, 2.0, n)
+            members.append(np.stack([-logit / 2, logit / 2], axis=1))
+        return y, members
+
+    def probs(logits, temperature):
+        z = logits / temperature
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    (y_val, val), (y_test, test) = split(4000), split(4000)
+    calibrated_val, calibrated_test = [], []
+    for v, t in zip(val, test):
+        temperature = fit_temperature(y_val, probs(v, 1.0))
+        calibrated_val.append(probs(v, temperature))
+        calibrated_test.append(probs(t, temperature))
+    averaged_val, averaged_test = combine(calibrated_val)[0], combine(calibrated_test)[0]
+    temperature = fit_temperature(y_val, averaged_val)
+    assert temperature < 0.9  # sharpened: the average was under-confident
+    after = scaled(averaged_test, temperature)
+    before_ece = expected_calibration_error(y_test, averaged_test)
+    after_ece = expected_calibration_error(y_test, after)
+    assert after_ece < 0.6 * before_ece
+    assert (after.argmax(1) == averaged_test.argmax(1)).all()
 
 
 FRESH = """

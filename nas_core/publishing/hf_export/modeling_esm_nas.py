@@ -10,9 +10,10 @@ token i + 1 is residue i, after ``<cls>``). For regression the single logit is t
 in the label's units.
 
 An ensemble directory (``EsmNasEnsemble...``) holds several such models; its logits are the
-log of the members' mean calibrated probabilities (softmax gives that mean) or, for
-regression, their mean value; ``spread`` is the members' standard deviation (of each class's
-probability, or of the value): the ensemble's uncertainty.
+log of the members' mean calibrated probabilities divided by the ensemble's own temperature
+(softmax gives the calibrated mean) or, for regression, their mean value; ``spread`` is
+the members' standard deviation (of each class's probability, or of the value): the
+ensemble's uncertainty.
 """
 
 from dataclasses import dataclass
@@ -158,9 +159,9 @@ class EsmNasForSequenceClassification(_EsmNasBase):
 
 @dataclass
 class EnsembleOutput(ModelOutput):
-    """``logits``: log mean probability per class (or the mean value); ``spread``: the members'
-    standard deviation of the same; ``member_outputs``: each member's probabilities (or
-    values), stacked first."""
+    """``logits``: log mean probability per class over the ensemble's temperature (or the
+    mean value); ``spread``: the members' standard deviation of their probabilities (or
+    values); ``member_outputs``: each member's probabilities (or values), stacked first."""
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
@@ -177,6 +178,9 @@ class _EsmNasEnsembleBase(EsmPreTrainedModel):
         super().__init__(config)
         meta = config.esm_nas
         self.regression = meta["task"] in ("regression", "residue_regression")
+        # classification: the averaged probabilities' own temperature (fitted on the
+        # validation split after averaging; each member carries its own as well)
+        self.temperature = float(meta.get("temperature", 1.0))
         self.members = nn.ModuleList([self.member_class(EsmConfig.from_dict(member))
                                       for member in meta["ensemble"]["members"]])
         self.post_init()
@@ -194,7 +198,7 @@ class _EsmNasEnsembleBase(EsmPreTrainedModel):
         else:
             stacked = torch.stack([o.softmax(-1) for o in outputs])
             mean = stacked.mean(0)
-            logits = mean.clamp(min=1e-12).log()
+            logits = mean.clamp(min=1e-12).log() / self.temperature
         spread = stacked.std(0, unbiased=False)
         loss = None
         if labels is not None:
