@@ -4,7 +4,7 @@ from nas_core.common.text import md_text
 from nas_core.common.workspace import StorageError, storage_problem
 from nas_core.data.dataset import TASKS, is_residue
 from nas_core.data.examples import DEFAULT_EXAMPLE, EXAMPLES
-from nas_core.data.reading import DataFileError
+from nas_core.data.reading import UPLOAD_TYPES, DataFileError
 from nas_core.data.splits import EXPLANATION, SplitOptions
 from nas_core.data.store import import_dataset
 from nas_core.data.validation import IngestOptions
@@ -32,7 +32,7 @@ def _use_example() -> None:
 
 uploads = st.file_uploader(
     "Labelled sequences: CSV, TSV, Excel or FASTA",
-    type=["csv", "tsv", "txt", "xlsx", "fasta", "fa", "faa", "gz"], key="data_upload",
+    type=UPLOAD_TYPES, key="data_upload",
     on_change=_use_upload, accept_multiple_files=True,
     help="One sequence per row with a label column, or FASTA headers like '>P12345 label=1'. "
     "An optional 'split' column (train/valid/test) is honoured. Per-residue labels: a label "

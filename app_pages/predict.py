@@ -1,10 +1,11 @@
 import streamlit as st
 
 from nas_core.common.text import md_text
-from nas_core.data.reading import DataFileError, read_pasted, read_stream
+from nas_core.data.reading import DataFileError
 from nas_core.publishing.predict import PredictionInputError, resolve_model_dir
 from nas_core.views.results import results_dir, workspace_models
 from ui import render, resources
+from ui.sequences_input import sequences_input
 
 st.title("Predict")
 root = resources.workspace()
@@ -29,19 +30,11 @@ else:
     if not model_ref:
         st.stop()
 
-tab_paste, tab_file = st.tabs(["Paste sequences", "Upload a file"])
-pasted = tab_paste.text_area("FASTA, or one sequence per line (optionally 'id,sequence')",
-                             key="predict_text", height=160)
-upload = tab_file.file_uploader("CSV, TSV, Excel or FASTA with a sequence column",
-                                type=["csv", "tsv", "txt", "xlsx", "fasta", "fa", "faa", "gz"],
-                                key="predict_upload")
+sequences = sequences_input("predict")
 if st.button("Predict", type="primary", key="predict_go"):
     st.session_state.pop("predict_result", None)
     try:
-        if upload:
-            upload.seek(0)
-        raw = read_stream(upload, upload.name, size=upload.size, require_label=False) \
-            if upload else read_pasted(pasted)
+        raw = sequences.read()
         with st.spinner("Loading the model..."):
             # local paths only inside the workspace; Hub downloads with the visitor's token
             directory = resolve_model_dir(model_ref, token=hub_token or None,

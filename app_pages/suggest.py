@@ -1,12 +1,13 @@
 import streamlit as st
 
 from nas_core.common.text import md_text
-from nas_core.data.reading import DataFileError, read_pasted, read_stream
+from nas_core.data.reading import UPLOAD_TYPES, DataFileError
 from nas_core.evaluation.acquisition import GOALS, RULES
 from nas_core.evaluation.suggest import SuggestConfig, SuggestError, model_dir_of, suggest
 from nas_core.views.results import load_report
 from ui import render, resources
 from ui.identity import current_user
+from ui.sequences_input import sequences_input
 
 help_for = {name: f.metadata["help"] for name, f in SuggestConfig.__dataclass_fields__.items()}
 RULE_NAMES = {"ei": "Expected improvement", "ucb": "Upper confidence bound",
@@ -49,12 +50,7 @@ else:
                "candidates are ranked by prediction alone. Search again with an ensemble "
                "size of 2 or more (Search, Advanced) for the acquisition rules to matter.")
 
-tab_paste, tab_file = st.tabs(["Paste candidates", "Upload a file"])
-pasted = tab_paste.text_area("FASTA, or one sequence per line (optionally 'id,sequence')",
-                             key="suggest_text", height=140)
-upload = tab_file.file_uploader("FASTA, CSV, TSV or Excel with a sequence column",
-                                type=["csv", "tsv", "txt", "xlsx", "fasta", "fa", "faa", "gz"],
-                                key="suggest_upload")
+candidates = sequences_input("suggest", "candidates", height=140)
 c1, c2 = st.columns(2)
 classes = list(report.get("dataset", {}).get("summary", {}).get("classes") or {})
 target_class = None
@@ -76,10 +72,7 @@ diversity = c2.slider("Diversity penalty", 0.0, 1.0, 0.5, 0.05, key="suggest_div
 if st.button("Rank the candidates", type="primary", key="suggest_go"):
     st.session_state.pop("suggest_result", None)
     try:
-        if upload:
-            upload.seek(0)
-        raw = read_stream(upload, upload.name, size=upload.size, require_label=False) \
-            if upload else read_pasted(pasted)
+        raw = candidates.read()
         config = SuggestConfig(batch=int(batch), goal=goal, target_class=target_class,
                                rule=rule, diversity=float(diversity))
         with st.spinner("Loading the models..."):
@@ -111,7 +104,7 @@ st.caption("Upload the measured sequences with their labels (the same columns as
            "names its parent; validation and test sequences stay as they were, and a new "
            "search starts from this one's best architectures.")
 measured = st.file_uploader("Measured sequences with labels", key="suggest_measured",
-                            type=["csv", "tsv", "txt", "xlsx", "fasta", "fa", "faa", "gz"])
+                            type=UPLOAD_TYPES)
 allowed = user is not None and user.may_change(job.owner)
 if st.button("Add them and search again", key="suggest_next_round",
              disabled=not measured or not allowed,

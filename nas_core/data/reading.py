@@ -40,6 +40,9 @@ ID_COLUMNS = ("id", "name", "accession", "identifier", "entry", "seq_id")
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None}
 EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
 FASTA_SUFFIXES = {".fasta", ".fa", ".faa", ".fas"}
+# what an upload widget accepts: every suffix above, and any of them gzipped
+UPLOAD_TYPES = sorted(s.lstrip(".") for s in (*TABLE_SUFFIXES, *EXCEL_SUFFIXES,
+                                               *FASTA_SUFFIXES, ".gz"))
 SUPPORTED = "CSV (.csv), TSV (.tsv), Excel (.xlsx) or FASTA (.fasta/.fa/.faa, optionally .gz)"
 _FASTA_KEYVALUE = re.compile(r"(?:^|\s)(label|target|y|class|value|split)\s*[=:]\s*(\S+)", re.I)
 
