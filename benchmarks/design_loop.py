@@ -15,15 +15,18 @@
 2. Calibration and the ensemble on real searches: a small search (ESM-2-8M-shaped backbone with
    RANDOM weights) on two shipped classification sets, finalised with an ensemble of 3; the
    held-out expected calibration error before and after temperature scaling, and the
-   ensemble's test score beside the best single model's.
+   ensemble's test score beside the best single model's, with its calibration error before
+   and after its own temperature.
 
 ``python -m benchmarks.design_loop [--seeds 5] [--rounds 5] [--batch 20] [--write]``
+(``--skip-design`` / ``--skip-searches``: one part only)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -189,7 +192,9 @@ def calibration(args) -> None:
                 say(f"ensemble {name}: {len(ens['members'])} members, test {metric} "
                     f"{ens['test'][metric]:.3f} vs best single {single:.3f}"
                     f" (difference 95% CI {vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}: "
-                    f"{vs['verdict']}); ECE {ens['ece']:.3f}")
+                    f"{vs['verdict']}); ECE {ens['ece_averaged']:.3f} for the plain "
+                    f"average, {ens['ece']:.3f} with the ensemble's own temperature (T = "
+                    f"{ens['temperature']:.2f})")
 
 
 def main() -> int:
@@ -200,14 +205,20 @@ def main() -> int:
     parser.add_argument("--start", type=int, default=50, help="labelled sequences at first")
     parser.add_argument("--trials", type=int, default=6, help="trials of each search (part 2)")
     parser.add_argument("--skip-searches", action="store_true", help="only the design loop")
+    parser.add_argument("--skip-design", action="store_true",
+                        help="only the searches (calibration and the ensemble)")
     parser.add_argument("--write", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument("--occasion", default="added with 'test these next'",
+                        help="why this run was made (RESULTS.md)")
     args = parser.parse_args()
     say(f"machine: {machine()}")
-    design(args)
+    if not args.skip_design:
+        design(args)
     if not args.skip_searches:
         calibration(args)
     if args.write:
-        append_results("python -m benchmarks.design_loop", "added with 'test these next'")
+        flags = " ".join(a for a in sys.argv[1:] if a != "--write")
+        append_results(f"python -m benchmarks.design_loop {flags}".strip(), args.occasion)
     return 0
 
 
