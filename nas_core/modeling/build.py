@@ -58,8 +58,13 @@ def build_model(arch: Architecture, info: TaskInfo, *, gradient_checkpointing: b
     for p in backbone.parameters():
         p.requires_grad_(False)
     if gradient_checkpointing and arch.adaptation != "frozen":
-        backbone.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5.2x renamed it (the old name warns); earlier 5.x have the old only
+        enable = getattr(backbone, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            backbone.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
     if arch.adaptation in LORA_LIKE or arch.adaptation == "ia3":
         backbone = _with_adapters(backbone, arch)
     elif arch.adaptation == "partial":

@@ -153,6 +153,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_backbone):
         torch.manual_seed(0)
         model, tok = build_model(arch, TaskInfo("binary", ["a", "b"]),
                                  gradient_checkpointing=checkpointing)
+        assert model.esm.get_base_model().is_activation_checkpointing is checkpointing
         init_head(model, 0)
         model.train()
         ids = encode(SEQS[:4], tok)
