@@ -11,11 +11,15 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 import nas_core.search.objective as objective_mod  # noqa: E402
 from nas_core.backbones.loading import make_tiny_backbone  # noqa: E402
 from tests.helpers import split_example  # noqa: E402
 from tests.pgserver import PostgresServer  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # test processes share the cores: one thread each
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
