@@ -150,10 +150,11 @@ directory, sequences = sys.argv[1], json.loads(sys.argv[2])
 tokenizer = AutoTokenizer.from_pretrained(directory)
 model = AutoModelForSequenceClassification.from_pretrained(directory, trust_remote_code=True)
 batch = tokenizer(sequences, return_tensors="pt", padding=True)
+labels = torch.tensor([i % 2 for i in range(len(sequences))])
 with torch.no_grad():
-    output = model.eval()(**batch)
+    output = model.eval()(**batch, labels=labels)
 out = {"p": output.logits.softmax(-1).tolist(), "spread": output.spread.tolist(),
-       "members": len(model.members)}
+       "members": len(model.members), "loss": output.loss.item()}
 """
 
 
@@ -165,6 +166,9 @@ def test_the_exported_ensemble_reloads_with_transformers_alone(ensemble_run):
     assert fresh["members"] == 3
     np.testing.assert_allclose(np.array(fresh["p"]), mean, atol=1e-5)
     np.testing.assert_allclose(np.array(fresh["spread"]), spread, atol=1e-5)
+    labels = np.arange(len(sequences)) % 2  # the loss is the calibrated mean's cross-entropy
+    assert fresh["loss"] == pytest.approx(-np.log(mean[np.arange(len(mean)), labels]).mean(),
+                                          rel=1e-4)
     config = json.loads((out / "ensemble_model" / "config.json").read_text())
     assert config["auto_map"]["AutoModelForSequenceClassification"].endswith(
         "EsmNasEnsembleForSequenceClassification")

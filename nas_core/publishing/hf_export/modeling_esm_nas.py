@@ -206,8 +206,10 @@ class _EsmNasEnsembleBase(EsmPreTrainedModel):
                 known = torch.isfinite(labels.float())
                 loss = nn.functional.mse_loss(logits.squeeze(-1)[known], labels.float()[known])
             else:
-                loss = nn.functional.nll_loss(logits.reshape(-1, logits.shape[-1]),
-                                              labels.long().reshape(-1), ignore_index=-100)
+                # logits are log-probabilities up to the temperature: cross-entropy
+                # normalises them again
+                loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                   labels.long().reshape(-1), ignore_index=-100)
         return EnsembleOutput(loss=loss, logits=logits, spread=spread, member_outputs=stacked)
 
 
