@@ -4,7 +4,10 @@ import streamlit as st
 
 from nas_core.common.text import md_text
 from nas_core.common.workspace import storage_problem
+from nas_core.search.logs import quiet_optuna
 from ui import identity
+
+quiet_optuna()  # once per script run: it only sets filters (idempotent)
 
 st.set_page_config(page_title="ESM-NAS Studio", page_icon=":material/biotech:", layout="wide")
 

@@ -1,12 +1,15 @@
-import streamlit as st
+from pathlib import Path
 
+import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+from nas_core.common.tasks import Task
 from nas_core.common.text import md_text
 from nas_core.common.workspace import StorageError, storage_problem
-from nas_core.data.dataset import TASKS, is_residue
 from nas_core.data.examples import DEFAULT_EXAMPLE, EXAMPLES
 from nas_core.data.reading import UPLOAD_TYPES, DataFileError
 from nas_core.data.splits import EXPLANATION, SplitOptions
-from nas_core.data.store import import_dataset
+from nas_core.data.store import ImportOutcome, import_dataset
 from nas_core.data.validation import IngestOptions
 from ui import render, resources
 from ui.identity import current_user
@@ -58,7 +61,7 @@ with st.expander("Columns and task", expanded=False):
                               placeholder=f"{found_label} (found)" if found_label else "found "
                               "automatically", help=IngestOptions.
                               __dataclass_fields__["label_col"].metadata["help"])
-    task = c3.selectbox("Task", ["auto", *TASKS], key="data_task",
+    task = c3.selectbox("Task", ["auto", *Task], key="data_task",
                         help=IngestOptions.__dataclass_fields__["task"].metadata["help"])
 
 with st.expander("Split", expanded=False):
@@ -102,11 +105,14 @@ def name_classes(label_names: list[str]) -> None:
 
 
 source = state.get("data_source")
+payload: Path | UploadedFile | list[tuple[str, bytes]] | None
+name: str | None
+origin: str | None
 beside: dict = {}  # the FLIP layout's label (and mask) files of an example
 if source == "upload" and isinstance(upload, list):  # the FLIP layout: read in any order
     payload = [(f.name, f.getvalue()) for f in upload]
     name, origin = None, "upload:" + ",".join(sorted(f.file_id for f in upload))
-elif source == "upload" and upload is not None:
+elif source == "upload" and isinstance(upload, UploadedFile):
     payload, name, origin = upload, upload.name, f"upload:{upload.file_id}"
 elif source == "example":
     payload, name = EXAMPLES[example].path, EXAMPLES[example].file
@@ -135,6 +141,7 @@ if payload is not None:
         def progress(message: str, fraction: float) -> None:
             bar.progress(fraction, text=f"{message[:1].upper()}{message[1:]}...")
 
+        outcome: ImportOutcome | DataFileError | StorageError
         try:
             outcome = import_dataset(payload, name=name, options=options, store=store,
                                      split_options=split_options, progress=progress,
@@ -162,12 +169,13 @@ if payload is not None:
         if fix:
             state["data_fixes"] = [*state["data_fixes"], fix]
             st.rerun()
-        if outcome.ok:
-            st.success(f"**{md_text(outcome.stored.name)}** is ready and stored in the workspace "
-                       f"(id {outcome.stored.id}).")
-            render.dataset_overview(outcome.dataset, outcome.notes)
-            if outcome.dataset.label_names and not is_residue(outcome.dataset.task):
-                name_classes(outcome.dataset.label_names)
+        stored, dataset = outcome.stored, outcome.dataset
+        if outcome.ok and stored is not None and dataset is not None:
+            st.success(f"**{md_text(stored.name)}** is ready and stored in the workspace "
+                       f"(id {stored.id}).")
+            render.dataset_overview(dataset, outcome.notes)
+            if dataset.label_names and not dataset.task.per_residue:
+                name_classes(dataset.label_names)
 
 st.subheader("Stored datasets")
 records = store.list()

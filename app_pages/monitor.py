@@ -1,7 +1,7 @@
 import streamlit as st
 
 from nas_core.common.text import md_text
-from nas_core.runtime.jobtable import ACTIVE
+from nas_core.runtime.jobtable import JobKind, JobState
 from nas_core.views.monitor import job_progress
 from ui import render, resources
 from ui.identity import current_user
@@ -14,7 +14,7 @@ jobs = manager.jobs()
 # what the page was drawn for: when a job starts, finishes or stops, the whole page is drawn
 # again (buttons, messages, whether to keep refreshing)
 states = {j.id: j.state for j in jobs}
-active = any(state in ACTIVE for state in states.values())
+active = any(state.active for state in states.values())
 
 
 # One fragment with one timer for everything that moves: two timers on one page, one of them
@@ -37,38 +37,39 @@ def monitor() -> None:
     view = resources.study_view(job)
     controls(job, view)
     render.live_study(view, job)
-    if job.state == "finished":
+    if job.state is JobState.FINISHED:
         st.page_link("app_pages/results.py", label="See the results",
                      icon=":material/emoji_events:")
 
 
 def controls(job, view) -> None:
     if job.error:
-        (st.warning if job.state == "interrupted" else st.error)(md_text(job.error))
-    if job.state == "cancelling":
+        (st.warning if job.state is JobState.INTERRUPTED else st.error)(md_text(job.error))
+    if job.state is JobState.CANCELLING:
         st.info("Cancelling: the running trial stops before its next training step and is "
                 "given back; finished trials are kept.")
     has_trials = view is not None and not view.trials.empty
-    stopped = job.state in ("cancelled", "interrupted", "failed")
+    stopped = job.state.can_resume
     c1, c2, c3 = st.columns(3)
     is_owner = user is not None and user.may_change(job.owner)
     try:
-        if c1.button("Cancel", disabled=job.state not in ("queued", "running") or not is_owner,
+        if c1.button("Cancel", disabled=job.state not in (JobState.QUEUED, JobState.RUNNING)
+                     or not is_owner,
                      help="The running trial stops before its next training step; finished "
                      "trials are kept.", key="monitor_cancel") and user:
             manager.cancel(job.id, user)
             st.rerun(scope="app")
         if c2.button("Resume", disabled=not stopped or not has_trials or not is_owner,
-                     help=("Run the Compress step again." if job.kind == "compress" else
+                     help=("Run the Compress step again." if job.kind is JobKind.COMPRESS else
                            "Continue the search where it stopped, up to its trial budget.")
                      if has_trials else "Nothing to resume: this job never ran a trial.",
                      key="monitor_resume") and user:
             manager.resume(job.id, user)
             st.rerun(scope="app")
         # a Compress job has no trial budget to retry: Resume runs it again
-        retryable = view.n_retryable if view is not None and job.kind == "search" else 0
+        retryable = view.n_retryable if view is not None and job.kind is JobKind.SEARCH else 0
         if c3.button("Retry failed trials",
-                     disabled=job.state in ACTIVE or not retryable or not is_owner,
+                     disabled=job.state.active or not retryable or not is_owner,
                      help=f"Run the {retryable} failed trial(s) again." if retryable
                      else "No failed trial to retry.", key="monitor_retry") and user:
             n = manager.retry_failed(job.id, user)
@@ -77,7 +78,7 @@ def controls(job, view) -> None:
     except (PermissionError, ValueError, RuntimeError) as exc:
         st.error(md_text(exc))
     finished = 0 if view is None or not stopped or job.report_path.is_file() or \
-        job.kind != "search" else int(
+        job.kind is not JobKind.SEARCH else int(
         (view.trials["state"] == "COMPLETE").sum())
     if finished:
         st.info(f"This search stopped with {finished} finished trial(s): the Results page can "

@@ -1,10 +1,14 @@
+from pathlib import Path
+
 import streamlit as st
 
 from nas_core.common.metrics import metric_name
+from nas_core.common.report import load_report
 from nas_core.common.text import md_text
 from nas_core.publishing.hub import suggested_repo_name
+from nas_core.runtime.jobtable import JobState
 from nas_core.runtime.launch import evaluate_point, finalisable, finalise_stopped, point_dir
-from nas_core.views.results import load_report, metrics_table, test_predictions, zip_directory
+from nas_core.views.results import metrics_table, test_predictions, zip_directory
 from ui import render, resources
 from ui.compress import compress_section
 from ui.identity import current_user
@@ -50,30 +54,33 @@ if wanted in ids:
     st.session_state["results_job"] = wanted
 job_id = st.selectbox("Search", ids, key="results_job",
                       format_func=lambda i: next(f"{j.study_name} ({j.owner_shown}"
-                                                 + ("" if j.state == "finished" else
+                                                 + ("" if j.state is JobState.FINISHED else
                                                     f", {j.state}") + ")"
                                                  for j in finished if j.id == i))
 job = next(j for j in finished if j.id == job_id)
 out_dir = job.out_dir
 report = load_report(out_dir)
-if report.get("pareto"):
-    points = [p["trial"] for p in report["pareto"]]
-    chosen = st.selectbox(
-        "Pareto point", points, index=points.index(report["best"]["trial"]),
-        format_func=lambda n: next(f"trial {p['trial']}: {metric_name(report['metric'])} "
-                                   f"{p[report['metric']]:.3f}, {p['n_parameters']:,} "
-                                   "parameters" for p in report["pareto"] if p["trial"] == n),
+if report is None:
+    st.error("This search's report could not be read: finalise it again from Monitor.")
+    st.stop()
+if report.pareto and report.best.trial is not None:
+    front = {p.trial: p for p in report.pareto}
+    metric = metric_name(report.metric)
+    chosen: int = st.selectbox(
+        "Pareto point", list(front), index=list(front).index(report.best.trial),
+        format_func=lambda n: f"trial {n}: {metric} "
+                              f"{front[n].value:.3f}, {front[n].n_parameters:,} parameters",
         key="results_point", help="Smaller models score a little lower: pick the trade-off.")
-    if chosen != report["best"]["trial"]:
-        out_dir = point_dir(job, chosen)
+    if chosen != report.best.trial:
+        out_dir = str(point_dir(job, chosen))
         if load_report(out_dir) is None:
             with st.spinner(f"Testing trial {chosen} on the held-out split..."):
                 evaluate_point(job, chosen, root)
-        report = load_report(out_dir)
+        report = load_report(out_dir) or report
 render.results(report, test_predictions(out_dir), metrics_table(report))
-model_dir = report["best"]["model_dir"]
+model_dir: str = report.best.model_dir or str(Path(out_dir) / "best_model")
 st.download_button("Download the model (zip)", lambda: zip_directory(model_dir),
-                   file_name=f"{job.study_name}-trial{report['best']['trial']}.zip",
+                   file_name=f"{job.study_name}-trial{report.best.trial}.zip",
                    mime="application/zip", key="results_download")
 if user and user.may_change(job.owner):
     publish_form(model_dir, suggested_repo_name(report))
@@ -81,15 +88,16 @@ else:
     st.subheader("Publish to the Hugging Face Hub")
     st.caption(f"Only {md_text(job.owner_shown)}, who ran this search, or an admin can "
                "publish its model. You can download it above.")
-ensemble_dir = (report.get("ensemble") or {}).get("model_dir")
+ensemble_dir = report.ensemble.model_dir if report.ensemble else None
 if ensemble_dir:
     render.ensemble(report)
-    st.download_button("Download the ensemble (zip)", lambda: zip_directory(ensemble_dir),
+    ensemble_folder: str = ensemble_dir
+    st.download_button("Download the ensemble (zip)", lambda: zip_directory(ensemble_folder),
                        file_name=f"{job.study_name}-ensemble.zip", mime="application/zip",
                        key="results_ensemble_download")
     if user and user.may_change(job.owner):
         publish_form(ensemble_dir, suggested_repo_name(report) + "-ensemble",
                      key="publish_ensemble", title="Publish the ensemble")
-elif report.get("ensemble"):
+elif report.ensemble:
     render.ensemble(report)
 compress_section(manager, job, report, user)

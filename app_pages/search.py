@@ -5,8 +5,15 @@ import streamlit as st
 from nas_core.backbones.download import gigabytes
 from nas_core.backbones.registry import BackboneUnavailable
 from nas_core.common.text import md_text
-from nas_core.data.dataset import is_residue
-from nas_core.search.config import OBJECTIVES, PRUNERS, SAMPLERS, STRATEGIES, SearchConfig
+from nas_core.runtime.jobtable import JobState
+from nas_core.search.config import (
+    DEFAULT_ENSEMBLE_SIZE,
+    OBJECTIVES,
+    PRUNERS,
+    SAMPLERS,
+    STRATEGIES,
+    SearchConfig,
+)
 from nas_core.search.presets import (
     QUICK_SECONDS,
     fit_to_time,
@@ -133,18 +140,18 @@ with st.expander("Advanced"):
                              help=help_for["objective"])
     seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="search_seed", help=help_for["seed"])
     ensemble_size = c2.number_input("Ensemble of the best (1 = none)", 1, 20,
-                                    SearchConfig.__dataclass_fields__["ensemble_size"].default,
+                                    DEFAULT_ENSEMBLE_SIZE,
                                     key="search_ensemble", help=help_for["ensemble_size"])
     advice = strategy_advice()
     if advice:
         st.caption(advice)
     try:
-        space = space_editor(preset.space, per_residue=is_residue(dataset.task))
+        space = space_editor(preset.space, per_residue=dataset.task.per_residue)
     except ValueError as exc:
         st.error(f"Search space: {md_text(exc)}")
         st.stop()
 
-workers = 1
+workers: int | None = 1
 gpus = [d for d in manager.devices if d.startswith("cuda")]
 if len(gpus) > 1:
     spread = st.toggle(f"Use every free GPU for this search ({len(gpus)} here)", value=True,
@@ -187,7 +194,7 @@ if st.button("Start", type="primary", disabled=not (user and user.name), key="se
     except ValueError as exc:
         st.error(md_text(exc))
     else:
-        where = "running" if job.state == "running" else \
+        where = "running" if job.state is JobState.RUNNING else \
             f"queued (position {job.queue_position})"
         st.success(f"Job {job.id} for study '{md_text(job.study_name)}' is {where}. Follow "
                    "it live on the Monitor page.")

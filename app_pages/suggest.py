@@ -1,10 +1,12 @@
 import streamlit as st
 
+from nas_core.common.report import load_report
+from nas_core.common.tasks import Task
 from nas_core.common.text import md_text
 from nas_core.data.reading import UPLOAD_TYPES, DataFileError
-from nas_core.evaluation.acquisition import GOALS, RULES
-from nas_core.evaluation.suggest import SuggestConfig, SuggestError, model_dir_of, suggest
-from nas_core.views.results import load_report
+from nas_core.design.acquisition import GOALS, RULES
+from nas_core.design.suggest import SuggestConfig, SuggestError, model_dir_of, suggest
+from nas_core.runtime.jobtable import JobKind
 from ui import render, resources
 from ui.identity import current_user
 from ui.sequences_input import sequences_input
@@ -22,7 +24,7 @@ st.caption("Upload the candidate sequences you could make (variants, designs), s
 root = resources.workspace()
 manager = resources.job_manager(root)
 user = current_user()
-finished = [j for j in manager.jobs() if j.kind == "search" and j.report_path.is_file()]
+finished = [j for j in manager.jobs() if j.kind is JobKind.SEARCH and j.report_path.is_file()]
 if not finished:
     st.info("No finished search yet: run one on your measured sequences first (Data, then "
             "Search). Its models rank the candidates here.")
@@ -31,19 +33,22 @@ job_id = st.selectbox("Search", [j.id for j in finished], key="suggest_job",
                       format_func=lambda i: next(f"{j.study_name} ({j.owner_shown})"
                                                  for j in finished if j.id == i))
 job = next(j for j in finished if j.id == job_id)
-report = load_report(job.out_dir) or {}
+report = load_report(job.out_dir)
 try:
     directory = model_dir_of(job.out_dir)
 except SuggestError as exc:
     st.info(md_text(exc))
     st.stop()
-if report.get("task", "").startswith("residue_"):
+if report is None:
+    st.info("This search's report could not be read: finalise it again from Monitor.")
+    st.stop()
+if report.task.per_residue:
     st.info("This search predicts per residue: 'test these next' ranks whole sequences, so it "
             "needs a search with one label per sequence.")
     st.stop()
-ensemble = report.get("ensemble") or {}
 if directory.name == "ensemble_model":
-    st.caption(f"Ranking with the ensemble of {len(ensemble.get('members', []))} "
+    members = report.ensemble.members if report.ensemble else []
+    st.caption(f"Ranking with the ensemble of {len(members)} "
                "architectures: its spread is each candidate's uncertainty.")
 else:
     st.warning("This search has no ensemble, so there is no uncertainty to explore with: "
@@ -52,9 +57,9 @@ else:
 
 candidates = sequences_input("suggest", "candidates", height=140)
 c1, c2 = st.columns(2)
-classes = list(report.get("dataset", {}).get("summary", {}).get("classes") or {})
+classes = list(report.dataset.summary.classes or {})
 target_class = None
-if report.get("task") == "regression":
+if report.task == Task.REGRESSION:
     goal = c1.radio("Goal", ["maximize", "minimize"], key="suggest_goal",
                     format_func=lambda g: GOALS[g].capitalize(), horizontal=True)
 else:
@@ -125,6 +130,8 @@ if st.button("Add them and search again", key="suggest_next_round",
         else:
             for note in extension.notes:
                 st.info(md_text(note))
-            st.success(f"Dataset {md_text(extension.stored.name)} "
-                       f"({extension.stored.n_sequences} sequences) stored; search "
+            stored = extension.stored
+            assert stored is not None  # a job is queued only for a stored extension
+            st.success(f"Dataset {md_text(stored.name)} "
+                       f"({stored.n_sequences} sequences) stored; search "
                        f"{md_text(new_job.study_name)} queued. Follow it on the Monitor page.")

@@ -30,16 +30,16 @@ import torch
 
 from benchmarks.run import append_results, machine, say
 from nas_core.backbones.loading import encode, make_tiny_backbone
+from nas_core.compression.compress import CompressConfig, compress, splits_of, throughput
 from nas_core.data.splits import SplitOptions, assign_splits
 from nas_core.data.store import DatasetStore
 from nas_core.data.validation import load_dataset
-from nas_core.evaluation.compress import CompressConfig, compress, splits_of, throughput
 from nas_core.modeling.batches import Encoded
 from nas_core.modeling.build import merged_copy
 from nas_core.modeling.compaction import DistilRun, TeacherCache, pruned_student
 from nas_core.modeling.distillation import DistillConfig
 from nas_core.modeling.pruning import Compaction, apply, importance
-from nas_core.modeling.training import evaluate
+from nas_core.modeling.training import TrainSettings, evaluate
 from nas_core.publishing.export import load_model
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig
@@ -84,9 +84,9 @@ def main() -> int:
                             root=root, dataset_path=stored.path)
         assert report is not None
         teacher_seconds = time.perf_counter() - started
-        metric = report["metric"]
+        metric = report.metric
         say(f"machine: {machine()}")
-        say(f"data: {args.data} ({report['dataset']['summary']['n_sequences']} sequences, "
+        say(f"data: {args.data} ({report.dataset.summary.n_sequences} sequences, "
             f"{metric}); teacher: ESM-2-8M-shaped (6 x 320, 20 heads, 1,280 feed-forward) "
             "with RANDOM initial weights, fully fine-tuned on the task; device "
             f"{args.device}")
@@ -106,7 +106,8 @@ def main() -> int:
         cache = TeacherCache.of(teacher, splits["train"].data, device=device,
                                 pad_id=tokenizer.pad_token_id)
         run = DistilRun(splits["train"].data, splits["valid"].data, splits["valid"].targets,
-                        metric, device, tokenizer.pad_token_id, DistillConfig(), patience=3)
+                        tokenizer.pad_token_id, TrainSettings(metric, device, patience=3),
+                        DistillConfig())
         shape = Compaction(tuple(pruned["heads"]), tuple(pruned["ffn"]), 20, 1280)
         plain = pruned_student(teacher, shape, run, distil=False)
         activation = pruned_student(teacher, replace(shape, method="activation"), run,

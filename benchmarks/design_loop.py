@@ -7,7 +7,7 @@
    acquisition / random. Sets: GFP brightness (500 avGFP variants; maximise) and antimicrobial
    peptides among UniProt peptides (1,000 sequences of which 10 % AMP; find AMP).
    The batches are chosen by the engine's own acquisition rules and diversity penalty
-   (``nas_core.evaluation.suggest.pick_batch``, MMseqs2 identities). The model refitted each
+   (``nas_core.design.suggest.pick_batch``, MMseqs2 identities). The model refitted each
    round is a bootstrap ensemble of 5 reference models (ridge on one-hot residues for GFP,
    logistic regression on amino-acid + dipeptide composition for peptides), not an ESM-NAS
    search: ESM-2 weights cannot be downloaded here, and with random weights a search learns
@@ -42,8 +42,8 @@ from benchmarks.run import append_results, machine, say
 from nas_core.backbones.loading import make_tiny_backbone
 from nas_core.data.splits import SplitOptions, assign_splits
 from nas_core.data.validation import load_dataset
+from nas_core.design.suggest import SuggestConfig, pick_batch
 from nas_core.evaluation.baseline import composition, one_hot
-from nas_core.evaluation.suggest import SuggestConfig, pick_batch
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
@@ -181,20 +181,21 @@ def calibration(args) -> None:
                                              n_trials=args.trials, ensemble_size=3, seed=0),
                                 dataset, Path(workdir) / name)
             assert report is not None
-            cal, ens, metric = report["calibration"], report["ensemble"], report["metric"]
-            say(f"calibration {name}: held-out ECE {cal['ece_before']:.3f} before, "
-                f"{cal['ece_after']:.3f} after temperature scaling (T = "
-                f"{cal['temperature']:.2f}); test accuracy "
-                f"{report['best']['test']['accuracy']:.3f} either way")
-            if ens.get("members"):
-                vs = ens["vs_best"]
-                single = report["best"]["test"][metric]
-                say(f"ensemble {name}: {len(ens['members'])} members, test {metric} "
-                    f"{ens['test'][metric]:.3f} vs best single {single:.3f}"
-                    f" (difference 95% CI {vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}: "
-                    f"{vs['verdict']}); ECE {ens['ece_averaged']:.3f} for the plain "
-                    f"average, {ens['ece']:.3f} with the ensemble's own temperature (T = "
-                    f"{ens['temperature']:.2f})")
+            cal, ens, metric = report.calibration, report.ensemble, report.metric
+            assert cal is not None and ens is not None
+            say(f"calibration {name}: held-out ECE {cal.ece_before:.3f} before, "
+                f"{cal.ece_after:.3f} after temperature scaling (T = "
+                f"{cal.temperature:.2f}); test accuracy "
+                f"{report.best.test['accuracy']:.3f} either way")
+            if ens.built and ens.vs_best and ens.vs_best.ci and ens.test:
+                vs = ens.vs_best
+                single = report.best.test[metric]
+                say(f"ensemble {name}: {len(ens.members)} members, test {metric} "
+                    f"{ens.test[metric]:.3f} vs best single {single:.3f}"
+                    f" (difference 95% CI {vs.ci[0]:+.3f} to {vs.ci[1]:+.3f}: "
+                    f"{vs.verdict}); ECE {ens.ece_averaged:.3f} for the plain "
+                    f"average, {ens.ece:.3f} with the ensemble's own temperature (T = "
+                    f"{ens.temperature:.2f})")
 
 
 def main() -> int:

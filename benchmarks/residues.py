@@ -82,16 +82,17 @@ def main() -> int:
                                          metric="accuracy", device=args.device),
                             dataset, Path(workdir) / "run")
         assert report is not None
-        best, base = report["best"], report["baseline"]
-        ours, theirs = best["test"]["accuracy"], base["test"]["accuracy"]
-        low, high = best["test_ci"]["accuracy"]
-        blow, bhigh = base["test_ci"]["accuracy"]
+        best, base = report.best, report.baseline
+        assert best.test_ci and base.test and base.test_ci and report.vs_reference
+        ours, theirs = best.test["accuracy"], base.test["accuracy"]
+        low, high = best.test_ci["accuracy"]
+        blow, bhigh = base.test_ci["accuracy"]
         say(f"held_out_q3: {ours:.3f} [{low:.3f}, {high:.3f}] (search: {args.trials} trials "
             f"over {'/'.join(adaptations)}, {time.perf_counter() - started:.0f} s; best: "
-            f"{best['description']})")
-        say(f"reference_q3: {theirs:.3f} [{blow:.3f}, {bhigh:.3f}] ({base['model']}, fitted "
-            f"on {base['residues']:,} residues in {base['seconds']:.1f} s); paired bootstrap: "
-            f"{report['vs_reference']['verdict']}")
+            f"{best.description})")
+        say(f"reference_q3: {theirs:.3f} [{blow:.3f}, {bhigh:.3f}] ({base.model}, fitted "
+            f"on {base.residues:,} residues in {base.seconds:.1f} s); paired bootstrap: "
+            f"{report.vs_reference.verdict}")
     if args.write:
         append_results(f"python -m benchmarks.residues --device {args.device}",
                        "added with per-residue tasks")

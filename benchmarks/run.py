@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from nas_core.backbones.loading import encode, make_tiny_backbone
+from nas_core.common.tasks import Task
 from nas_core.data.dataset import Dataset
 from nas_core.data.reading import ReadLimits
 from nas_core.data.splits import assign_splits
@@ -33,7 +34,7 @@ from nas_core.modeling.build import build_model
 from nas_core.modeling.cache import RepresentationCache
 from nas_core.modeling.losses import task_loss
 from nas_core.modeling.modules import TaskInfo
-from nas_core.modeling.training import train
+from nas_core.modeling.training import TrainSettings, train
 from nas_core.search.objective import SearchData, TrialContext, objective
 from nas_core.search.space import SearchSpace
 
@@ -81,9 +82,9 @@ def frozen_trial(data, backbone, workdir, cache, epochs, device):
                         contrastive_weight_range=(0.0, 0.0), lr_range=(1e-3, 1e-3),
                         dropout_range=(0.1, 0.1), weight_decay_range=(1e-4, 1e-4),
                         activations=("gelu",))  # every dimension pinned: the same trial
-    ctx = TrialContext(data=data, space=space, metric="roc_auc", multi_objective=False,
-                       device=device, checkpoint_dir=Path(workdir) / "ck", seed=0,
-                       patience=epochs, cache=cache)
+    ctx = TrialContext(data=data, space=space, multi_objective=False,
+                       training=TrainSettings("roc_auc", device, seed=0, patience=epochs),
+                       checkpoint_dir=Path(workdir) / "ck", cache=cache)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: objective(t, ctx), n_trials=1)
@@ -115,8 +116,8 @@ def bench_engine_overhead(backbone, data, device) -> None:
     model, tok = _model(backbone)
     train_data = encode_split(data.train_sequences, data.train_targets, tok)
     val_data = encode_split(data.val_sequences, data.val_targets, tok)
-    result = train(model, train_data, val_data, val_targets_raw=data.val_targets,
-                   metric="roc_auc", device=device, pad_id=1, seed=0)
+    result = train(model, train_data, val_data, data.val_targets,
+                   TrainSettings("roc_auc", device, seed=0), pad_id=1)
     t_engine = result.history[0].seconds
 
     # the same model, data and batches, written by hand: forward, loss, step; then eval
@@ -130,7 +131,7 @@ def bench_engine_overhead(backbone, data, device) -> None:
     for batch in length_batches(train_data.lengths, 16, rng=rng):
         tokens, mask = collate([train_data.ids[i] for i in batch], 1, device)
         logits, _ = model(tokens, mask)
-        loss = task_loss("binary", logits, torch.as_tensor(train_data.targets[batch]))
+        loss = task_loss(Task.BINARY, logits, torch.as_tensor(train_data.targets[batch]))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -158,7 +159,7 @@ def bench_bucketing(backbone, data, device) -> None:
         for batch in batches:
             tokens, mask = collate([ids[i] for i in batch], 1, device)
             logits, _ = model(tokens, mask)
-            loss = task_loss("binary", logits, targets[batch])
+            loss = task_loss(Task.BINARY, logits, targets[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -15,8 +15,11 @@ import torch  # noqa: E402
 
 import nas_core.search.objective as objective_mod  # noqa: E402
 from nas_core.backbones.loading import make_tiny_backbone  # noqa: E402
+from nas_core.search.logs import quiet_optuna  # noqa: E402
 from tests.helpers import split_example  # noqa: E402
 from tests.pgserver import PostgresServer  # noqa: E402
+
+quiet_optuna()  # as the CLI and the app do at start
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # test processes share the cores: one thread each
     torch.set_num_threads(1)
@@ -79,3 +82,14 @@ def pg_url(postgres, request) -> str:
     name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:50]
     postgres.create_database(name)
     return postgres.url_for(name)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI (``.ci/run`` exports CI=1) a skipped test is a failed one: everything a test needs
+    is installed there, so a skip would hide a defect."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may be: {report.longrepr}"

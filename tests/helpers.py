@@ -184,3 +184,11 @@ def flip_subset(folder: Path, counts: tuple[int, int, int] = (60, 15, 25)) -> li
         paths.append(folder / name)
         paths[-1].write_text("".join(f">{recs[i][0]}\n{recs[i][1]}\n" for i in keep))
     return paths
+
+
+def mutate(seq: str, positions: list[int]) -> str:
+    """``seq`` with a substitution at each of ``positions`` (W, or A where W already is)."""
+    chars = list(seq)
+    for p in positions:
+        chars[p] = "W" if chars[p] != "W" else "A"
+    return "".join(chars)

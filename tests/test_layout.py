@@ -1,13 +1,14 @@
 """The engine's folders are its map, and its imports run one way.
 
-common <- data <- backbones <- modeling <- search <- publishing <- evaluation <- runtime <- views
-<- cli: a module imports only its own stage and the stages to its left. No cycle, no import of
-the engine inside a function (that is how cycles hide), no Streamlit, and the read-only views
-load neither torch nor transformers."""
+common <- data <- backbones <- modeling <- search <- publishing <- evaluation <- compression <-
+design <- runtime <- views <- cli: a module imports only its own stage and the stages to its
+left. No cycle, no import of the engine inside a function (that is how cycles hide), no
+Streamlit, and the read-only views load neither torch nor transformers."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,9 @@ from tests.helpers import ROOT
 
 ENGINE = ROOT / "nas_core"
 STAGES = ["common", "data", "backbones", "modeling", "search", "publishing", "evaluation",
-          "runtime", "views", "cli"]
-VIEWS_MAY_IMPORT = {"common", "search.budget", "search.storage", "runtime.jobtable"}
+          "compression", "design", "runtime", "views", "cli"]
+VIEWS_MAY_IMPORT = {"common", "search.budget", "search.config", "search.storage",
+                    "runtime.jobtable"}
 
 
 def modules() -> dict[str, ast.Module]:
@@ -139,3 +141,33 @@ def test_no_page_runs_without_the_entry_script():
     assert scripts
     for script in scripts:
         assert f'st.Page("app_pages/{script.name}"' in entry, script.name
+
+
+def test_no_engine_function_is_longer_than_80_lines():
+    """An orchestrator delegates to named steps (as optuna's study.py to _optimize.py): a
+    function past 80 lines is a list of steps that wants names."""
+    long = []
+    for path in ENGINE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 80:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} "
+                                f"({length} lines)")
+    assert not long, "\n".join(long)
+
+
+def test_no_engine_module_reads_the_report_by_string_keys():
+    """report.json is read through nas_core.common.report only: a reader that indexes a report
+    (or one of its blocks) by a literal key is a second, silent definition of the format."""
+    pattern = re.compile(r"""\b(report|best|baseline|ensemble|leakage|calibration|cal|ens|"""
+                         r"""summary|vs_reference|vs_best)(\[["']|\.get\(["'])""")
+    found = []
+    for path in [*ENGINE.rglob("*.py"), *(ROOT / "ui").glob("*.py"),
+                 *(ROOT / "app_pages").glob("*.py")]:
+        if path.name == "report.py" and path.parent.name == "common":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)

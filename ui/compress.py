@@ -8,15 +8,15 @@ from pathlib import Path
 import streamlit as st
 
 from nas_core.common.metrics import metric_name
+from nas_core.common.report import Report
 from nas_core.common.text import md_text
-from nas_core.evaluation.compress import (
+from nas_core.compression.compress import (
     CompressConfig,
     CompressError,
     teacher_of,
 )
 from nas_core.publishing import charts
 from nas_core.publishing.hub import suggested_repo_name
-from nas_core.runtime.jobtable import ACTIVE
 from nas_core.views.results import compression_points, load_compression, zip_directory
 from ui.publish import publish_form
 
@@ -25,7 +25,7 @@ _HELP = {name: f.metadata.get("help", "")
          for name, f in CompressConfig.__dataclass_fields__.items()}
 
 
-def compress_section(manager, job, report: dict, user) -> None:
+def compress_section(manager, job, report: Report, user) -> None:
     st.subheader("Compress")
     st.caption("Smaller versions of this model for cheaper, faster prediction: the attention "
                "heads and feed-forward neurons that matter least on your training data are "
@@ -39,7 +39,7 @@ def compress_section(manager, job, report: dict, user) -> None:
         return
     runs = manager.compressions(job.id)
     allowed = user is not None and user.may_change(job.owner)
-    active = next((j for j in runs if j.state in ACTIVE), None)
+    active = next((j for j in runs if j.state.active), None)
     with st.form(f"compress_form_{job.id}", enter_to_submit=False, border=False):
         targets = st.multiselect("Target sizes (share of this model's parameters)",
                                  TARGET_CHOICES, default=[0.75, 0.5, 0.25],
@@ -65,14 +65,14 @@ def compress_section(manager, job, report: dict, user) -> None:
                      icon=":material/monitoring:")
     done = next((j for j in runs if load_compression(j.out_dir) is not None), None)
     if done is None:
-        if runs and runs[0].state in ("failed", "cancelled", "interrupted"):
+        if runs and runs[0].state.can_resume:
             st.warning(f"The last Compress job {runs[0].state}"
                        + (f": {md_text(runs[0].error)}" if runs[0].error else "."))
         return
     show_compression(load_compression(done.out_dir) or {}, report, allowed, done.id)
 
 
-def show_compression(result: dict, report: dict, allowed: bool, run_id: str) -> None:
+def show_compression(result: dict, report: Report, allowed: bool, run_id: str) -> None:
     metric = result["metric"]
     points = compression_points(result)
     test_col = f"test {metric_name(metric)}"

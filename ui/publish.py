@@ -77,7 +77,7 @@ def publish_form(model_dir: str, default_name: str, *, key: str = "publish",
     bar = st.progress(0.0, text="Starting")
     try:
         url = publish(model_dir, config, token=token or None,
-                      progress=lambda message, fraction: bar.progress(fraction, text=message))
+                      progress=lambda message, fraction: _show(bar, message, fraction))
     except PublishError as exc:
         st.session_state[f"{key}_error"] = str(exc)
         st.session_state.pop(f"{key}_url", None)
@@ -85,3 +85,7 @@ def publish_form(model_dir: str, default_name: str, *, key: str = "publish",
         st.session_state.pop(f"{key}_error", None)
         st.session_state[f"{key}_url"] = url
     st.rerun()  # show the outcome above the form, with the button relabelled
+
+
+def _show(bar, message: str, fraction: float) -> None:
+    bar.progress(fraction, text=message)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pandas as pd
 import streamlit as st
 
 from nas_core.common.metrics import mae_meaning, metric_name
+from nas_core.common.report import Calibration, Comparison, Report
+from nas_core.common.tasks import Task
 from nas_core.common.text import md_text
-from nas_core.data.dataset import TASK_WORDS, Dataset, is_regression, is_residue
+from nas_core.data.dataset import Dataset
 from nas_core.data.store import StoredDataset
 from nas_core.data.validation import ValidationResult
 from nas_core.evaluation.trust import leakage_report
@@ -52,35 +56,34 @@ def problems(result: ValidationResult, *, key: str) -> str | None:
 def dataset_overview(dataset: Dataset, notes: list) -> None:
     summary = dataset.summary()
     cols = st.columns(4)
-    cols[0].metric("Sequences", summary["n_sequences"])
-    task = summary["task"]
-    if is_residue(task):  # the long words would not fit the column
-        cols[1].metric("Task, per residue", "values" if is_regression(task) else "classes",
-                       help=TASK_WORDS[task])
+    cols[0].metric("Sequences", summary.n_sequences)
+    task = summary.task
+    if task.per_residue:  # the long words would not fit the column
+        cols[1].metric("Task, per residue", "values" if task.is_regression else "classes",
+                       help=task.words)
     else:
-        cols[1].metric("Task", task, help=TASK_WORDS.get(task))
-    length = summary["length"]
-    cols[2].metric("Length", f"{length['min']}–{length['max']}")
-    splits = summary.get("splits", {})
+        cols[1].metric("Task", task, help=task.words)
+    length = summary.length
+    cols[2].metric("Length", f"{length.min:g}–{length.max:g}")
+    splits = summary.splits or {}
     cols[3].metric("Train / valid / test",
                    f"{splits.get('train', 0)} / {splits.get('valid', 0)} / "
                    f"{splits.get('test', 0)}")
     for note in notes:
         (st.warning if note.severity == "warning" else st.info)(md_text(note.message))
-    per_residue = "n_labelled_residues" in summary
-    if per_residue:
-        st.caption(f"One label per residue: {summary['n_labelled_residues']:,} labelled "
+    if summary.n_labelled_residues is not None:
+        st.caption(f"One label per residue: {summary.n_labelled_residues:,} labelled "
                    "residues (residues marked '-', 'nan' or masked are ignored). Proteins stay "
                    "whole: each lies in one split.")
-    if "classes" in summary:
-        total = sum(summary["classes"].values())
-        unit = " residues" if per_residue else ""
+    if summary.classes is not None:
+        total = sum(summary.classes.values())
+        unit = " residues" if task.per_residue else ""
         st.caption("Classes: " + ", ".join(
             f"**{md_text(k)}** {v:,}{unit} ({100 * v / total:.0f}%)"
-            for k, v in summary["classes"].items()))
-    else:
-        lab = summary["label"]
-        st.caption(f"Label from {lab['min']:.4g} to {lab['max']:.4g}, mean {lab['mean']:.4g}")
+            for k, v in summary.classes.items()))
+    elif summary.label is not None:
+        lab = summary.label
+        st.caption(f"Label from {lab.min:.4g} to {lab.max:.4g}, mean {lab.mean:.4g}")
     left, right = st.columns(2)
     left.altair_chart(make_length_histogram(dataset.frame), width="stretch")
     right.altair_chart(make_label_chart(dataset.frame, dataset.task), width="stretch")
@@ -134,7 +137,7 @@ def live_study(view, job) -> None:
                    "move while it trains; the strongest choices become the trials below.")
         st.altair_chart(charts.make_darts_chart(view.darts))
     if view is None or view.trials.empty:
-        st.info("Waiting for the first trial..." if job.state in ("queued", "running")
+        st.info("Waiting for the first trial..." if job.state.active
                 else "This job has no trials: start a new search on the Search page.")
         return
     running = view.running_trial()
@@ -163,86 +166,86 @@ def live_study(view, job) -> None:
     st.dataframe(trial_table(view), hide_index=True, width="stretch")
 
 
-def results(report: dict, predictions, metrics_frame) -> None:
-    best = report["best"]
-    metric = report["metric"]
-    if report.get("budget_note"):
-        st.warning(md_text(report["budget_note"]))
-    st.markdown(f"**Best architecture** (trial {best['trial']}): {md_text(best['description'])}.")
-    test, base = best["test"].get(metric), report["baseline"].get("test", {}).get(metric)
-    delta, colour = reference_delta(report, test, base)
+def results(report: Report, predictions, metrics_frame) -> None:
+    best = report.best
+    metric = report.metric
+    if report.budget_note:
+        st.warning(md_text(report.budget_note))
+    st.markdown(f"**Best architecture** (trial {best.trial}): {md_text(best.description)}.")
+    test, base = best.test.get(metric), (report.baseline.test or {}).get(metric)
+    delta, colour = reference_delta(report.vs_reference, test, base)
     cols = st.columns(4)
     cols[0].metric(f"Held-out test {metric_name(metric)}", _fmt(test), delta=delta,
                    delta_color=colour,
                    help="Against the reference model, with the verdict of the paired "
                    "bootstrap: green only when better by more than the noise.")
-    cols[1].metric(f"Validation {metric_name(metric)}", _fmt(best["val"].get(metric)))
-    cols[2].metric("Parameters", f"{best['n_parameters']:,}")
-    cols[3].metric("Trials complete", f"{report['n_complete']} / {report['n_trials']}")
-    st.caption(f"Reference: {md_text(report['baseline']['model'])} (fitted in "
-               f"{report['baseline']['seconds']:.2f} s on the same splits).")
+    cols[1].metric(f"Validation {metric_name(metric)}", _fmt(best.val.get(metric)))
+    cols[2].metric("Parameters", f"{best.n_parameters:,}")
+    cols[3].metric("Trials complete", f"{report.n_complete} / {report.n_trials}")
+    st.caption(f"Reference: {md_text(report.baseline.model)} (fitted in "
+               f"{report.baseline.seconds or 0:.2f} s on the same splits).")
     st.dataframe(metrics_frame, hide_index=True, width="stretch")
-    st.caption(mae_meaning(report["task"]))
-    if report.get("vs_reference"):
+    st.caption(mae_meaning(report.task))
+    if report.vs_reference:
         st.markdown(comparison_sentence(report))
-    if report.get("calibration"):
-        calibration(report["calibration"])
-    leakage = report.get("leakage")
+    if report.calibration:
+        calibration(report.calibration)
+    leakage = report.leakage
     if leakage:
         st.subheader("How new are the test proteins?")
-        if leakage.get("warning"):
-            st.warning(md_text(leakage["warning"]))
+        if leakage.warning:
+            st.warning(md_text(leakage.warning))
         left, right = st.columns(2)
         left.altair_chart(charts.make_identity_histogram(leakage), width="stretch")
         right.dataframe(identity_table(report), hide_index=True, width="stretch")
         right.caption("The <30% row is the honest estimate for proteins unlike the training "
                       "set.")
     if predictions is not None:
-        if report["task"].startswith("residue_"):
+        if report.task.per_residue:
             residue_results(report, predictions)
         else:
             _predictions_chart(report, predictions)
 
 
-def ensemble(report: dict) -> None:
+def ensemble(report: Report) -> None:
     """The ensemble of the best architectures beside the single best model and the reference.
     """
-    block = report.get("ensemble")
+    block = report.ensemble
     if not block:
         return
     st.subheader("Ensemble of the best architectures")
-    if not block.get("members"):
-        st.info(md_text(block.get("note", "No ensemble.")))
+    if not block.members:
+        st.info(md_text(block.note or "No ensemble."))
         return
-    metric = report["metric"]
+    metric = report.metric
     name = metric_name(metric)
-    st.markdown(f"The {len(block['members'])} best trials by validation {name} (different "
+    st.markdown(f"The {len(block.members)} best trials by validation {name} (different "
                 "architectures preferred over near-copies), each calibrated on the validation "
                 "split, their probabilities (or values) averaged. Where they disagree, the "
                 "**uncertainty** in Predict and *Test these next* is high.")
     cols = st.columns(3)
-    cols[0].metric(f"Ensemble, held-out test {name}", _fmt(block["test"].get(metric)))
-    cols[1].metric(f"Best single model, test {name}", _fmt(report["best"]["test"].get(metric)))
-    cols[2].metric("Parameters, all members", f"{block['n_parameters']:,}")
-    for label, vs in (("the best single model", block.get("vs_best")),
-                      ("the reference model", block.get("vs_reference"))):
-        if vs and vs.get("difference") is not None:
+    cols[0].metric(f"Ensemble, held-out test {name}", _fmt((block.test or {}).get(metric)))
+    cols[1].metric(f"Best single model, test {name}", _fmt(report.test_value()))
+    cols[2].metric("Parameters, all members", f"{block.n_parameters or 0:,}")
+    for label, vs in (("the best single model", block.vs_best),
+                      ("the reference model", block.vs_reference)):
+        if vs and vs.difference is not None and vs.ci:
             st.markdown(f"Against {label} on the same test sequences: {name} difference "
-                        f"{vs['difference']:+.3f} (95% CI {vs['ci'][0]:+.3f} to "
-                        f"{vs['ci'][1]:+.3f}): **{vs['verdict']}**.")
-    if block.get("ece") is not None:
-        averaged = (f" ({_fmt(block['ece_averaged'])} for the plain average: averaging "
+                        f"{vs.difference:+.3f} (95% CI {vs.ci[0]:+.3f} to "
+                        f"{vs.ci[1]:+.3f}): **{vs.verdict}**.")
+    if block.ece is not None:
+        averaged = (f" ({_fmt(block.ece_averaged)} for the plain average: averaging "
                     "members that disagree makes it less sure than it should be, which the "
-                    f"ensemble's own temperature, T = {block['temperature']:.2f} fitted on the "
-                    "validation split, corrects)" if block.get("ece_averaged") is not None
+                    f"ensemble's own temperature, T = {block.temperature or 1:.2f} fitted on "
+                    "the validation split, corrects)" if block.ece_averaged is not None
                     else "")
         st.caption(f"Expected calibration error of the ensemble's probabilities on the "
-                   f"held-out test: {_fmt(block['ece'])}{averaged}.")
+                   f"held-out test: {_fmt(block.ece)}{averaged}.")
     st.dataframe(ensemble_members(report), hide_index=True, width="stretch",
                  key="results_ensemble_members")
-    if block.get("skipped"):
-        st.caption("Left out: " + "; ".join(f"trial {s['trial']} ({md_text(s['reason'])})"
-                                            for s in block["skipped"]))
+    if block.skipped:
+        st.caption("Left out: " + "; ".join(f"trial {s.trial} ({md_text(s.reason)})"
+                                            for s in block.skipped))
 
 
 def suggestion(frame) -> None:
@@ -255,21 +258,21 @@ def suggestion(frame) -> None:
                "**identity_to_batch**: to the most similar candidate ranked above it.")
 
 
-def _predictions_chart(report: dict, predictions) -> None:
-    if report["task"] in ("regression", "residue_regression"):
+def _predictions_chart(report: Report, predictions) -> None:
+    if report.task.is_regression:
         st.altair_chart(charts.make_scatter_chart(predictions), width="stretch")
     else:
-        labels = report["dataset"]["summary"].get("classes", {})
+        labels = report.dataset.summary.classes or {}
         st.altair_chart(charts.make_confusion_chart(predictions.astype(
             {"label": str, "prediction": str}), list(labels)), width="stretch")
 
 
-def residue_results(report: dict, predictions) -> None:
+def residue_results(report: Report, predictions) -> None:
     """Per residue: the confusion matrix (or predicted against measured) over the labelled
     residues of the held-out proteins, and the track plot of a few of them."""
     st.subheader("Held-out proteins, residue by residue")
     labelled = predictions.dropna(subset=["label"])
-    if len(labelled) > 5000 and report["task"] == "residue_regression":
+    if len(labelled) > 5000 and report.task == Task.RESIDUE_REGRESSION:
         labelled = labelled.sample(5000, random_state=0)  # a chart, not the whole table
         st.caption("5,000 residues drawn at random from the held-out proteins.")
     _predictions_chart(report, labelled)
@@ -278,27 +281,27 @@ def residue_results(report: dict, predictions) -> None:
                             default=proteins[:3], key="track_proteins")
     if chosen:
         rows = predictions[predictions["id"].astype(str).isin(chosen)]
-        labels = list(report["dataset"]["summary"].get("classes", {}))
-        st.altair_chart(charts.make_track_chart(rows, report["task"], labels))
+        labels = list(report.dataset.summary.classes or {})
+        st.altair_chart(charts.make_track_chart(rows, report.task, labels))
 
 
-def calibration(cal: dict) -> None:
+def calibration(cal: Calibration) -> None:
     """The temperature and what it did to the held-out calibration error."""
     st.subheader("Can the probabilities be trusted?")
     left, right = st.columns([1, 2])
-    change = cal["ece_after"] - cal["ece_before"]
-    left.metric("Calibration error (ECE), held-out test", _fmt(cal["ece_after"]),
-                delta=f"{change:+.3f} from {_fmt(cal['ece_before'])}",
+    change = (cal.ece_after or 0.0) - (cal.ece_before or 0.0)
+    left.metric("Calibration error (ECE), held-out test", _fmt(cal.ece_after),
+                delta=f"{change:+.3f} from {_fmt(cal.ece_before)}",
                 delta_color="inverse",
                 help="Expected calibration error: how far the model's confidence is from how "
                 "often it is right, averaged over confidence bins. 0 is perfect.")
-    left.caption(f"Temperature {cal['temperature']:.3g}, fitted on the validation split: the "
+    left.caption(f"Temperature {cal.temperature:.3g}, fitted on the validation split: the "
                  "predicted class never changes, only how sure the model says it is. The "
                  "exported model and its predictions use it.")
     right.altair_chart(charts.make_reliability_chart(cal), width="stretch")
 
 
-def residue_track(frame, task: str, labels: list[str] | None) -> None:
+def residue_track(frame, task: Task, labels: list[str] | None) -> None:
     """Predict page: the prediction along a chosen sequence."""
     ids = list(dict.fromkeys(frame["id"].astype(str)))
     chosen = st.selectbox("Draw along the sequence", ids, key="predict_track")
@@ -306,15 +309,17 @@ def residue_track(frame, task: str, labels: list[str] | None) -> None:
     st.altair_chart(charts.make_track_chart(rows, task, labels))
 
 
-def reference_delta(report: dict, test, base) -> tuple[str | None, str]:
+def reference_delta(comparison: Comparison | None, test, base
+                    ) -> tuple[str | None, Literal["green", "red", "gray", "off"]]:
     """The badge beside the test score and its colour, carrying the same verdict as the
     sentence below it: green better, red worse, grey within the noise (or not estimated)."""
     if test is None or base is None:
         return None, "off"
-    verdict = (report.get("vs_reference") or {}).get("verdict")
+    verdict = comparison.verdict if comparison else ""
     words = {"better": "better than reference", "worse": "worse than reference",
              "within noise": "vs reference, within noise"}.get(verdict, "vs reference")
-    colour = {"better": "green", "worse": "red"}.get(verdict, "gray")
+    colour: Literal["green", "red", "gray"] = (
+        "green" if verdict == "better" else "red" if verdict == "worse" else "gray")
     return f"{test - base:+.3f} {words}", colour
 
 

@@ -62,20 +62,21 @@ def space_editor(space: SearchSpace, key: str = "adv", per_residue: bool = False
         changes[name] = cols[i % 3].slider(_title(name), low, high, (lo, hi),
                                            key=f"{key}_{name}", help=_HELP[name])
         i += 1
-    for name, (low, high, step) in _FLOAT_RANGES.items():
+    for name, (f_low, f_high, step) in _FLOAT_RANGES.items():
         if per_residue and name in _PER_SEQUENCE:
             continue
         lo, hi = getattr(space, name)
-        changes[name] = cols[i % 3].slider(_title(name), low, high, (float(lo), float(hi)),
+        changes[name] = cols[i % 3].slider(_title(name), f_low, f_high, (float(lo), float(hi)),
                                            step=step, key=f"{key}_{name}", help=_HELP[name])
         i += 1
-    for name, (low, high) in _LOG_RANGES.items():
+    for name, (log_low, log_high) in _LOG_RANGES.items():
         lo, hi = getattr(space, name)
         c1, c2 = cols[i % 3].columns(2)
         changes[name] = (
-            c1.number_input(f"{_title(name)} from", low, high, float(lo), format="%.1e",
+            c1.number_input(f"{_title(name)} from", log_low, log_high, float(lo), format="%.1e",
                             key=f"{key}_{name}_lo", help=_HELP[name]),
-            c2.number_input("to", low, high, float(hi), format="%.1e", key=f"{key}_{name}_hi"))
+            c2.number_input("to", log_low, log_high, float(hi), format="%.1e",
+                            key=f"{key}_{name}_hi"))
         i += 1
     layers_cap = st.number_input(
         "Keep at most this many layers (0 = no limit)", 0, 48,

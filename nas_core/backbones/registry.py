@@ -7,9 +7,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-# Imported eagerly, under Python's import lock: transformers' lazy attribute loading is not
-# thread-safe, and the app's script threads and search threads would otherwise race on it.
-
 ESM2_VOCAB = (
     "<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P",
     "K", "Q", "N", "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from nas_core.cli import admin, data, models, search
 from nas_core.common.workspace import storage_problem
+from nas_core.search.logs import quiet_optuna
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_optuna()
     try:
         return args.func(args)
     except Exception as exc:  # a full or read-only disk is one message, never a traceback

@@ -17,6 +17,7 @@ from nas_core.cli.common import (
     ingest,
     print_problems,
 )
+from nas_core.common.report import DatasetSummary
 from nas_core.data.splits import SplitOptions
 
 
@@ -49,14 +50,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(json.dumps({"ok": False, "problems": [{"severity": "error",
                                                           "code": "unreadable_file"}]}))
         return EXIT_INVALID
-    result, notes, summary = outcome.result, outcome.notes, None
-    if outcome.dataset is not None:
-        summary = outcome.dataset.summary()
-        summary["fingerprint"] = outcome.dataset.fingerprint
+    result, notes, dataset = outcome.result, outcome.notes, outcome.dataset
+    summary = dataset.summary() if dataset is not None else None
     if args.json:
         print(json.dumps({
             "ok": outcome.ok, "source": result.source, "rows_read": result.n_rows_read,
-            "summary": summary, "applied_fixes": result.applied_fixes,
+            "summary": None if summary is None or dataset is None else {
+                **summary.to_dict(), "fingerprint": dataset.fingerprint},
+            "applied_fixes": result.applied_fixes,
             "offered_fixes": result.offered_fixes,
             "problems": [{"severity": p.severity, "code": p.code, "message": p.message,
                           "where": list(p.where), "fix": p.fix}
@@ -64,33 +65,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
         }, indent=2))
     else:
         print_problems(result)
-        if summary:
+        if summary is not None and dataset is not None:
             for note in notes:
                 print(note)
-            print(format_summary(summary))
+            print(format_summary(summary, dataset.fingerprint))
     return EXIT_OK if outcome.ok else EXIT_INVALID
 
 
-def format_summary(summary: dict) -> str:
-    lines = [f"{summary['n_sequences']} sequences, task: {summary['task']}"]
-    if "n_labelled_residues" in summary:
-        lines.append(f"one label per residue: {summary['n_labelled_residues']:,} labelled "
+def format_summary(summary: DatasetSummary, fingerprint: str | None = None) -> str:
+    lines = [f"{summary.n_sequences} sequences, task: {summary.task}"]
+    if summary.n_labelled_residues is not None:
+        lines.append(f"one label per residue: {summary.n_labelled_residues:,} labelled "
                      "residues; proteins stay whole in the splits")
-    length = summary["length"]
-    lines.append(f"length: {length['min']}-{length['max']} residues "
-                 f"(median {length['median']:g})")
-    if "classes" in summary:
-        total = sum(summary["classes"].values())
+    length = summary.length
+    lines.append(f"length: {length.min:g}-{length.max:g} residues (median {length.median:g})")
+    if summary.classes is not None:
+        total = sum(summary.classes.values())
         lines.append("classes: " + ", ".join(f"{k} {v} ({100 * v / total:.0f}%)"
-                                             for k, v in summary["classes"].items()))
-    if "label" in summary:
-        lab = summary["label"]
-        lines.append(f"label: {lab['min']:.4g} to {lab['max']:.4g} (mean {lab['mean']:.4g}, "
-                     f"sd {lab['std']:.3g})")
-    if "splits" in summary:
-        lines.append("split: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
-    if "fingerprint" in summary:
-        lines.append(f"fingerprint: {summary['fingerprint'][:16]}")
+                                             for k, v in summary.classes.items()))
+    if summary.label is not None:
+        lab = summary.label
+        lines.append(f"label: {lab.min:.4g} to {lab.max:.4g} (mean {lab.mean:.4g}, "
+                     f"sd {lab.std or 0:.3g})")
+    if summary.splits is not None:
+        lines.append("split: " + ", ".join(f"{k} {v}" for k, v in summary.splits.items()))
+    if fingerprint:
+        lines.append(f"fingerprint: {fingerprint[:16]}")
     return "\n".join(lines)
 
 

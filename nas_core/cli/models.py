@@ -10,8 +10,7 @@ import sys
 from nas_core.backbones.download import DownloadError, download, gigabytes
 from nas_core.backbones.registry import REGISTRY
 from nas_core.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, add_field
-from nas_core.data.reading import DataFileError
-from nas_core.evaluation.compress import (
+from nas_core.compression.compress import (
     RESULTS,
     CompressCancelled,
     CompressConfig,
@@ -19,7 +18,8 @@ from nas_core.evaluation.compress import (
     compress,
     parse_targets,
 )
-from nas_core.evaluation.suggest import SuggestConfig, SuggestError, suggest
+from nas_core.data.reading import DataFileError
+from nas_core.design.suggest import SuggestConfig, SuggestError, suggest
 from nas_core.modeling.distillation import DistillConfig
 from nas_core.publishing.hub import PublishConfig, PublishError, publish
 from nas_core.publishing.predict import PredictionInputError, predict_file

@@ -26,6 +26,7 @@ from nas_core.cli.common import (
     ingest,
     print_problems,
 )
+from nas_core.common.report import REPORT_FILE, Report, load_report
 from nas_core.common.workspace import workspace_root
 from nas_core.data.extend import extend_dataset
 from nas_core.data.store import DatasetStore
@@ -189,8 +190,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     summary = dataset.summary()
-    print(f"dataset {dataset.name}: {summary['n_sequences']} sequences, "
-          f"{summary['task']}, split {summary['splits']}; study '{config.study_name}'",
+    print(f"dataset {dataset.name}: {summary.n_sequences} sequences, "
+          f"{summary.task}, split {summary.splits}; study '{config.study_name}'",
           flush=True)
     if config.n_trials:
         expected = estimate(config.space, config.n_trials, len(dataset.part("train")),
@@ -208,11 +209,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         devices = worker_devices(config.workers, default_devices() if config.device == "auto"
                                  else [config.device])
         print(f"{len(devices)} workers: {', '.join(devices)}", flush=True)
-    stop = threading.Event()
-    try:
+    try:  # Ctrl-C stops the search; the same command resumes it
         report = run_search(config, dataset, args.out, storage=args.storage,
-                            listeners=[PrintListener()], should_stop=stop.is_set,
-                            dataset_path=stored.path, devices=devices)
+                            listeners=[PrintListener()], dataset_path=stored.path,
+                            devices=devices)
     except KeyboardInterrupt:
         print(f"interrupted: rerun the same command with --study {config.study_name} to resume.",
               file=sys.stderr)
@@ -223,17 +223,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     if report is None:
         print(f"stopped: rerun with --study {config.study_name} to resume.", file=sys.stderr)
         return EXIT_FAILED
-    best, base = report["best"], report["baseline"]
-    metric = report["metric"]
-    print(f"\n{report['n_trials']} trials: {report['n_complete']} complete, "
-          f"{report['n_pruned']} pruned, {report['n_failed']} failed "
-          f"in {report['wall_seconds']:.1f} s")
-    print(f"best (trial {best['trial']}): {best['description']}")
-    print(f"  {metric}: validation {fmt(best['val'].get(metric))}, held-out test "
-          f"{fmt(best['test'].get(metric))}; {best['n_parameters']:,} parameters")
-    print(f"reference ({base['model']}): validation {fmt(base['val'].get(metric))}, test "
-          f"{fmt(base.get('test', {}).get(metric))}")
-    print(f"wrote {Path(args.out) / 'report.json'} and {best['model_dir']}")
+    best, base = report.best, report.baseline
+    metric = report.metric
+    print(f"\n{report.n_trials} trials: {report.n_complete} complete, "
+          f"{report.n_pruned} pruned, {report.n_failed} failed "
+          f"in {report.wall_or_trial_seconds:.1f} s")
+    print(f"best (trial {best.trial}): {best.description}")
+    print(f"  {metric}: validation {fmt(best.val.get(metric))}, held-out test "
+          f"{fmt(best.test.get(metric))}; {best.n_parameters:,} parameters")
+    print(f"reference ({base.model}): validation {fmt((base.val or {}).get(metric))}, test "
+          f"{fmt((base.test or {}).get(metric))}")
+    print(f"wrote {Path(args.out) / REPORT_FILE} and {best.model_dir}")
     return EXIT_OK
 
 
@@ -284,18 +284,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_next_round(args: argparse.Namespace) -> int:
-    report_path = Path(args.run_dir) / "report.json"
-    if not report_path.is_file():
+    report = load_report(args.run_dir)
+    if report is None:
         print(f"error: {args.run_dir} has no report.json: give the folder of a finished "
               "search (its --out).", file=sys.stderr)
         return EXIT_INVALID
-    report = json.loads(report_path.read_text())
     store = DatasetStore()
-    folder = Path(report["dataset"].get("path") or "").parent
+    folder = Path(report.dataset.path or "").parent
     try:
         parent = store.get(folder.name)
     except KeyError:
-        print(f"error: the dataset this search ran on ({report['dataset']['name']}) is not "
+        print(f"error: the dataset this search ran on ({report.dataset.name}) is not "
               "stored in this workspace: run next-round where the search ran.",
               file=sys.stderr)
         return EXIT_INVALID
@@ -308,12 +307,12 @@ def cmd_next_round(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     print(f"dataset {extension.stored.name}: {extension.stored.n_sequences} sequences "
           f"({', '.join(f'{n} new in {s}' for s, n in extension.added.items() if n)})")
-    url = args.storage or os.environ.get(STORAGE_ENV) or report.get("storage")
+    url = args.storage or os.environ.get(STORAGE_ENV) or report.storage
     try:
-        study = connect(report["study"], register(url) if url else url, wait_seconds=10)
+        study = connect(report.study, register(url) if url else "", wait_seconds=10)
         config = replace(SearchConfig.from_dict(study.user_attrs[CONFIG_ATTR]),
-                         study_name=args.study or next_round_name(report["study"], set()),
-                         parent_study=report["study"], workers=1)
+                         study_name=args.study or next_round_name(report.study, set()),
+                         parent_study=report.study, workers=1)
         result = run_search(config, extension.dataset, args.out, storage=url,
                             listeners=[PrintListener()], dataset_path=extension.stored.path)
     except (WorkerError, RuntimeError, ValueError, FileNotFoundError,
@@ -322,10 +321,9 @@ def cmd_next_round(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if result is None:
         return EXIT_FAILED
-    best = result["best"]
-    print(f"study {config.study_name} (continues {report['study']}): best trial "
-          f"{best['trial']}, held-out test {result['metric']} "
-          f"{fmt(best['test'].get(result['metric']))}; wrote {args.out}")
+    print(f"study {config.study_name} (continues {report.study}): best trial "
+          f"{result.best.trial}, held-out test {result.metric} "
+          f"{fmt(result.test_value())}; wrote {args.out}")
     return EXIT_OK
 
 
@@ -350,12 +348,11 @@ def cmd_finalise(args: argparse.Namespace) -> int:
     return _finalised(report)
 
 
-def _finalised(report: dict) -> int:
-    best = report["best"]
-    print(f"trial {best['trial']}: held-out test {report['metric']} "
-          f"{fmt(best['test'].get(report['metric']))}; wrote {best['model_dir']}")
-    if report.get("budget_note"):
-        print(report["budget_note"])
+def _finalised(report: Report) -> int:
+    print(f"trial {report.best.trial}: held-out test {report.metric} "
+          f"{fmt(report.test_value())}; wrote {report.best.model_dir}")
+    if report.budget_note:
+        print(report.budget_note)
     return EXIT_OK
 
 

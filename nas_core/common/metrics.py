@@ -9,6 +9,8 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
+from nas_core.common.tasks import Task
+
 IGNORE_INDEX = -100  # a residue without a label among per-residue class indices
 
 # metric name -> optimisation direction
@@ -33,34 +35,19 @@ def metric_name(key: str) -> str:
     return METRIC_NAMES.get(key, key)
 
 
-def mae_meaning(task: str) -> str:
+def mae_meaning(task: Task) -> str:
     """What "MAE" means for this task: the same number in the curves, tables and the card."""
-    if task == "residue_regression":
+    if task == Task.RESIDUE_REGRESSION:
         return ("MAE: mean absolute error of the predicted value of each labelled residue, in "
                 "the label's units.")
-    if task == "residue_classification":
+    if task == Task.RESIDUE_CLASSIFICATION:
         return ("MAE: mean absolute difference between each labelled residue's predicted class "
                 "probabilities and its true class (1 for it, 0 for the others). 0 is perfect.")
-    if task == "regression":
+    if task == Task.REGRESSION:
         return "MAE: mean absolute error of the predicted value, in the label's units."
     return ("MAE: mean absolute difference between the predicted class probabilities and the "
             "true class (1 for it, 0 for the others); with two classes it is 1 minus the "
             "probability given to the true class. 0 is perfect.")
-
-
-DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "mcc", "regression": "spearman",
-                  "residue_classification": "mcc", "residue_regression": "spearman"}
-CLASSIFICATION_METRICS = ("roc_auc", "mcc", "accuracy", "f1_macro", "mae", "loss")
-REGRESSION_METRICS = ("spearman", "pearson", "r2", "mae", "rmse", "loss")
-RESIDUE_CLASSIFICATION_METRICS = ("mcc", "accuracy", "f1_macro", "roc_auc",
-                                  "accuracy_per_protein", "mae", "loss")
-RESIDUE_REGRESSION_METRICS = (*REGRESSION_METRICS, "spearman_per_protein")
-
-
-def metrics_for(task: str) -> tuple[str, ...]:
-    return {"regression": REGRESSION_METRICS,
-            "residue_classification": RESIDUE_CLASSIFICATION_METRICS,
-            "residue_regression": RESIDUE_REGRESSION_METRICS}.get(task, CLASSIFICATION_METRICS)
 
 
 def _finite(x: float) -> float | None:
@@ -144,19 +131,19 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float | Non
     }
 
 
-def _labelled(task: str, y, output) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _labelled(task: Task, y, output) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per protein, the labelled residues' targets and outputs."""
-    regression = task == "residue_regression"
+    regression = task == Task.RESIDUE_REGRESSION
     keeps = [np.isfinite(t) if regression else np.asarray(t) != IGNORE_INDEX for t in y]
     return ([np.asarray(t)[k] for t, k in zip(y, keeps)],
             [np.asarray(o)[k] for o, k in zip(output, keeps)])
 
 
-def protein_values(task: str, y, output) -> np.ndarray:
+def protein_values(task: Task, y, output) -> np.ndarray:
     """Each protein's own metric (Spearman, or accuracy), NaN where it is undefined (fewer than
     three labelled residues, or one value only): what :data:`PER_PROTEIN` averages."""
     ys, outs = _labelled(task, y, output)
-    if task == "residue_regression":
+    if task == Task.RESIDUE_REGRESSION:
         rhos = [regression_metrics(t, o)["spearman"] if len(t) >= 3 and np.ptp(t) > 0
                 else None for t, o in zip(ys, outs)]
         return np.array([np.nan if r is None else r for r in rhos], dtype=float)
@@ -164,7 +151,7 @@ def protein_values(task: str, y, output) -> np.ndarray:
                      for t, o in zip(ys, outs)], dtype=float)
 
 
-def residue_metrics(task: str, y, output, *, only: str | None = None,
+def residue_metrics(task: Task, y, output, *, only: str | None = None,
                     per_protein: np.ndarray | None = None) -> dict[str, float | None]:
     """Per-residue metrics: ``y`` and ``output`` hold one array per protein (targets with
     ``IGNORE_INDEX`` / NaN where unlabelled; probabilities (length, classes) or values). Pooled
@@ -172,7 +159,7 @@ def residue_metrics(task: str, y, output, *, only: str | None = None,
 
     ``only`` computes just that metric; ``per_protein`` gives the proteins' own values when
     they are known (a bootstrap resamples them instead of recomputing them)."""
-    regression = task == "residue_regression"
+    regression = task == Task.RESIDUE_REGRESSION
     key = "spearman_per_protein" if regression else "accuracy_per_protein"
     metrics: dict[str, float | None] = {}
     if only is None or only != key:
@@ -192,19 +179,19 @@ def residue_metrics(task: str, y, output, *, only: str | None = None,
     return metrics
 
 
-def compute_metrics(task: str, y: np.ndarray, output: np.ndarray) -> dict[str, float | None]:
-    if task in ("residue_classification", "residue_regression"):
+def compute_metrics(task: Task, y: np.ndarray, output: np.ndarray) -> dict[str, float | None]:
+    if task.per_residue:
         return residue_metrics(task, y, output)
-    if task == "regression":
+    if task == Task.REGRESSION:
         return regression_metrics(y, output)
     return classification_metrics(np.asarray(y, dtype=int), output)
 
 
-def one_metric(task: str, y: np.ndarray, output: np.ndarray, metric: str) -> float | None:
+def one_metric(task: Task, y: np.ndarray, output: np.ndarray, metric: str) -> float | None:
     """A single metric, without the others (bootstrap loops call this thousands of times)."""
-    if task in ("residue_classification", "residue_regression"):
+    if task.per_residue:
         return residue_metrics(task, y, output, only=metric).get(metric)
-    if task == "regression" or metric in ("loss", "mae"):
+    if task == Task.REGRESSION or metric in ("loss", "mae"):
         return compute_metrics(task, y, output).get(metric)
     y = np.asarray(y, dtype=int)
     k = output.shape[1]
@@ -239,7 +226,7 @@ def _finite_values(values) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def metric_ci(task: str, y: np.ndarray, output: np.ndarray, metric: str, *, n: int = 1000,
+def metric_ci(task: Task, y: np.ndarray, output: np.ndarray, metric: str, *, n: int = 1000,
               level: float = 0.95, seed: int = 0) -> list[float] | None:
     """Percentile bootstrap interval of one metric."""
     y = np.asarray(y)
@@ -256,13 +243,13 @@ def objective_value(metrics: dict, metric: str) -> float:
     return float(value)
 
 
-def bootstrap_ci(task: str, y: np.ndarray, output: np.ndarray, *, n: int = 1000,
+def bootstrap_ci(task: Task, y: np.ndarray, output: np.ndarray, *, n: int = 1000,
                  level: float = 0.95, seed: int = 0) -> dict[str, list[float] | None]:
     """Percentile bootstrap intervals of every metric (resampling the test sequences)."""
     y = np.asarray(y)
     samples: dict[str, list] = {}
     per_protein = (protein_values(task, y, output)
-                   if task in ("residue_classification", "residue_regression") else None)
+                   if task.per_residue else None)
     for idx in resamples(len(y), n, seed):
         values = (compute_metrics(task, y[idx], output[idx]) if per_protein is None else
                   residue_metrics(task, y[idx], output[idx], per_protein=per_protein[idx]))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nas_core.common.tasks import Task
+
 EPS = 1e-12
 
 
@@ -17,9 +19,9 @@ def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:
     return out / out.sum(axis=-1, keepdims=True)
 
 
-def scaled_outputs(task: str, probs, temperature: float):
+def scaled_outputs(task: Task, probs, temperature: float):
     """:func:`scaled` for a model's outputs: an array, or one array per protein."""
-    if task == "residue_classification":
+    if task == Task.RESIDUE_CLASSIFICATION:
         out = np.empty(len(probs), dtype=object)
         out[:] = [scaled(np.asarray(p), temperature) for p in probs]
         return out

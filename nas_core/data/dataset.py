@@ -13,15 +13,12 @@ import numpy as np
 import pandas as pd
 
 from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.report import DatasetSummary, Stats
+from nas_core.common.tasks import Task
 
 STANDARD_RESIDUES = frozenset("ACDEFGHIKLMNPQRSTVWY")
 ALLOWED_RESIDUES = STANDARD_RESIDUES | frozenset("XBZUO")
 ESM2_MAX_RESIDUES = 1022
-TASKS = ("binary", "multiclass", "regression", "residue_classification", "residue_regression")
-RESIDUE_TASKS = ("residue_classification", "residue_regression")
-TASK_WORDS = {"binary": "binary classification", "multiclass": "multiclass classification",
-              "regression": "regression", "residue_classification": "per-residue classification",
-              "residue_regression": "per-residue regression"}
 UNLABELLED = "-"  # a residue without a label in a per-residue class string
 SPLITS = ("train", "valid", "test")
 Severity = Literal["error", "warning", "info"]
@@ -44,9 +41,12 @@ class Dataset:
     """Clean, normalised sequences with labels and (after splitting) a split column."""
 
     frame: pd.DataFrame  # columns: id, sequence, label, split, where
-    task: str
+    task: Task
     label_names: list[str] | None  # classes in index order; None for regression
     name: str = "dataset"
+
+    def __post_init__(self) -> None:
+        self.task = Task(self.task)  # the stored text of a task becomes its member
 
     @property
     def fingerprint(self) -> str:
@@ -69,13 +69,13 @@ class Dataset:
         """Class indices (classification) or float values (regression); for a per-residue
         task an object array holding one array per sequence (a residue without a label is
         ``IGNORE_INDEX`` or NaN)."""
-        if self.task == "regression":
+        if self.task is Task.REGRESSION:
             return labels.astype(float).to_numpy()
-        if self.task in RESIDUE_TASKS:
+        if self.task.per_residue:
             return residue_targets(labels, self.task, self.label_names)
         return label_indices(labels, self.label_names or [])
 
-    def summary(self) -> dict:
+    def summary(self) -> DatasetSummary:
         return summarise(self.frame, self.task, self.label_names)
 
 
@@ -83,15 +83,6 @@ def label_indices(labels, label_names: list[str]) -> np.ndarray:
     """Class indices of ``labels`` in ``label_names`` order; KeyError for an unknown class."""
     lookup = {name: i for i, name in enumerate(label_names)}
     return np.array([lookup[str(v)] for v in labels], dtype=np.int64)
-
-
-def is_residue(task: str) -> bool:
-    return task in RESIDUE_TASKS
-
-
-def is_regression(task: str) -> bool:
-    """One value per sequence or per residue (not classes)."""
-    return task in ("regression", "residue_regression")
 
 
 def residue_values(text: str) -> np.ndarray:
@@ -106,11 +97,11 @@ def residue_values_text(values) -> str:
     return " ".join("nan" if not math.isfinite(v) else repr(float(v)) for v in values)
 
 
-def residue_targets(labels, task: str, label_names: list[str] | None) -> np.ndarray:
+def residue_targets(labels, task: Task, label_names: list[str] | None) -> np.ndarray:
     """One target array per sequence: class indices (``IGNORE_INDEX`` where unlabelled) or
     values (NaN where unlabelled)."""
     out = np.empty(len(labels), dtype=object)
-    if task == "residue_regression":
+    if task is Task.RESIDUE_REGRESSION:
         for i, text in enumerate(labels):
             out[i] = residue_values(str(text))
         return out
@@ -140,37 +131,32 @@ def where_list(wheres: list[str], limit: int = 8) -> str:
     return shown + (f" and {len(wheres) - limit} more" if len(wheres) > limit else "")
 
 
-def summarise(frame: pd.DataFrame, task: str, label_names: list[str] | None) -> dict:
+def summarise(frame: pd.DataFrame, task: Task, label_names: list[str] | None
+              ) -> DatasetSummary:
     lengths = frame["sequence"].str.len()
-    out: dict = {
-        "n_sequences": int(len(frame)),
-        "task": task,
-        "length": {"min": int(lengths.min()), "median": float(lengths.median()),
-                   "max": int(lengths.max()), "mean": round(float(lengths.mean()), 1)},
-    }
-    if task == "residue_regression":
-        values = np.concatenate([residue_values(str(t)) for t in frame["label"]])
-        values = values[np.isfinite(values)]
-        out["n_labelled_residues"] = int(len(values))
-        out["label"] = {"min": float(values.min()), "median": float(np.median(values)),
-                        "max": float(values.max()), "mean": float(values.mean()),
-                        "std": float(values.std())}
-    elif task == "residue_classification":
-        counts = Counter("".join(frame["label"].astype(str)))
-        out["classes"] = {name: int(counts.get(name, 0)) for name in label_names or []}
-        out["n_labelled_residues"] = int(sum(out["classes"].values()))
-    elif task == "regression":
-        values = frame["label"].astype(float)
-        out["label"] = {"min": float(values.min()), "median": float(values.median()),
-                        "max": float(values.max()), "mean": float(values.mean()),
-                        "std": float(values.std(ddof=0))}
+    length = Stats(int(lengths.min()), float(lengths.median()), int(lengths.max()),
+                   round(float(lengths.mean()), 1))
+    label = classes = labelled = None
+    if task.is_regression:
+        if task.per_residue:
+            values = np.concatenate([residue_values(str(t)) for t in frame["label"]])
+            values = values[np.isfinite(values)]
+            labelled = int(len(values))
+        else:
+            values = frame["label"].astype(float).to_numpy()
+        label = Stats(float(values.min()), float(np.median(values)), float(values.max()),
+                      float(values.mean()), std=float(values.std()))
     else:
-        counts = Counter(frame["label"])
-        out["classes"] = {name: int(counts.get(name, 0)) for name in label_names or []}
+        counts = Counter("".join(frame["label"].astype(str)) if task.per_residue
+                         else frame["label"])
+        classes = {name: int(counts.get(name, 0)) for name in label_names or []}
+        labelled = int(sum(classes.values())) if task.per_residue else None
+    splits = None
     if "split" in frame and frame["split"].notna().any():
         counts = Counter(frame["split"])
-        out["splits"] = {s: int(counts.get(s, 0)) for s in SPLITS}
-    return out
+        splits = {s: int(counts.get(s, 0)) for s in SPLITS}
+    return DatasetSummary(int(len(frame)), task, length, n_labelled_residues=labelled,
+                          label=label, classes=classes, splits=splits)
 
 
 def invalid_characters(seq: str) -> str:

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from nas_core.common.access import Person
+from nas_core.common.tasks import Task
 from nas_core.data import homology
-from nas_core.data.dataset import Dataset, Problem, is_residue
+from nas_core.data.dataset import Dataset, Problem
 from nas_core.data.reading import DataFileError, read_bytes, read_raw
 from nas_core.data.store import DatasetStore, StoredDataset, load_stored
 from nas_core.data.validation import (
@@ -47,7 +48,7 @@ def extend_dataset(parent: StoredDataset, measurements: str | os.PathLike[str] |
     Nothing is stored when any row has a problem: every problem is listed at once."""
     out = Extension()
     base = load_stored(parent)
-    if is_residue(base.task):
+    if base.task.per_residue:
         out.problems.append(Problem("error", "per_residue", "adding measurements works for "
                                     "one label per sequence; for per-residue labels, upload "
                                     "the extended files on the Data page."))
@@ -104,7 +105,7 @@ def _label(value: object, base: Dataset, where: str) -> tuple[object, Problem | 
     if is_missing_label(value):
         return None, row_problem("missing_label", where, "no measured label. Give the "
                                  "measurement, or remove the row until it is measured.")
-    if base.task == "regression":
+    if base.task == Task.REGRESSION:
         try:
             number = float(str(value).strip().replace(",", "."))
         except ValueError:

@@ -12,6 +12,7 @@ from collections import Counter
 
 import numpy as np
 
+from nas_core.common.tasks import Task
 from nas_core.data.dataset import UNLABELLED, residue_values_text
 
 UNLABELLED_MARKS = frozenset("-.")
@@ -51,7 +52,7 @@ def per_residue_kind(text: str, length: int) -> str | None:
     return "classification" if len(text) == length else None
 
 
-def infer_residue_task(labels: list[object], sequences: list[str]) -> str | None:
+def infer_residue_task(labels: list[object], sequences: list[str]) -> Task | None:
     """A per-residue task when nearly every label has one entry per residue, else None."""
     kinds = [per_residue_kind(str(lab), len(seq)) for lab, seq in zip(labels, sequences)]
     counted = Counter(k for k in kinds if k)
@@ -59,7 +60,7 @@ def infer_residue_task(labels: list[object], sequences: list[str]) -> str | None
         return None
     if len({str(v) for v in labels}) < PER_RESIDUE_SHARE * len(labels):
         return None  # a few labels repeated: classes of whole sequences
-    return f"residue_{counted.most_common(1)[0][0]}"
+    return Task(f"residue_{counted.most_common(1)[0][0]}")
 
 
 def check_classes(text: str, length: int) -> tuple[str | None, str | None, str | None]:
@@ -110,8 +111,8 @@ def _length_text(got: int, length: int, unit: str) -> str:
             "a residue without one), or drop the row")
 
 
-def truncate_label(label: str, task: str, limit: int) -> str:
-    if task == "residue_regression":
+def truncate_label(label: str, task: Task, limit: int) -> str:
+    if task == Task.RESIDUE_REGRESSION:
         return " ".join(label.split()[:limit])
     return label[:limit]
 
@@ -119,12 +120,6 @@ def truncate_label(label: str, task: str, limit: int) -> str:
 def proteins_per_class(labels: list[str]) -> Counter[str]:
     """In how many proteins each residue class occurs."""
     return Counter(c for text in labels for c in set(text) - {UNLABELLED})
-
-
-def residue_counts(labels: list[str]) -> Counter[str]:
-    counts = Counter("".join(labels))
-    counts.pop(UNLABELLED, None)
-    return counts
 
 
 def without_classes(label: str, classes: set[str]) -> str:

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from nas_core.common.tasks import Task
 from nas_core.data import homology
-from nas_core.data.dataset import Dataset, Problem, is_residue
+from nas_core.data.dataset import Dataset, Problem
 
 METHODS = ("homology", "random", "column")
 EXPLANATION = {  # the two a user chooses between (a file's own split column always wins)
@@ -57,10 +58,10 @@ class SplitOptions:
             raise ValueError("valid_fraction + test_fraction must leave at least 20% to train.")
 
 
-def _strata(frame: pd.DataFrame, task: str) -> np.ndarray:
-    if is_residue(task):  # a protein carries many labels: proteins are not stratified
+def _strata(frame: pd.DataFrame, task: Task) -> np.ndarray:
+    if task.per_residue:  # a protein carries many labels: proteins are not stratified
         return np.zeros(len(frame), dtype=int)
-    if task == "regression":
+    if task == Task.REGRESSION:
         values = frame["label"].astype(float)
         bins = min(5, max(1, len(frame) // 20))
         return pd.qcut(values.rank(method="first"), q=bins, labels=False).to_numpy()
@@ -80,7 +81,7 @@ def _cut(index: np.ndarray, strata: np.ndarray | None, size: float,
         return train_test_split(index, test_size=size, random_state=seed, stratify=None)
 
 
-def _random_split(frame: pd.DataFrame, task: str, opts: SplitOptions) -> Problem:
+def _random_split(frame: pd.DataFrame, task: Task, opts: SplitOptions) -> Problem:
     idx = frame.index.to_numpy()
     strata = _strata(frame, task)
     rest, test = _cut(idx, strata, opts.test_fraction, opts.seed)
@@ -96,7 +97,7 @@ def _random_split(frame: pd.DataFrame, task: str, opts: SplitOptions) -> Problem
                    f"{len(valid)} validation, {len(test)} test.")
 
 
-def _homology_split(frame: pd.DataFrame, task: str, opts: SplitOptions,
+def _homology_split(frame: pd.DataFrame, task: Task, opts: SplitOptions,
                     hits: pd.DataFrame) -> Problem:
     """Whole clusters to each split (see :func:`_place_clusters`); a warning instead when one
     family is too large for that."""
@@ -221,10 +222,10 @@ def assign_splits(dataset: Dataset, options: SplitOptions | None = None, *,
     frame["nearest_train_identity"] = _nearest_train(frame, hits)
     notes.extend(_leakage_notes(frame, chosen_random=not given and opts.method == "random"))
     out = Dataset(frame, dataset.task, dataset.label_names, dataset.name)
-    if dataset.task not in ("regression", "residue_regression"):
+    if not dataset.task.is_regression:
         for part in ("train", "valid"):
             labels = out.part(part)["label"]
-            seen = set("".join(labels)) if is_residue(dataset.task) else set(labels)
+            seen = set("".join(labels)) if dataset.task.per_residue else set(labels)
             lost = [c for c in dataset.label_names or [] if c not in seen]
             if lost:
                 notes.append(Problem(

@@ -14,6 +14,7 @@ from typing import BinaryIO
 import pandas as pd
 
 from nas_core.common.access import Person, check_owner
+from nas_core.common.tasks import Task
 from nas_core.common.workspace import subdir
 from nas_core.data.dataset import Dataset, Problem
 from nas_core.data.flip import Source, sort_uploads
@@ -26,7 +27,7 @@ from nas_core.data.validation import ValidationResult, load_dataset, load_flip, 
 class StoredDataset:
     id: str
     name: str
-    task: str
+    task: Task
     n_sequences: int
     fingerprint: str
     created: float
@@ -135,13 +136,13 @@ def load_stored(record: StoredDataset | str | os.PathLike[str]) -> Dataset:
     return dataset
 
 
-def read_normalised(path: str | os.PathLike[str], task: str, label_names: list[str] | None,
+def read_normalised(path: str | os.PathLike[str], task: Task, label_names: list[str] | None,
                     name: str) -> Dataset:
     """A normalised dataset CSV (what the store writes) back into a :class:`Dataset`."""
     frame = pd.read_csv(path, dtype={"id": str, "sequence": str, "split": str, "where": str},
                         keep_default_na=False)
     frame["id"] = frame["id"].replace("", None)
-    frame["label"] = frame["label"].astype(float if task == "regression" else str)
+    frame["label"] = frame["label"].astype(float if task == Task.REGRESSION else str)
     if "nearest_train_identity" in frame:
         frame["nearest_train_identity"] = pd.to_numeric(frame["nearest_train_identity"],
                                                         errors="coerce")
@@ -174,7 +175,7 @@ def import_dataset(source: str | os.PathLike[str] | bytes | BinaryIO | list[tupl
     (and optionally ``mask``) beside it, or the two or three uploaded FASTA files as
     ``(name, bytes)`` pairs in any order;
     ``progress(message, fraction)`` hears about reading, checking and splitting.
-    Raises :class:`~nas_core.reading.DataFileError` when the file itself is unusable.
+    Raises :class:`~nas_core.data.reading.DataFileError` when the file itself is unusable.
     """
     if isinstance(source, list):
         sequences, labels, mask = sort_uploads(source)

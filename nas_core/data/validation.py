@@ -1,6 +1,6 @@
 """Validation and normalisation of labelled protein sequences.
 
-``validate(raw, options)`` turns a :class:`~nas_core.reading.RawTable` into a
+``validate(raw, options)`` turns a :class:`~nas_core.data.reading.RawTable` into a
 :class:`ValidationResult`: every problem found (with the row, what is wrong and what to do),
 the fixes that would resolve the errors, and — when nothing blocks — a clean :class:`Dataset`.
 """
@@ -20,16 +20,15 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
+from nas_core.common.tasks import Task
 from nas_core.data import residue_labels as rl
 from nas_core.data.dataset import (
     ESM2_MAX_RESIDUES,
-    TASKS,
     UNLABELLED,
     Dataset,
     Problem,
     Severity,
     invalid_characters,
-    is_residue,
     label_text,
     normalise_sequence,
     where_list,
@@ -65,7 +64,7 @@ class IngestOptions:
         "help": "binary, multiclass or regression (one label per sequence), "
         "residue_classification or residue_regression (one label per residue: a string as long "
         "as the sequence, or that many numbers); 'auto' infers it from the labels.",
-        "choices": ("auto", *TASKS)})
+        "choices": ("auto", *Task)})
     max_length: int = field(default=ESM2_MAX_RESIDUES, metadata={
         "help": "Longer sequences are truncated to this many residues (ESM-2 reads 1022)."})
     min_class_size: int = field(default=5, metadata={
@@ -77,8 +76,8 @@ class IngestOptions:
         "and predictions will call them: 0=unmodified,1=SUMOylated."})
 
     def __post_init__(self) -> None:
-        if self.task not in ("auto", *TASKS):
-            raise ValueError(f"task must be auto or one of {', '.join(TASKS)}, not "
+        if self.task not in ("auto", *Task):
+            raise ValueError(f"task must be auto or one of {', '.join(Task)}, not "
                              f"'{self.task}'.")
         unknown = set(self.fixes) - set(FIXES)
         if unknown:
@@ -166,7 +165,7 @@ def numeric_hint(value: object) -> str | None:
     return None
 
 
-def infer_task(labels: list[object]) -> str:
+def infer_task(labels: list[object]) -> Task:
     """Guess binary / multiclass / regression from the label values.
 
     A column whose labels are nearly all numbers (or numbers in a format we do not read, such
@@ -177,18 +176,18 @@ def infer_task(labels: list[object]) -> str:
     numbers = [_as_float(v) for v in values]
     all_numeric = all(n is not None for n in numbers)
     if len(distinct) == 2:
-        return "binary"
+        return Task.BINARY
     number_like = sum(n is not None or numeric_hint(v) is not None
                       for v, n in zip(values, numbers))
     if not all_numeric and number_like >= MOSTLY_NUMERIC * len(values) and len(distinct) > 10:
-        return "regression"
+        return Task.REGRESSION
     if all_numeric:
         integral = all(n is not None and math.isfinite(n) and float(n).is_integer()
                        for n in numbers)
         if integral and len(distinct) <= 10:
-            return "multiclass"
-        return "regression"
-    return "multiclass"
+            return Task.MULTICLASS
+        return Task.REGRESSION
+    return Task.MULTICLASS
 
 
 def _sorted_classes(names: set[str]) -> list[str]:
@@ -295,7 +294,7 @@ class _Check:
         if problem := nucleotide_problem(sequences):
             self.problems.append(problem)
 
-    def labels(self) -> str | None:
+    def labels(self) -> Task | None:
         """Check the labels and return the task (None when no row has a label)."""
         df = self.df
         raw_missing = df["label"].map(lambda v: v is not None and is_missing_label(v))
@@ -310,15 +309,16 @@ class _Check:
             self.problems.append(Problem("error", "no_labels",
                                          f"{self.raw.source}: no row has a label."))
             return None
-        task = self.opts.task
-        if task == "auto":
+        if self.opts.task == "auto":
             sequences = df.loc[self.keep & ~missing, "sequence"].tolist()
             task = rl.infer_residue_task(labelled, sequences) or infer_task(labelled)
-        if is_residue(task):
+        else:
+            task = Task(self.opts.task)
+        if task.per_residue:
             self.residue_labels(task, missing)
             return task
         self.formulas(df.loc[self.keep & ~missing, "label"])
-        if task != "regression":
+        if task != Task.REGRESSION:
             df["label"] = df["label"].map(lambda v: None if v is None else str(v).strip())
             return task
         values = df["label"].map(lambda v: None if v is None else _as_float(v))
@@ -336,10 +336,10 @@ class _Check:
         df["label"] = values
         return task
 
-    def residue_labels(self, task: str, missing: pd.Series) -> None:
+    def residue_labels(self, task: Task, missing: pd.Series) -> None:
         """One label per residue: right length, readable, at least one residue labelled."""
         df = self.df
-        check = rl.check_values if task == "residue_regression" else rl.check_classes
+        check = rl.check_values if task == Task.RESIDUE_REGRESSION else rl.check_classes
         found: dict[int, tuple[str, str]] = {}
         for i in df.index[self.keep & ~missing & ~self.empty]:
             label, code, text = check(str(df.at[i, "label"]), len(df.at[i, "sequence"]))
@@ -401,7 +401,7 @@ class _Check:
         df.loc[too_long, "sequence"] = df.loc[too_long, "sequence"].str[:limit]
         if self.residue_task:  # the labels of the residues cut off go too
             df.loc[too_long, "label"] = df.loc[too_long, "label"].map(
-                lambda v: rl.truncate_label(v, self.residue_task or "", limit))
+                lambda v, task=self.residue_task: rl.truncate_label(v, task, limit))
 
     def duplicates(self) -> None:
         """Identical sequences: conflicting labels are errors (or dropped), exact copies are
@@ -443,13 +443,13 @@ class _Check:
         clean = self.df[self.usable()]
         return clean[clean["split"].notna()] if self.has_split else clean
 
-    def classes(self, clean: pd.DataFrame, task: str
-                ) -> tuple[pd.DataFrame, str, list[str] | None] | None:
+    def classes(self, clean: pd.DataFrame, task: Task
+                ) -> tuple[pd.DataFrame, Task, list[str] | None] | None:
         """The classes (rare ones dropped if asked), or None with the error recorded."""
-        if task == "residue_classification":
+        if task == Task.RESIDUE_CLASSIFICATION:
             return self.residue_classes(clean)
-        if task in ("regression", "residue_regression"):
-            per_residue = task == "residue_regression"
+        if task.is_regression:
+            per_residue = task == Task.RESIDUE_REGRESSION
             if (rl.constant_values(list(clean["label"])) if per_residue
                     else clean["label"].nunique() < 2):
                 self.problems.append(Problem(
@@ -484,16 +484,16 @@ class _Check:
                     "class, or drop the class.", wheres, "drop_rare_classes"))
             return None
         label_names = _sorted_classes(set(counts))
-        if task == "binary" and len(label_names) > 2:
+        if task == Task.BINARY and len(label_names) > 2:
             self.problems.append(Problem(
                 "error", "not_binary",
                 f"The task is binary but the labels have {len(label_names)} classes "
                 f"({', '.join(label_names[:6])}). Choose multiclass, or relabel."))
             return None
-        return clean, "binary" if len(label_names) == 2 else task, label_names
+        return clean, Task.BINARY if len(label_names) == 2 else task, label_names
 
     def residue_classes(self, clean: pd.DataFrame
-                        ) -> tuple[pd.DataFrame, str, list[str]] | None:
+                        ) -> tuple[pd.DataFrame, Task, list[str]] | None:
         """Per-residue classes: each must occur in enough proteins to reach every split."""
         proteins = rl.proteins_per_class(list(clean["label"]))
         if len(proteins) < 2:
@@ -534,7 +534,7 @@ class _Check:
                 f"({', '.join(sorted(proteins))}); naming them is not supported yet. Leave the "
                 "class names empty."))
             return None
-        return clean, "residue_classification", rl_sorted(set(proteins))
+        return clean, Task.RESIDUE_CLASSIFICATION, rl_sorted(set(proteins))
 
     def rename_classes(self, clean: pd.DataFrame, label_names: list[str]
                        ) -> tuple[pd.DataFrame, list[str]] | None:
@@ -583,7 +583,7 @@ def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationR
     task = check.labels()
     if task is None:
         return check.result()
-    check.residue_task = task if is_residue(task) else None
+    check.residue_task = task if task.per_residue else None
     check.given_splits()
     check.truncate()
     check.duplicates()
@@ -598,7 +598,7 @@ def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationR
     if classes is None:
         return check.result()
     clean, task, label_names = classes
-    if check.opts.class_names and label_names and not is_residue(task):
+    if check.opts.class_names and label_names and not task.per_residue:
         named = check.rename_classes(clean, label_names)
         if named is None:
             return check.result()

@@ -17,7 +17,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from nas_core.common.metrics import IGNORE_INDEX, compute_metrics
-from nas_core.data.dataset import Dataset, is_residue
+from nas_core.common.report import Baseline
+from nas_core.common.tasks import Task
+from nas_core.data.dataset import Dataset
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 _INDEX = np.full(128, -1, dtype=np.int64)
@@ -84,7 +86,7 @@ def fit_residue_baseline(dataset: Dataset, *, evaluate_test: bool = True,
     ``WINDOW`` residues either side of each position, fitted on (at most
     ``MAX_REFERENCE_RESIDUES``, seeded) labelled training residues."""
     started = time.perf_counter()
-    regression = dataset.task == "residue_regression"
+    regression = dataset.task is Task.RESIDUE_REGRESSION
     train = dataset.part("train")
     x = window_features(list(train["sequence"]))
     y = np.concatenate(list(dataset.label_index(train["label"])))
@@ -118,11 +120,10 @@ def fit_residue_baseline(dataset: Dataset, *, evaluate_test: bool = True,
         outputs[split] = output
         return compute_metrics(dataset.task, dataset.label_index(frame["label"]), output)
 
-    report: dict = {"model": name, "aligned": False, "residues": int(len(index)),
-                    "val": score("valid")}
-    if evaluate_test and len(dataset.part("test")):
-        report["test"] = score("test")
-    report["seconds"] = round(time.perf_counter() - started, 3)
+    val = score("valid")
+    test = score("test") if evaluate_test and len(dataset.part("test")) else None
+    report = Baseline(name, aligned=False, residues=int(len(index)), val=val, test=test,
+                      seconds=round(time.perf_counter() - started, 3))
     return (report, outputs.get("test")) if return_test_output else report
 
 
@@ -130,7 +131,7 @@ def fit_baseline(dataset: Dataset, *, evaluate_test: bool = True,
                  return_test_output: bool = False):
     """Fit on train, report validation (and test) metrics with the engine's metric code; with
     ``return_test_output``, also the test predictions (for paired comparisons)."""
-    if is_residue(dataset.task):
+    if dataset.task.per_residue:
         return fit_residue_baseline(dataset, evaluate_test=evaluate_test,
                                     return_test_output=return_test_output)
     started = time.perf_counter()
@@ -147,7 +148,7 @@ def fit_baseline(dataset: Dataset, *, evaluate_test: bool = True,
         name = "amino-acid + dipeptide composition"
     x_train = features(list(parts["train"]["sequence"]))
     y_train = dataset.label_index(parts["train"]["label"])
-    if dataset.task == "regression":
+    if dataset.task is Task.REGRESSION:
         model = RidgeCV(alphas=np.logspace(-3, 4, 15))
         name = f"ridge regression on {name}"
     else:
@@ -161,7 +162,7 @@ def fit_baseline(dataset: Dataset, *, evaluate_test: bool = True,
         frame = parts[split]
         x = features(list(frame["sequence"]))
         y = dataset.label_index(frame["label"])
-        if dataset.task == "regression":
+        if dataset.task is Task.REGRESSION:
             output = model.predict(x)
         else:
             output = np.zeros((len(x), len(dataset.label_names or [])))
@@ -169,8 +170,8 @@ def fit_baseline(dataset: Dataset, *, evaluate_test: bool = True,
         outputs[split] = output
         return compute_metrics(dataset.task, y, output)
 
-    report = {"model": name, "aligned": bool(aligned), "val": score("valid")}
-    if evaluate_test and len(parts["test"]):
-        report["test"] = score("test")
-    report["seconds"] = round(time.perf_counter() - started, 3)
+    val = score("valid")
+    test = score("test") if evaluate_test and len(parts["test"]) else None
+    report = Baseline(name, aligned=bool(aligned), val=val, test=test,
+                      seconds=round(time.perf_counter() - started, 3))
     return (report, outputs.get("test")) if return_test_output else report

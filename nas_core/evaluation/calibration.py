@@ -13,15 +13,17 @@ from scipy.optimize import minimize_scalar
 
 from nas_core.common.metrics import IGNORE_INDEX
 from nas_core.common.probabilities import EPS, scaled
+from nas_core.common.report import Calibration, ReliabilityBin
+from nas_core.common.tasks import Task
 
 BOUNDS = (0.05, 20.0)  # temperatures searched (log scale)
 N_BINS = 15  # confidence bins of the expected calibration error (Guo et al.)
 
 
-def flatten(task: str, y, probs) -> tuple[np.ndarray, np.ndarray]:
+def flatten(task: Task, y, probs) -> tuple[np.ndarray, np.ndarray]:
     """(labels, probabilities) as flat arrays: per residue, the labelled residues of every
     protein one after another."""
-    if task == "residue_classification":
+    if task.per_residue:
         keep = [np.asarray(t) != IGNORE_INDEX for t in y]
         return (np.concatenate([np.asarray(t)[k] for t, k in zip(y, keep)]).astype(int),
                 np.concatenate([np.asarray(p)[k] for p, k in zip(probs, keep)]))
@@ -43,7 +45,7 @@ def fit_temperature(y: np.ndarray, probs: np.ndarray) -> float:
     return float(np.exp(found.x)) if found.success else 1.0
 
 
-def reliability(y: np.ndarray, probs: np.ndarray, bins: int = N_BINS) -> list[dict]:
+def reliability(y: np.ndarray, probs: np.ndarray, bins: int = N_BINS) -> list[ReliabilityBin]:
     """Per confidence bin: how sure the model was (mean top probability), how often it was
     right, and how many predictions fell there."""
     confidence = probs.max(axis=1)
@@ -54,9 +56,10 @@ def reliability(y: np.ndarray, probs: np.ndarray, bins: int = N_BINS) -> list[di
     for b in range(bins):
         inside = which == b
         if inside.any():
-            rows.append({"from": float(edges[b]), "to": float(edges[b + 1]),
-                         "confidence": float(confidence[inside].mean()),
-                         "accuracy": float(correct[inside].mean()), "count": int(inside.sum())})
+            rows.append(ReliabilityBin(float(edges[b]), float(edges[b + 1]),
+                                       confidence=float(confidence[inside].mean()),
+                                       accuracy=float(correct[inside].mean()),
+                                       count=int(inside.sum())))
     return rows
 
 
@@ -65,23 +68,23 @@ def expected_calibration_error(y: np.ndarray, probs: np.ndarray, bins: int = N_B
     n = len(y)
     if not n:
         return float("nan")
-    return float(sum(r["count"] / n * abs(r["confidence"] - r["accuracy"])
+    return float(sum(r.count / n * abs(r.confidence - r.accuracy)
                      for r in reliability(y, probs, bins)))
 
 
-def calibration_report(task: str, y_val, val_probs, y_test, test_probs) -> dict:
+def calibration_report(task: Task, y_val, val_probs, y_test, test_probs) -> Calibration:
     """The temperature fitted on the validation split, and the test split's calibration error
     and reliability diagram before and after it."""
     temperature = fit_temperature(*flatten(task, y_val, val_probs))
     y, before = flatten(task, y_test, test_probs)
     after = scaled(before, temperature)
-    return {"temperature": round(temperature, 4), "fitted_on": "validation",
-            "ece_before": expected_calibration_error(y, before),
-            "ece_after": expected_calibration_error(y, after),
-            "reliability_before": reliability(y, before),
-            "reliability_after": reliability(y, after)}
+    return Calibration(temperature=round(temperature, 4), fitted_on="validation",
+                       ece_before=expected_calibration_error(y, before),
+                       ece_after=expected_calibration_error(y, after),
+                       reliability_before=reliability(y, before),
+                       reliability_after=reliability(y, after))
 
 
-def ensemble_ece(task: str, y_test, test_probs) -> float:
+def ensemble_ece(task: Task, y_test, test_probs) -> float:
     """The test calibration error of an ensemble's averaged (member-calibrated) probabilities."""
     return expected_calibration_error(*flatten(task, y_test, test_probs))

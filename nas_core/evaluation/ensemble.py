@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas_core.common.report import EnsembleMember, Skipped
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.modules import SequencePredictor
 
@@ -18,7 +19,6 @@ from nas_core.modeling.modules import SequencePredictor
 # tunes one
 STRUCTURE = ("backbone", "n_layers", "adaptation", "pooling", "head_layers", "head_width",
              "residue_head", "heads_kept", "ffn_kept", "finetune_layers", "lora_rank")
-DEFAULT_SIZE = 5
 
 
 def structure(arch: dict) -> tuple:
@@ -34,7 +34,7 @@ def distance(a: dict, b: dict) -> int:
 @dataclass
 class Choice:
     members: list[FrozenTrial]
-    skipped: list[dict] = field(default_factory=list)  # {"trial", "reason"}
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def choose_members(study: optuna.Study, k: int, *, usable=lambda t: None) -> Choice:
@@ -53,7 +53,7 @@ def choose_members(study: optuna.Study, k: int, *, usable=lambda t: None) -> Cho
             break
         reason = usable(trial)
         if reason:
-            choice.skipped.append({"trial": trial.number, "reason": reason})
+            choice.skipped.append(Skipped(trial.number, reason))
             continue
         arch = trial.user_attrs["architecture"]
         if any(distance(arch, m.user_attrs["architecture"]) == 0 for m in choice.members):
@@ -68,9 +68,8 @@ def choose_members(study: optuna.Study, k: int, *, usable=lambda t: None) -> Cho
 
 
 def member_row(trial: FrozenTrial, model: SequencePredictor, n_parameters: int,
-               val: dict, metric: str) -> dict:
-    return {"trial": trial.number,
-            "description": Architecture.from_dict(
-                trial.user_attrs["architecture"]).describe(model.info.per_residue),
-            "val": val.get(metric), "n_parameters": n_parameters,
-            "temperature": model.info.temperature}
+               val: dict, metric: str) -> EnsembleMember:
+    return EnsembleMember(
+        trial.number, Architecture.from_dict(trial.user_attrs["architecture"]).describe(
+            model.info.per_residue),
+        val=val.get(metric), n_parameters=n_parameters, temperature=model.info.temperature)

@@ -3,22 +3,37 @@ reference model, with the trust report; exported with its model card; report.jso
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
+import pandas as pd
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from nas_core.backbones.registry import resolve
 from nas_core.common.metrics import bootstrap_ci, compute_metrics
 from nas_core.common.probabilities import scaled_outputs
+from nas_core.common.report import (
+    REPORT_FILE,
+    Baseline,
+    BestModel,
+    Calibration,
+    DatasetRef,
+    Ensemble,
+    Failure,
+    Lineage,
+    ParetoPoint,
+    Report,
+    Uncertainty,
+)
+from nas_core.common.tasks import Task
 from nas_core.data import homology
-from nas_core.data.dataset import Dataset, is_regression, is_residue
+from nas_core.data.dataset import Dataset
 from nas_core.evaluation import trust
 from nas_core.evaluation.baseline import fit_baseline
 from nas_core.evaluation.calibration import (
@@ -27,21 +42,24 @@ from nas_core.evaluation.calibration import (
     fit_temperature,
     flatten,
 )
-from nas_core.evaluation.ensemble import DEFAULT_SIZE, choose_members, member_row
+from nas_core.evaluation.ensemble import choose_members, member_row
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.batches import encode_split
 from nas_core.modeling.build import count_parameters, load_trial_checkpoint
+from nas_core.modeling.modules import SequencePredictor
 from nas_core.modeling.training import evaluate, resolve_device
 from nas_core.publishing.card import write_model_card
 from nas_core.publishing.export import export_ensemble, export_model
 from nas_core.publishing.predict import combine, prediction_columns, residue_rows
 from nas_core.search.budget import in_budget
-from nas_core.search.config import CONFIG_ATTR, STRATEGIES
+from nas_core.search.config import CONFIG_ATTR, STRATEGIES, SearchConfig
 from nas_core.search.optuna_internals import storage_url
 from nas_core.search.storage import fail_reasons, public_url
 from nas_core.search.study import choose_trial
 
 ENSEMBLE_DIR = "ensemble_model"
+BEST_DIR = "best_model"
+PREDICTIONS_FILE = "test_predictions.csv"
 
 
 @dataclass
@@ -53,9 +71,21 @@ class Evaluated:
     targets: dict[str, np.ndarray]
 
 
+@dataclass
+class Tested:
+    """The chosen trial's model, tested once on the held-out split (calibrated first)."""
+
+    trial: FrozenTrial
+    model: SequencePredictor
+    tokenizer: Any
+    ev: Evaluated
+    calibration: Calibration | None
+    identity: np.ndarray  # each test sequence's identity to its nearest training sequence
+
+
 def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
              trial_number: int | None = None, device: str = "auto",
-             wall_seconds: float | None = None, ensemble_size: int | None = None) -> dict:
+             wall_seconds: float | None = None, ensemble_size: int | None = None) -> Report:
     """Evaluate the chosen trial once on the held-out test split; export it; write report.json.
 
     ``ensemble_size`` (default: the search's setting, or none for a chosen trial): with 2 or
@@ -64,90 +94,93 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    trial = choose_trial(study, trial_number)
     torch_device = resolve_device(device)
-    model, tokenizer = load_trial_checkpoint(trial_weights(study, trial))
-    model.to(torch_device)
     metric = study.user_attrs["metric"]
-    ev = _evaluate(model, tokenizer, dataset, torch_device)
-    calibrated = _calibrate(model, dataset.task, ev)
-    y, output = ev.targets["test"], ev.outputs["test"]
-    identity = test_identity(dataset)
+    tested = _test_chosen(study, dataset, choose_trial(study, trial_number), torch_device)
+    y, output = tested.ev.targets["test"], tested.ev.outputs["test"]
+    trust_blocks, reference = _reference_and_trust(dataset, y, output, tested.identity, metric)
+    if ensemble_size is None:  # a chosen trial (a Pareto point) is exported on its own
+        config = saved_config(study)
+        ensemble_size = 1 if trial_number is not None or config is None else \
+            config.ensemble_size
+    built = _ensemble(study, dataset, tested, ensemble_size, torch_device, metric, reference)
+    report = search_report(
+        study, dataset, metric,
+        best=_best_block(tested, dataset.task, out_dir / BEST_DIR),
+        uncertainty=Uncertainty(0.9, trust.conformal(dataset.task, tested.ev.targets["val"],
+                                                     tested.ev.outputs["val"], 0.9)),
+        calibration=tested.calibration, wall_seconds=wall_seconds, **trust_blocks,
+        ensemble=None if built is None else replace(built.report,
+                                                    model_dir=str(out_dir / ENSEMBLE_DIR)))
+    _write_run(out_dir, report, tested, built, dataset)
+    return report
+
+
+def _test_chosen(study: optuna.Study, dataset: Dataset, trial: FrozenTrial,
+                 device: torch.device) -> Tested:
+    model, tokenizer = load_trial_checkpoint(trial_weights(study, trial))
+    model.to(device)
+    ev = _evaluate(model, tokenizer, dataset, device)
+    calibration = _calibrate(model, dataset.task, ev)
+    return Tested(trial, model, tokenizer, ev, calibration, test_identity(dataset))
+
+
+def _predictions(dataset: Dataset, tested: Tested) -> pd.DataFrame:
+    """The held-out test predictions, with each sequence's identity to the training set; per
+    residue one row per residue, the protein's identity on each."""
     frame = dataset.part("test")[["id", "sequence", "label"]].copy()
-    frame["nearest_train_identity"] = identity
-    if is_residue(dataset.task):  # one row per residue, the protein's identity on each
-        predictions = residue_rows(
+    frame["nearest_train_identity"] = tested.identity
+    output = tested.ev.outputs["test"]
+    if dataset.task.per_residue:
+        return residue_rows(
             [str(i) if i else f"test {n + 1}" for n, i in enumerate(frame["id"])],
             list(frame["sequence"]), dataset.task, dataset.label_names, output,
             list(frame["label"]), frame[["nearest_train_identity"]])
-    else:
-        predictions = prediction_columns(frame, dataset.task, dataset.label_names, output)
-    n_parameters = count_parameters(model)
-    uncertainty = {"level": 0.9, "threshold": trust.conformal(
-        dataset.task, ev.targets["val"], ev.outputs["val"], 0.9)}
+    return prediction_columns(frame, dataset.task, dataset.label_names, output)
+
+
+def _write_run(out_dir: Path, report: Report, tested: Tested, built: Built | None,
+               dataset: Dataset) -> None:
+    """Everything is written into a staging folder first and moved into place only when
+    complete: a full disk (or any failure) leaves an earlier result of this folder intact."""
     train_sequences = list(dataset.part("train")["sequence"])
-    report = build_report(study, dataset, metric)
-    report["best"] = _best_block(trial, ev, n_parameters, out_dir / "best_model",
-                                 is_residue(dataset.task))
-    report["best"]["test_ci"] = bootstrap_ci(dataset.task, y, output)
-    trusted, reference = _reference_and_trust(dataset, y, output, identity, metric)
-    report.update(trusted)
-    report["uncertainty"] = uncertainty
-    if calibrated:
-        report["calibration"] = calibrated
-    if ensemble_size is None:  # a chosen trial (a Pareto point) is exported on its own
-        configured = study.user_attrs.get(CONFIG_ATTR, {}).get("ensemble_size", DEFAULT_SIZE)
-        ensemble_size = 1 if trial_number is not None else int(configured)
-    built = _ensemble(study, dataset, trial, model, ev, ensemble_size, torch_device, metric,
-                      reference, identity)
-    if built is not None:
-        report["ensemble"] = built.report
-        report["ensemble"]["model_dir"] = str(out_dir / ENSEMBLE_DIR)
-    if wall_seconds is not None:
-        report["wall_seconds"] = round(wall_seconds, 2)
-    # Everything is written into a staging folder first and moved into place only when
-    # complete: a full disk (or any failure) leaves an earlier result of this folder intact.
+    common = {"study": report.study, "metric": report.metric,
+              "dataset_fingerprint": dataset.fingerprint,
+              "novelty_identity": homology.default_identity(train_sequences),
+              **observed_range(dataset)}
     stage = out_dir / f".finalising-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
     try:
         stage.mkdir()
-        predictions.to_csv(stage / "test_predictions.csv", index=False)
-        export_model(model, tokenizer, stage / "best_model", extra={
-            "study": study.study_name, "trial": trial.number, "metric": metric,
-            "dataset_fingerprint": dataset.fingerprint, "val_metrics": ev.metrics["val"],
-            "test_metrics": ev.metrics["test"], "n_parameters": n_parameters,
-            "conformal": uncertainty,
-            "novelty_identity": homology.default_identity(train_sequences),
-            **observed_range(dataset)},
+        _predictions(dataset, tested).to_csv(stage / PREDICTIONS_FILE, index=False)
+        export_model(tested.model, tested.tokenizer, stage / BEST_DIR, extra={
+            **common, "trial": tested.trial.number, "val_metrics": tested.ev.metrics["val"],
+            "test_metrics": tested.ev.metrics["test"],
+            "n_parameters": report.best.n_parameters,
+            "conformal": report.uncertainty.to_dict() if report.uncertainty else None},
             train_sequences=train_sequences)
-        write_model_card(stage / "best_model", report)
-        names = ["best_model", "test_predictions.csv"]
-        if built is not None and built.models:
-            export_ensemble(built.models, tokenizer, stage / ENSEMBLE_DIR, extra={
-                "study": study.study_name, "trials": [m["trial"] for m in built.report[
-                    "members"]], "metric": metric, "dataset_fingerprint": dataset.fingerprint,
-                "val_metrics": built.report["val"], "test_metrics": built.report["test"],
-                "n_parameters": built.report["n_parameters"],
-                "conformal": built.report["uncertainty"],
-                "novelty_identity": homology.default_identity(train_sequences),
-                **observed_range(dataset)},
-                member_extra=[{"trial": m["trial"]} for m in built.report["members"]],
-                temperature=built.report.get("temperature", 1.0),
-                train_sequences=train_sequences)
-            write_model_card(stage / ENSEMBLE_DIR, ensemble_card_report(report))
+        write_model_card(stage / BEST_DIR, report)
+        names = [BEST_DIR, PREDICTIONS_FILE]
+        if built is not None and built.models and report.ensemble is not None:
+            ens = report.ensemble
+            export_ensemble(built.models, tested.tokenizer, stage / ENSEMBLE_DIR, extra={
+                **common, "trials": [m.trial for m in ens.members], "val_metrics": ens.val,
+                "test_metrics": ens.test, "n_parameters": ens.n_parameters,
+                "conformal": ens.uncertainty.to_dict() if ens.uncertainty else None},
+                member_extra=[{"trial": m.trial} for m in ens.members],
+                temperature=ens.temperature or 1.0, train_sequences=train_sequences)
+            write_model_card(stage / ENSEMBLE_DIR, report.ensemble_card())
             names.append(ENSEMBLE_DIR)
         elif (out_dir / ENSEMBLE_DIR).is_dir():  # an older ensemble no longer matches
             (out_dir / ENSEMBLE_DIR).replace(stage / f"previous-{ENSEMBLE_DIR}")
-        (stage / "report.json").write_text(json.dumps(report, indent=2,
-                                                      default=_json_default))
-        for name in (*names, "report.json"):  # report last
+        report.write(stage / REPORT_FILE)
+        for name in (*names, REPORT_FILE):  # report last
             target = out_dir / name
             if target.is_dir():
                 target.replace(stage / f"previous-{name}")
             (stage / name).replace(target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return report
 
 
 def trial_weights(study: optuna.Study, trial: FrozenTrial) -> Path:
@@ -175,54 +208,47 @@ def _evaluate(model, tokenizer, dataset: Dataset, device) -> Evaluated:
     return ev
 
 
-def _calibrate(model, task: str, ev: Evaluated) -> dict | None:
+def _calibrate(model, task: Task, ev: Evaluated) -> Calibration | None:
     """Classification: fit the temperature on the validation split, give it to the model (its
     export and predictions use it) and re-score both splits with the calibrated
     probabilities; the report's calibration block says how much the test calibration error
     fell. Regression: nothing to calibrate."""
-    if is_regression(task):
+    if task.is_regression:
         return None
     report = calibration_report(task, ev.targets["val"], ev.outputs["val"],
                                 ev.targets["test"], ev.outputs["test"])
-    model.info = replace(model.info, temperature=report["temperature"])
+    model.info = replace(model.info, temperature=report.temperature)
     for name in ("val", "test"):
-        ev.outputs[name] = scaled_outputs(task, ev.outputs[name], report["temperature"])
+        ev.outputs[name] = scaled_outputs(task, ev.outputs[name], report.temperature)
         ev.metrics[name] = compute_metrics(task, ev.targets[name], ev.outputs[name])
     return report
 
 
-def _best_block(trial: FrozenTrial, ev: Evaluated, n_parameters: int, model_dir: Path,
-                per_residue: bool = False) -> dict:
-    arch = trial.user_attrs["architecture"]
-    return {
-        "trial": trial.number, "params": trial.params, "architecture": arch,
-        "description": Architecture.from_dict(arch).describe(per_residue),
-        "val": ev.metrics["val"], "test": ev.metrics["test"],
-        "n_parameters": n_parameters, "best_epoch": trial.user_attrs.get("best_epoch"),
-        "backbone_untrained": resolve(arch["backbone"]).untrained,
-        "history": trial.user_attrs.get("history", []),
-        "model_dir": str(model_dir),
-        **compaction_block(trial.user_attrs),
-    }
-
-
-def compaction_block(attrs: dict) -> dict:
-    """A pruned-and-distilled trial's shapes, its teacher's size and validation metrics."""
-    if not attrs.get("compaction"):
-        return {}
-    return {"compaction": attrs["compaction"],
-            "teacher_n_parameters": attrs.get("teacher_n_parameters"),
-            "teacher_val": attrs.get("teacher_val_metrics")}
+def _best_block(tested: Tested, task: Task, model_dir: Path) -> BestModel:
+    trial, ev = tested.trial, tested.ev
+    arch = Architecture.from_dict(trial.user_attrs["architecture"])
+    attrs = trial.user_attrs
+    compacted = bool(attrs.get("compaction"))
+    return BestModel(
+        trial=trial.number, params=trial.params, architecture=attrs["architecture"],
+        description=arch.describe(task.per_residue), val=ev.metrics["val"],
+        test=ev.metrics["test"], n_parameters=count_parameters(tested.model),
+        best_epoch=attrs.get("best_epoch"), backbone_untrained=resolve(arch.backbone).untrained,
+        history=attrs.get("history", []), model_dir=str(model_dir),
+        compaction=attrs["compaction"] if compacted else None,
+        teacher_n_parameters=attrs.get("teacher_n_parameters") if compacted else None,
+        teacher_val=attrs.get("teacher_val_metrics") if compacted else None,
+        test_ci=bootstrap_ci(task, ev.targets["test"], ev.outputs["test"]))
 
 
 def _reference_and_trust(dataset: Dataset, y: np.ndarray, output: np.ndarray,
-                         identity: np.ndarray, metric: str) -> tuple[dict, np.ndarray]:
-    """The reference model beside ours, the paired comparison and the leakage report; and
-    the reference's test outputs."""
+                         identity: np.ndarray, metric: str) -> tuple[dict[str, Any],
+                                                                     np.ndarray]:
+    """The reference model beside ours, the paired comparison and the leakage report (the
+    report's fields of those names); and the reference's test outputs."""
     baseline, reference = fit_baseline(dataset, return_test_output=True)
-    baseline["test_ci"] = bootstrap_ci(dataset.task, y, reference)
     return {
-        "baseline": baseline,
+        "baseline": replace(baseline, test_ci=bootstrap_ci(dataset.task, y, reference)),
         "vs_reference": trust.compare(dataset.task, y, output, reference, metric),
         "leakage": trust.leakage_report(identity),
         "by_identity": trust.by_identity(dataset.task, y, output, identity, metric),
@@ -232,7 +258,7 @@ def _reference_and_trust(dataset: Dataset, y: np.ndarray, output: np.ndarray,
 def observed_range(dataset: Dataset) -> dict:
     """Regression: the lowest and highest measured value the model learnt from (training and
     validation), the bar "expected improvement" measures new candidates against."""
-    if dataset.task != "regression":
+    if dataset.task != Task.REGRESSION:
         return {}
     known = dataset.frame[dataset.frame["split"] != "test"]["label"].astype(float)
     return {"observed": {"min": float(known.min()), "max": float(known.max())}}
@@ -240,22 +266,20 @@ def observed_range(dataset: Dataset) -> dict:
 
 @dataclass
 class Built:
-    report: dict
+    report: Ensemble
     models: list
 
 
-def _ensemble(study: optuna.Study, dataset: Dataset, best: FrozenTrial, best_model,
-              best_ev: Evaluated, k: int, device, metric: str, reference: np.ndarray,
-              identity: np.ndarray) -> Built | None:
+def _ensemble(study: optuna.Study, dataset: Dataset, best: Tested, k: int, device,
+              metric: str, reference: np.ndarray) -> Built | None:
     """The ensemble of the k best architectures, each calibrated on the validation split,
     tested once beside the best model and the reference. None when not asked for; a report
     without models when fewer than two trials can take part."""
     if k < 2:
         return None
-    task = dataset.task
 
     def usable(trial: FrozenTrial) -> str | None:
-        if trial.number == best.number:
+        if trial.number == best.trial.number:
             return None
         path = Path(trial.user_attrs.get("checkpoint", ""))
         return None if (path / "trainable.safetensors").is_file() else (
@@ -263,71 +287,59 @@ def _ensemble(study: optuna.Study, dataset: Dataset, best: FrozenTrial, best_mod
             f"{trial.user_attrs.get('host', 'another machine')})")
 
     choice = choose_members(study, k, usable=usable)
-    if len(choice.members) < 2 or best.number not in {t.number for t in choice.members}:
-        return Built({"size": k, "members": [], "skipped": choice.skipped, "note": (
+    if len(choice.members) < 2 or best.trial.number not in {t.number for t in choice.members}:
+        return Built(Ensemble(size=k, members=[], skipped=choice.skipped, note=(
             "No ensemble: fewer than two finished trials could take part (the search needs "
-            "more completed trials, with their weights on this machine).")}, [])
+            "more completed trials, with their weights on this machine).")), [])
     models, evs, rows = [], [], []
     for trial in choice.members:
-        if trial.number == best.number:
-            model, ev = best_model, best_ev
-        else:
-            model, member_tokenizer = load_trial_checkpoint(trial_weights(study, trial))
-            model.to(device)
-            ev = _evaluate(model, member_tokenizer, dataset, device)
-            _calibrate(model, task, ev)
+        model, ev = _member(study, dataset, trial, best, device)
         model.to("cpu")
         models.append(model)
         evs.append(ev)
         rows.append(member_row(trial, model, count_parameters(model), ev.metrics["val"],
                                metric))
-    y = best_ev.targets["test"]
-    mean = {s: combine([e.outputs[s] for e in evs])[0] for s in ("val", "test")}
-    temperature = None
-    if not is_regression(task):  # averaging calibrated members makes the mean less sure than
+    block = _ensemble_block(dataset.task, best, [e.outputs for e in evs], metric, reference)
+    return Built(replace(block, size=k, members=rows, skipped=choice.skipped,
+                         n_parameters=sum(r.n_parameters for r in rows)), models)
+
+
+def _member(study: optuna.Study, dataset: Dataset, trial: FrozenTrial, best: Tested,
+            device) -> tuple[SequencePredictor, Evaluated]:
+    """One member's model, tested and calibrated (the best model as it already is)."""
+    if trial.number == best.trial.number:
+        return best.model, best.ev
+    model, tokenizer = load_trial_checkpoint(trial_weights(study, trial))
+    model.to(device)
+    ev = _evaluate(model, tokenizer, dataset, device)
+    _calibrate(model, dataset.task, ev)
+    return model, ev
+
+
+def _ensemble_block(task: Task, best: Tested, outputs: list[dict[str, np.ndarray]],
+                    metric: str, reference: np.ndarray) -> Ensemble:
+    """The members' mean outputs tested like the best model, beside it and the reference."""
+    targets, identity = best.ev.targets, best.identity
+    y = targets["test"]
+    mean = {s: combine([o[s] for o in outputs])[0] for s in ("val", "test")}
+    temperature = averaged_ece = None
+    if not task.is_regression:  # averaging calibrated members makes the mean less sure than
         # it should be (they disagree where they are unsure): one more temperature, fitted on
         # the validation split to the averaged probabilities, puts that right
         averaged_ece = ensemble_ece(task, y, mean["test"])
-        temperature = round(fit_temperature(*flatten(task, best_ev.targets["val"],
-                                                     mean["val"])), 4)
+        temperature = round(fit_temperature(*flatten(task, targets["val"], mean["val"])), 4)
         mean = {s: scaled_outputs(task, m, temperature) for s, m in mean.items()}
-    block = {
-        "size": k, "members": rows, "skipped": choice.skipped,
-        "val": compute_metrics(task, best_ev.targets["val"], mean["val"]),
-        "test": compute_metrics(task, y, mean["test"]),
-        "test_ci": bootstrap_ci(task, y, mean["test"]),
-        "n_parameters": sum(r["n_parameters"] for r in rows),
-        "vs_best": trust.compare(task, y, mean["test"], best_ev.outputs["test"], metric),
-        "vs_reference": trust.compare(task, y, mean["test"], reference, metric),
-        "by_identity": trust.by_identity(task, y, mean["test"], identity, metric),
-        "uncertainty": {"level": 0.9, "threshold": trust.conformal(
-            task, best_ev.targets["val"], mean["val"], 0.9)},
-    }
-    if temperature is not None:
-        block["temperature"] = temperature
-        block["ece_averaged"] = averaged_ece  # before the ensemble's own temperature
-        block["ece"] = ensemble_ece(task, y, mean["test"])
-    return Built(block, models)
-
-
-def ensemble_card_report(report: dict) -> dict:
-    """The report as the ensemble's model card reads it: the ensemble in the best model's
-    place."""
-    ens = report["ensemble"]
-    card = {k: v for k, v in report.items() if k not in ("calibration", "pareto")}
-    card["best"] = {**report["best"], "trial": None, "test": ens["test"],
-                    "test_ci": ens["test_ci"], "val": ens["val"],
-                    "n_parameters": ens["n_parameters"], "history": [],
-                    "description": f"an ensemble of {len(ens['members'])} architectures"}
-    card["ensemble_members"] = ens["members"]
-    if ens.get("temperature") is not None:
-        card.update(ensemble_temperature=ens["temperature"],
-                    ensemble_ece_averaged=ens["ece_averaged"], ensemble_ece=ens["ece"])
-    card["vs_best"] = ens["vs_best"]
-    card["vs_reference"] = ens["vs_reference"]
-    card["by_identity"] = ens["by_identity"]
-    card["uncertainty"] = ens["uncertainty"]
-    return card
+    return Ensemble(
+        size=0, members=[],
+        val=compute_metrics(task, targets["val"], mean["val"]),
+        test=compute_metrics(task, y, mean["test"]),
+        test_ci=bootstrap_ci(task, y, mean["test"]),
+        vs_best=trust.compare(task, y, mean["test"], best.ev.outputs["test"], metric),
+        vs_reference=trust.compare(task, y, mean["test"], reference, metric),
+        by_identity=trust.by_identity(task, y, mean["test"], identity, metric),
+        uncertainty=Uncertainty(0.9, trust.conformal(task, targets["val"], mean["val"], 0.9)),
+        temperature=temperature, ece_averaged=averaged_ece,
+        ece=None if temperature is None else ensemble_ece(task, y, mean["test"]))
 
 
 def test_identity(dataset: Dataset) -> np.ndarray:
@@ -340,50 +352,44 @@ def test_identity(dataset: Dataset) -> np.ndarray:
                                      list(dataset.part("train")["sequence"]))
 
 
-def _json_default(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return str(value)
+def saved_config(study: optuna.Study) -> SearchConfig | None:
+    """The search's configuration as saved in its study (None for a study without one)."""
+    saved = study.user_attrs.get(CONFIG_ATTR)
+    return SearchConfig.from_dict(saved) if saved else None
 
 
-def build_report(study: optuna.Study, dataset: Dataset, metric: str) -> dict:
+def search_report(study: optuna.Study, dataset: Dataset, metric: str, *, best: BestModel,
+                  baseline: Baseline, **blocks: Any) -> Report:
+    """The report of the search: what it ran and spent, and the blocks finalise measured."""
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
-    config = study.user_attrs.get(CONFIG_ATTR, {})
-    budget = config.get("space", {}).get("max_epochs_range", [None, None])[1]
+    config = saved_config(study)
+    budget = config.space.max_epochs_range[1] if config else None
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
     trained = sum(t.user_attrs.get("epochs_trained", len(t.user_attrs.get("history", [])))
-                  for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+                  for t in trials if t.state in finished)
     durations = [t.duration.total_seconds() for t in trials if t.duration]
-    report = {
-        "study": study.study_name,
-        "storage": public_url(storage_url(study)),
-        "task": dataset.task, "metric": metric,
-        "direction": study.directions[0].name.lower(),
-        "objective": config.get("objective", "metric"),
-        "sampler": config.get("sampler"), "pruner": config.get("pruner"),
-        "strategy": STRATEGIES.get(config.get("sampler"), config.get("sampler")),
-        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint,
-                    "summary": dataset.summary(),
-                    "path": study.user_attrs.get("dataset_path") or None},
-        "n_trials": len(trials),
-        "n_complete": states.count(TrialState.COMPLETE),
-        "n_pruned": states.count(TrialState.PRUNED),
-        "n_failed": states.count(TrialState.FAIL),
-        "trial_seconds": round(sum(durations), 2),
-        "epochs_trained": trained,
-        "epochs_without_pruning": budget * sum(
-            s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) if budget else None,
-        "failures": [{"trial": n, "reason": r} for n, r in fail_reasons(trials).items()],
-    }
-    if study.user_attrs.get("lineage"):
-        report["lineage"] = study.user_attrs["lineage"]
-    budget_note = unspent_budget(trials, config.get("n_trials"))
-    if budget_note:
-        report["budget_note"] = budget_note
-    if len(study.directions) > 1:
-        report["pareto"] = [{"trial": t.number, metric: t.values[0],
-                             "n_parameters": int(t.values[1])} for t in study.best_trials]
-    return report
+    lineage = study.user_attrs.get("lineage")
+    wall = blocks.pop("wall_seconds", None)
+    return Report(
+        study=study.study_name, storage=public_url(storage_url(study)), task=dataset.task,
+        metric=metric, direction=study.directions[0].name.lower(),
+        objective=config.objective if config else "metric",
+        sampler=config.sampler if config else None, pruner=config.pruner if config else None,
+        strategy=STRATEGIES.get(config.sampler, config.sampler) if config else None,
+        dataset=DatasetRef(dataset.name, dataset.fingerprint, dataset.summary(),
+                           path=study.user_attrs.get("dataset_path") or None),
+        n_trials=len(trials), n_complete=states.count(TrialState.COMPLETE),
+        n_pruned=states.count(TrialState.PRUNED), n_failed=states.count(TrialState.FAIL),
+        trial_seconds=round(sum(durations), 2), epochs_trained=trained,
+        epochs_without_pruning=budget * sum(s in finished for s in states) if budget else None,
+        failures=[Failure(n, r) for n, r in fail_reasons(trials).items()],
+        lineage=Lineage.from_dict(lineage) if lineage else None,
+        budget_note=unspent_budget(trials, config.n_trials if config else None),
+        pareto=[ParetoPoint(t.number, t.values[0], int(t.values[1]))
+                for t in study.best_trials] if len(study.directions) > 1 else None,
+        best=best, baseline=baseline,
+        wall_seconds=None if wall is None else round(wall, 2), **blocks)
 
 
 def unspent_budget(trials, n_trials: int | None) -> str | None:

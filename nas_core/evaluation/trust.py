@@ -15,6 +15,8 @@ from nas_core.common.metrics import (
     percentile_interval,
     resamples,
 )
+from nas_core.common.report import Comparison, HistogramBin, IdentityBin, Leakage
+from nas_core.common.tasks import Task
 from nas_core.data.homology import (
     IDENTITY_BINS,
     identity_bin,
@@ -25,42 +27,42 @@ from nas_core.data.homology import (
 HISTOGRAM_EDGES = np.round(np.linspace(0.0, 1.0, 11), 2)
 
 
-def leakage_report(identity: np.ndarray) -> dict:
+def leakage_report(identity: np.ndarray) -> Leakage:
     """The distribution of test sequences' identity to their nearest training sequence."""
     identity = np.asarray(identity, dtype=float)
     counts, _ = np.histogram(np.clip(identity, 0, 1), bins=HISTOGRAM_EDGES)
     warning = leakage_warning(identity)
-    return {
-        "n": int(len(identity)),
-        "median": float(np.median(identity)) if len(identity) else None,
-        "near_duplicates": near_duplicate_share(identity),
-        "histogram": [{"from": float(lo), "to": float(hi), "count": int(c)}
-                      for lo, hi, c in zip(HISTOGRAM_EDGES[:-1], HISTOGRAM_EDGES[1:], counts)],
-        "bins": {name: int((identity_bin(identity) == name).sum())
-                 for _, _, name in IDENTITY_BINS},
-        "warning": warning and warning + " Look at the <30% row below for those.",
-    }
+    return Leakage(
+        n=int(len(identity)),
+        median=float(np.median(identity)) if len(identity) else None,
+        near_duplicates=near_duplicate_share(identity),
+        histogram=[HistogramBin(float(lo), float(hi), int(c))
+                   for lo, hi, c in zip(HISTOGRAM_EDGES[:-1], HISTOGRAM_EDGES[1:], counts)],
+        bins={name: int((identity_bin(identity) == name).sum())
+              for _, _, name in IDENTITY_BINS},
+        warning=warning and warning + " Look at the <30% row below for those.",
+    )
 
 
-def by_identity(task: str, y: np.ndarray, output: np.ndarray, identity: np.ndarray,
-                metric: str, *, n_boot: int = 500) -> list[dict]:
+def by_identity(task: Task, y: np.ndarray, output: np.ndarray, identity: np.ndarray,
+                metric: str, *, n_boot: int = 500) -> list[IdentityBin]:
     """Test metric per identity bin (<30%, 30-50%, 50-90%, >=90%), with bootstrap intervals
     where the bin has at least 10 sequences."""
     bins = identity_bin(np.asarray(identity, dtype=float))
     rows = []
     for _, _, name in IDENTITY_BINS:
         mask = bins == name
-        row = {"bin": name, "n": int(mask.sum()), "value": None, "ci": None}
-        if mask.sum() >= 2:
-            row["value"] = one_metric(task, y[mask], output[mask], metric)
-        if mask.sum() >= 10:
-            row["ci"] = metric_ci(task, y[mask], output[mask], metric, n=n_boot)
-        rows.append(row)
+        count = int(mask.sum())
+        rows.append(IdentityBin(
+            name, count,
+            value=one_metric(task, y[mask], output[mask], metric) if count >= 2 else None,
+            ci=metric_ci(task, y[mask], output[mask], metric, n=n_boot) if count >= 10
+            else None))
     return rows
 
 
-def compare(task: str, y: np.ndarray, model: np.ndarray, reference: np.ndarray, metric: str,
-            *, n: int = 1000, seed: int = 0) -> dict:
+def compare(task: Task, y: np.ndarray, model: np.ndarray, reference: np.ndarray, metric: str,
+            *, n: int = 1000, seed: int = 0) -> Comparison:
     """Model minus reference on the same bootstrap resamples of the test set; the difference
     is larger than the noise when its 95% interval excludes zero (in the right direction)."""
     y = np.asarray(y)
@@ -75,7 +77,7 @@ def compare(task: str, y: np.ndarray, model: np.ndarray, reference: np.ndarray, 
          if d is not None and np.isfinite(d)], n)
     whole = difference(np.arange(len(y)))
     if interval is None or whole is None:
-        return {"metric": metric, "difference": None, "ci": None, "verdict": "undetermined"}
+        return Comparison(metric, None, None, "undetermined")
     low, high = interval
     sign = 1 if DIRECTIONS[metric] == "maximize" else -1
     if sign * low > 0 and sign * high > 0:
@@ -84,25 +86,23 @@ def compare(task: str, y: np.ndarray, model: np.ndarray, reference: np.ndarray, 
         verdict = "worse"
     else:
         verdict = "within noise"
-    return {"metric": metric, "difference": float(whole), "ci": [low, high], "verdict": verdict}
+    return Comparison(metric, float(whole), [low, high], verdict)
 
 
-def conformal(task: str, y: np.ndarray, output: np.ndarray, level: float = 0.9) -> float:
+def conformal(task: Task, y: np.ndarray, output: np.ndarray, level: float = 0.9) -> float:
     """Split-conformal threshold from the validation split: for regression the half-width of a
     ``level`` prediction interval (|error| quantile); for classification the score threshold
     q such that the set of classes with probability >= 1 - q holds the true class with
     probability ``level``."""
-    if task in ("residue_classification", "residue_regression"):
+    if task.per_residue:
         # every labelled residue is one calibration example (residues of one protein are not
         # independent: the level holds on average over residues, not per protein)
-        regression = task == "residue_regression"
-        keeps = [np.isfinite(t) if regression else t != IGNORE_INDEX for t in y]
+        keeps = [np.isfinite(t) if task.is_regression else t != IGNORE_INDEX for t in y]
         y = np.concatenate([t[k] for t, k in zip(y, keeps)])
         output = np.concatenate([np.asarray(o)[k] for o, k in zip(output, keeps)])
-        task = "regression" if regression else "multiclass"
     n = len(y)
     rank = min(1.0, np.ceil((n + 1) * level) / n)
-    if task == "regression":
+    if task.is_regression:
         scores = np.abs(np.asarray(output, dtype=float) - np.asarray(y, dtype=float))
     else:
         scores = 1.0 - output[np.arange(n), np.asarray(y, dtype=int)]

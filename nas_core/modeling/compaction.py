@@ -5,7 +5,6 @@ cut layers, the depth-only comparison), then recover by distillation from the un
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -17,7 +16,7 @@ from nas_core.modeling.build import count_parameters, load_trainable_state, merg
 from nas_core.modeling.distillation import Distillation, DistillConfig, teacher_outputs
 from nas_core.modeling.modules import SequencePredictor
 from nas_core.modeling.pruning import Compaction, apply, importance
-from nas_core.modeling.training import EpochRecord, TrainResult, train
+from nas_core.modeling.training import TrainResult, TrainSettings, train
 
 
 @dataclass
@@ -47,23 +46,19 @@ class Student:
 @dataclass
 class DistilRun:
     """Everything a distillation needs besides the student: the splits and the training
-    settings of an ordinary trial."""
+    settings of an ordinary trial (``settings.batch_size``: the teacher's unless given, as
+    after an out-of-memory retry)."""
 
     train_data: Encoded
     val_data: Encoded
     val_targets_raw: np.ndarray
-    metric: str
-    device: torch.device
     pad_id: int
+    settings: TrainSettings
     config: DistillConfig = DistillConfig()
-    seed: int = 0
-    patience: int = 3
-    max_tokens: int | None = None
-    min_tokens: int | None = None
-    first_epoch: int = 1
-    batch_size: int | None = None  # the teacher's unless given (an out-of-memory retry)
-    on_epoch: Callable[[EpochRecord], None] | None = None
-    should_stop: Callable[[], bool] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.settings.device
 
 
 def pruned_student(teacher: SequencePredictor, compaction: Compaction, run: DistilRun, *,
@@ -74,7 +69,7 @@ def pruned_student(teacher: SequencePredictor, compaction: Compaction, run: Dist
     started = time.perf_counter()
     student = merged_copy(teacher)
     scores = importance(student, run.train_data, device=run.device, pad_id=run.pad_id,
-                        method=compaction.method, seed=run.seed)
+                        method=compaction.method, seed=run.settings.seed)
     kept = apply(student, compaction, scores)
     student.compaction = compaction
     heads_share = compaction.heads[0] / compaction.heads_before
@@ -103,15 +98,13 @@ def _recover(teacher: SequencePredictor, student: SequencePredictor, arch, run: 
         cache = cache or TeacherCache.of(teacher, run.train_data, device=run.device,
                                          pad_id=run.pad_id)
         distillation = Distillation(cache.logits, cache.pooled, run.config)
-    if run.batch_size:
-        arch = replace(arch, batch_size=run.batch_size)
+    if run.settings.batch_size:
+        arch = replace(arch, batch_size=run.settings.batch_size)
     student.arch = replace(arch, adaptation="full")  # every kept weight trains
-    result = train(student, run.train_data, run.val_data, val_targets_raw=run.val_targets_raw,
-                   metric=run.metric, device=run.device, pad_id=run.pad_id, seed=run.seed,
-                   patience=run.patience, max_tokens=run.max_tokens, min_tokens=run.min_tokens,
-                   on_epoch=run.on_epoch, should_stop=run.should_stop, distill=distillation,
-                   lr=min(arch.lr, run.config.max_lr),
-                   max_epochs=run.config.epochs or arch.max_epochs, first_epoch=run.first_epoch)
+    settings = replace(run.settings, lr=min(arch.lr, run.config.max_lr),
+                       max_epochs=run.config.epochs or arch.max_epochs)
+    result = train(student, run.train_data, run.val_data, run.val_targets_raw, settings,
+                   pad_id=run.pad_id, distill=distillation)
     load_trainable_state(student, result.best_state)
     student.arch = arch
     student.eval()

@@ -16,26 +16,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas_core.common.records import help_text
+from nas_core.common.tasks import Task
 from nas_core.modeling.batches import EVAL_MAX_TOKENS, Encoded, forward, length_batches
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
 
 
 @dataclass(frozen=True)
 class DistillConfig:
     """How a pruned student is trained against its teacher."""
 
-    alpha: float = field(default=0.7, metadata=_help(
+    alpha: float = field(default=0.7, metadata=help_text(
         "Weight of the teacher's soft targets; 1 - alpha goes to the task loss."))
-    temperature: float = field(default=2.0, metadata=_help(
+    temperature: float = field(default=2.0, metadata=help_text(
         "Softmax temperature of the soft targets (classification)."))
-    embedding_weight: float = field(default=0.5, metadata=_help(
+    embedding_weight: float = field(default=0.5, metadata=help_text(
         "Weight of the pooled-embedding term (1 - cosine to the teacher's); 0 turns it off."))
-    max_lr: float = field(default=3e-4, metadata=_help(
+    max_lr: float = field(default=3e-4, metadata=help_text(
         "Learning rate cap for the student: every kept weight trains, so it stays low."))
-    epochs: int | None = field(default=None, metadata=_help(
+    epochs: int | None = field(default=None, metadata=help_text(
         "Distillation epochs (default: the teacher's epoch budget)."))
 
     def __post_init__(self) -> None:
@@ -57,7 +55,7 @@ class Distillation:
     pooled: torch.Tensor  # (n_train, hidden)
     config: DistillConfig
 
-    def loss(self, task: str, logits: torch.Tensor, pooled: torch.Tensor,
+    def loss(self, task: Task, logits: torch.Tensor, pooled: torch.Tensor,
              batch: np.ndarray) -> torch.Tensor:
         """The distillation terms for the rows ``batch`` (the task loss is added by the caller,
         weighted ``1 - alpha``)."""
@@ -72,9 +70,9 @@ class Distillation:
         return total
 
 
-def soft_loss(task: str, student: torch.Tensor, teacher: torch.Tensor,
+def soft_loss(task: Task, student: torch.Tensor, teacher: torch.Tensor,
               temperature: float) -> torch.Tensor:
-    if task == "regression":
+    if task == Task.REGRESSION:
         return F.mse_loss(student.squeeze(-1), teacher.squeeze(-1))
     return F.kl_div(F.log_softmax(student / temperature, dim=-1),
                     F.log_softmax(teacher / temperature, dim=-1), log_target=True,
@@ -99,7 +97,7 @@ def teacher_outputs(teacher: nn.Module, data: Encoded, *, device: torch.device, 
     return logits, pooled
 
 
-def divergence(task: str, student: nn.Module, data: Encoded, teacher_logits: torch.Tensor, *,
+def divergence(task: Task, student: nn.Module, data: Encoded, teacher_logits: torch.Tensor, *,
                device: torch.device, pad_id: int, temperature: float = 1.0) -> float:
     """The student's mean soft loss to the teacher's outputs over ``data`` (KL divergence for
     classification, MSE for regression)."""

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.tasks import Task
 
 
 # -- losses -------------------------------------------------------------------------------
@@ -27,51 +28,51 @@ def supervised_contrastive(embeddings: torch.Tensor, groups: torch.Tensor,
     return -mean_pos[has_pos].mean()
 
 
-def contrastive_groups(task: str, targets: np.ndarray, edges: np.ndarray | None) -> np.ndarray:
-    if task == "regression":
+def contrastive_groups(task: Task, targets: np.ndarray, edges: np.ndarray | None) -> np.ndarray:
+    if task == Task.REGRESSION:
         return np.digitize(targets, edges) if edges is not None else np.zeros(len(targets))
     return targets
 
 
-def task_loss(task: str, logits: torch.Tensor, targets: torch.Tensor,
+def task_loss(task: Task, logits: torch.Tensor, targets: torch.Tensor,
               class_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy or mean squared error; per residue over the labelled residues only
     (``IGNORE_INDEX`` / NaN targets, and the <cls>, <eos> and padding positions, drop out)."""
-    if task == "residue_regression":
+    if task == Task.RESIDUE_REGRESSION:
         values, targets = logits.squeeze(-1).float(), targets.float()
         labelled = torch.isfinite(targets)
         if not labelled.any():
             return values.sum() * 0.0
         return F.mse_loss(values[labelled], targets[labelled])
-    if task == "residue_classification":
+    if task == Task.RESIDUE_CLASSIFICATION:
         return F.cross_entropy(logits.float().flatten(0, 1), targets.long().flatten(),
                                weight=class_weights, ignore_index=IGNORE_INDEX)
-    if task == "regression":
+    if task == Task.REGRESSION:
         return F.mse_loss(logits.squeeze(-1).float(), targets.float())
     return F.cross_entropy(logits.float(), targets.long(), weight=class_weights)
 
 
-def batch_mae(task: str, logits: torch.Tensor, targets: torch.Tensor, model) -> float:
-    if task == "residue_regression":
+def batch_mae(task: Task, logits: torch.Tensor, targets: torch.Tensor, model) -> float:
+    if task == Task.RESIDUE_REGRESSION:
         labelled = torch.isfinite(targets)
         error = (logits.squeeze(-1).float() - targets.float())[labelled]
         return float(error.abs().mean() * model.info.target_std) if labelled.any() else 0.0
-    if task == "residue_classification":
+    if task == Task.RESIDUE_CLASSIFICATION:
         labelled = targets != IGNORE_INDEX
         logits, targets = logits[labelled], targets[labelled]
         if not len(targets):
             return 0.0
-    if task == "regression":
+    if task == Task.REGRESSION:
         return float((logits.squeeze(-1) - targets).abs().mean() * model.info.target_std)
     probs = torch.softmax(logits.float(), dim=-1)
     onehot = F.one_hot(targets.long(), probs.shape[-1]).float()
     return float((probs - onehot).abs().mean())
 
 
-def labelled_count(task: str, targets: torch.Tensor) -> int:
+def labelled_count(task: Task, targets: torch.Tensor) -> int:
     """How many targets a batch holds: sequences, or labelled residues."""
-    if task == "residue_regression":
+    if task == Task.RESIDUE_REGRESSION:
         return int(torch.isfinite(targets).sum())
-    if task == "residue_classification":
+    if task == Task.RESIDUE_CLASSIFICATION:
         return int((targets != IGNORE_INDEX).sum())
     return len(targets)

@@ -7,9 +7,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.tasks import Task
 from nas_core.modeling.architecture import CONV_KERNEL, Architecture
 from nas_core.modeling.pruning import Compaction
 
@@ -19,9 +22,9 @@ ACTIVATION_LAYERS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """What the head predicts."""
+    """What the head predicts, and how its training targets were scaled."""
 
-    task: str  # binary | multiclass | regression | residue_classification | residue_regression
+    task: Task
     label_names: list[str] | None
     target_mean: float = 0.0  # regression targets are standardised for training
     target_std: float = 1.0
@@ -32,13 +35,41 @@ class TaskInfo:
     # fitted on the validation split when the model is finalised; 1 = as trained)
     temperature: float = 1.0
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "task", Task(self.task))  # a saved config's text
+
+    @classmethod
+    def fitted(cls, task: Task, label_names: list[str] | None,
+               train_targets: np.ndarray) -> TaskInfo:
+        """The description of a model trained on ``train_targets`` (class indices or values
+        in label units): the values' mean and spread, or the per-residue class weights."""
+        if task.is_regression:
+            values = (np.concatenate(list(train_targets)) if task.per_residue
+                      else np.asarray(train_targets, dtype=float))
+            values = values[np.isfinite(values)]
+            return cls(task, None, float(values.mean()), float(values.std()) or 1.0)
+        names = list(label_names or [])
+        weights = inverse_frequency(train_targets, len(names)) if task.per_residue else None
+        return cls(task, names, class_weights=weights)
+
+    def standardise(self, targets: np.ndarray) -> np.ndarray:
+        """Targets in label units as the model learns them: regression values standardised
+        (per residue, each protein's array); class indices unchanged."""
+        if not self.regression:
+            return targets
+        if self.per_residue:
+            out = np.empty(len(targets), dtype=object)
+            out[:] = [(np.asarray(t) - self.target_mean) / self.target_std for t in targets]
+            return out
+        return (np.asarray(targets, dtype=float) - self.target_mean) / self.target_std
+
     @property
     def per_residue(self) -> bool:
-        return self.task.startswith("residue_")
+        return self.task.per_residue
 
     @property
     def regression(self) -> bool:
-        return self.task in ("regression", "residue_regression")
+        return self.task.is_regression
 
     @property
     def n_outputs(self) -> int:
@@ -52,6 +83,15 @@ class TaskInfo:
         if self.temperature != 1.0:
             out["temperature"] = self.temperature
         return out
+
+
+def inverse_frequency(targets, n_classes: int) -> list[float]:
+    """Per-residue class weights: total / (classes x count), so every class weighs as much
+    in the loss as if the classes were balanced (a class with no residue gets weight 1)."""
+    labels = np.concatenate([t[t != IGNORE_INDEX] for t in targets])
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 1.0)
+    return [round(float(w), 6) for w in weights]
 
 
 class AttentionPooling(nn.Module):

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas_core.common.tasks import Task
 from nas_core.modeling.batches import Encoded, forward, length_batches
 from nas_core.modeling.losses import task_loss
 from nas_core.modeling.shapes import head_size, layer_shapes, prune_layer
@@ -228,7 +229,7 @@ def importance(model: Any, data: Encoded, *, device: torch.device, pad_id: int,
     for tensor in scores.heads + scores.neurons:
         tensor.zero_()
     current: list[torch.Tensor] = []
-    task: str = model.info.task
+    task: Task = model.info.task
     try:
         with gated(model, gates, record=scores if method == "activation" else None,
                    mask=current), torch.set_grad_enabled(method == "taylor"):

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from nas_core.common.metrics import DIRECTIONS, compute_metrics, objective_value
+from nas_core.common.tasks import Task
 from nas_core.modeling.batches import (
     EVAL_MAX_TOKENS,
     Encoded,
@@ -45,10 +46,31 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def autocast(device: torch.device):
-    if device.type == "cuda":
+def autocast(device: torch.device, bf16: bool | None = None):
+    """bf16 autocast on a GPU (``bf16=None``: whenever the device is CUDA)."""
+    if device.type == "cuda" and bf16 is not False:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How one candidate trains, built once and passed whole (as nanoGPT passes ``GPTConfig``).
+    A value left None is the architecture's own (learning rate, epochs, batch size)."""
+
+    metric: str  # the validation metric early stopping watches
+    device: torch.device
+    seed: int = 0
+    patience: int = 3  # epochs without improvement before training stops
+    max_epochs: int | None = None
+    first_epoch: int = 1  # a distilled student's curve continues its teacher's
+    batch_size: int | None = None  # an out-of-memory retry halves it
+    lr: float | None = None
+    max_tokens: int | None = None  # cap on padded tokens per batch
+    min_tokens: int | None = None  # short sequences: fill batches to about this many tokens
+    bf16: bool | None = None  # None: bf16 autocast on CUDA, full precision elsewhere
+    should_stop: Callable[[], bool] | None = None  # polled before every batch (cancel)
+    on_epoch: Callable[[EpochRecord], None] | None = None  # after each epoch (Optuna reports)
 
 
 # -- evaluation -----------------------------------------------------------------------------
@@ -87,7 +109,7 @@ def predict_outputs(model: PooledHead, data: Encoded | list[np.ndarray], *,
         done += len(batch)
         if progress:
             progress(done, len(data))
-    return out[:, 0] if info.task == "regression" else out
+    return out[:, 0] if info.task == Task.REGRESSION else out
 
 
 def evaluate(model: PooledHead, data: Encoded, *, device: torch.device, pad_id: int,
@@ -121,78 +143,88 @@ class TrainResult:
     stopped_early: bool = False
 
 
-def train(model: PooledHead, train_data: Encoded, val_data: Encoded, *,
-          val_targets_raw: np.ndarray, metric: str, device: torch.device, pad_id: int,
-          seed: int = 0, patience: int = 3, max_tokens: int | None = None,
-          min_tokens: int | None = None,
-          on_epoch: Callable[[EpochRecord], None] | None = None,
-          should_stop: Callable[[], bool] | None = None,
-          distill: Distillation | None = None, lr: float | None = None,
-          max_epochs: int | None = None, first_epoch: int = 1) -> TrainResult:
-    """Train with early stopping on the validation ``metric``; keep the best epoch's weights.
+def train(model: PooledHead, train_data: Encoded, val_data: Encoded, val_targets_raw: np.ndarray,
+          settings: TrainSettings, *, pad_id: int, distill: Distillation | None = None
+          ) -> TrainResult:
+    """Train with early stopping on the validation metric; keep the best epoch's weights.
 
-    ``on_epoch`` runs after each epoch (Optuna reports and prunes there by raising);
-    ``should_stop`` is polled before every batch and raises :class:`TrainingCancelled`, so a
-    cancel takes effect within one optimiser step. With ``distill`` the loss adds the
-    teacher's soft targets (a pruned student's recovery); ``lr`` and ``max_epochs`` override
-    the architecture's, and epochs are numbered from ``first_epoch`` (a student's curve
-    continues its teacher's).
+    ``settings.on_epoch`` runs after each epoch (Optuna reports and prunes there by raising);
+    ``settings.should_stop`` is polled before every batch and raises
+    :class:`TrainingCancelled`, so a cancel takes effect within one optimiser step. With
+    ``distill`` the loss adds the teacher's soft targets (a pruned student's recovery).
     """
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model.to(device)
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    model.to(settings.device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr or model.arch.lr,
+    optimizer = torch.optim.AdamW(params, lr=settings.lr or model.arch.lr,
                                   weight_decay=model.arch.weight_decay)
     groups = (np.zeros(len(train_data)) if model.info.per_residue
               else _contrastive_groups(model.info.task, train_data.targets))
-    sign = 1.0 if DIRECTIONS[metric] == "maximize" else -1.0
     result = TrainResult()
-    best_score: tuple[float, float] = (-math.inf, -math.inf)
-    waited = 0
-    last = first_epoch + (max_epochs or model.arch.max_epochs) - 1
-    for epoch in range(first_epoch, last + 1):
-        if should_stop and should_stop():
+    stopper = _EarlyStopping(settings.metric, settings.patience)
+    first = settings.first_epoch
+    for epoch in range(first, first + (settings.max_epochs or model.arch.max_epochs)):
+        if settings.should_stop and settings.should_stop():
             raise TrainingCancelled(f"stopped by the user before epoch {epoch}")
         started = time.perf_counter()
-        batches = length_batches(train_data.lengths, model.arch.batch_size,
-                                 max_tokens=max_tokens, min_tokens=min_tokens, rng=rng)
+        batches = length_batches(train_data.lengths, settings.batch_size or model.arch.batch_size,
+                                 max_tokens=settings.max_tokens, min_tokens=settings.min_tokens,
+                                 rng=rng)
         loss, mae = train_epoch(model, train_data, batches, groups, optimizer, params,
-                                 epoch=epoch, device=device, pad_id=pad_id,
-                                 should_stop=should_stop, distill=distill)
-        val, _ = evaluate(model, val_data, device=device, pad_id=pad_id,
+                                epoch=epoch, pad_id=pad_id, settings=settings, distill=distill)
+        val, _ = evaluate(model, val_data, device=settings.device, pad_id=pad_id,
                           raw_targets=val_targets_raw)
         record = EpochRecord(epoch, loss, mae, val, time.perf_counter() - started)
         result.history.append(record)
-        # ties on the metric (a saturated validation score) go to the lower validation loss
-        score = (sign * objective_value(val, metric), -float(val.get("loss") or 0.0))
-        if score > best_score:
-            best_score, waited = score, 0
+        if stopper.improved(val):
             result.best_epoch, result.best_val = epoch, val
             result.best_state = trainable_state(model)
-        else:
-            waited += 1
-        if on_epoch:
-            on_epoch(record)
-        if waited >= patience:
+        if settings.on_epoch:
+            settings.on_epoch(record)
+        if stopper.exhausted:
             result.stopped_early = True
             break
     return result
 
 
-def _contrastive_groups(task: str, targets: np.ndarray) -> np.ndarray:
+class _EarlyStopping:
+    """The best validation score so far; ties on the metric (a saturated validation score) go
+    to the lower validation loss."""
+
+    def __init__(self, metric: str, patience: int) -> None:
+        self.metric, self.patience = metric, patience
+        self.sign = 1.0 if DIRECTIONS[metric] == "maximize" else -1.0
+        self.best: tuple[float, float] = (-math.inf, -math.inf)
+        self.waited = 0
+
+    def improved(self, val: dict) -> bool:
+        score = (self.sign * objective_value(val, self.metric), -float(val.get("loss") or 0.0))
+        if score > self.best:
+            self.best, self.waited = score, 0
+            return True
+        self.waited += 1
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.waited >= self.patience
+
+
+def _contrastive_groups(task: Task, targets: np.ndarray) -> np.ndarray:
     """Groups for the contrastive term: classes, or label quartiles for regression."""
-    edges = np.quantile(targets, [0.25, 0.5, 0.75]) if task == "regression" else None
+    edges = np.quantile(targets, [0.25, 0.5, 0.75]) if task == Task.REGRESSION else None
     return contrastive_groups(task, targets, edges)
 
 
 def train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
-                 groups_all: np.ndarray, optimizer: torch.optim.Optimizer,
-                 params: list[torch.nn.Parameter], *, epoch: int, device: torch.device,
-                 pad_id: int, should_stop: Callable[[], bool] | None = None,
-                 distill: Distillation | None = None) -> tuple[float, float]:
+                groups_all: np.ndarray, optimizer: torch.optim.Optimizer,
+                params: list[torch.nn.Parameter], *, epoch: int, pad_id: int,
+                settings: TrainSettings, distill: Distillation | None = None
+                ) -> tuple[float, float]:
     """One pass over ``batches``; returns the epoch's task loss (in label units) and MAE."""
     arch, info = model.arch, model.info
+    device, should_stop = settings.device, settings.should_stop
     task = info.task
     weights = (torch.tensor(info.class_weights, dtype=torch.float32, device=device)
                if arch.class_weighted and info.class_weights else None)
@@ -205,7 +237,7 @@ def train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
     for step, batch in enumerate(batches):
         if should_stop and should_stop():
             raise TrainingCancelled(f"stopped by the user at step {step + 1} of epoch {epoch}")
-        with autocast(device):
+        with autocast(device, settings.bf16):
             logits, pooled = forward(model, data, batch, pad_id, device)
         targets = batch_targets(data, batch, logits.shape[1], info.per_residue, device)
         supervised = task_loss(task, logits, targets, weights)

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -12,53 +12,55 @@ import yaml
 
 from nas_core.backbones.registry import REGISTRY, resolve
 from nas_core.common.metrics import METRIC_NAMES, mae_meaning
+from nas_core.common.report import BestModel, Report
+from nas_core.common.tasks import Task
 from nas_core.common.text import md_text
-from nas_core.data.dataset import is_regression, is_residue
 from nas_core.modeling.architecture import Architecture
+from nas_core.modeling.pruning import Compaction
 from nas_core.publishing.charts import make_curves_chart, make_identity_histogram
 
 logger = logging.getLogger(__name__)
 CURVES_IMAGE = "training_curves.png"
 IDENTITY_IMAGE = "test_identity.png"
+CARD_REPORT = "esm_nas_report.json"  # the report a card was written from, published with it
 
 
-def base_model(arch: dict) -> str | None:
+def base_model(backbone: str) -> str | None:
     """The public checkpoint the model was cut from; None for local or demo backbones."""
-    backbone = arch["backbone"]
     if backbone in REGISTRY:
         return REGISTRY[backbone].source
     return backbone if any(s.source == backbone for s in REGISTRY.values()) else None
 
 
-_TASK_NAMES = {"regression": "Protein property regression",
-               "residue_classification": "Per-residue classification",
-               "residue_regression": "Per-residue regression"}
+_TASK_NAMES = {Task.REGRESSION: "Protein property regression",
+               Task.RESIDUE_CLASSIFICATION: "Per-residue classification",
+               Task.RESIDUE_REGRESSION: "Per-residue regression"}
 
 
-def card_metadata(report: dict, *, license: str = "", model_name: str = "model") -> dict:
+def card_metadata(report: Report, *, license: str = "", model_name: str = "model") -> dict:
     """The card's YAML header; no ``license`` key unless the publisher chose one."""
-    best = report["best"]
-    task = report["task"]
+    best = report.best
+    task = report.task
     meta: dict = {
         **({"license": license} if license else {}),
         "library_name": "transformers",
-        "pipeline_tag": "token-classification" if is_residue(task) else "text-classification",
+        "pipeline_tag": "token-classification" if task.per_residue else "text-classification",
         "tags": ["protein", "esm2", "esm", "biology", "neural-architecture-search",
-                 "esm-nas-studio", "regression" if is_regression(task) else "classification",
-                 *(["per-residue"] if is_residue(task) else [])],
+                 "esm-nas-studio", "regression" if task.is_regression else "classification",
+                 *(["per-residue"] if task.per_residue else [])],
     }
-    source = base_model(best["architecture"])
+    source = base_model(best.backbone)
     if source:
         meta["base_model"] = source
     metrics = [{"type": key, "name": f"Held-out test {METRIC_NAMES.get(key, key)}",
                 "value": round(float(value), 4)}
-               for key, value in best["test"].items() if value is not None and key != "loss"]
+               for key, value in best.test.items() if value is not None and key != "loss"]
     meta["model-index"] = [{
         "name": model_name,
         "results": [{
             "task": {"type": meta["pipeline_tag"],
                      "name": _TASK_NAMES.get(task, "Protein sequence classification")},
-            "dataset": {"name": report["dataset"]["name"], "type": "custom",
+            "dataset": {"name": report.dataset.name, "type": "custom",
                         "split": "held-out test"},
             "metrics": metrics,
         }],
@@ -70,181 +72,180 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _ci(report: dict, key: str) -> str:
-    ci = (report["best"].get("test_ci") or {}).get(key)
-    return f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "n/a"
+def _ci(report: Report, key: str) -> str:
+    return _interval((report.best.test_ci or {}).get(key))
 
 
 def _interval(ci) -> str:
     return f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "n/a"
 
 
-def comparison_sentence(report: dict) -> str:
+def comparison_sentence(report: Report) -> str:
     """One sentence: is the best model better than the reference by more than the noise?"""
-    cmp = report.get("vs_reference") or {}
-    metric = str(cmp.get("metric"))
+    cmp = report.vs_reference
+    metric = cmp.metric if cmp else report.metric
     name = METRIC_NAMES.get(metric, metric)
-    if cmp.get("difference") is None:
+    if cmp is None or cmp.difference is None:
         return f"The difference from the reference model in {name} could not be estimated."
-    text = (f"Against the reference model the {name} differs by {cmp['difference']:+.3f} "
-            f"(paired bootstrap 95% CI {_interval(cmp['ci'])}): ")
+    text = (f"Against the reference model the {name} differs by {cmp.difference:+.3f} "
+            f"(paired bootstrap 95% CI {_interval(cmp.ci)}): ")
     return text + {"better": "better by more than the noise.",
                    "worse": "worse by more than the noise.",
-                   "within noise": "within the noise of a test set this size."}[cmp["verdict"]]
+                   "within noise": "within the noise of a test set this size."}[cmp.verdict]
 
 
-def leakage_section(report: dict, *, image: bool = True) -> list[str]:
+def leakage_section(report: Report, *, image: bool = True) -> list[str]:
     """The identity of test sequences to their nearest training sequence, and the test metric
     in each identity bin."""
-    leak = report.get("leakage")
+    leak = report.leakage
     if not leak:
         return []
-    metric = METRIC_NAMES.get(report["metric"], report["metric"])
+    metric = METRIC_NAMES.get(report.metric, report.metric)
     lines = ["## How new are the test proteins?", "",
-             f"Identity of each of the {leak['n']} test sequences to its nearest training "
-             f"sequence (MMseqs2; median {_fmt(leak['median'])}):", "",
+             f"Identity of each of the {leak.n} test sequences to its nearest training "
+             f"sequence (MMseqs2; median {_fmt(leak.median)}):", "",
              "| identity | test sequences | " + metric + " | 95% CI |", "|---|---|---|---|"]
-    for row in report.get("by_identity", []):
-        lines.append(f"| {row['bin']} | {row['n']} | {_fmt(row['value'])} | "
-                     f"{_interval(row['ci'])} |")
+    for row in report.by_identity:
+        lines.append(f"| {row.bin} | {row.n} | {_fmt(row.value)} | {_interval(row.ci)} |")
     if image:
         lines += ["", f"![Test sequences by identity to the nearest training sequence]"
                   f"({IDENTITY_IMAGE})"]
     lines.append("")
     lines.append("Histogram (identity: sequences): " + ", ".join(
-        f"{h['from']:.1f}–{h['to']:.1f}: {h['count']}" for h in leak["histogram"]) + ".")
-    if leak.get("warning"):
-        lines += ["", f"**Warning:** {md_text(leak['warning'])}"]
+        f"{h.start:.1f}–{h.end:.1f}: {h.count}" for h in leak.histogram) + ".")
+    if leak.warning:
+        lines += ["", f"**Warning:** {md_text(leak.warning)}"]
     return lines + [""]
 
 
-def render_card(report: dict, *, repo_id: str = "your-name/your-model", license: str = "",
+def render_card(report: Report, *, repo_id: str = "your-name/your-model", license: str = "",
                 has_curves: bool = True, identity_image: bool = True) -> str:
     meta = card_metadata(report, license=license, model_name=repo_id.split("/")[-1])
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
              f"# {repo_id.split('/')[-1]}", ""]
     lines += _summary_section(report)
-    lines += (ensemble_sections(report) if report.get("ensemble_members")
+    lines += (ensemble_sections(report) if report.is_ensemble_card
               else _search_sections(report, has_curves))
     lines += _test_section(report)
     lines += calibration_section(report)
     lines += [""] + leakage_section(report, image=identity_image)
     lines += _limitations_section(report)
-    lines += _usage_section(report["task"], repo_id, bool(report.get("ensemble_members")))
+    lines += _usage_section(report.task, repo_id, report.is_ensemble_card)
     lines += ["## Licence", "", f"Published under `{license}`." if license else
               "No licence was chosen when this model was published: all rights are reserved "
               "by its authors until they choose one. Ask them before reusing it.", ""]
     return "\n".join(lines)
 
 
-def _summary_section(report: dict) -> list[str]:
+def _summary_section(report: Report) -> list[str]:
     """What the model predicts, and the data it learnt from."""
-    data, task = report["dataset"]["summary"], report["task"]
-    if task == "residue_classification":
-        classes = ", ".join(f"{md_text(k)} ({v:,} residues)" for k, v in data["classes"].items())
+    data, task = report.dataset.summary, report.task
+    lab = data.label
+    if task == Task.RESIDUE_CLASSIFICATION:
+        classes = ", ".join(f"{md_text(k)} ({v:,} residues)"
+                            for k, v in (data.classes or {}).items())
         what = (f"A **per-residue** model: predicts a class for every residue of a protein "
                 f"sequence. Classes (one character each, as in the training label strings): "
                 f"{classes}. Metrics are pooled over all labelled residues of the held-out "
                 "proteins, except 'per protein' ones (averaged over proteins); intervals "
                 "resample proteins, not residues.")
-    elif task == "residue_regression":
-        lab = data["label"]
+    elif task == Task.RESIDUE_REGRESSION and lab:
         what = (f"A **per-residue** model: predicts a value for every residue of a protein "
-                f"sequence (the labels ranged from {lab['min']:.3g} to {lab['max']:.3g}, mean "
-                f"{lab['mean']:.3g}). Metrics are pooled over all labelled residues of the "
+                f"sequence (the labels ranged from {lab.min:.3g} to {lab.max:.3g}, mean "
+                f"{lab.mean:.3g}). Metrics are pooled over all labelled residues of the "
                 "held-out proteins, except 'per protein' ones; intervals resample proteins.")
-    elif task == "regression":
-        lab = data["label"]
+    elif task == Task.REGRESSION and lab:
         what = (f"Predicts a measured protein property (regression; the label ranged from "
-                f"{lab['min']:.3g} to {lab['max']:.3g}, mean {lab['mean']:.3g}) from the "
+                f"{lab.min:.3g} to {lab.max:.3g}, mean {lab.mean:.3g}) from the "
                 "amino-acid sequence.")
     else:
-        classes = ", ".join(f"{md_text(k)} ({v})" for k, v in data["classes"].items())
+        classes = ", ".join(f"{md_text(k)} ({v})" for k, v in (data.classes or {}).items())
         what = f"Classifies protein sequences ({task}) into: {classes}."
     return [what, "", "Found by ESM-NAS Studio with a neural architecture "
             "search over ESM-2 protein language model variants.", "",
             "## Data", "",
-            f"- {data['n_sequences']} sequences of {data['length']['min']}–"
-            f"{data['length']['max']} residues (median {data['length']['median']:g}); "
-            f"dataset {md_text(report['dataset']['name'])}, fingerprint "
-            f"`{report['dataset']['fingerprint'][:16]}`.",
-            "- Split: " + ", ".join(f"{k} {v}" for k, v in data.get("splits", {}).items())
+            f"- {data.n_sequences} sequences of {data.length.min:g}–"
+            f"{data.length.max:g} residues (median {data.length.median:g}); "
+            f"dataset {md_text(report.dataset.name)}, fingerprint "
+            f"`{report.dataset.fingerprint[:16]}`.",
+            "- Split: " + ", ".join(f"{k} {v}" for k, v in (data.splits or {}).items())
             + ". Identical sequences never cross splits; the test split was used once, after "
             "the search.",
             "- No raw sequences are included in this card.", *lineage_lines(report), ""]
 
 
-def lineage_lines(report: dict) -> list[str]:
+def lineage_lines(report: Report) -> list[str]:
     """Where a later round of a design loop comes from."""
-    lineage = report.get("lineage")
+    lineage = report.lineage
     if not lineage:
         return []
-    added = lineage.get("added_sequences")
+    added = lineage.added_sequences
     return [f"- Lineage: this round's dataset extends "
-            f"{md_text(lineage.get('parent_dataset_name') or 'an earlier dataset')} (fingerprint "
-            f"`{str(lineage.get('parent_dataset_fingerprint') or '?')[:16]}`)"
+            f"{md_text(lineage.parent_dataset_name or 'an earlier dataset')} (fingerprint "
+            f"`{str(lineage.parent_dataset_fingerprint or '?')[:16]}`)"
             + (f" with {added} newly measured sequences" if added else "")
-            + f"; the search continued study {md_text(lineage['parent_study'])}, starting "
-            f"from its {len(lineage.get('warm_start_trials') or [])} best architectures."]
+            + f"; the search continued study {md_text(lineage.parent_study)}, starting "
+            f"from its {len(lineage.warm_start_trials)} best architectures."]
 
 
-def _search_sections(report: dict, has_curves: bool) -> list[str]:
+def _search_sections(report: Report, has_curves: bool) -> list[str]:
     """The architecture found and how the search found it."""
-    best = report["best"]
-    arch = Architecture.from_dict(best["architecture"])
-    lines = ["## Architecture", "", f"{md_text(best['description'])}.", "",
-             f"{best['n_parameters']:,} parameters"
+    best = report.best
+    arch = Architecture.from_dict(best.architecture)
+    lines = ["## Architecture", "", f"{md_text(best.description)}.", "",
+             f"{best.n_parameters:,} parameters"
              + (" (adapters merged into the weights)." if arch.adaptation in ("lora", "dora",
                                                                             "ia3")
                 else "."), "", *compaction_lines(best),
              "## Search", "",
-             f"- Sampler `{report.get('sampler')}`, pruner `{report.get('pruner')}`, "
-             f"objective `{report.get('objective')}` (validation {report['metric']}).",
-             f"- {report['n_trials']} trials: {report['n_complete']} complete, "
-             f"{report['n_pruned']} pruned, {report['n_failed']} failed; "
-             f"{report.get('wall_seconds', report.get('trial_seconds', 0)):.0f} s wall time.",
-             f"- Best trial {best['trial']} (epoch {best.get('best_epoch')}).", ""]
-    if report.get("budget_note"):
-        lines += [f"**{md_text(report['budget_note'])}**", ""]
+             f"- Sampler `{report.sampler}`, pruner `{report.pruner}`, "
+             f"objective `{report.objective}` (validation {report.metric}).",
+             f"- {report.n_trials} trials: {report.n_complete} complete, "
+             f"{report.n_pruned} pruned, {report.n_failed} failed; "
+             f"{report.wall_or_trial_seconds:.0f} s wall time.",
+             f"- Best trial {best.trial} (epoch {best.best_epoch}).", ""]
+    if report.budget_note:
+        lines += [f"**{md_text(report.budget_note)}**", ""]
     if has_curves:
         lines += [f"![Training and validation curves of the best trial]({CURVES_IMAGE})", ""]
     return lines
 
 
-def compaction_lines(best: dict) -> list[str]:
+def compaction_lines(best: BestModel) -> list[str]:
     """How a compacted model was made smaller: what each layer keeps, the sizes and speeds
     before and after, and how it was distilled."""
-    compaction = best.get("compaction")
-    if not compaction:
+    if not best.compaction:
         return []
-    heads, ffn = compaction["heads"], compaction["ffn"]
-    per_layer = "\n".join(f"| {i + 1} | {h} of {compaction['heads_before']} | {f:,} of "
-                          f"{compaction['ffn_before']:,} |" for i, (h, f) in
+    compaction = Compaction.from_dict(best.compaction)
+    assert compaction is not None
+    heads, ffn = compaction.heads, compaction.ffn
+    per_layer = "\n".join(f"| {i + 1} | {h} of {compaction.heads_before} | {f:,} of "
+                          f"{compaction.ffn_before:,} |" for i, (h, f) in
                           enumerate(zip(heads, ffn)))
     lines = ["### Compaction", "",
              "This model is a compacted ESM-2: the least important attention heads and "
              "feed-forward neurons of the trained model (importance "
-             f"`{compaction.get('method', 'taylor')}` on the training data) were removed "
+             f"`{compaction.method}` on the training data) were removed "
              "physically, and the smaller model was trained to reproduce the unpruned "
              "model's outputs (knowledge distillation: soft targets at a temperature, the "
              "pooled embedding and the task loss).", "",
              "| layer | attention heads kept | feed-forward width kept |", "|---|---|---|",
              per_layer, ""]
-    before = best.get("teacher_n_parameters")
+    before = best.teacher_n_parameters
     if before:
-        lines.append(f"- Parameters: {before:,} before, {best['n_parameters']:,} after "
-                     f"({best['n_parameters'] / before:.0%}).")
-    speed = best.get("throughput")
-    if speed and speed.get("teacher"):
-        lines.append(f"- Inference throughput on {speed.get('device', 'this machine')}: "
-                     f"{speed['teacher']:.1f} sequences/s before, {speed['model']:.1f} after "
-                     f"({speed['model'] / speed['teacher']:.2f}x), same sequences and batches.")
-    teacher = best.get("teacher_val")
+        lines.append(f"- Parameters: {before:,} before, {best.n_parameters:,} after "
+                     f"({best.n_parameters / before:.0%}).")
+    speed = best.throughput
+    if speed and speed.teacher and speed.model:
+        lines.append(f"- Inference throughput on {speed.device or 'this machine'}: "
+                     f"{speed.teacher:.1f} sequences/s before, {speed.model:.1f} after "
+                     f"({speed.model / speed.teacher:.2f}x), same sequences and batches.")
+    teacher = best.teacher_val
     if teacher:
         lines.append("- Validation before compaction: " + ", ".join(
             f"{METRIC_NAMES.get(k, k)} {_fmt(v)}" for k, v in teacher.items()
             if k != "loss" and v is not None) + ".")
-    uses_remote = any(h != compaction["heads_before"] for h in heads) or len(set(ffn)) > 1
+    uses_remote = any(h != compaction.heads_before for h in heads) or len(set(ffn)) > 1
     lines += ["- " + ("Per-layer head counts are not expressible in a plain ESM config: load "
                       "it with `trust_remote_code=True` (the bundled `modeling_esm_nas.py` "
                       "and `esm_nas_shapes.py` rebuild the layers)." if uses_remote else
@@ -253,17 +254,17 @@ def compaction_lines(best: dict) -> list[str]:
     return lines
 
 
-def calibration_section(report: dict) -> list[str]:
+def calibration_section(report: Report) -> list[str]:
     """How trustworthy the probabilities are, before and after temperature scaling."""
-    cal = report.get("calibration")
+    cal = report.calibration
     if not cal:
         return []
     return ["## Calibrated probabilities", "",
-            f"The model's logits are divided by a temperature of {cal['temperature']:.3g}, "
+            f"The model's logits are divided by a temperature of {cal.temperature:.3g}, "
             "fitted on the validation split (temperature scaling): the predicted class never "
             "changes, only how sure the model says it is. Expected calibration error on the "
-            f"held-out test{' residues' if is_residue(report['task']) else ''}: "
-            f"{_fmt(cal['ece_before'])} before, **{_fmt(cal['ece_after'])} after** (0 means a "
+            f"held-out test{' residues' if report.task.per_residue else ''}: "
+            f"{_fmt(cal.ece_before)} before, **{_fmt(cal.ece_after)} after** (0 means a "
             "probability of 0.8 is right 80% of the time).", "",
             "Calibrated probabilities come out of the model as it is: the bundled model class "
             "divides the logits by `config.esm_nas[\"temperature\"]`, and where plain "
@@ -271,27 +272,27 @@ def calibration_section(report: dict) -> list[str]:
             "classifier's weights. `logits.softmax(-1)` is calibrated either way.", ""]
 
 
-def _test_section(report: dict) -> list[str]:
+def _test_section(report: Report) -> list[str]:
     """Held-out test metrics with intervals, beside the reference model."""
     lines = ["## Held-out test results", "",
              "| metric | best architecture | 95% CI (bootstrap) | reference model | "
              "reference 95% CI |", "|---|---|---|---|---|"]
-    base = report["baseline"].get("test", {})
-    base_ci = report["baseline"].get("test_ci") or {}
-    for key, value in report["best"]["test"].items():
+    base = report.baseline.test or {}
+    base_ci = report.baseline.test_ci or {}
+    for key, value in report.best.test.items():
         if value is None:
             continue
         lines.append(f"| {METRIC_NAMES.get(key, key)} | {_fmt(value)} | {_ci(report, key)} | "
                      f"{_fmt(base.get(key))} | {_interval(base_ci.get(key))} |")
-    lines += ["", f"Reference model: {md_text(report['baseline']['model'])}, fitted on the same "
-              "splits.", "", mae_meaning(report["task"])]
-    if report.get("vs_reference"):
+    lines += ["", f"Reference model: {md_text(report.baseline.model)}, fitted on the same "
+              "splits.", "", mae_meaning(report.task)]
+    if report.vs_reference:
         lines += ["", comparison_sentence(report)]
     return lines
 
 
-def _limitations_section(report: dict) -> list[str]:
-    n = report["dataset"]["summary"]["n_sequences"]
+def _limitations_section(report: Report) -> list[str]:
+    n = report.dataset.summary.n_sequences
     lines = ["## Intended use and limitations", "",
              "- Research use: ranking or triaging sequences similar to the training data "
              "before experiments. Not a substitute for measurement.",
@@ -301,16 +302,18 @@ def _limitations_section(report: dict) -> list[str]:
              "ESM-NAS Studio flag such sequences when the training sequences are available.",
              f"- Trained on {n} sequences; the confidence intervals above "
              "show how much the test score could move with another sample.", ""]
-    if report["best"].get("backbone_untrained"):
+    if report.best.backbone_untrained:
         lines += ["- **This model was built on an untrained demo backbone** (random "
                   "weights): it demonstrates the pipeline, not ESM-2's knowledge.", ""]
     return lines
 
 
-def ensemble_sections(report: dict) -> list[str]:
+def ensemble_sections(report: Report) -> list[str]:
     """What the ensemble is made of and how it was chosen."""
-    members = report["ensemble_members"]
-    metric = METRIC_NAMES.get(report["metric"], report["metric"])
+    ens = report.ensemble
+    assert ens is not None
+    members = ens.members
+    metric = METRIC_NAMES.get(report.metric, report.metric)
     lines = ["## Architecture: an ensemble", "",
              f"An ensemble of {len(members)} architectures found by the search: the best "
              "trials by validation score, different architectures preferred over near-copies "
@@ -318,29 +321,29 @@ def ensemble_sections(report: dict) -> list[str]:
              "(its own temperature); the ensemble averages them (for regression, the "
              "values). The members' **spread** (standard deviation) is the ensemble's "
              "uncertainty.", ""]
-    if report.get("ensemble_temperature") is not None:
+    if ens.temperature is not None:
         lines += [f"Averaging members that disagree makes the mean less sure than it should "
                   f"be, so the averaged probabilities have their own temperature, T = "
-                  f"{report['ensemble_temperature']:.2f}, fitted on the validation split "
+                  f"{ens.temperature:.2f}, fitted on the validation split "
                   f"(the logits are log(mean) / T). Expected calibration error on the held-out "
-                  f"test: {_fmt(report['ensemble_ece_averaged'])} for the plain average, "
-                  f"{_fmt(report['ensemble_ece'])} with it.", ""]
+                  f"test: {_fmt(ens.ece_averaged)} for the plain average, "
+                  f"{_fmt(ens.ece)} with it.", ""]
     lines += [f"| trial | architecture | validation {metric} | parameters |",
               "|---|---|---|---|"]
     for m in members:
-        lines.append(f"| {m['trial']} | {md_text(m['description'])} | {_fmt(m['val'])} | "
-                     f"{m['n_parameters']:,} |")
-    lines += ["", f"{report['best']['n_parameters']:,} parameters in all.", ""]
-    if report.get("vs_best"):
-        vs = report["vs_best"]
+        lines.append(f"| {m.trial} | {md_text(m.description)} | {_fmt(m.val)} | "
+                     f"{m.n_parameters:,} |")
+    lines += ["", f"{report.best.n_parameters:,} parameters in all.", ""]
+    if ens.vs_best:
+        vs = ens.vs_best
         lines += [f"Against the single best architecture on the same test sequences: "
-                  f"{metric} difference {_fmt(vs['difference'])} (95% CI "
-                  f"{_interval(vs['ci'])}): **{vs['verdict']}**.", ""]
+                  f"{metric} difference {_fmt(vs.difference)} (95% CI "
+                  f"{_interval(vs.ci)}): **{vs.verdict}**.", ""]
     return lines
 
 
-def _usage_section(task: str, repo_id: str, ensemble: bool = False) -> list[str]:
-    auto = ("AutoModelForTokenClassification" if is_residue(task)
+def _usage_section(task: Task, repo_id: str, ensemble: bool = False) -> list[str]:
+    auto = ("AutoModelForTokenClassification" if task.per_residue
             else "AutoModelForSequenceClassification")
     lines = ["## How to use", "", "```python", "import torch",
              f"from transformers import {auto}, AutoTokenizer", "",
@@ -349,34 +352,34 @@ def _usage_section(task: str, repo_id: str, ensemble: bool = False) -> list[str]
              f"model = {auto}.from_pretrained(repo, trust_remote_code=True).eval()",
              'batch = tokenizer(["MKTAYIAKQRQISFVKSHFSRQ"], return_tensors="pt", padding=True)',
              "with torch.no_grad():", "    logits = model(**batch).logits"]
-    if is_residue(task):  # token 0 is <cls>: residue i is token i + 1
+    if task.per_residue:  # token 0 is <cls>: residue i is token i + 1
         lines += ["residues = logits[0, 1:-1]  # one row per residue of the first sequence"]
-    lines += (["values = logits.squeeze(-1)  # in the label's units"] if is_regression(task)
+    lines += (["values = logits.squeeze(-1)  # in the label's units"] if task.is_regression
               else ["probabilities = logits.softmax(-1)  # columns: model.config.id2label"])
     if ensemble:
         lines += ["spread = model(**batch).spread  # the members' disagreement: uncertainty"]
     return lines + ["```", ""]
 
 
-def write_model_card(model_dir: str | Path, report: dict, *, repo_id: str | None = None,
+def write_model_card(model_dir: str | Path, report: Report, *, repo_id: str | None = None,
                      license: str = "") -> Path:
-    """Write README.md (and the curves image) into the exported model directory."""
+    """Write README.md (and the curves image) into the exported model directory, with the
+    report it was written from (``esm_nas_report.json``, nothing local to this machine)."""
     model_dir = Path(model_dir)
-    history = pd.DataFrame(report["best"].get("history") or [])
+    history = pd.DataFrame(report.best.history)
     has_curves = identity_image = False
     if not history.empty:
-        history["trial"] = report["best"]["trial"]
+        history["trial"] = report.best.trial
         has_curves = _save_png(make_curves_chart(history, "loss").properties(width=520),
                                model_dir / CURVES_IMAGE)
-    if report.get("leakage"):
-        identity_image = _save_png(make_identity_histogram(report["leakage"]).properties(
+    if report.leakage:
+        identity_image = _save_png(make_identity_histogram(report.leakage).properties(
             width=520), model_dir / IDENTITY_IMAGE)
-    card = render_card(report, repo_id=repo_id or f"your-name/{report['study']}",
+    card = render_card(report, repo_id=repo_id or f"your-name/{report.study}",
                        license=license, has_curves=has_curves, identity_image=identity_image)
     path = model_dir / "README.md"
     path.write_text(card)
-    (model_dir / "esm_nas_report.json").write_text(json.dumps(public_report(report), indent=2,
-                                                               default=str))
+    public_report(report).write(model_dir / CARD_REPORT)
     return path
 
 
@@ -394,17 +397,14 @@ def _save_png(chart, path: Path) -> bool:
     return True
 
 
-def public_report(report: dict) -> dict:
-    """The report without anything local to this machine (paths, the storage URL)."""
-    out = {k: v for k, v in report.items() if k != "storage"}
-    best = dict(out["best"])
-    best.pop("model_dir", None)
-    arch = dict(best["architecture"])
-    if arch["backbone"] not in REGISTRY and "/" in arch["backbone"]:
-        spec = resolve(arch["backbone"])
-        arch["backbone"] = spec.source if spec.name in REGISTRY else spec.name
-    best["architecture"] = arch
-    out["best"] = best
-    if "path" in out.get("dataset", {}):
-        out["dataset"] = {k: v for k, v in out["dataset"].items() if k != "path"}
-    return out
+def public_report(report: Report) -> Report:
+    """The report without anything local to this machine (paths, the storage URL; a local
+    backbone folder named as the checkpoint it stands for)."""
+    public = report.public()
+    backbone = public.best.backbone
+    if backbone not in REGISTRY and "/" in backbone:
+        spec = resolve(backbone)
+        arch = {**public.best.architecture,
+                "backbone": spec.source if spec.name in REGISTRY else spec.name}
+        public = replace(public, best=replace(public.best, architecture=arch))
+    return public

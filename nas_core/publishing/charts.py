@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from nas_core.common.metrics import metric_name
+from nas_core.common.report import Calibration, Leakage
+from nas_core.common.tasks import Task
 
 
 def make_length_histogram(frame: pd.DataFrame) -> alt.Chart:
@@ -21,12 +23,12 @@ def make_length_histogram(frame: pd.DataFrame) -> alt.Chart:
     ).properties(height=220)
 
 
-def residue_label_counts(frame: pd.DataFrame, task: str) -> pd.DataFrame:
+def residue_label_counts(frame: pd.DataFrame, task: Task) -> pd.DataFrame:
     """Labelled residues per class and split, or (values) per value bin and split: counted
     here, so a chart of 300,000 residues carries a few dozen rows."""
     rows = []
     for split, part in frame.groupby(frame["split"].fillna("unsplit")):
-        if task == "residue_regression":
+        if task == Task.RESIDUE_REGRESSION:
             values = pd.Series([float(v) for text in part["label"] for v in str(text).split()])
             values = values[np.isfinite(values)]
             rows.append(pd.DataFrame({"value": values, "split": split}))
@@ -36,7 +38,7 @@ def residue_label_counts(frame: pd.DataFrame, task: str) -> pd.DataFrame:
             rows.append(pd.DataFrame({"label": counts.index, "count": counts.to_numpy(),
                                       "split": split}))
     out = pd.concat(rows, ignore_index=True)
-    if task == "residue_regression":
+    if task == Task.RESIDUE_REGRESSION:
         edges = np.histogram_bin_edges(out["value"], bins=40)
         out["bin"] = pd.cut(out["value"], edges, include_lowest=True).map(lambda b: b.left)
         out = out.groupby(["bin", "split"], observed=True).size().reset_index(name="count")
@@ -44,23 +46,23 @@ def residue_label_counts(frame: pd.DataFrame, task: str) -> pd.DataFrame:
     return out
 
 
-def make_label_chart(frame: pd.DataFrame, task: str) -> alt.Chart:
+def make_label_chart(frame: pd.DataFrame, task: Task) -> alt.Chart:
     """Class balance per split (classification) or the label distribution (regression);
     per residue, counted over labelled residues."""
-    if task == "residue_classification":
+    if task == Task.RESIDUE_CLASSIFICATION:
         counts = residue_label_counts(frame, task)
         return alt.Chart(counts, title="Class balance (residues)").mark_bar().encode(
             y=alt.Y("label:N", title=None), x=alt.X("count:Q", title="labelled residues"),
             color=alt.Color("split:N", sort=["train", "valid", "test"]),
             tooltip=["label:N", "split:N", "count:Q"]).properties(height=alt.Step(36))
-    if task == "residue_regression":
+    if task == Task.RESIDUE_REGRESSION:
         counts = residue_label_counts(frame, task)
         return alt.Chart(counts, title="Per-residue values").mark_bar().encode(
             x=alt.X("bin:Q", title="value"), y=alt.Y("count:Q", title="labelled residues",
                                                     stack=True),
             color=alt.Color("split:N", sort=["train", "valid", "test"])).properties(height=220)
     data = frame[["label", "split"]].copy()
-    if task == "regression":
+    if task == Task.REGRESSION:
         return alt.Chart(data, title="Label distribution").mark_bar().encode(
             x=alt.X("label:Q", bin=alt.Bin(maxbins=40), title="label"),
             y=alt.Y("count():Q", title="sequences", stack=True),
@@ -168,7 +170,7 @@ def make_scatter_chart(frame: pd.DataFrame) -> alt.Chart:
     return (points + diagonal).properties(height=300)
 
 
-def make_track_chart(rows: pd.DataFrame, task: str, labels: list[str] | None = None
+def make_track_chart(rows: pd.DataFrame, task: Task, labels: list[str] | None = None
                      ) -> alt.Chart:
     """Measured against predicted along the sequence of one or a few proteins (the long
     per-residue table: ``id``, ``position``, ``prediction``, optionally ``label``), one panel
@@ -177,7 +179,7 @@ def make_track_chart(rows: pd.DataFrame, task: str, labels: list[str] | None = N
     long = rows[keep].melt(id_vars=["id", "position", "residue"], var_name="track",
                            value_name="value")
     long["track"] = long["track"].map({"label": "measured", "prediction": "predicted"})
-    if task == "residue_regression":
+    if task == Task.RESIDUE_REGRESSION:
         chart = alt.Chart(long).mark_line(point=False).encode(
             x=alt.X("position:Q", title="residue"), y=alt.Y("value:Q", title="value"),
             color=alt.Color("track:N", sort=["measured", "predicted"], title=None),
@@ -190,17 +192,17 @@ def make_track_chart(rows: pd.DataFrame, task: str, labels: list[str] | None = N
             y=alt.Y("track:N", sort=["measured", "predicted"], title=None),
             color=alt.Color("value:N", sort=labels, title="class"),
             tooltip=["position:Q", "residue:N", "track:N", "value:N"])
-    return chart.properties(height=60 if task != "residue_regression" else 140,
+    return chart.properties(height=60 if task != Task.RESIDUE_REGRESSION else 140,
                             width=640).facet(
         row=alt.Row("id:N", title=None), title="Measured and predicted along the sequence")
 
 
-def make_reliability_chart(calibration: dict) -> alt.Chart:
+def make_reliability_chart(calibration: Calibration) -> alt.Chart:
     """Reliability diagram: accuracy against confidence per bin, before and after temperature
     scaling, with the diagonal of perfect calibration."""
-    rows = [{**r, "probabilities": when} for when, key in (("as trained", "reliability_before"),
-                                                          ("calibrated", "reliability_after"))
-            for r in calibration[key]]
+    rows = [{**r.to_dict(), "probabilities": when}
+            for when, bins in (("as trained", calibration.reliability_before),
+                               ("calibrated", calibration.reliability_after)) for r in bins]
     points = alt.Chart(pd.DataFrame(rows), title="Held-out test: reliability").mark_line(
         point=True).encode(
         x=alt.X("confidence:Q", title="confidence (top probability)",
@@ -213,9 +215,9 @@ def make_reliability_chart(calibration: dict) -> alt.Chart:
     return (diagonal + points).properties(height=260)
 
 
-def make_identity_histogram(leakage: dict) -> alt.Chart:
+def make_identity_histogram(leakage: Leakage) -> alt.Chart:
     """Test sequences by identity to their nearest training sequence."""
-    frame = pd.DataFrame(leakage["histogram"])
+    frame = pd.DataFrame([h.to_dict() for h in leakage.histogram])
     frame["identity"] = [f"{a:.1f}-{b:.1f}" for a, b in zip(frame["from"], frame["to"])]
     return alt.Chart(frame, title="Test sequences: identity to the nearest training sequence"
                      ).mark_bar().encode(

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nas_core.backbones.loading import EsmConfig, EsmModel, EsmTokenizer
+from nas_core.common.tasks import Task
 from nas_core.modeling import shapes
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.modules import SequencePredictor, TaskInfo
@@ -166,7 +167,7 @@ def standard_head_weights(model: SequencePredictor) -> dict[str, torch.Tensor]:
     dense: Any = head[1]
     out: Any = head[4]
     weight, bias = out.weight.detach().clone(), out.bias.detach().clone()
-    if model.info.task == "regression":
+    if model.info.task == Task.REGRESSION:
         weight, bias = weight * model.info.target_std, bias * model.info.target_std + \
             model.info.target_mean
     else:  # calibrated: the temperature divides the logits
@@ -187,10 +188,6 @@ def read_config(directory: str | Path) -> dict:
         raise ValueError(f"{directory}/config.json has no 'esm_nas' block: not a model exported "
                          "by ESM-NAS Studio.")
     return raw
-
-
-def is_ensemble(directory: str | Path) -> bool:
-    return bool(read_config(directory)["esm_nas"].get("ensemble"))
 
 
 def load_model(directory: str | Path) -> tuple[SequencePredictor, EsmTokenizer]:

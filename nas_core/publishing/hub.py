@@ -8,14 +8,14 @@ mirror) can point the client elsewhere.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nas_core.publishing.card import CURVES_IMAGE, render_card
+from nas_core.common.report import Report, load_report
+from nas_core.publishing.card import CARD_REPORT, CURVES_IMAGE, render_card
 from nas_core.publishing.export import TRAINING_SEQUENCES
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,94}[A-Za-z0-9]$|^[A-Za-z0-9]$")
@@ -64,16 +64,15 @@ class PublishConfig:
         object.__setattr__(self, "repo", validate_repo_name(self.repo))
 
 
-def suggested_repo_name(report: dict) -> str:
+def suggested_repo_name(report: Report) -> str:
     """A Hub name that says what the model is: dataset, backbone and task, such as
     ``sumo128-esm2-8m-classifier`` (the namespace is the token's account unless given)."""
-    backbone = str(report["best"]["architecture"].get("backbone", ""))
+    backbone = report.best.backbone
     size = re.match(r"esm2_t\d+_(\w+)$", backbone)
     short = f"esm2-{size.group(1).lower()}" if size else (
         "demo" if "untrained" in backbone else "esm2")
-    dataset = re.sub(r"[^A-Za-z0-9]+", "-", str(report["dataset"]["name"])).strip("-").lower()
-    kind = {"regression": "regressor", "residue_classification": "residue-classifier",
-            "residue_regression": "residue-regressor"}.get(report["task"], "classifier")
+    dataset = re.sub(r"[^A-Za-z0-9]+", "-", str(report.dataset.name)).strip("-").lower()
+    kind = report.task.hub_kind
     return validate_repo_name(f"{dataset[:60].strip('-') or 'protein'}-{short}-{kind}")
 
 
@@ -166,11 +165,10 @@ def publish(model_dir: str | Path, config: PublishConfig, *, token: str | None =
     user = check_token(token, endpoint)
     repo_id = config.repo if "/" in config.repo else f"{user}/{config.repo}"
     api = _api(token, endpoint)
-    report_path = model_dir / "esm_nas_report.json"
-    card_text = (render_card(json.loads(report_path.read_text()), repo_id=repo_id,
-                             license=config.license,
+    report = load_report(model_dir / CARD_REPORT)
+    card_text = (render_card(report, repo_id=repo_id, license=config.license,
                              has_curves=(model_dir / CURVES_IMAGE).is_file())
-                 if report_path.is_file() else (model_dir / "README.md").read_text())
+                 if report is not None else (model_dir / "README.md").read_text())
     files = sorted(p for p in model_dir.iterdir() if p.is_file() and p.name != "README.md"
                    and (config.include_training_sequences or p.name != TRAINING_SEQUENCES))
     operations = [CommitOperationAdd("README.md", card_text.encode())] + [

@@ -15,6 +15,7 @@ import pandas as pd
 
 from nas_core.common.metrics import compute_metrics
 from nas_core.common.probabilities import scaled_outputs
+from nas_core.common.tasks import Task
 from nas_core.common.workspace import subdir
 from nas_core.data.dataset import (
     UNLABELLED,
@@ -32,12 +33,12 @@ from nas_core.publishing.export import TRAINING_SEQUENCES, load_models
 from nas_core.publishing.hub import network_errors
 
 
-def prediction_columns(frame: pd.DataFrame, task: str, label_names: list[str] | None,
+def prediction_columns(frame: pd.DataFrame, task: Task, label_names: list[str] | None,
                        output: np.ndarray) -> pd.DataFrame:
     """Add ``prediction`` (the value, or the most probable class) and, for classes, one
     ``p_<class>`` probability column each: the table users get from the test set and from
     prediction alike."""
-    if task == "regression":
+    if task == Task.REGRESSION:
         frame["prediction"] = output
         return frame
     names = label_names or []
@@ -47,7 +48,7 @@ def prediction_columns(frame: pd.DataFrame, task: str, label_names: list[str] | 
     return frame
 
 
-def residue_rows(ids: list[str], sequences: list[str], task: str,
+def residue_rows(ids: list[str], sequences: list[str], task: Task,
                  label_names: list[str] | None, output: np.ndarray,
                  labels: list[str] | None = None, per_protein: pd.DataFrame | None = None
                  ) -> pd.DataFrame:
@@ -61,14 +62,14 @@ def residue_rows(ids: list[str], sequences: list[str], task: str,
         "residue": [r for seq, n in zip(sequences, lengths) for r in seq[:n]],
     })
     if labels is not None:
-        if task == "residue_regression":
+        if task == Task.RESIDUE_REGRESSION:
             values = [residue_values(str(t))[:n] for t, n in zip(labels, lengths)]
             frame["label"] = np.concatenate(values)
         else:
             frame["label"] = [c for t, n in zip(labels, lengths) for c in str(t)[:n]]
             frame["label"] = frame["label"].replace(UNLABELLED, None)
     stacked = np.concatenate(list(output))
-    prediction_columns(frame, "regression" if task == "residue_regression" else task,
+    prediction_columns(frame, task.sequence_level,
                        label_names, stacked)
     if per_protein is not None:
         for column in per_protein.columns:
@@ -99,10 +100,10 @@ def _objects(arrays: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def chosen_spread(task: str, output: np.ndarray, spread: np.ndarray) -> np.ndarray:
+def chosen_spread(task: Task, output: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """One uncertainty per row: the spread of the value, or of the predicted class's
     probability."""
-    if task in ("regression", "residue_regression") or output.ndim == 1:
+    if task.is_regression or output.ndim == 1:
         return np.asarray(spread, float).reshape(len(spread))
     return np.asarray(spread)[np.arange(len(output)), np.asarray(output).argmax(1)]
 
@@ -212,7 +213,7 @@ class Predictor:
         prediction_columns(frame, self.info.task, self.info.label_names, output)
         if self.ensemble:  # how much the members disagree
             frame["uncertainty"] = chosen_spread(self.info.task, output, spread)
-        if self.info.task == "regression":
+        if self.info.task == Task.REGRESSION:
             if q is not None:  # split-conformal interval, calibrated on the validation split
                 frame[f"low_{level}"] = output - q
                 frame[f"high_{level}"] = output + q
@@ -318,12 +319,12 @@ class Predictor:
         return frame, problems, metrics
 
     def _score(self, labels: pd.Series, frame: pd.DataFrame) -> dict | None:
-        if self.info.task == "regression":
+        if self.info.task == Task.REGRESSION:
             try:
                 y = labels.astype(float).to_numpy()
             except ValueError:
                 return None
-            return compute_metrics("regression", y, frame["prediction"].to_numpy())
+            return compute_metrics(Task.REGRESSION, y, frame["prediction"].to_numpy())
         names = self.info.label_names or []
         if not set(map(str, labels)) <= set(names):
             return None
@@ -332,8 +333,8 @@ class Predictor:
         return compute_metrics(self.info.task, y, probs)
 
 
-def _residue_label_fits(text: str, length: int, task: str) -> bool:
-    if task == "residue_regression":
+def _residue_label_fits(text: str, length: int, task: Task) -> bool:
+    if task == Task.RESIDUE_REGRESSION:
         return len(text.replace(",", " ").split()) == length
     return len(text) == length
 

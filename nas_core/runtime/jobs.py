@@ -23,13 +23,12 @@ import torch
 
 from nas_core.common.access import Person, check_owner
 from nas_core.common.workspace import storage_problem, subdir, workspace_root
+from nas_core.compression.compress import CompressCancelled, CompressConfig, compress, planned
 from nas_core.data.extend import Extension, extend_dataset
 from nas_core.data.store import DatasetStore
-from nas_core.evaluation.compress import CompressCancelled, CompressConfig, compress, planned
-from nas_core.runtime.jobtable import ACTIVE, RESUMABLE, Job, JobTable
+from nas_core.runtime.jobtable import Job, JobKind, JobState, JobTable
 from nas_core.runtime.launch import run_search
 from nas_core.search.budget import retryable
-from nas_core.search.config import SearchConfig
 from nas_core.search.optuna_internals import set_trial_user_attr
 from nas_core.search.storage import configured_url, make_storage, requeue
 
@@ -97,14 +96,15 @@ class JobManager:
     # -- commands --------------------------------------------------------------------------
     def submit(self, config, dataset_id: str, owner: Person, *, storage: str | None = None
                ) -> Job:
-        """Queue a search (a :class:`~nas_core.study.SearchConfig`) on a stored dataset."""
+        """Queue a search (a :class:`~nas_core.search.config.SearchConfig`) on a stored dataset."""
         DatasetStore(self.root).get(dataset_id)  # fail now, not in the thread
-        if any(j.study_name == config.study_name and j.state in ACTIVE for j in self.jobs()):
+        if any(j.study_name == config.study_name and j.state.active for j in self.jobs()):
             raise ValueError(f"a job for study '{config.study_name}' is already queued or "
                              "running.")
         job_id = uuid.uuid4().hex[:10]
         job = Job(id=job_id, study_name=config.study_name, dataset_id=dataset_id,
-                  owner=owner.key, owner_name=owner.shown, state="queued", config=config.to_dict(),
+                  owner=owner.key, owner_name=owner.shown, state=JobState.QUEUED,
+                  config=config.to_dict(),
                   storage=storage or self.storage,
                   out_dir=str(subdir("results", self.root) / job_id), created=time.time())
         self.table.insert(job)
@@ -119,13 +119,13 @@ class JobManager:
         if not source.report_path.is_file():
             raise ValueError("this search has no tested model yet: compress it once it has "
                              "finished (or after 'Test and export the best').")
-        if any(j.kind == "compress" and j.config.get("source") == source_id
-               and j.state in ACTIVE for j in self.jobs()):
+        if any(j.kind is JobKind.COMPRESS and j.compress_source == source_id
+               and j.state.active for j in self.jobs()):
             raise ValueError("a Compress job for this search is already queued or running.")
         job_id = uuid.uuid4().hex[:10]
         job = Job(id=job_id, study_name=f"{source.study_name}-compress-{job_id}",
                   dataset_id=source.dataset_id, owner=owner.key, owner_name=owner.shown,
-                  state="queued", config={"kind": "compress", "source": source_id,
+                  state=JobState.QUEUED, config={"kind": "compress", "source": source_id,
                                           "compress": config.to_dict(),
                                           "n_trials": planned(config)},
                   storage=source.storage, out_dir=str(Path(source.out_dir) / "compress" / job_id),
@@ -141,14 +141,14 @@ class JobManager:
         study that starts from the old one's best architectures. Nothing is queued when the
         measurements have problems."""
         source = self.get(source_id)
-        if source.kind != "search":
+        if source.kind is not JobKind.SEARCH:
             raise ValueError("new measurements continue a search, not a Compress job.")
         store = DatasetStore(self.root)
         extension = extend_dataset(store.get(source.dataset_id), measurements, store=store,
                                    name=name, owner=owner)
         if not extension.ok or extension.stored is None:
             return extension, None
-        config = SearchConfig.from_dict(source.config)
+        config = source.search_config
         study_name = next_round_name(config.study_name, {j.study_name for j in self.jobs()})
         config = replace(config, study_name=study_name, parent_study=source.study_name)
         return extension, self.submit(config, extension.stored.id, owner,
@@ -156,8 +156,8 @@ class JobManager:
 
     def compressions(self, source_id: str) -> list[Job]:
         """Compress jobs of a search, newest first."""
-        return [j for j in self.jobs() if j.kind == "compress"
-                and j.config.get("source") == source_id]
+        return [j for j in self.jobs() if j.kind is JobKind.COMPRESS
+                and j.compress_source == source_id]
 
     def cancel(self, job_id: str, user: Person) -> Job:
         """Stop a job: a queued one at once; a running one shows *cancelling* at once and stops
@@ -166,16 +166,16 @@ class JobManager:
         with self._lock:
             job = self.get(job_id)
             check_owner(user, job.owner, job.owner_shown, "job")
-            if job.state == "queued":
-                self.table.update(job_id, state="cancelled", ended=time.time())
-            elif job.state == "running":
+            if job.state is JobState.QUEUED:
+                self.table.update(job_id, state=JobState.CANCELLED, ended=time.time())
+            elif job.state is JobState.RUNNING:
                 stop = self._stops.get(job_id)
                 if stop is None:
                     raise RuntimeError("this job runs in another server process; cancel it "
                                        "there.")
                 stop.set()
-                self.table.update(job_id, state="cancelling")
-            elif job.state == "cancelling":
+                self.table.update(job_id, state=JobState.CANCELLING)
+            elif job.state is JobState.CANCELLING:
                 pass  # asked already; it stops within one batch
             else:
                 raise ValueError(f"job is {job.state}: nothing to cancel.")
@@ -185,10 +185,10 @@ class JobManager:
         with self._lock:
             job = self.get(job_id)
             check_owner(user, job.owner, job.owner_shown, "job")
-            if job.state not in RESUMABLE:
+            if not job.state.can_resume:
                 raise ValueError(f"job is {job.state}: only cancelled, interrupted or failed jobs "
                                  "can be resumed.")
-            self.table.update(job_id, state="queued", error=None, ended=None)
+            self.table.update(job_id, state=JobState.QUEUED, error=None, ended=None)
         self._schedule()
         return self.get(job_id)
 
@@ -199,9 +199,9 @@ class JobManager:
         with self._lock:
             job = self.get(job_id)
             check_owner(user, job.owner, job.owner_shown, "job")
-            if job.state in ACTIVE:
+            if job.state.active:
                 raise ValueError("wait until the job has stopped, then retry its failed trials.")
-            if job.kind == "compress":
+            if job.kind is JobKind.COMPRESS:
                 raise ValueError("a Compress job has no trials to retry: Resume runs it again.")
             study = optuna.load_study(study_name=job.study_name,
                                       storage=make_storage(job.storage, self.root))
@@ -210,14 +210,14 @@ class JobManager:
                 requeue(study, trial)
             if not failed:
                 return 0
-            self.table.update(job_id, state="queued", error=None, ended=None)
+            self.table.update(job_id, state=JobState.QUEUED, error=None, ended=None)
         self._schedule()
         return len(failed)
 
     def delete_dataset(self, dataset_id: str, user: Person) -> None:
         """Delete a stored dataset (owner or admin) unless a queued or running job needs it."""
         busy = [j.study_name for j in self.jobs() if j.dataset_id == dataset_id
-                and j.state in ACTIVE]
+                and j.state.active]
         if busy:
             raise ValueError(f"the search '{busy[0]}' still uses this dataset: cancel it or let "
                              "it finish first.")
@@ -227,7 +227,7 @@ class JobManager:
         """Block until the job is no longer queued or running (tests, CLI)."""
         deadline = time.monotonic() + timeout
         with self._done:
-            while self.get(job_id).state in ACTIVE:
+            while self.get(job_id).state.active:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"job {job_id} still {self.get(job_id).state}.")
@@ -240,16 +240,16 @@ class JobManager:
         host = socket.gethostname()
         recovered = []
         for job in self.table.all():
-            if job.state not in ("running", "cancelling") or job.host != host:
+            if not job.state.on_device or job.host != host:
                 continue
             with _LIVE_LOCK:
                 live = job.id in _LIVE and job.pid == os.getpid()
             if live or (job.pid != os.getpid() and _pid_alive(job.pid)):
                 continue
-            if job.state == "cancelling":  # it was being stopped anyway
-                self.table.update(job.id, state="cancelled", ended=time.time())
+            if job.state is JobState.CANCELLING:  # it was being stopped anyway
+                self.table.update(job.id, state=JobState.CANCELLED, ended=time.time())
             else:
-                self.table.update(job.id, state="interrupted", ended=time.time(),
+                self.table.update(job.id, state=JobState.INTERRUPTED, ended=time.time(),
                                   error="the server stopped while this job was running; Resume "
                                   "continues it (completed trials are kept)")
             _fail_orphan_trials(job, self.root)
@@ -260,10 +260,11 @@ class JobManager:
         host = socket.gethostname()
         with self._lock:
             for job in self.table.all():
-                if job.state != "queued":
+                if job.state is not JobState.QUEUED:
                     continue
                 free = [d for d in self.devices if d not in self._busy]
-                wanted = job.config.get("workers", 1)
+                wanted = (job.search_config.workers if job.kind is JobKind.SEARCH
+                          else 1)
                 devices = free[:1] if wanted == 1 else free[:wanted or len(free)]
                 if not devices or not self.table.claim(job.id, devices, host, os.getpid()):
                     break  # every device is busy: the rest wait in the queue
@@ -284,10 +285,11 @@ class JobManager:
         try:
             outcome = self._runner(self.get(job.id), devices=devices, root=self.root,
                                    should_stop=stop.is_set)
-            state, error = ("cancelled", None) if stop.is_set() else (outcome or "finished",
-                                                                        None)
+            state = JobState.CANCELLED if stop.is_set() else JobState(outcome or
+                                                                      JobState.FINISHED)
+            error = None
         except Exception as exc:  # shown to the user on the Monitor page
-            state = "cancelled" if stop.is_set() else "failed"
+            state = JobState.CANCELLED if stop.is_set() else JobState.FAILED
             problem = storage_problem(exc, self.root)
             error = str(problem) if problem else f"{type(exc).__name__}: {exc}"
             logger.error("job %s failed:\n%s", job.id, traceback.format_exc())
@@ -319,25 +321,26 @@ def _fail_orphan_trials(job: Job, root) -> None:
             requeue(study, trial)
 
 
-def _run_job(job: Job, *, devices: list[str], root, should_stop) -> str:
+def _run_job(job: Job, *, devices: list[str], root, should_stop) -> JobState:
     store = DatasetStore(root)
-    if job.kind == "compress":
+    if job.kind is JobKind.COMPRESS:
         return _run_compress(job, store, devices[0], root, should_stop)
     dataset = store.load(job.dataset_id)
-    config = replace(SearchConfig.from_dict(job.config), device=devices[0])
+    config = replace(job.search_config, device=devices[0])
     report = run_search(config, dataset, job.out_dir, root=root, storage=job.storage,
                         should_stop=should_stop, dataset_path=store.get(job.dataset_id).path,
                         devices=devices)
-    return "finished" if report is not None else "cancelled"
+    return JobState.FINISHED if report is not None else JobState.CANCELLED
 
 
-def _run_compress(job: Job, store: DatasetStore, device: str, root, should_stop) -> str:
+def _run_compress(job: Job, store: DatasetStore, device: str, root, should_stop
+                  ) -> JobState:
     source = next(j for j in JobTable(Path(root) / "jobs.db").all()
-                  if j.id == job.config["source"])
+                  if j.id == job.compress_source)
     config = replace(CompressConfig.from_dict(job.config["compress"]), device=device)
     try:
         compress(source.out_dir, job.out_dir, config, data=store.get(job.dataset_id).path,
                  storage=job.storage, study_name=job.study_name, should_stop=should_stop)
     except CompressCancelled:
-        return "cancelled"
-    return "finished"
+        return JobState.CANCELLED
+    return JobState.FINISHED

@@ -9,10 +9,50 @@ import sqlite3
 import time
 from contextlib import closing
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 
-ACTIVE = ("queued", "running", "cancelling")  # "cancelling": asked to stop, not stopped yet
-RESUMABLE = ("cancelled", "interrupted", "failed")
+from nas_core.common.report import REPORT_FILE, Report, load_report
+from nas_core.search.config import SearchConfig
+
+
+class JobKind(StrEnum):
+    """What a job makes: a search, or the Compress step of a finished search."""
+
+    SEARCH = "search"
+    COMPRESS = "compress"
+
+
+class JobState(StrEnum):
+    """Where a background job is in its life (stored as its text in the job table)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCELLING = "cancelling"  # asked to stop, not stopped yet
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # its server process stopped
+    FAILED = "failed"
+    FINISHED = "finished"
+
+    @property
+    def active(self) -> bool:
+        """Queued or holding a device: the job still needs its dataset and its study."""
+        return self in (JobState.QUEUED, JobState.RUNNING, JobState.CANCELLING)
+
+    @property
+    def on_device(self) -> bool:
+        """Running (or stopping) on this host's devices."""
+        return self in (JobState.RUNNING, JobState.CANCELLING)
+
+    @property
+    def finished(self) -> bool:
+        return not self.active
+
+    @property
+    def can_resume(self) -> bool:
+        """Stopped before its budget was spent: Resume queues it again."""
+        return self in (JobState.CANCELLED, JobState.INTERRUPTED, JobState.FAILED)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, study_name TEXT NOT NULL, dataset_id TEXT NOT NULL,
@@ -29,7 +69,7 @@ class Job:
     study_name: str
     dataset_id: str
     owner: str
-    state: str
+    state: JobState
     config: dict
     storage: str
     out_dir: str
@@ -43,14 +83,29 @@ class Job:
     owner_name: str = ""
     queue_position: int | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", JobState(self.state))  # the table's text
+
     @property
     def owner_shown(self) -> str:
         return self.owner_name or self.owner
 
     @property
-    def kind(self) -> str:
-        """search, or compress (smaller variants of a finished search's model)."""
-        return self.config.get("kind", "search")
+    def kind(self) -> JobKind:
+        """A search, or Compress (smaller variants of a finished search's model)."""
+        return JobKind(self.config.get("kind", JobKind.SEARCH))
+
+    @property
+    def search_config(self) -> SearchConfig:
+        """What a search job runs (its saved configuration, read back through its type)."""
+        if self.kind is not JobKind.SEARCH:
+            raise ValueError(f"job {self.id} is a {self.kind} job, not a search.")
+        return SearchConfig.from_dict(self.config)
+
+    @property
+    def compress_source(self) -> str | None:
+        """The search job a Compress job makes smaller variants of (None for a search)."""
+        return self.config.get("source") if self.kind is JobKind.COMPRESS else None
 
     @property
     def n_trials(self) -> int | None:
@@ -58,11 +113,10 @@ class Job:
 
     @property
     def report_path(self) -> Path:
-        return Path(self.out_dir) / "report.json"
+        return Path(self.out_dir) / REPORT_FILE
 
-    def report(self) -> dict | None:
-        path = self.report_path
-        return json.loads(path.read_text()) if path.is_file() else None
+    def report(self) -> Report | None:
+        return load_report(self.report_path)
 
 
 class JobTable:
@@ -103,18 +157,18 @@ class JobTable:
         with closing(self._connect()) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                rows = db.execute("SELECT device FROM jobs WHERE state IN ('running', "
-                                  "'cancelling') AND host = ?",
-                                  (host,)).fetchall()
+                rows = db.execute("SELECT device FROM jobs WHERE state IN (?, ?) AND host = ?",
+                                  (JobState.RUNNING, JobState.CANCELLING, host)).fetchall()
                 taken = {d for r in rows for d in (r["device"] or "").split(",")}
-                queued = db.execute("SELECT 1 FROM jobs WHERE id = ? AND state = 'queued'",
-                                    (job_id,)).fetchone()
+                queued = db.execute("SELECT 1 FROM jobs WHERE id = ? AND state = ?",
+                                    (job_id, JobState.QUEUED)).fetchone()
                 if taken & set(devices) or not queued:
                     db.rollback()
                     return False
-                db.execute("UPDATE jobs SET state = 'running', started = ?, device = ?, "
+                db.execute("UPDATE jobs SET state = ?, started = ?, device = ?, "
                            "host = ?, pid = ?, error = NULL WHERE id = ?",
-                           (time.time(), ",".join(devices), host, pid, job_id))
+                           (JobState.RUNNING, time.time(), ",".join(devices), host, pid,
+                            job_id))
                 db.commit()
                 return True
             except BaseException:
@@ -125,6 +179,6 @@ class JobTable:
         with closing(self._connect()) as db:
             rows = db.execute("SELECT * FROM jobs ORDER BY created").fetchall()
         jobs = [Job(**{**dict(r), "config": json.loads(r["config"])}) for r in rows]
-        queued = [j.id for j in jobs if j.state == "queued"]
+        queued = [j.id for j in jobs if j.state is JobState.QUEUED]
         return [replace(j, queue_position=queued.index(j.id) + 1) if j.id in queued else j
                 for j in jobs]

@@ -11,12 +11,13 @@ import optuna
 from optuna.trial import TrialState
 
 from nas_core.common.access import Person, check_owner
+from nas_core.common.report import Report
 from nas_core.common.workspace import subdir
 from nas_core.data.dataset import Dataset
 from nas_core.data.store import DatasetStore
 from nas_core.evaluation.finalise import finalise
 from nas_core.runtime import workers
-from nas_core.runtime.jobtable import RESUMABLE, Job
+from nas_core.runtime.jobtable import Job, JobKind
 from nas_core.search.config import SearchConfig
 from nas_core.search.objective import SearchListener
 from nas_core.search.storage import make_storage
@@ -27,7 +28,7 @@ def run_search(config: SearchConfig, dataset: Dataset, out_dir: str | Path, *, r
                storage: str | None = None, listeners: Sequence[SearchListener] = (),
                should_stop: Callable[[], bool] | None = None,
                dataset_path: str | None = None,
-               devices: Sequence[str] | None = None) -> dict | None:
+               devices: Sequence[str] | None = None) -> Report | None:
     """Search, then evaluate the best architecture on the test split; returns the report, or
     None when ``should_stop`` ended the search (its completed trials stay in the study).
 
@@ -61,7 +62,7 @@ def point_dir(job: Job, trial_number: int) -> Path:
     return Path(job.out_dir) / f"pareto_trial_{trial_number}"
 
 
-def evaluate_point(job: Job, trial_number: int, root=None) -> dict:
+def evaluate_point(job: Job, trial_number: int, root=None) -> Report:
     """Evaluate another Pareto point on the test split and export it beside the best model."""
 
     study = optuna.load_study(study_name=job.study_name, storage=make_storage(job.storage,
@@ -74,7 +75,7 @@ def evaluate_point(job: Job, trial_number: int, root=None) -> dict:
 def finalisable(job: Job, root=None) -> int:
     """How many finished trials a stopped job (cancelled, interrupted, failed) has that
     :func:`finalise_stopped` could test; 0 when it has none or is still active/finished."""
-    if job.state not in RESUMABLE or job.report_path.is_file() or job.kind != "search":
+    if not job.state.can_resume or job.report_path.is_file() or job.kind is not JobKind.SEARCH:
         return 0  # (a Compress job is not a search: nothing to test and export)
     try:
         study = optuna.load_study(study_name=job.study_name,
@@ -84,14 +85,14 @@ def finalisable(job: Job, root=None) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
-def finalise_stopped(job: Job, user: Person | None, root=None) -> dict:
+def finalise_stopped(job: Job, user: Person | None, root=None) -> Report:
     """Test the best finished trial of a stopped search once on the held-out split and export
     it, as a finished search would (its report says the budget was not spent). ``user``: who
     asks, in the app (owner or admin); None from the command line, whose operator owns the
     workspace."""
     if user is not None:
         check_owner(user, job.owner, job.owner_shown, "job")
-    if job.state not in RESUMABLE:
+    if not job.state.can_resume:
         raise ValueError(f"job is {job.state}: only a cancelled, interrupted or failed search is "
                          "finalised this way (a finished one already was).")
     if not finalisable(job, root):

@@ -1,10 +1,10 @@
 """Workers: more processes, GPUs and machines on one study, through the shared study store.
 
 We do not schedule anything ourselves. The process that owns a search queues its trials in
-the study (:func:`nas_core.study.top_up`); any number of workers, on this machine or others,
-pop queued trials until none is left. Heartbeats mark a dead worker's trial failed and queue
-it again; the database is the only thing workers share (plus, for finalising the best trial,
-the workspace that holds its weights).
+the study (:func:`nas_core.search.budget.top_up`); any number of workers, on this machine or
+others, pop queued trials until none is left. Heartbeats mark a dead worker's trial failed and
+queue it again; the database is the only thing workers share (plus, for finalising the best
+trial, the workspace that holds its weights).
 """
 
 from __future__ import annotations

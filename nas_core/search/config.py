@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from nas_core.common.metrics import DEFAULT_METRIC, DIRECTIONS, metrics_for
+from nas_core.common.metrics import DIRECTIONS
+from nas_core.common.tasks import Task
 from nas_core.search.space import SearchSpace
 
 SAMPLERS = ("tpe", "random", "nsga2", "gp", "rl", "darts")
@@ -16,6 +17,7 @@ STRATEGIES = {"tpe": "Bayesian optimisation (TPE)", "random": "random search",
 PRUNERS = ("median", "hyperband", "none")
 OBJECTIVES = ("metric", "metric+size")
 CONFIG_ATTR = "search_config"
+DEFAULT_ENSEMBLE_SIZE = 5
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class SearchConfig:
     cache_representations: bool = field(default=True, metadata={
         "help": "Frozen-backbone trials reuse pooled representations computed once per "
         "backbone and dataset instead of running the backbone again."})
-    ensemble_size: int = field(default=5, metadata={
+    ensemble_size: int = field(default=DEFAULT_ENSEMBLE_SIZE, metadata={
         "help": "After the search, the best architectures combined into an ensemble (their "
         "calibrated probabilities or values averaged; their spread is the uncertainty of "
         "predictions and of 'test these next'): how many, different architectures preferred "
@@ -103,11 +105,11 @@ class SearchConfig:
     def multi_objective(self) -> bool:
         return self.objective == "metric+size"
 
-    def metric_for(self, task: str) -> str:
-        metric = self.metric or DEFAULT_METRIC[task]
-        if metric not in metrics_for(task):
+    def metric_for(self, task: Task) -> str:
+        metric = self.metric or task.default_metric
+        if metric not in task.metrics:
             raise ValueError(f"metric '{metric}' does not apply to a {task} task; choose from "
-                             f"{', '.join(metrics_for(task))}.")
+                             f"{', '.join(task.metrics)}.")
         return metric
 
     def to_dict(self) -> dict:

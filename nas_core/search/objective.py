@@ -6,11 +6,10 @@ The objective is a plain function of ``(trial, context)``; everything it needs a
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 
 from nas_core.backbones.loading import esm2_tokenizer
 from nas_core.backbones.registry import resolve
-from nas_core.common.metrics import IGNORE_INDEX, objective_value
+from nas_core.common.metrics import objective_value
 from nas_core.common.workspace import StorageError, storage_problem
 from nas_core.data.dataset import Dataset
 from nas_core.modeling.architecture import Architecture
@@ -36,7 +35,7 @@ from nas_core.modeling.compaction import DistilRun, pruned_student
 from nas_core.modeling.distillation import DistillConfig
 from nas_core.modeling.modules import HeadModel, PooledHead, SequencePredictor, TaskInfo, init_head
 from nas_core.modeling.pruning import for_shares
-from nas_core.modeling.training import EpochRecord, TrainingCancelled, train
+from nas_core.modeling.training import EpochRecord, TrainingCancelled, TrainSettings, train
 from nas_core.search.space import SearchSpace, suggest_architecture
 
 HISTORY_ATTR = "history"
@@ -71,55 +70,22 @@ class SearchData:
         if len(train) == 0 or len(val) == 0:
             raise ValueError("the dataset needs training and validation rows; split it first.")
         y_train = dataset.label_index(train["label"])
-        y_val = dataset.label_index(val["label"])
-        if dataset.task == "residue_regression":
-            values = np.concatenate(list(y_train))
-            values = values[np.isfinite(values)]
-            mean, std = float(values.mean()), float(values.std()) or 1.0
-            info = TaskInfo("residue_regression", None, mean, std)
-            y_train = _object_array([(t - mean) / std for t in y_train])
-        elif dataset.task == "residue_classification":
-            names = list(dataset.label_names or [])
-            info = TaskInfo(dataset.task, names,
-                            class_weights=inverse_frequency(y_train, len(names)))
-        elif dataset.task == "regression":
-            mean, std = float(y_train.mean()), float(y_train.std()) or 1.0
-            info = TaskInfo("regression", None, mean, std)
-            y_train = (y_train - mean) / std
-        else:
-            info = TaskInfo(dataset.task, list(dataset.label_names or []))
-        return cls(list(train["sequence"]), y_train, list(val["sequence"]), y_val, info)
-
-
-def _object_array(items: list) -> np.ndarray:
-    out = np.empty(len(items), dtype=object)
-    out[:] = items
-    return out
-
-
-def inverse_frequency(targets, n_classes: int) -> list[float]:
-    """Per-residue class weights: total / (classes x count), so every class weighs as much
-    in the loss as if the classes were balanced (a class with no residue gets weight 1)."""
-    labels = np.concatenate([t[t != IGNORE_INDEX] for t in targets])
-    counts = np.bincount(labels, minlength=n_classes).astype(float)
-    weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 1.0)
-    return [round(float(w), 6) for w in weights]
+        info = TaskInfo.fitted(dataset.task, dataset.label_names, y_train)
+        return cls(list(train["sequence"]), info.standardise(y_train), list(val["sequence"]),
+                   dataset.label_index(val["label"]), info)
 
 
 @dataclass
 class TrialContext:
+    """What every trial of a search shares: the splits, the space, how candidates train
+    (``training``: each trial adds its number to the seed) and where checkpoints go."""
+
     data: SearchData
     space: SearchSpace
-    metric: str
+    training: TrainSettings
     multi_objective: bool
-    device: torch.device
     checkpoint_dir: Path
-    seed: int = 0
-    patience: int = 3
-    max_tokens: int | None = None
-    min_tokens: int | None = None
     listeners: Sequence[SearchListener] = ()
-    should_stop: Callable[[], bool] | None = None
     cache: RepresentationCache | None = field(default=None, repr=False)
     gradient_checkpointing: str = "auto"  # auto: for backbones of 150M parameters and more
     distill: DistillConfig = DistillConfig()
@@ -129,6 +95,14 @@ class TrialContext:
     def emit(self, event: str, *args) -> None:
         for listener in self.listeners:
             getattr(listener, event)(*args)
+
+    @property
+    def device(self) -> torch.device:
+        return self.training.device
+
+    @property
+    def metric(self) -> str:
+        return self.training.metric
 
 
 def objective(trial: optuna.Trial, ctx: TrialContext) -> float | tuple[float, float]:
@@ -146,7 +120,7 @@ def objective(trial: optuna.Trial, ctx: TrialContext) -> float | tuple[float, fl
             if arch.batch_size <= 1:
                 raise
             _free_memory(ctx.device)
-            smaller = dataclasses.replace(arch, batch_size=max(1, arch.batch_size // 2))
+            smaller = replace(arch, batch_size=max(1, arch.batch_size // 2))
             trial.set_user_attr("oom_retry_batch_size", smaller.batch_size)
             return _train_and_report(trial, smaller, ctx)
     except optuna.TrialPruned:
@@ -218,7 +192,7 @@ def _prepare_cached(arch: Architecture, ctx: TrialContext,
     tokenizer = esm2_tokenizer()  # ids set the batches (by length) and the masks
     train_data = encode_split(ctx.data.train_sequences, ctx.data.train_targets, tokenizer)
     val_data = encode_split(ctx.data.val_sequences, ctx.data.val_targets, tokenizer)
-    max_tokens = ctx.max_tokens or EVAL_MAX_TOKENS
+    max_tokens = ctx.training.max_tokens or EVAL_MAX_TOKENS
     if arch.pooling == "attention" or ctx.data.info.per_residue:
         table, offsets = cache.residues(arch.backbone, sequences, arch.n_layers,
                                         device=ctx.device, max_tokens=max_tokens)
@@ -240,10 +214,11 @@ def _prepare_cached(arch: Architecture, ctx: TrialContext,
 
 
 def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext):
-    torch.manual_seed(ctx.seed + trial.number)  # adapters (LoRA A, DoRA) initialise from it
+    seed = ctx.training.seed + trial.number
+    torch.manual_seed(seed)  # adapters (LoRA A, DoRA) initialise from it
     prepared = _prepare(arch, ctx)
     model, n_parameters = prepared.model, prepared.n_parameters
-    init_head(model, ctx.seed + trial.number)
+    init_head(model, seed)
     trial.set_user_attr("n_parameters", n_parameters)
     trial.set_user_attr("cached_features", prepared.cached)
     history: list[dict] = []
@@ -262,12 +237,9 @@ def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext
                 trial.set_user_attr("epochs_trained", record.epoch)
                 raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
 
-    result = train(model, prepared.train_data, prepared.val_data,
-                   val_targets_raw=ctx.data.val_targets, metric=ctx.metric, device=ctx.device,
-                   pad_id=prepared.pad_id,
-                   seed=ctx.seed + trial.number, patience=ctx.patience,
-                   max_tokens=ctx.max_tokens, min_tokens=ctx.min_tokens, on_epoch=on_epoch,
-                   should_stop=ctx.should_stop)
+    settings = replace(ctx.training, seed=seed, on_epoch=on_epoch)
+    result = train(model, prepared.train_data, prepared.val_data, ctx.data.val_targets,
+                   settings, pad_id=prepared.pad_id)
     load_trainable_state(model, result.best_state)
     compaction = None
     if arch.compacted and isinstance(model, SequencePredictor):
@@ -275,11 +247,9 @@ def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext
         trial.set_user_attr("teacher_n_parameters", n_parameters)
         student = pruned_student(model, for_shares(model, arch.heads_kept, arch.ffn_kept),
                                  DistilRun(
-            prepared.train_data, prepared.val_data, ctx.data.val_targets, ctx.metric,
-            ctx.device, prepared.pad_id, ctx.distill, seed=ctx.seed + trial.number,
-            patience=ctx.patience, max_tokens=ctx.max_tokens, min_tokens=ctx.min_tokens,
-            first_epoch=len(result.history) + 1,
-            on_epoch=lambda record: on_epoch(record, "distil"), should_stop=ctx.should_stop))
+            prepared.train_data, prepared.val_data, ctx.data.val_targets, prepared.pad_id,
+            replace(settings, first_epoch=len(result.history) + 1,
+                    on_epoch=lambda record: on_epoch(record, "distil")), ctx.distill))
         model, compaction, n_parameters = student.model, student.model.compaction, \
             student.n_parameters
         trial.set_user_attr("n_parameters", n_parameters)

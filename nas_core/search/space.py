@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from nas_core.backbones.registry import BackboneSpec, resolve
+from nas_core.common.records import help_text
+from nas_core.common.tasks import Task
 from nas_core.modeling.architecture import (
     ACTIVATIONS,
     ADAPTATIONS,
@@ -21,69 +23,66 @@ from nas_core.modeling.architecture import (
 )
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass(frozen=True)
 class SearchSpace:
     """Which architectures the search may try."""
 
-    backbones: tuple[str, ...] = field(default=("esm2_t6_8M", "esm2_t12_35M"), metadata=_help(
+    backbones: tuple[str, ...] = field(default=("esm2_t6_8M", "esm2_t12_35M"), metadata=help_text(
         "ESM-2 checkpoints to choose from (registry names or local checkpoint directories)."))
-    layers_range: tuple[int, int] | None = field(default=None, metadata=_help(
+    layers_range: tuple[int, int] | None = field(default=None, metadata=help_text(
         "Transformer layers to keep (1..L of each backbone); compact variants cut the rest."))
-    max_parameters: int | None = field(default=None, metadata=_help(
+    max_parameters: int | None = field(default=None, metadata=help_text(
         "Upper bound on the model's parameters: deeper cuts or larger backbones are skipped."))
-    adaptations: tuple[str, ...] = field(default=ADAPTATIONS, metadata=_help(
+    adaptations: tuple[str, ...] = field(default=ADAPTATIONS, metadata=help_text(
         "frozen: train only the head; lora: low-rank adapters; dora: LoRA with a learned "
         "magnitude per weight column; ia3: learned rescaling of keys, values and feed-forward "
         "activations (fewest trained parameters); partial: fine-tune the top layers; full: "
         "fine-tune every kept layer. Adapters are merged into plain weights on export."))
-    lora_ranks: tuple[int, ...] = field(default=(4, 8, 16, 32), metadata=_help("LoRA rank r."))
-    lora_alpha_ratios: tuple[float, ...] = field(default=(1.0, 2.0), metadata=_help(
+    lora_ranks: tuple[int, ...] = field(default=(4, 8, 16, 32), metadata=help_text("LoRA rank r."))
+    lora_alpha_ratios: tuple[float, ...] = field(default=(1.0, 2.0), metadata=help_text(
         "LoRA alpha as a multiple of the rank."))
-    lora_dropout_range: tuple[float, float] = field(default=(0.0, 0.2), metadata=_help(
+    lora_dropout_range: tuple[float, float] = field(default=(0.0, 0.2), metadata=help_text(
         "Dropout on the LoRA path."))
-    lora_targets: tuple[str, ...] = field(default=LORA_TARGETS, metadata=_help(
+    lora_targets: tuple[str, ...] = field(default=LORA_TARGETS, metadata=help_text(
         "Modules that get adapters."))
-    heads_kept: tuple[float, ...] = field(default=(1.0, 0.75, 0.5), metadata=_help(
+    heads_kept: tuple[float, ...] = field(default=(1.0, 0.75, 0.5), metadata=help_text(
         "Share of each layer's attention heads kept (1 = all). Below 1 the trained model's "
         "least important heads are removed and the smaller model recovers by distillation "
         "from the unpruned one. Trained backbones only (not frozen ones); the trial then "
         "trains twice, teacher and student."))
-    ffn_kept: tuple[float, ...] = field(default=(1.0, 0.75, 0.5, 0.25), metadata=_help(
+    ffn_kept: tuple[float, ...] = field(default=(1.0, 0.75, 0.5, 0.25), metadata=help_text(
         "Share of each layer's feed-forward (intermediate) width kept (1 = all); pruned and "
         "recovered like the heads."))
-    finetune_layers_range: tuple[int, int] = field(default=(1, 4), metadata=_help(
+    finetune_layers_range: tuple[int, int] = field(default=(1, 4), metadata=help_text(
         "Partial fine-tuning: how many of the top kept layers are trained."))
-    poolings: tuple[str, ...] = field(default=POOLINGS, metadata=_help(
+    poolings: tuple[str, ...] = field(default=POOLINGS, metadata=help_text(
         "How residue embeddings become one vector: mean, the CLS token, or learned attention."))
-    head_layers_range: tuple[int, int] = field(default=(0, 2), metadata=_help(
+    head_layers_range: tuple[int, int] = field(default=(0, 2), metadata=help_text(
         "Hidden layers of the prediction head."))
-    head_widths: tuple[int, ...] = field(default=(64, 128, 256), metadata=_help(
+    head_widths: tuple[int, ...] = field(default=(64, 128, 256), metadata=help_text(
         "Width of the head's hidden layers."))
-    activations: tuple[str, ...] = field(default=("gelu", "relu"), metadata=_help(
+    activations: tuple[str, ...] = field(default=("gelu", "relu"), metadata=help_text(
         "Activation of the head's hidden layers."))
-    dropout_range: tuple[float, float] = field(default=(0.0, 0.3), metadata=_help("Head dropout."))
-    lr_range: tuple[float, float] = field(default=(1e-5, 3e-3), metadata=_help(
+    dropout_range: tuple[float, float] = field(default=(0.0, 0.3),
+                                               metadata=help_text("Head dropout."))
+    lr_range: tuple[float, float] = field(default=(1e-5, 3e-3), metadata=help_text(
         "Learning rate (searched on a log scale)."))
-    weight_decay_range: tuple[float, float] = field(default=(1e-6, 1e-1), metadata=_help(
+    weight_decay_range: tuple[float, float] = field(default=(1e-6, 1e-1), metadata=help_text(
         "AdamW weight decay (log scale)."))
-    batch_sizes: tuple[int, ...] = field(default=(8, 16, 32), metadata=_help(
+    batch_sizes: tuple[int, ...] = field(default=(8, 16, 32), metadata=help_text(
         "Sequences per batch."))
-    max_epochs_range: tuple[int, int] = field(default=(10, 10), metadata=_help(
+    max_epochs_range: tuple[int, int] = field(default=(10, 10), metadata=help_text(
         "Most epochs a trial trains (early stopping may end it sooner)."))
-    contrastive_weight_range: tuple[float, float] = field(default=(0.0, 1.0), metadata=_help(
+    contrastive_weight_range: tuple[float, float] = field(default=(0.0, 1.0), metadata=help_text(
         "Weight lambda of a supervised contrastive loss on pooled embeddings; 0 switches it "
         "off."))
-    temperature_range: tuple[float, float] = field(default=(0.05, 0.5), metadata=_help(
+    temperature_range: tuple[float, float] = field(default=(0.05, 0.5), metadata=help_text(
         "Temperature of the contrastive loss."))
-    residue_heads: tuple[str, ...] = field(default=RESIDUE_HEADS, metadata=_help(
+    residue_heads: tuple[str, ...] = field(default=RESIDUE_HEADS, metadata=help_text(
         "Per-residue tasks: dense reads each residue's representation alone (linear, or the "
         "hidden layers above); conv also reads its neighbours (a convolution over 7 residues, "
         "head_widths channels). Pooling and the contrastive loss do not apply per residue."))
-    class_weighting: tuple[bool, ...] = field(default=(False, True), metadata=_help(
+    class_weighting: tuple[bool, ...] = field(default=(False, True), metadata=help_text(
         "Per-residue classification: weigh each class by its inverse frequency in the loss, "
         "so rare residue classes (binding sites, modified lysines) are not ignored."))
 
@@ -189,7 +188,7 @@ def param_key(backbone: str) -> str:
     return resolve(backbone).name
 
 
-def suggest_architecture(trial, space: SearchSpace, task: str = "binary") -> Architecture:
+def suggest_architecture(trial, space: SearchSpace, task: Task = Task.BINARY) -> Architecture:
     """Sample an architecture with Optuna's define-by-run API.
 
     Conditional dimensions get their own parameter names (``n_layers_<backbone>``) so each
@@ -198,7 +197,7 @@ def suggest_architecture(trial, space: SearchSpace, task: str = "binary") -> Arc
     contrastive loss, and keeps every head and feed-forward neuron (compaction distils
     pooled sequence outputs).
     """
-    per_residue = task.startswith("residue_")
+    per_residue = task.per_residue
     usable = space.usable_backbones()
     backbone = _cat(trial, "backbone", tuple(usable))
     spec = usable[backbone]
@@ -219,7 +218,7 @@ def suggest_architecture(trial, space: SearchSpace, task: str = "binary") -> Arc
                   ffn_kept=_cat(trial, "ffn_kept", space.ffn_kept))
     if per_residue:
         kw["residue_head"] = _cat(trial, "residue_head", space.residue_heads)
-        if task == "residue_classification":
+        if task == Task.RESIDUE_CLASSIFICATION:
             kw["class_weighted"] = _cat(trial, "class_weighted", space.class_weighting)
     head_layers = (0 if kw.get("residue_head") == "conv"
                    else _int(trial, "head_layers", space.head_layers_range))

@@ -7,10 +7,8 @@ worker) sees the same state."""
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,10 +17,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas_core.backbones.loading import ensure_loadable
 from nas_core.common.metrics import DIRECTIONS
-from nas_core.common.workspace import StorageError, subdir
+from nas_core.common.workspace import subdir
 from nas_core.data.dataset import Dataset
 from nas_core.modeling.cache import RepresentationCache
-from nas_core.modeling.training import resolve_device
+from nas_core.modeling.training import TrainSettings, resolve_device
 from nas_core.search.budget import top_up
 from nas_core.search.config import CONFIG_ATTR, SearchConfig
 from nas_core.search.objective import SearchData, SearchListener, TrialContext, objective
@@ -37,35 +35,25 @@ from nas_core.search.storage import Heartbeat, make_storage
 from nas_core.search.strategies import darts
 from nas_core.search.strategies.rl import ReinforceSampler
 
-# Heartbeats, fail_stale_trials and TPE's `group` are stable in practice but still flagged
-# experimental by Optuna; the warnings would only confuse users of the app and the CLI.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-optuna.logging.set_verbosity(logging.WARNING)
+# sampler name -> constructor from the seed; TPE also for two objectives (Optuna 5's
+# default), passed explicitly and always seeded
+SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda seed: optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=4, multivariate=True, group=True,
+        # any study may have several workers (others join from other machines): a running
+        # trial counts as a poor result, so the next worker looks elsewhere
+        constant_liar=True),
+    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=8),
+    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed, n_startup_trials=4,
+                                                 warn_independent_sampling=False),
+    "rl": lambda seed: ReinforceSampler(seed=seed),
+}
 
 
-def _not_a_disk_problem(record: logging.LogRecord) -> bool:
-    """Optuna logs each failed trial with its traceback; a full or read-only disk ends the
-    search with one message instead (the objective raises StorageError and stops the study)."""
-    error = record.exc_info[1] if record.exc_info else None
-    return not isinstance(error, StorageError) and "StorageError(" not in record.getMessage()
-
-
-logging.getLogger("optuna.study._optimize").addFilter(_not_a_disk_problem)
-
-
-def make_sampler(name: str, seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
-    if name == "rl":
-        return ReinforceSampler(seed=seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=4,
-                                         warn_independent_sampling=False)
-    # TPE also for two objectives (Optuna 5 default); passed explicitly, always seeded
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True,
-                                      group=True)
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler called ``name`` (DARTS queues its trials and samples the rest with TPE)."""
+    return SAMPLERS.get(name, SAMPLERS["tpe"])(seed)
 
 
 def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
@@ -92,7 +80,7 @@ def open_study(config: SearchConfig, dataset: Dataset, *, root=None,
                                                     else [])
     study = optuna.create_study(
         study_name=config.study_name, storage=store, directions=directions,
-        sampler=make_sampler(config.sampler, config.seed, config.multi_objective),
+        sampler=make_sampler(config.sampler, config.seed),
         pruner=make_pruner(config.pruner, config.space.max_epochs_range[1]),
         load_if_exists=True)
     attrs = study.user_attrs
@@ -129,8 +117,7 @@ def worker_study(study: optuna.Study, config: SearchConfig,
     try the same architectures), and, when the budget is a number of trials, queue-only."""
     cls = QueueStudy if config.n_trials is not None else optuna.Study
     return cls(study_name=study.study_name, storage=study_storage(study),
-               sampler=make_sampler(config.sampler, config.seed + seed_offset,
-                                    config.multi_objective),
+               sampler=make_sampler(config.sampler, config.seed + seed_offset),
                pruner=make_pruner(config.pruner, config.space.max_epochs_range[1]))
 
 
@@ -147,11 +134,13 @@ def optimize(study: optuna.Study, config: SearchConfig, dataset: Dataset, *, roo
     torch_device = resolve_device(device or config.device)
     ctx = TrialContext(
         data=SearchData.from_dataset(dataset), space=config.space,
-        metric=study.user_attrs["metric"], multi_objective=config.multi_objective,
-        device=torch_device, checkpoint_dir=subdir("runs", root) / safe_name(study.study_name),
-        seed=config.seed, patience=config.patience, max_tokens=config.max_tokens,
-        min_tokens=config.min_batch_tokens,
-        listeners=listeners, should_stop=should_stop,
+        training=TrainSettings(metric=study.user_attrs["metric"], device=torch_device,
+                               seed=config.seed, patience=config.patience,
+                               max_tokens=config.max_tokens,
+                               min_tokens=config.min_batch_tokens, should_stop=should_stop),
+        multi_objective=config.multi_objective,
+        checkpoint_dir=subdir("runs", root) / safe_name(study.study_name),
+        listeners=listeners,
         cache=RepresentationCache(root) if config.cache_representations else None,
         gradient_checkpointing=config.gradient_checkpointing)
     for name in config.space.usable_backbones():  # fail before the first trial, with the fix

@@ -23,12 +23,18 @@ import torch
 from nas_core.backbones.download import is_downloaded
 from nas_core.backbones.loading import encode
 from nas_core.backbones.registry import resolve
+from nas_core.common.tasks import Task
 from nas_core.common.workspace import workspace_root
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.batches import Encoded, effective_batch, length_batches
 from nas_core.modeling.build import build_model
 from nas_core.modeling.modules import TaskInfo
-from nas_core.modeling.training import predict_outputs, resolve_device, train_epoch
+from nas_core.modeling.training import (
+    TrainSettings,
+    predict_outputs,
+    resolve_device,
+    train_epoch,
+)
 from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
 
@@ -69,7 +75,7 @@ def measure(backbone: str, n_layers: int, adaptation: str, *, batch: int, length
     arch = Architecture(backbone=backbone, n_layers=n_layers, adaptation=adaptation,
                         batch_size=batch, max_epochs=1, lr=1e-4, finetune_layers=1)
     started = time.perf_counter()
-    model, tokenizer = build_model(arch, TaskInfo("binary", ["a", "b"]))
+    model, tokenizer = build_model(arch, TaskInfo(Task.BINARY, ["a", "b"]))
     model.to(torch_device)
     build_s = time.perf_counter() - started
     rng = np.random.default_rng(0)
@@ -80,11 +86,12 @@ def measure(backbone: str, n_layers: int, adaptation: str, *, batch: int, length
     batches = length_batches(data.lengths, batch)
     groups = data.targets.copy()
     pad = tokenizer.pad_token_id
-    train_epoch(model, data, batches[:1], groups, optimizer, params, epoch=1,
-                device=torch_device, pad_id=pad)  # warm-up: allocations, kernels
+    settings = TrainSettings(metric="loss", device=torch_device)
+    train_epoch(model, data, batches[:1], groups, optimizer, params, epoch=1, pad_id=pad,
+                settings=settings)  # warm-up: allocations, kernels
     started = time.perf_counter()
-    train_epoch(model, data, batches[1:], groups, optimizer, params, epoch=1,
-                device=torch_device, pad_id=pad)
+    train_epoch(model, data, batches[1:], groups, optimizer, params, epoch=1, pad_id=pad,
+                settings=settings)
     train_s = (time.perf_counter() - started) / len(batches[1:])
     started = time.perf_counter()
     predict_outputs(model, data, device=torch_device, pad_id=pad, batch_size=batch)

@@ -6,6 +6,7 @@ Everything is read from the Optuna storage, so any process sees the same picture
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import optuna
@@ -13,7 +14,8 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from nas_core.common.metrics import metric_name
-from nas_core.runtime.jobtable import Job
+from nas_core.common.tasks import Task
+from nas_core.runtime.jobtable import Job, JobKind, JobState
 from nas_core.search.budget import in_budget, retryable
 from nas_core.search.storage import fail_reasons
 from nas_core.search.storage import make_storage as _storage
@@ -28,14 +30,14 @@ class StudyView:
     history: pd.DataFrame  # one row per (trial, epoch)
     darts: pd.DataFrame | None = None  # one-shot search: (epoch, group, choice, weight)
     n_retryable: int = 0  # failed trials "Retry failed trials" would run again
-    task: str = ""  # binary, multiclass or regression (empty for a study from before)
+    task: Task | None = None  # None for a study from before tasks were recorded
 
     @property
     def multi_objective(self) -> bool:
         return len(self.directions) > 1
 
     def counted(self) -> int:
-        """Finished trials in the budget (see :func:`nas_core.study.in_budget`)."""
+        """Finished trials in the budget (see :func:`nas_core.search.budget.in_budget`)."""
         return int(self.trials["counted"].sum())
 
     def pareto_front(self) -> list[int]:
@@ -122,7 +124,8 @@ def load_view(study_name: str, storage_url: str) -> StudyView | None:
                      pd.DataFrame(history),
                      pd.DataFrame(one_shot["history"]) if one_shot else None,
                      n_retryable=len(retryable(all_trials)),
-                     task=str(study.user_attrs.get("task", "")))
+                     task=Task(study.user_attrs["task"]) if study.user_attrs.get("task")
+                     else None)
 
 
 @dataclass(frozen=True)
@@ -145,21 +148,22 @@ def job_progress(job: Job, view: StudyView | None) -> Progress:
         best = float(complete.max() if view.directions[0] == "maximize" else complete.min())
     fraction = min(1.0, done / total) if total else 0.0
     eta = None
-    if job.state == "running":
-        eta = remaining_seconds(view, total, job.config.get("space", {}).get("max_epochs_range"))
-        timeout = job.config.get("timeout")
+    if job.state is JobState.RUNNING:
+        search = job.search_config if job.kind is JobKind.SEARCH else None
+        eta = remaining_seconds(view, total, search.space.max_epochs_range if search else None)
+        timeout = search.timeout if search else None
         if timeout and job.started:
             left = max(0.0, job.started + timeout - time.time())
             eta = left if eta is None else min(eta, left)
             if not total:
                 fraction = min(1.0, (time.time() - job.started) / timeout)
-    elif job.state == "finished":
+    elif job.state is JobState.FINISHED:
         fraction = 1.0
     return Progress(done, total, fraction, eta, best)
 
 
 def remaining_seconds(view: StudyView, total: int | None,
-                      epochs_range: list[int] | None = None) -> float | None:
+                      epochs_range: Sequence[int] | None = None) -> float | None:
     """Seconds until the budget is spent, re-estimated at every refresh: the running trials'
     epochs still to train at their own measured epoch time (less the time already spent in the
     current epoch), plus the trials still queued at the mean finished-trial time, shared over

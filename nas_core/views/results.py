@@ -10,12 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from nas_core.common.metrics import metric_name
+from nas_core.common.report import Intervals, Metrics, Report, load_report
 from nas_core.common.workspace import COMPRESS_RESULTS, subdir
-
-
-def load_report(out_dir: str | Path) -> dict | None:
-    path = Path(out_dir) / "report.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def test_predictions(out_dir: str | Path) -> pd.DataFrame | None:
@@ -34,19 +30,22 @@ def zip_directory(directory: str | Path) -> bytes:
     return buffer.getvalue()
 
 
-def metrics_table(report: dict) -> pd.DataFrame:
+def metrics_table(report: Report) -> pd.DataFrame:
     """Best model and reference side by side, validation and held-out test."""
-    metric = report["metric"]
+    metric = report.metric
     rows = []
-    blocks = [("best architecture", report["best"])]
-    ensemble = report.get("ensemble") or {}
-    if ensemble.get("members"):
-        blocks.append((f"ensemble of {len(ensemble['members'])}", ensemble))
-    blocks.append(("reference model", report["baseline"]))
-    for who, block in blocks:
-        for split, key in (("validation", "val"), ("held-out test", "test")):
-            values = block.get(key) or {}
-            ci = (block.get("test_ci") or {}).get(metric) if key == "test" else None
+    blocks: list[tuple[str, Metrics | None, Metrics | None, Intervals | None]] = [
+        ("best architecture", report.best.val, report.best.test, report.best.test_ci)]
+    ensemble = report.ensemble
+    if ensemble is not None and ensemble.members:
+        blocks.append((f"ensemble of {len(ensemble.members)}", ensemble.val, ensemble.test,
+                       ensemble.test_ci))
+    blocks.append(("reference model", report.baseline.val, report.baseline.test,
+                   report.baseline.test_ci))
+    for who, val, test, test_ci in blocks:
+        for split, values, ci in (("validation", val, None),
+                                  ("held-out test", test, (test_ci or {}).get(metric))):
+            values = values or {}
             name = metric_name(metric)
             rows.append({"model": who, "split": split, name: values.get(metric),
                          f"{name} 95% CI": f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "",
@@ -54,14 +53,14 @@ def metrics_table(report: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def identity_table(report: dict) -> pd.DataFrame | None:
+def identity_table(report: Report) -> pd.DataFrame | None:
     """Held-out test metric by identity to the nearest training sequence."""
-    rows = report.get("by_identity")
+    rows = report.by_identity
     if not rows:
         return None
-    return pd.DataFrame([{"identity to training": r["bin"], "test sequences": r["n"],
-                          metric_name(report["metric"]): r["value"],
-                          "95% CI": f"{r['ci'][0]:.3f} – {r['ci'][1]:.3f}" if r["ci"] else ""}
+    return pd.DataFrame([{"identity to training": r.bin, "test sequences": r.n,
+                          metric_name(report.metric): r.value,
+                          "95% CI": f"{r.ci[0]:.3f} – {r.ci[1]:.3f}" if r.ci else ""}
                          for r in rows])
 
 
@@ -76,14 +75,11 @@ def workspace_models(root=None) -> dict[str, Path]:
     found = []
     for config in [*results_dir(root).glob("*/**/best_model/config.json"),
                    *results_dir(root).glob("*/**/ensemble_model/config.json")]:
-        report = load_report(config.parent.parent) or {}
-        ensemble = config.parent.name == "ensemble_model"
-        best = report.get("ensemble" if ensemble else "best") or {}
-        which = (f"ensemble of {len(best.get('members', []))}" if ensemble
-                 else f"trial {best.get('trial')}")
-        label = (f"{report.get('study', config.parent.parent.name)} — {which}"
-                 f" ({report.get('task', '?')}, test {report.get('metric', '')} "
-                 f"{best.get('test', {}).get(report.get('metric'), float('nan')):.3f})")
+        report = load_report(config.parent.parent)
+        if report is None:
+            label = f"{config.parent.parent.name} — {config.parent.name} (no report)"
+        else:
+            label = _model_label(report, config.parent.name == "ensemble_model")
         found.append((config.stat().st_mtime, label, config.parent))
     return {label: path for _, label, path in sorted(found, reverse=True)}
 
@@ -117,12 +113,23 @@ def compression_points(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ensemble_members(report: dict) -> pd.DataFrame | None:
+def _model_label(report: Report, ensemble: bool) -> str:
+    """How a finished search's exported model is named in the model pickers."""
+    if ensemble and report.ensemble is not None:
+        which = f"ensemble of {len(report.ensemble.members)}"
+        test = (report.ensemble.test or {}).get(report.metric)
+    else:
+        which, test = f"trial {report.best.trial}", report.test_value()
+    return (f"{report.study} — {which} ({report.task}, test {report.metric} "
+            f"{float('nan') if test is None else test:.3f})")
+
+
+def ensemble_members(report: Report) -> pd.DataFrame | None:
     """The ensemble's members: trial, architecture, validation score, size."""
-    members = (report.get("ensemble") or {}).get("members")
+    members = report.ensemble.members if report.ensemble else []
     if not members:
         return None
-    name = metric_name(report["metric"])
-    return pd.DataFrame([{"trial": m["trial"], "architecture": m["description"],
-                          f"validation {name}": m["val"], "parameters": m["n_parameters"],
-                          "temperature": m.get("temperature")} for m in members])
+    name = metric_name(report.metric)
+    return pd.DataFrame([{"trial": m.trial, "architecture": m.description,
+                          f"validation {name}": m.val, "parameters": m.n_parameters,
+                          "temperature": m.temperature} for m in members])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.helpers import ROOT, shown
@@ -27,6 +28,7 @@ def test_example_dataset_is_validated_charted_and_stored(workspace):
     assert "amp_vs_transmembrane" in again.dataframe[0].value["name"].tolist()
 
 
+@pytest.mark.slow  # over 20 s on two cores
 def test_conflicts_are_explained_and_fixed_in_one_click(workspace):
     at = _page().run()
     at.selectbox(key="data_example").set_value("amp_vs_uniprot").run()

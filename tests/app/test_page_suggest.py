@@ -33,6 +33,7 @@ def gfp_job(workspace, tiny_backbone, tmp_path):
     return manager, manager.get(job.id), frame
 
 
+@pytest.mark.slow  # over 20 s on two cores
 def test_the_page_ranks_pasted_candidates_and_starts_the_next_round(gfp_job):
     manager, job, frame = gfp_job
     at = open_page("app_pages/suggest.py", BROWSER)

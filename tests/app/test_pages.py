@@ -126,9 +126,9 @@ def test_cancel_resume_and_owner_rights(stored):
     at.button(key=f"results_finalise_{job.id}").click().run()
     assert not at.exception, at.exception
     report = job.report()
-    assert report is not None and "budget was not spent" in report["budget_note"]
+    assert report is not None and "budget was not spent" in (report.budget_note or "")
     assert any("budget was not spent" in shown(w.value) for w in at.warning)
-    assert "budget was not spent" in (Path(report["best"]["model_dir"]) / "README.md").read_text()
+    assert "budget was not spent" in (Path(report.best.model_dir) / "README.md").read_text()
     assert at.metric[0].label.startswith("Held-out test")
     # resuming spends the rest of the budget and tests again at the end
     at.switch_page("app_pages/monitor.py").run()
@@ -136,7 +136,7 @@ def test_cancel_resume_and_owner_rights(stored):
     assert manager(stored).wait(job.id).state == "finished"
     at.run()
     assert at.dataframe[0].value["state"].tolist() == ["finished"]
-    assert "budget_note" not in job.report()
+    assert job.report().budget_note is None
 
 
 def test_a_job_without_trials_offers_nothing_to_resume_or_retry(stored):

@@ -29,7 +29,7 @@ def test_the_shipped_flip_files_become_a_per_residue_dataset():
     assert result.ok, result.problems
     dataset = result.dataset
     assert dataset.task == "residue_classification" and dataset.label_names == ["C", "E", "H"]
-    assert dataset.summary()["splits"] == {"train": 360, "valid": 40, "test": 100}
+    assert dataset.summary().splits == {"train": 360, "valid": 40, "test": 100}
     first = dataset.frame.iloc[0]
     mask = (SS / "mask.fasta").read_text().split("\n")[1]
     label = (SS / "labels.fasta").read_text().split("\n")[1]
@@ -79,7 +79,7 @@ def test_per_residue_values_and_their_problems():
     values = ok.dataset.label_index(ok.dataset.frame["label"])
     np.testing.assert_allclose(values[1], [0.1, 0.2, 0.5, 0.3, 1, 2])
     assert np.isnan(values[0][2])
-    assert ok.dataset.summary()["n_labelled_residues"] == 10
+    assert ok.dataset.summary().n_labelled_residues == 10
 
 
 def test_a_class_too_rare_for_every_split_is_named_and_can_be_masked():

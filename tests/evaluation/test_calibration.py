@@ -12,6 +12,7 @@ import torch
 from nas_core.backbones.loading import encode
 from nas_core.common.metrics import IGNORE_INDEX
 from nas_core.common.probabilities import scaled
+from nas_core.common.tasks import Task
 from nas_core.evaluation.calibration import (
     calibration_report,
     expected_calibration_error,
@@ -60,10 +61,12 @@ def test_per_residue_outputs_calibrate_over_labelled_residues():
         t = y[i * 100:(i + 1) * 100].copy()
         t[:5] = IGNORE_INDEX  # unlabelled residues are left out
         targets[i], outputs[i] = t, p[i * 100:(i + 1) * 100]
-    report = calibration_report("residue_classification", targets[:10], outputs[:10],
+    report = calibration_report(Task.RESIDUE_CLASSIFICATION, targets[:10], outputs[:10],
                                 targets[10:], outputs[10:])
-    assert report["temperature"] > 2 and report["ece_after"] < report["ece_before"]
-    assert sum(r["count"] for r in report["reliability_after"]) == 10 * 95
+    assert report.temperature > 2
+    assert report.ece_after is not None and report.ece_before is not None
+    assert report.ece_after < report.ece_before
+    assert sum(r.count for r in report.reliability_after) == 10 * 95
 
 
 def test_the_exported_model_carries_its_temperature(tiny_backbone, tmp_path):

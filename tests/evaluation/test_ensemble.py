@@ -15,6 +15,7 @@ from optuna.distributions import FloatDistribution
 
 from nas_core.common.metrics import compute_metrics
 from nas_core.common.probabilities import scaled, scaled_outputs
+from nas_core.common.report import Skipped
 from nas_core.evaluation.calibration import expected_calibration_error, fit_temperature
 from nas_core.evaluation.ensemble import choose_members
 from nas_core.evaluation.finalise import finalise
@@ -51,7 +52,7 @@ def test_members_prefer_other_architectures_over_near_copies():
     assert [t.number for t in choose_members(study, 5).members] == [0, 1, 2, 3, 4]
     skipping = choose_members(study, 3, usable=lambda t: "elsewhere" if t.number == 2 else None)
     assert [t.number for t in skipping.members] == [0, 3, 4]
-    assert skipping.skipped == [{"trial": 2, "reason": "elsewhere"}]
+    assert skipping.skipped == [Skipped(2, "elsewhere")]
 
 
 @pytest.fixture(scope="module")
@@ -70,40 +71,42 @@ def ensemble_run(tmp_path_factory, tiny_backbone):
 
 def test_the_ensemble_is_the_mean_of_its_calibrated_members(ensemble_run):
     out, report, study, peptides = ensemble_run
-    ens = report["ensemble"]
-    assert len(ens["members"]) == 3 and ens["members"][0]["trial"] == report["best"]["trial"]
-    assert {"val", "test", "test_ci", "vs_best", "vs_reference", "ece"} <= set(ens)
-    assert ens["vs_best"]["verdict"] in ("better", "worse", "within noise")
+    ens = report.ensemble
+    assert ens is not None and ens.temperature is not None and ens.test is not None
+    assert len(ens.members) == 3 and ens.members[0].trial == report.best.trial
+    assert {"val", "test", "test_ci", "vs_best", "vs_reference", "ece"} <= set(ens.to_dict())
+    assert ens.vs_best is not None and ens.vs_best.verdict in ("better", "worse",
+                                                               "within noise")
     test = peptides.part("test")
     sequences = list(test["sequence"])
     # each member straight from its trial's checkpoint, with the temperature it was given
     trials = {t.number: t for t in study.trials}
     members = []
-    for row in ens["members"]:
+    for row in ens.members:
         model, tokenizer = load_trial_checkpoint(
-            Path(trials[row["trial"]].user_attrs["checkpoint"]))
+            Path(trials[row.trial].user_attrs["checkpoint"]))
         data = encode_split(sequences, np.zeros(len(sequences)), tokenizer)
         raw = predict_outputs(model, data.ids, device=torch.device("cpu"),
                               pad_id=tokenizer.pad_token_id)
-        members.append(scaled_outputs(peptides.task, raw, row["temperature"]))
+        members.append(scaled_outputs(peptides.task, raw, row.temperature))
     averaged = np.mean(members, axis=0)
     # the averaged probabilities get the ensemble's own temperature, fitted on validation
-    assert 0.05 <= ens["temperature"] <= 20.0 and ens["temperature"] != 1.0
-    mean = scaled(averaged, ens["temperature"])
+    assert 0.05 <= ens.temperature <= 20.0 and ens.temperature != 1.0
+    mean = scaled(averaged, ens.temperature)
     assert expected_calibration_error(peptides.label_index(test["label"]), averaged
-                                      ) == pytest.approx(ens["ece_averaged"])
+                                      ) == pytest.approx(ens.ece_averaged)
     predictor = Predictor(out / "ensemble_model")
-    assert predictor.temperature == ens["temperature"]
+    assert predictor.temperature == ens.temperature
     assert predictor.ensemble and len(predictor.models) == 3
     frame = predictor.predict_sequences(sequences)
     np.testing.assert_allclose(frame[["p_AMP", "p_TM"]].to_numpy(), mean, atol=1e-5)
     spread = np.std(members, axis=0)[np.arange(len(mean)), mean.argmax(1)]
     np.testing.assert_allclose(frame["uncertainty"].to_numpy(), spread, atol=1e-5)
     again = compute_metrics(peptides.task, peptides.label_index(test["label"]), mean)
-    assert again["roc_auc"] == pytest.approx(ens["test"]["roc_auc"], abs=1e-6)
+    assert again["roc_auc"] == pytest.approx(ens.test["roc_auc"], abs=1e-6)
     card = (out / "ensemble_model" / "README.md").read_text()
     assert "ensemble of 3" in card and "spread" in card
-    assert f"own temperature, T = {ens['temperature']:.2f}" in card
+    assert f"own temperature, T = {ens.temperature:.2f}" in card
 
 
 def test_the_ensembles_own_temperature_undoes_the_averages_under_confidence():
@@ -179,4 +182,5 @@ def test_the_exported_ensemble_reloads_with_transformers_alone(ensemble_run):
 def test_a_chosen_trial_or_size_one_has_no_ensemble(ensemble_run, tmp_path):
     out, report, study, peptides = ensemble_run
     alone = finalise(study, peptides, tmp_path / "alone", ensemble_size=1)
-    assert "ensemble" not in alone and not (tmp_path / "alone" / "ensemble_model").exists()
+    assert alone.ensemble is None and "ensemble" not in alone.to_dict()
+    assert not (tmp_path / "alone" / "ensemble_model").exists()

@@ -7,6 +7,7 @@ import pytest
 from sklearn import metrics as skm
 
 from nas_core.common.metrics import classification_metrics, one_metric
+from nas_core.common.tasks import Task
 
 
 @pytest.mark.parametrize("k", [2, 3, 5])
@@ -28,7 +29,7 @@ def test_classification_metrics_match_scikit_learn(k):
         assert ours["f1_macro"] == pytest.approx(skm.f1_score(
             y, pred, average="macro", labels=list(range(k)), zero_division=0), abs=1e-12)
         for name in ("roc_auc", "mcc", "f1_macro", "accuracy"):
-            assert one_metric("multiclass" if k > 2 else "binary", y, probs, name) == \
+            assert one_metric(Task.MULTICLASS if k > 2 else Task.BINARY, y, probs, name) == \
                 pytest.approx(ours[name], abs=1e-12)
 
 

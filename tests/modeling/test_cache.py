@@ -12,7 +12,7 @@ from nas_core.modeling.batches import encode_split, length_batches
 from nas_core.modeling.build import build_model, load_trial_checkpoint
 from nas_core.modeling.cache import RepresentationCache
 from nas_core.modeling.modules import TaskInfo
-from nas_core.modeling.training import predict_outputs
+from nas_core.modeling.training import TrainSettings, predict_outputs
 from nas_core.search.objective import SearchData, TrialContext, objective
 from nas_core.search.space import SearchSpace
 from tests.helpers import split_example
@@ -28,9 +28,9 @@ def run_trial(tmp_path, tiny_backbone, data, pooling, cache, name):
     space = SearchSpace(backbones=(str(tiny_backbone),), adaptations=("frozen",),
                         poolings=(pooling,), layers_range=(2, 2), max_epochs_range=(3, 3),
                         batch_sizes=(16,), contrastive_weight_range=(0.3, 0.3))
-    ctx = TrialContext(data=data, space=space, metric="roc_auc", multi_objective=False,
-                       device=torch.device("cpu"), checkpoint_dir=tmp_path / name, seed=7,
-                       patience=3, cache=cache)
+    ctx = TrialContext(data=data, space=space, multi_objective=False,
+                       training=TrainSettings("roc_auc", torch.device("cpu"), seed=7, patience=3),
+                       checkpoint_dir=tmp_path / name, cache=cache)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: objective(t, ctx), n_trials=1)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nas_core.backbones.loading import encode
+from nas_core.common.tasks import Task
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.batches import Encoded
 from nas_core.modeling.build import build_model, count_parameters, merged_copy
@@ -26,7 +27,7 @@ from nas_core.modeling.pruning import (
     importance,
     keep_indices,
 )
-from nas_core.modeling.training import predict_outputs, train
+from nas_core.modeling.training import TrainSettings, predict_outputs, train
 from nas_core.publishing.export import export_model, load_model
 from tests.helpers import run_fresh
 from tests.modeling.test_training import SEQS
@@ -116,16 +117,16 @@ def test_a_head_zeroed_by_construction_ranks_last(tiny_backbone, method):
 def test_distillation_lowers_the_student_teacher_divergence(tiny_backbone):
     torch.manual_seed(0)  # the LoRA initialisation
     teacher, data = _model(tiny_backbone, adaptation="lora")
-    train(teacher, data, data, val_targets_raw=Y, metric="roc_auc", device=CPU, pad_id=1)
+    train(teacher, data, data, Y, TrainSettings("roc_auc", CPU), pad_id=1)
     cache = TeacherCache.of(teacher, data, device=CPU, pad_id=1)
     compaction = for_shares(merged_copy(teacher), 0.5, 0.25)
-    run = DistilRun(data, data, Y, "roc_auc", CPU, 1, DistillConfig(
-        alpha=1.0, embedding_weight=0.0, epochs=6), patience=10)
+    run = DistilRun(data, data, Y, 1, TrainSettings("roc_auc", CPU, patience=10), DistillConfig(
+        alpha=1.0, embedding_weight=0.0, epochs=6))
     untrained = merged_copy(teacher)
     apply(untrained, compaction, importance(untrained, data, device=CPU, pad_id=1))
-    before = divergence("binary", untrained, data, cache.logits, device=CPU, pad_id=1)
+    before = divergence(Task.BINARY, untrained, data, cache.logits, device=CPU, pad_id=1)
     student = pruned_student(teacher, compaction, run, cache=cache)
-    after = divergence("binary", student.model, data, cache.logits, device=CPU, pad_id=1)
+    after = divergence(Task.BINARY, student.model, data, cache.logits, device=CPU, pad_id=1)
     assert after < before * 0.7, (before, after)
     assert student.n_parameters == count_parameters(student.model) < count_parameters(teacher)
     assert student.model.compaction == compaction

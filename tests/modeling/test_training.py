@@ -11,7 +11,7 @@ from nas_core.modeling.batches import Encoded, collate, length_batches
 from nas_core.modeling.build import build_model, count_parameters
 from nas_core.modeling.losses import supervised_contrastive
 from nas_core.modeling.modules import TaskInfo, init_head
-from nas_core.modeling.training import TrainingCancelled, predict_outputs, train
+from nas_core.modeling.training import TrainingCancelled, TrainSettings, predict_outputs, train
 from nas_core.publishing.export import export_model, load_model
 
 SEQS = ["MKVLAAGIW", "ACDEFGHIK", "KKKKRRRRKK", "LLLLIVVVA", "GLFDIIKKIAESF", "WWPWWRR",
@@ -65,8 +65,8 @@ def test_adaptations_train_only_what_they_should(tiny_backbone, adaptation):
                      if not p.requires_grad}
     y = np.array([i % 2 for i in range(len(SEQS))])
     data = Encoded(encode(SEQS, tok), y)
-    result = train(model, data, data, val_targets_raw=y, metric="roc_auc",
-                   device=torch.device("cpu"), pad_id=1, seed=0)
+    result = train(model, data, data, y, TrainSettings("roc_auc", torch.device("cpu"), seed=0),
+                   pad_id=1)
     assert len(result.history) == 2
     assert result.history[0].val["loss"] > 0
     for n, p in model.named_parameters():
@@ -82,8 +82,8 @@ def test_export_merges_adapters_and_reloads_with_identical_predictions(tiny_back
     model, tok = build_model(arch, TaskInfo("regression", None, 3.0, 0.5))
     y = np.linspace(-1, 1, len(SEQS))
     data = Encoded(encode(SEQS, tok), y)
-    train(model, data, data, val_targets_raw=y * 0.5 + 3.0, metric="spearman",
-          device=torch.device("cpu"), pad_id=1)
+    train(model, data, data, y * 0.5 + 3.0, TrainSettings("spearman", torch.device("cpu")),
+          pad_id=1)
     before = predict_outputs(model, data.ids, device=torch.device("cpu"), pad_id=1)
     export_model(model, tok, tmp_path / "m")
     reloaded, _ = load_model(tmp_path / "m")
@@ -180,8 +180,8 @@ def test_a_cancel_stops_training_before_the_next_step(tiny_backbone):
         return asked["n"] > 2
 
     with pytest.raises(TrainingCancelled, match="at step 2 of epoch 1"):
-        train(model, data, data, val_targets_raw=y, metric="roc_auc",
-              device=torch.device("cpu"), pad_id=1, should_stop=should_stop)
+        train(model, data, data, y, TrainSettings("roc_auc", torch.device("cpu"),
+                                                  should_stop=should_stop), pad_id=1)
     assert len(SEQS) > 4  # an epoch has more steps than that: it stopped mid-epoch
 
 
@@ -194,3 +194,13 @@ def test_short_sequences_fill_a_batch_up_to_the_token_budget():
     assert all(len(b) <= 32 for b in batches if lengths[b].max() == 300)  # long: unchanged
     assert all(len(b) * lengths[b].max() <= 32768 for b in batches)
     assert [len(b) for b in length_batches(lengths, 32)][:2] == [32, 32]  # off without it
+
+
+def test_train_takes_one_settings_object():
+    """The settings travel whole (nanoGPT's GPTConfig): train() stays a handful of arguments,
+    and a value left unset is the architecture's own."""
+    import inspect
+
+    assert len(inspect.signature(train).parameters) <= 8
+    settings = TrainSettings("roc_auc", torch.device("cpu"))
+    assert settings.lr is None and settings.max_epochs is None and settings.batch_size is None

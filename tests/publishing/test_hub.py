@@ -205,6 +205,7 @@ def test_model_card_shows_hostile_names_as_text(searched):
     """Dataset names and class labels come from the user's file: never links or images."""
     from markdown_it import MarkdownIt
 
+    from nas_core.common.report import Report
     from nas_core.publishing.card import render_card
 
     report = json.loads((searched / "esm_nas_report.json").read_text())
@@ -212,7 +213,7 @@ def test_model_card_shows_hostile_names_as_text(searched):
     counts = list(report["dataset"]["summary"]["classes"].values())
     report["dataset"]["summary"]["classes"] = {"![](http://127.0.0.1:9/pixel)": counts[0],
                                                "`code` [y]": counts[1]}
-    card = render_card(report, repo_id="alice/m", has_curves=False)
+    card = render_card(Report.from_dict(report), repo_id="alice/m", has_curves=False)
     html = MarkdownIt("commonmark").enable(["table"]).render(card.split("---", 2)[2])
     assert "<a " not in html and "href" not in html
     assert set(re.findall(r'<img src="([^"]*)"', html)) <= {"test_identity.png"}  # its own

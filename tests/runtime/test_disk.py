@@ -84,6 +84,7 @@ def test_a_search_on_a_full_disk_ends_with_one_message(tmp_path, tiny_backbone, 
         assert_one_clear_message(run, "is full", f"The disk holding {disk}", "ESM_NAS_HOME")
 
 
+@pytest.mark.slow  # over 20 s on two cores
 def test_earlier_work_survives_a_read_only_then_full_disk(tmp_path, tiny_backbone):
     with small_disk(tmp_path / "disk", "8m") as disk:
         first = search(disk / "ws", tiny_backbone, disk / "out")

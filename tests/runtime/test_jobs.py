@@ -49,9 +49,10 @@ def test_jobs_run_one_at_a_time_and_queue(workspace, tiny_backbone, dataset_id):
     assert manager.wait(second.id).state == "finished"
     assert manager.get(second.id).started >= manager.get(first.id).ended
     report = manager.get(first.id).report()
-    assert report["n_trials"] == 3 and report["best"]["test"]["roc_auc"] is not None
+    assert report.n_trials == 3 and report.best.test["roc_auc"] is not None
 
 
+@pytest.mark.slow  # over 20 s on two cores
 def test_only_the_owner_cancels_and_resume_finishes(workspace, tiny_backbone, dataset_id):
     manager = JobManager(workspace, devices=["cpu"])
     job = manager.submit(config(tiny_backbone, "cancel-me", n_trials=6, epochs=3,
@@ -75,8 +76,8 @@ def test_only_the_owner_cancels_and_resume_finishes(workspace, tiny_backbone, da
     assert done.returncode == 0, done.stderr
     assert "budget was not spent" in done.stdout
     report = manager.get(job.id).report()
-    assert report["best"]["trial"] in {n for n, _ in kept}
-    assert "budget was not spent" in report["budget_note"]
+    assert report.best.trial in {n for n, _ in kept}
+    assert "budget was not spent" in report.budget_note
     again = subprocess.run([sys.executable, "-m", "nas_core", "finalise", "--job", "nope"],
                            capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert again.returncode == 2 and "no job 'nope'" in again.stderr

@@ -16,6 +16,7 @@ import torch
 
 from nas_core.backbones.loading import encode
 from nas_core.common.metrics import IGNORE_INDEX, bootstrap_ci, compute_metrics
+from nas_core.common.tasks import Task
 from nas_core.data.dataset import Dataset
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.build import build_model
@@ -64,20 +65,20 @@ def searched(tmp_path_factory, tiny_backbone):
 @pytest.mark.slow
 def test_a_per_residue_search_reports_held_out_metrics_over_proteins(searched):
     dataset, report, out = searched
-    assert report["task"] == "residue_classification" and report["metric"] == "mcc"
-    best = report["best"]
-    assert {"accuracy", "mcc", "f1_macro", "accuracy_per_protein"} <= set(best["test"])
-    assert "roc_auc" not in best["test"]  # three classes: ROC-AUC is for binary residue tasks
-    low, high = best["test_ci"]["accuracy"]
-    assert low <= best["test"]["accuracy"] <= high
-    assert "convolutional head over 7 neighbouring residues" in best["description"]
-    assert "pooling" not in best["description"]
-    assert report["baseline"]["model"] == "logistic regression on a one-hot window of 15 " \
+    assert report.task == "residue_classification" and report.metric == "mcc"
+    best = report.best
+    assert {"accuracy", "mcc", "f1_macro", "accuracy_per_protein"} <= set(best.test)
+    assert "roc_auc" not in best.test  # three classes: ROC-AUC is for binary residue tasks
+    low, high = best.test_ci["accuracy"]
+    assert low <= best.test["accuracy"] <= high
+    assert "convolutional head over 7 neighbouring residues" in best.description
+    assert "pooling" not in best.description
+    assert report.baseline.model == "logistic regression on a one-hot window of 15 " \
         "residues"
-    assert report["baseline"]["test_ci"]["accuracy"] is not None
-    assert report["vs_reference"]["verdict"] in ("better", "worse", "within noise")
+    assert report.baseline.test_ci["accuracy"] is not None
+    assert report.vs_reference.verdict in ("better", "worse", "within noise")
     n_test = int((dataset.frame["split"] == "test").sum())
-    assert report["leakage"]["n"] == n_test  # per protein
+    assert report.leakage.n == n_test  # per protein
     table = pd.read_csv(out / "test_predictions.csv")
     test = dataset.part("test")
     assert len(table) == test["sequence"].str.len().sum()  # one row per residue
@@ -100,12 +101,12 @@ def test_a_per_residue_search_reports_held_out_metrics_over_proteins(searched):
     card = (out / "best_model" / "README.md").read_text()
     assert "per-residue" in card and "AutoModelForTokenClassification" in card
     # probabilities calibrated on the validation residues; the export divides by the same
-    calibration = report["calibration"]
-    assert config["esm_nas"]["temperature"] == calibration["temperature"] > 0
-    assert calibration["ece_after"] <= calibration["ece_before"] + 0.02
+    calibration = report.calibration
+    assert config["esm_nas"]["temperature"] == calibration.temperature > 0
+    assert calibration.ece_after <= calibration.ece_before + 0.02
     assert "## Calibrated probabilities" in card
     # the per-residue ensemble: the members' mean per residue, in a fresh interpreter too
-    assert len(report["ensemble"]["members"]) == 2
+    assert len(report.ensemble.members) == 2
     mean, spread = Predictor(out / "ensemble_model").outputs(sequences)
     for theirs, mine, sd in zip(fresh_process(out / "ensemble_model", sequences), mean,
                                 spread):
@@ -117,7 +118,7 @@ def test_a_per_residue_search_reports_held_out_metrics_over_proteins(searched):
 
 @pytest.mark.slow
 def test_compress_refuses_a_per_residue_model_with_the_reason(searched, tmp_path):
-    from nas_core.evaluation.compress import CompressConfig, CompressError, compress
+    from nas_core.compression.compress import CompressConfig, CompressError, compress
 
     _, _, out = searched
     with pytest.raises(CompressError, match="per-residue model.*fewer layers"):
@@ -145,18 +146,18 @@ def test_masked_loss_ignores_unlabelled_residues_and_padding():
     logits = torch.randn(2, 6, 3)
     targets = torch.tensor([[IGNORE_INDEX, 0, 2, 1, IGNORE_INDEX, IGNORE_INDEX],
                             [IGNORE_INDEX, 1, IGNORE_INDEX, 0, 2, IGNORE_INDEX]])
-    loss = task_loss("residue_classification", logits, targets)
+    loss = task_loss(Task.RESIDUE_CLASSIFICATION, logits, targets)
     changed = logits.clone()
     changed[targets == IGNORE_INDEX] = 100.0  # anything at ignored positions
-    torch.testing.assert_close(task_loss("residue_classification", changed, targets), loss)
+    torch.testing.assert_close(task_loss(Task.RESIDUE_CLASSIFICATION, changed, targets), loss)
     keep = targets != IGNORE_INDEX
     expected = torch.nn.functional.cross_entropy(logits[keep], targets[keep])
     torch.testing.assert_close(loss, expected)
     weights = torch.tensor([1.0, 1.0, 5.0])
-    assert task_loss("residue_classification", logits, targets, weights) != loss
+    assert task_loss(Task.RESIDUE_CLASSIFICATION, logits, targets, weights) != loss
     values = torch.tensor([[np.nan, 0.5, np.nan], [np.nan, 1.0, 2.0]])
     predicted = torch.zeros(2, 3, 1)
-    torch.testing.assert_close(task_loss("residue_regression", predicted, values),
+    torch.testing.assert_close(task_loss(Task.RESIDUE_REGRESSION, predicted, values),
                                torch.tensor((0.25 + 1.0 + 4.0) / 3))
 
 
@@ -179,17 +180,17 @@ def test_bootstrap_intervals_resample_proteins_not_residues():
     y[0], out[0] = np.zeros(1000, dtype=int), np.tile([0.9, 0.1], (1000, 1))
     for i in range(1, 10):
         y[i], out[i] = np.zeros(10, dtype=int), np.tile([0.1, 0.9], (10, 1))
-    pooled = compute_metrics("residue_classification", y, out)
+    pooled = compute_metrics(Task.RESIDUE_CLASSIFICATION, y, out)
     assert pooled["accuracy"] == pytest.approx(1000 / 1090)
     assert pooled["accuracy_per_protein"] == pytest.approx(0.1)
-    intervals = bootstrap_ci("residue_classification", y, out, n=300)
+    intervals = bootstrap_ci(Task.RESIDUE_CLASSIFICATION, y, out, n=300)
     low, high = intervals["accuracy"]
     assert low < 0.5 < high
     # the proteins' own accuracies are computed once and resampled: the same interval as
     # recomputing every resample
     from nas_core.common.metrics import percentile_interval, resamples
 
-    naive = [compute_metrics("residue_classification", y[i], out[i])["accuracy_per_protein"]
+    naive = [compute_metrics(Task.RESIDUE_CLASSIFICATION, y[i], out[i])["accuracy_per_protein"]
              for i in resamples(len(y), 300, 0)]
     assert intervals["accuracy_per_protein"] == percentile_interval(naive, 300)
 
@@ -211,9 +212,9 @@ def test_a_per_residue_regression_search_exports_a_plain_token_classifier(tiny_b
     space = tiny_space(tiny_backbone, adaptations=("frozen",), residue_heads=("dense",),
                        head_layers_range=(0, 0), epochs=3)
     report = run_search(SearchConfig("hydro", space, n_trials=1), dataset, tmp_path / "run")
-    assert report["task"] == "residue_regression"
-    assert {"spearman", "spearman_per_protein", "mae"} <= set(report["best"]["test"])
-    assert report["best"]["test_ci"]["spearman"] is not None
+    assert report.task == "residue_regression"
+    assert {"spearman", "spearman_per_protein", "mae"} <= set(report.best.test)
+    assert report.best.test_ci["spearman"] is not None
     model, tokenizer = load_model(tmp_path / "run" / "best_model")
     plain = EsmForTokenClassification.from_pretrained(tmp_path / "run" / "best_model").eval()
     seqs = list(dataset.part("test")["sequence"][:2])

@@ -48,7 +48,7 @@ def test_end_to_end_search_report_and_predict(tmp_path, workspace, tiny_backbone
     frame = predictor.predict_sequences(list(test["sequence"]))
     probs = frame[["p_AMP", "p_TM"]].to_numpy()
     again = classification_metrics(peptides.label_index(test["label"]), probs)
-    for key, value in report["best"]["test"].items():
+    for key, value in report.best.test.items():
         assert again[key] == pytest.approx(value, abs=1e-6), key
 
 
@@ -71,16 +71,16 @@ def test_a_pruned_trial_is_distilled_and_exports_its_smaller_model(tmp_path, wor
         assert set(trial.intermediate_values) == {
             row["epoch"] for row in attrs["history"] if row["phase"] == "train"} or \
             not trial.intermediate_values  # multi-objective studies report nothing
-    best = report["best"]
-    assert best["architecture"]["heads_kept"] == 0.5
-    assert "recovered by distillation" in best["description"]
+    best = report.best
+    assert best.architecture["heads_kept"] == 0.5
+    assert "recovered by distillation" in best.description
     # the exported model is the smaller one: counted as exported, predicting as tested
     predictor = Predictor(tmp_path / "out" / "best_model")
-    assert count_parameters(predictor.model) == best["n_parameters"]
+    assert count_parameters(predictor.model) == best.n_parameters
     test = peptides.part("test")
     probs = predictor.predict_sequences(list(test["sequence"]))[["p_AMP", "p_TM"]].to_numpy()
     again = classification_metrics(peptides.label_index(test["label"]), probs)
-    assert again["roc_auc"] == pytest.approx(best["test"]["roc_auc"], abs=1e-6)
+    assert again["roc_auc"] == pytest.approx(best.test["roc_auc"], abs=1e-6)
 
 
 def test_test_split_is_never_seen_during_search(tmp_path, workspace, tiny_backbone, peptides,
@@ -100,7 +100,7 @@ def test_test_split_is_never_seen_during_search(tmp_path, workspace, tiny_backbo
     assert seen and not test & set(seen)
     assert set(peptides.part("valid")["sequence"]) <= set(seen)
     report = finalise(study, peptides, tmp_path / "out")
-    assert report["best"]["test"]["accuracy"] is not None
+    assert report.best.test["accuracy"] is not None
 
 
 def test_cancel_then_resume_continues_where_it_stopped(tmp_path, workspace, tiny_backbone,
@@ -151,8 +151,8 @@ def test_median_pruner_prunes(tmp_path, workspace, tiny_backbone, peptides):
     assert pruned, [t.state for t in study.trials]
     assert all(t.user_attrs["epochs_trained"] < 4 for t in pruned)
     report = finalise(study, peptides, tmp_path / "out")
-    assert report["n_pruned"] == len(pruned)
-    assert report["epochs_trained"] < report["epochs_without_pruning"]
+    assert report.n_pruned == len(pruned)
+    assert report.epochs_trained < report.epochs_without_pruning
 
 
 def test_two_objectives_give_a_pareto_front(tmp_path, workspace, tiny_backbone, peptides):
@@ -161,13 +161,14 @@ def test_two_objectives_give_a_pareto_front(tmp_path, workspace, tiny_backbone, 
     report = run_search(config, peptides, tmp_path / "out")
     study = optuna.load_study(study_name="pareto", storage=f"sqlite:///{workspace}/studies.db")
     assert len(study.directions) == 2
-    front = report["pareto"]
-    assert front and all({"trial", "roc_auc", "n_parameters"} <= set(p) for p in front)
+    front = report.pareto
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())["pareto"]
+    assert front and all({"trial", "roc_auc", "n_parameters"} <= set(p) for p in on_disk)
     # no point of the front is dominated by another completed trial
     for p in front:
         for t in study.get_trials(states=(TrialState.COMPLETE,)):
-            assert not (t.values[0] > p["roc_auc"] and t.values[1] < p["n_parameters"])
-    assert report["best"]["trial"] in {p["trial"] for p in front}
+            assert not (t.values[0] > p.value and t.values[1] < p.n_parameters)
+    assert report.best.trial in {p.trial for p in front}
 
 
 def test_a_failing_trial_does_not_stop_the_study(workspace, tiny_backbone, peptides,
@@ -225,8 +226,8 @@ def test_regression_search_on_gfp(tmp_path, workspace, tiny_backbone):
     config = SearchConfig("gfp", small_space(tiny_backbone, max_epochs_range=(2, 2),
                                              adaptations=("frozen",)), n_trials=2)
     report = run_search(config, dataset, tmp_path / "out")
-    assert report["task"] == "regression" and report["metric"] == "spearman"
-    assert report["best"]["test"]["mae"] is not None
+    assert report.task == "regression" and report.metric == "spearman"
+    assert report.best.test["mae"] is not None
     history = optuna.load_study(study_name="gfp", storage=f"sqlite:///{workspace}/studies.db"
                                 ).best_trial.user_attrs["history"]
     # training loss is reported in label units, like the validation loss

@@ -99,7 +99,7 @@ def test_study_names_never_share_a_folder():
 @pytest.mark.parametrize("sampler", ["tpe", "random", "nsga2", "gp", "rl"])
 def test_every_strategy_samples_heads_and_width(sampler):
     space = SearchSpace(backbones=("esm2_t6_8M",), adaptations=("lora", "full"))
-    study = optuna.create_study(sampler=make_sampler(sampler, 0, False), direction="maximize")
+    study = optuna.create_study(sampler=make_sampler(sampler, 0), direction="maximize")
     seen = set()
     for i in range(12):
         trial = study.ask()

@@ -7,6 +7,7 @@ import numpy as np
 import optuna
 import pytest
 
+from nas_core.common.tasks import Task
 from nas_core.publishing.charts import make_darts_chart
 from nas_core.runtime.launch import run_search
 from nas_core.search.budget import counted_trials
@@ -69,7 +70,7 @@ def test_darts_weights_concentrate_on_the_informative_layer():
     features = rng.normal(size=(n, 2, depths, hidden)).astype(np.float32)
     informative = 3  # only this layer's representation carries the label
     features[:, :, informative, :4] += 1.5 * (2 * y[:, None, None] - 1)
-    result = search(features, y[:320], y[320:], 320, task="binary", n_classes=2,
+    result = search(features, y[:320], y[320:], 320, task=Task.BINARY, n_classes=2,
                     depths=list(range(1, depths + 1)), poolings=["mean", "cls"],
                     ops=[HeadOp(0), HeadOp(1, 32, "gelu")], epochs=30, seed=0)
     assert int(result.depth_weights.argmax()) == informative
@@ -92,8 +93,8 @@ def test_strategy_completes_a_study_and_resumes(strategy, workspace, tiny_backbo
                         max_epochs_range=(2, 2), poolings=("mean", "cls"))
     config = SearchConfig(f"s-{strategy}", space, n_trials=3, sampler=strategy, pruner="none")
     report = run_search(config, dataset, tmp_path / "a")
-    assert report["sampler"] == strategy and report["strategy"]
-    assert report["n_complete"] == 3
+    assert report.sampler == strategy and report.strategy
+    assert report.n_complete == 3
     study = optuna.load_study(study_name=f"s-{strategy}", storage=make_storage(None))
     first = {t.number: t.params for t in study.trials}
     if strategy == "darts":

@@ -23,6 +23,7 @@ from torch import nn
 
 from nas_core.backbones.registry import resolve
 from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.tasks import Task
 from nas_core.data.dataset import Dataset
 from nas_core.modeling.batches import EVAL_MAX_TOKENS
 from nas_core.modeling.cache import POOLINGS, RepresentationCache
@@ -132,7 +133,7 @@ def _weights_rows(net: SuperNet, epoch: int, depths: list[int], poolings: list[s
 
 
 def search(features: np.ndarray, y_train: np.ndarray, y_val: np.ndarray, n_train: int, *,
-           task: str, n_classes: int, depths: list[int], poolings: list[str],
+           task: Task, n_classes: int, depths: list[int], poolings: list[str],
            ops: list[HeadOp], epochs: int = 40, batch_size: int = 64, lr: float = 3e-3,
            arch_lr: float = 3e-2, seed: int = 0, device: torch.device | None = None,
            on_epoch=None) -> OneShot:
@@ -142,7 +143,7 @@ def search(features: np.ndarray, y_train: np.ndarray, y_val: np.ndarray, n_train
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x = _standardised(features, n_train, device)
-    regression = task == "regression"
+    regression = task == Task.REGRESSION
     y = torch.as_tensor(np.concatenate([y_train, y_val]),
                         dtype=torch.float32 if regression else torch.long).to(device)
     net = SuperNet(len(poolings), len(depths), x.shape[-1], ops,
@@ -212,7 +213,7 @@ def _one_shot(study: optuna.Study, config, data: SearchData, backbone: str, root
     max_tokens = config.max_tokens or EVAL_MAX_TOKENS
     info = data.info
     # validation targets are in the label's units; the network learns standardised values
-    y_val = _standardise(data.val_targets, info)
+    y_val = info.standardise(data.val_targets)
     if info.per_residue:  # one row per labelled residue, the token head's input
         poolings = [PER_RESIDUE]
         features, y_train, y_val, n_train = _residue_rows(
@@ -231,19 +232,9 @@ def _one_shot(study: optuna.Study, config, data: SearchData, backbone: str, root
         study.set_user_attr(LIVE_ATTR, {"backbone": label, "history": history})
 
     return search(features, y_train, y_val, n_train,
-                  task="regression" if info.regression else "multiclass",
+                  task=Task.REGRESSION if info.regression else Task.MULTICLASS,
                   n_classes=len(info.label_names or [1]), depths=depths, poolings=poolings,
                   ops=head_ops(space), seed=config.seed, device=device, on_epoch=publish)
-
-
-def _standardise(targets: np.ndarray, info) -> np.ndarray:
-    if not info.regression:
-        return targets
-    if info.per_residue:
-        out = np.empty(len(targets), dtype=object)
-        out[:] = [(t - info.target_mean) / info.target_std for t in targets]
-        return out
-    return (targets - info.target_mean) / info.target_std
 
 
 def _residue_rows(cache: RepresentationCache, backbone: str, data: SearchData,

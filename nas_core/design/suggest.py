@@ -14,39 +14,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nas_core.common.records import help_text
+from nas_core.common.tasks import Task
 from nas_core.data import homology
 from nas_core.data.reading import DataFileError, RawTable, read_bytes, read_raw
 from nas_core.data.validation import validate_for_prediction
-from nas_core.evaluation.acquisition import GOALS, RULES, acquire, select_batch
+from nas_core.design.acquisition import GOALS, RULES, acquire, select_batch
 from nas_core.publishing.predict import Predictor
 
 ENSEMBLE_DIR, BEST_DIR = "ensemble_model", "best_model"
 POOL = 200  # candidates aligned against each other for the diversity penalty (at least)
 
 
-def _help(text: str, **more) -> dict:
-    return {"help": text, **more}
-
 
 @dataclass(frozen=True)
 class SuggestConfig:
     """What to look for and how many to make."""
 
-    batch: int = field(default=20, metadata=_help(
+    batch: int = field(default=20, metadata=help_text(
         "How many candidates to make and measure in this round."))
-    goal: str = field(default="maximize", metadata=_help(
+    goal: str = field(default="maximize", metadata=help_text(
         "maximize or minimize the measured value (regression models), or class: find "
         "sequences of a chosen class (classification models).", choices=tuple(GOALS)))
-    target_class: str | None = field(default=None, metadata=_help(
+    target_class: str | None = field(default=None, metadata=help_text(
         "With goal 'class': the class to find (one of the model's classes)."))
-    rule: str = field(default="thompson", metadata=_help(
+    rule: str = field(default="thompson", metadata=help_text(
         "thompson (Thompson sampling, the default: it found the most hits in the "
         "design-loop benchmark), ei (expected improvement), ucb (upper confidence bound) or "
         "greedy (prediction only).", choices=tuple(RULES)))
-    diversity: float = field(default=0.5, metadata=_help(
+    diversity: float = field(default=0.5, metadata=help_text(
         "Diversity penalty, 0 to 1: how strongly a candidate similar to one already in the "
         "batch (or to a training sequence, at half weight) is pushed down. 0: none."))
-    seed: int = field(default=0, metadata=_help("Makes Thompson sampling reproducible."))
+    seed: int = field(default=0, metadata=help_text("Makes Thompson sampling reproducible."))
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -198,12 +197,12 @@ def pick_batch(sequences: list[str], mean: np.ndarray, sd: np.ndarray, config: S
                   _identity_to_earlier(pairwise, picks))
 
 
-def _target(config: SuggestConfig, task: str, names: list[str]) -> int | None:
-    if task.startswith("residue_"):
+def _target(config: SuggestConfig, task: Task, names: list[str]) -> int | None:
+    if task.per_residue:
         raise SuggestError("this is a per-residue model: 'test these next' ranks whole "
                            "sequences, so it needs a model that predicts one value or class "
                            "per sequence.")
-    if task == "regression":
+    if task == Task.REGRESSION:
         if config.goal == "class":
             raise SuggestError("this model predicts a value, not classes: choose the goal "
                                "maximize or minimize.")

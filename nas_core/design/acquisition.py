@@ -7,8 +7,6 @@ and for a chosen class the value is its calibrated probability.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import stats
 
@@ -27,15 +25,6 @@ GOALS = {"maximize": "maximise the measured value", "minimize": "minimise the me
          "class": "find sequences of a chosen class"}
 UCB_BETA = 2.0
 NEAR = 0.5  # identities below this count as unrelated for the diversity penalty
-
-
-@dataclass(frozen=True)
-class Scored:
-    """Goal-scale means, spreads and acquisition scores, one per candidate."""
-
-    mean: np.ndarray
-    sd: np.ndarray
-    score: np.ndarray
 
 
 def expected_improvement(mean: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:

@@ -9,7 +9,6 @@ Monitor shows a Compress job's curves exactly as a search's.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -27,6 +26,9 @@ import torch
 
 from nas_core.backbones.loading import truncate
 from nas_core.common.metrics import DIRECTIONS, bootstrap_ci, objective_value
+from nas_core.common.records import help_text, json_default
+from nas_core.common.report import Report, Throughput, load_report
+from nas_core.common.tasks import Task
 from nas_core.common.workspace import COMPRESS_RESULTS
 from nas_core.data.dataset import Dataset
 from nas_core.data.store import load_stored
@@ -42,17 +44,19 @@ from nas_core.modeling.compaction import (
 from nas_core.modeling.distillation import DistillConfig
 from nas_core.modeling.modules import SequencePredictor
 from nas_core.modeling.pruning import DEFAULT_IMPORTANCE, IMPORTANCE, Compaction, for_target
-from nas_core.modeling.training import EpochRecord, evaluate, predict_outputs, resolve_device
+from nas_core.modeling.training import (
+    EpochRecord,
+    TrainSettings,
+    evaluate,
+    predict_outputs,
+    resolve_device,
+)
 from nas_core.publishing.card import write_model_card
 from nas_core.publishing.export import export_model, load_model
 from nas_core.search.storage import make_storage
 
 RESULTS = COMPRESS_RESULTS
 MIN_TARGET = 0.05
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
 
 
 class CompressError(ValueError):
@@ -63,17 +67,17 @@ class CompressError(ValueError):
 class CompressConfig:
     """What the Compress step makes."""
 
-    targets: tuple[float, ...] = field(default=(0.75, 0.5, 0.25), metadata=_help(
+    targets: tuple[float, ...] = field(default=(0.75, 0.5, 0.25), metadata=help_text(
         "Target sizes as shares of the chosen model's parameters (0.05 to 1), one variant "
         "each."))
-    depth_baseline: bool = field(default=True, metadata=_help(
+    depth_baseline: bool = field(default=True, metadata=help_text(
         "Also distil the depth-only truncation of each size (fewer layers, all heads and "
         "width), for comparison."))
     importance: str = field(default=DEFAULT_IMPORTANCE, metadata={
         "help": "How heads and neurons are ranked: taylor (first-order loss change, Michel "
         "et al. 2019) or activation (mean activation magnitude, Minitron 2024).",
         "choices": IMPORTANCE})
-    device: str = field(default="auto", metadata=_help("cpu, cuda, cuda:N or auto."))
+    device: str = field(default="auto", metadata=help_text("cpu, cuda, cuda:N or auto."))
     distill: DistillConfig = DistillConfig()
 
     def __post_init__(self) -> None:
@@ -127,31 +131,29 @@ def parse_targets(text: str) -> tuple[float, ...]:
     return tuple(out)
 
 
-def teacher_of(run_dir: Path) -> tuple[dict, Path]:
+def teacher_of(run_dir: Path) -> tuple[Report, Path]:
     """The search report and its chosen model's folder; refused with the fix when either is
     missing or the model cannot be compacted."""
-    report_path = run_dir / "report.json"
-    if not report_path.is_file():
+    report = load_report(run_dir)
+    if report is None:
         raise CompressError(
             f"{run_dir} has no report.json: it is not the folder of a finished search. Give "
             "the --out folder of `search` (or of `finalise`), where report.json and "
             "best_model/ are.")
-    report = json.loads(report_path.read_text())
-    model_dir = Path(report.get("best", {}).get("model_dir") or run_dir / "best_model")
+    model_dir = Path(report.best.model_dir or run_dir / "best_model")
     if not (model_dir / "model.safetensors").is_file():
         model_dir = run_dir / "best_model"
     if not (model_dir / "model.safetensors").is_file():
         raise CompressError(
             f"{run_dir} has no trained model (best_model/model.safetensors is missing): "
             "finalise the search first (`python -m nas_core finalise`).")
-    adaptation = report["best"]["architecture"].get("adaptation")
-    if str(report.get("task", "")).startswith("residue_"):
+    if report.task.per_residue:
         raise CompressError(
             "this is a per-residue model: Compress distils a model's outputs for whole "
             "sequences and does not yet handle one output per residue. For a smaller "
             "per-residue model, search with fewer layers (--max-parameters) or a smaller "
             "backbone; the accuracy-vs-size front of a metric+size search shows the trade-off.")
-    if adaptation == "frozen":
+    if report.best.adaptation == "frozen":
         raise CompressError(
             "the chosen model has a frozen backbone: only its head was trained on your data, "
             "and the backbone is the published ESM-2 itself. Pruning it would mean "
@@ -162,8 +164,8 @@ def teacher_of(run_dir: Path) -> tuple[dict, Path]:
     return report, model_dir
 
 
-def dataset_of(report: dict, data: str | Path | None) -> Dataset:
-    where = data or report.get("dataset", {}).get("path")
+def dataset_of(report: Report, data: str | Path | None) -> Dataset:
+    where = data or report.dataset.path
     if not where or not Path(where).exists():
         raise CompressError(
             f"the search's dataset is not at '{where}' on this machine: pass --data with the "
@@ -172,10 +174,10 @@ def dataset_of(report: dict, data: str | Path | None) -> Dataset:
         dataset = load_stored(where)
     except (OSError, ValueError, KeyError) as exc:
         raise CompressError(f"could not read the dataset at {where}: {exc}") from None
-    if dataset.fingerprint != report["dataset"]["fingerprint"]:
+    if dataset.fingerprint != report.dataset.fingerprint:
         raise CompressError(
             f"the dataset at {where} is not the one this search ran on (fingerprint "
-            f"{dataset.fingerprint[:12]}, the search's {report['dataset']['fingerprint'][:12]}).")
+            f"{dataset.fingerprint[:12]}, the search's {report.dataset.fingerprint[:12]}).")
     return dataset
 
 
@@ -221,6 +223,26 @@ def depth_for(teacher: SequencePredictor, n_parameters: int) -> int | None:
     return best
 
 
+@dataclass
+class Teacher:
+    """The chosen model of a finished search, ready to be distilled from: its report, its
+    dataset's splits and its outputs on the training split (computed once)."""
+
+    report: Report
+    model_dir: Path
+    dataset: Dataset
+    model: SequencePredictor
+    tokenizer: Any
+    splits: dict[str, Split]
+    device: torch.device
+    n_parameters: int
+    cache: TeacherCache
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+
 def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = CompressConfig(),
              *, data: str | Path | None = None, storage: str | None = None,
              study_name: str | None = None, should_stop: Callable[[], bool] | None = None,
@@ -228,20 +250,66 @@ def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = 
     """Make the variants and write ``out_dir/compress.json`` (see the module docstring)."""
     started = time.perf_counter()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    say = progress or (lambda text: None)
+    teacher = load_teacher(run_dir, data, config.device, say)
+    report, metric = teacher.report, teacher.report.metric
+    study = _progress_study(study_name or f"{report.study}-compress", storage, metric,
+                            report.task)
+    plans, skipped = plan_variants(teacher.model, teacher.n_parameters, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries: list[dict] = [_entry("reference", 1.0, teacher.model, teacher.n_parameters,
+                                  teacher, teacher.model_dir, seconds=0.0, epochs=0)]
+    students: dict[str, SequencePredictor] = {"reference": teacher.model}
+    for kind, target, plan in plans:
+        if should_stop and should_stop():
+            raise CompressCancelled("stopped by the user")
+        name = f"{kind}_{round(target * 100):03d}"
+        say(f"{name}: {'pruning heads and width' if kind == 'pruned' else 'cutting layers'} "
+            f"to {target:.0%} of {teacher.n_parameters:,} parameters, then distilling")
+        student, entry = _variant(study, teacher, kind, target, plan, out_dir / name, config,
+                                  should_stop)
+        entries.append(entry)
+        students[name] = student.model
+        _export(student, teacher, out_dir / name, entry)
+    say("timing every model on the same sequences and batches")
+    n_timed = _time_and_describe(teacher, entries, students)
+    result = {
+        "run_dir": str(run_dir), "metric": metric,
+        "direction": DIRECTIONS.get(metric, "maximize"),
+        "task": report.task, "device": str(teacher.device),
+        "backbone_untrained": report.best.backbone_untrained,
+        "teacher": {"trial": report.best.trial, "n_parameters": teacher.n_parameters,
+                    "description": report.best.description,
+                    "trial_seconds": _trial_seconds(report)},
+        "config": config.to_dict(), "entries": entries, "skipped": skipped,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "throughput_sequences": n_timed,
+    }
+    (out_dir / RESULTS).write_text(json.dumps(result, indent=2, default=json_default))
+    return result
+
+
+def load_teacher(run_dir: Path, data: str | Path | None, device: str,
+                 say: Callable[[str], None]) -> Teacher:
+    """The finished search's chosen model and dataset, checked; its training-split outputs
+    cached."""
     report, model_dir = teacher_of(run_dir)
     dataset = dataset_of(report, data)
-    device = resolve_device(config.device)
-    say = progress or (lambda text: None)
-    teacher, tokenizer = load_model(model_dir)
-    teacher.to(device).eval()
-    metric = report["metric"]
-    splits = splits_of(dataset, teacher, tokenizer)
-    pad_id = tokenizer.pad_token_id
-    n_teacher = count_parameters(teacher)
-    study = _progress_study(study_name or f"{report['study']}-compress", storage, metric,
-                            report)
+    torch_device = resolve_device(device)
+    model, tokenizer = load_model(model_dir)
+    model.to(torch_device).eval()
+    splits = splits_of(dataset, model, tokenizer)
     say("caching the teacher's outputs on the training split")
-    cache = TeacherCache.of(teacher, splits["train"].data, device=device, pad_id=pad_id)
+    cache = TeacherCache.of(model, splits["train"].data, device=torch_device,
+                            pad_id=tokenizer.pad_token_id)
+    return Teacher(report, model_dir, dataset, model, tokenizer, splits, torch_device,
+                   count_parameters(model), cache)
+
+
+def plan_variants(teacher: SequencePredictor, n_teacher: int, config: CompressConfig
+                  ) -> tuple[list[tuple[str, float, Compaction | int]], list[dict]]:
+    """Per target, the pruned shape and the depth-only cut of about that size; and what
+    cannot be made, with the reason."""
     plans: list[tuple[str, float, Compaction | int]] = []
     skipped = []
     for target in config.targets:
@@ -257,74 +325,60 @@ def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = 
                                 "the model has one layer: there is no depth to cut"})
             else:
                 plans.append(("depth", target, depth))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    entries: list[dict] = [_entry("reference", 1.0, teacher, n_teacher, splits, device, pad_id,
-                                  model_dir, seconds=0.0, epochs=0)]
-    students: dict[str, SequencePredictor] = {"reference": teacher}
-    for kind, target, plan in plans:
-        if should_stop and should_stop():
-            raise CompressCancelled("stopped by the user")
-        name = f"{kind}_{round(target * 100):03d}"
-        say(f"{name}: {'pruning heads and width' if kind == 'pruned' else 'cutting layers'} "
-            f"to {target:.0%} of {n_teacher:,} parameters, then distilling")
-        with warnings.catch_warnings():  # one process asks and tells: no heartbeat needed
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = study.ask()
-        history: list[dict] = []
+    return plans, skipped
 
-        def on_epoch(record: EpochRecord, trial=trial, history=history) -> None:
-            row = {**record.flat(), "phase": "distil"}
-            history.append(row)
-            trial.set_user_attr("history", history)
 
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
-        trial.set_user_attr("device", str(device))
-        run = DistilRun(splits["train"].data, splits["valid"].data, splits["valid"].targets,
-                        metric, device, pad_id, config.distill, patience=3, on_epoch=on_epoch,
-                        should_stop=_cancel_check(should_stop))
-        try:
-            student = _student(teacher, plan, run, cache, device)
-        except BaseException as exc:
-            trial.set_user_attr("fail_reason", "cancelled" if isinstance(
-                exc, CompressCancelled) else f"{type(exc).__name__}: {exc}"[:2000])
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        if student.model.arch.batch_size != teacher.arch.batch_size:
-            trial.set_user_attr("oom_retry_batch_size", student.model.arch.batch_size)
-        trial.set_user_attr("n_parameters", student.n_parameters)
-        trial.set_user_attr("description", _describe(kind, target, student))
-        path = out_dir / name
-        entry = _entry(kind, target, student.model, student.n_parameters, splits, device,
-                       pad_id, path, seconds=student.seconds, epochs=len(student.result.history))
-        study.tell(trial, objective_value(entry["val"], metric))
-        entries.append(entry)
-        students[name] = student.model
-        _export(student, tokenizer, path, report, entry, dataset)
-    say("timing every model on the same sequences and batches")
-    held_out = [splits["valid"], splits["test"]]  # sequences none of the models trained on
+def _variant(study: optuna.Study, teacher: Teacher, kind: str, target: float,
+             plan: Compaction | int, path: Path, config: CompressConfig,
+             should_stop: Callable[[], bool] | None) -> tuple[Student, dict]:
+    """One variant made and tested, as one trial of the progress study."""
+    with warnings.catch_warnings():  # one process asks and tells: no heartbeat needed
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        trial = study.ask()
+    history: list[dict] = []
+
+    def on_epoch(record: EpochRecord) -> None:
+        history.append({**record.flat(), "phase": "distil"})
+        trial.set_user_attr("history", history)
+
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("device", str(teacher.device))
+    settings = TrainSettings(metric=teacher.report.metric, device=teacher.device, patience=3,
+                             on_epoch=on_epoch, should_stop=_cancel_check(should_stop))
+    run = DistilRun(teacher.splits["train"].data, teacher.splits["valid"].data,
+                    teacher.splits["valid"].targets, teacher.pad_id, settings, config.distill)
+    try:
+        student = _student(teacher.model, plan, run, teacher.cache, teacher.device)
+    except BaseException as exc:
+        trial.set_user_attr("fail_reason", "cancelled" if isinstance(
+            exc, CompressCancelled) else f"{type(exc).__name__}: {exc}"[:2000])
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    if student.model.arch.batch_size != teacher.model.arch.batch_size:
+        trial.set_user_attr("oom_retry_batch_size", student.model.arch.batch_size)
+    trial.set_user_attr("n_parameters", student.n_parameters)
+    trial.set_user_attr("description", _describe(kind, target, student))
+    entry = _entry(kind, target, student.model, student.n_parameters, teacher, path,
+                   seconds=student.seconds, epochs=len(student.result.history))
+    study.tell(trial, objective_value(entry["val"], teacher.report.metric))
+    return student, entry
+
+
+def _time_and_describe(teacher: Teacher, entries: list[dict],
+                       students: dict[str, SequencePredictor]) -> int:
+    """Every model timed on the same held-out sequences and batches; each variant's card
+    written with its speed. Returns how many sequences were timed."""
+    held_out = [teacher.splits["valid"], teacher.splits["test"]]  # none of them trained on
     timed = Encoded([x for s in held_out for x in s.data.ids],
                     np.concatenate([s.targets for s in held_out]))
-    speed = throughput(students, timed, device=device, pad_id=pad_id)
+    speed = throughput(students, timed, device=teacher.device, pad_id=teacher.pad_id)
     for entry, name in zip(entries, students):
         entry["throughput"] = speed[name]
         entry["speedup"] = round(speed[name] / speed["reference"], 3)
         if entry["kind"] != "reference":
-            _card(entry, report, speed["reference"], n_teacher, device)
-    result = {
-        "run_dir": str(run_dir), "metric": metric,
-        "direction": DIRECTIONS.get(metric, "maximize"),
-        "task": report["task"], "device": str(device),
-        "backbone_untrained": bool(report["best"].get("backbone_untrained")),
-        "teacher": {"trial": report["best"]["trial"], "n_parameters": n_teacher,
-                    "description": report["best"]["description"],
-                    "trial_seconds": _trial_seconds(report)},
-        "config": config.to_dict(), "entries": entries, "skipped": skipped,
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "throughput_sequences": len(timed),
-    }
-    (out_dir / RESULTS).write_text(json.dumps(result, indent=2, default=_json_default))
-    return result
+            _card(entry, teacher, speed["reference"])
+    return len(timed)
 
 
 def _student(teacher: SequencePredictor, plan: Compaction | int, run: DistilRun,
@@ -343,7 +397,8 @@ def _student(teacher: SequencePredictor, plan: Compaction | int, run: DistilRun,
             raise
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        return make(replace(run, batch_size=max(1, teacher.arch.batch_size // 2)))
+        return make(replace(run, settings=replace(
+            run.settings, batch_size=max(1, teacher.arch.batch_size // 2))))
 
 
 class CompressCancelled(Exception):
@@ -368,9 +423,7 @@ def splits_of(dataset: Dataset, teacher: SequencePredictor, tokenizer) -> dict[s
     for split in ("train", "valid", "test"):
         part = dataset.part(split)
         raw = dataset.label_index(part["label"])
-        targets = raw
-        if split == "train" and info.task == "regression":  # training targets standardised
-            targets = (raw - info.target_mean) / info.target_std
+        targets = info.standardise(raw) if split == "train" else raw  # as the teacher learnt
         out[split] = Split(encode_split(list(part["sequence"]), targets, tokenizer), raw)
     if not len(out["train"].data) or not len(out["valid"].data):
         raise CompressError("the dataset has no training or validation rows to distil on.")
@@ -378,8 +431,7 @@ def splits_of(dataset: Dataset, teacher: SequencePredictor, tokenizer) -> dict[s
 
 
 def _entry(kind: str, target: float, model: SequencePredictor, n_parameters: int,
-           splits: dict[str, Split], device, pad_id: int, path: Path, *, seconds: float,
-           epochs: int) -> dict:
+           teacher: Teacher, path: Path, *, seconds: float, epochs: int) -> dict:
     """Validation and (once) held-out test metrics with bootstrap intervals."""
     entry: dict = {"kind": kind, "target": target, "n_parameters": n_parameters,
                    "n_layers": n_layers(model), "path": str(path),
@@ -388,12 +440,12 @@ def _entry(kind: str, target: float, model: SequencePredictor, n_parameters: int
     if compaction is not None:
         entry["heads"], entry["ffn"] = list(compaction.heads), list(compaction.ffn)
     for split, key in (("valid", "val"), ("test", "test")):
-        s = splits[split]
+        s = teacher.splits[split]
         if not len(s.data):
             entry[key] = {}
             continue
-        metrics, output = evaluate(model, s.data, device=device, pad_id=pad_id,
-                                   raw_targets=s.targets)
+        metrics, output = evaluate(model, s.data, device=teacher.device,
+                                   pad_id=teacher.pad_id, raw_targets=s.targets)
         entry[key] = metrics
         if key == "test":
             entry["test_ci"] = bootstrap_ci(model.info.task, s.targets, output)
@@ -409,59 +461,48 @@ def _describe(kind: str, target: float, student: Student) -> str:
     return f"pruned to {compaction.describe()} ({target:.0%} target), distilled"
 
 
-def _export(student: Student, tokenizer, path: Path, report: dict, entry: dict,
-            dataset: Dataset) -> None:
-    meta = {"study": report["study"], "trial": report["best"]["trial"],
-            "metric": report["metric"], "dataset_fingerprint": dataset.fingerprint,
+def _export(student: Student, teacher: Teacher, path: Path, entry: dict) -> None:
+    report = teacher.report
+    meta = {"study": report.study, "trial": report.best.trial,
+            "metric": report.metric, "dataset_fingerprint": teacher.dataset.fingerprint,
             "val_metrics": entry["val"], "test_metrics": entry["test"],
-            "n_parameters": entry["n_parameters"], "compressed_from": report["best"]["trial"],
+            "n_parameters": entry["n_parameters"], "compressed_from": report.best.trial,
             "target": entry["target"], "kind": entry["kind"]}
-    export_model(student.model, tokenizer, path, extra=meta,
-                 train_sequences=list(dataset.part("train")["sequence"]))
+    export_model(student.model, teacher.tokenizer, path, extra=meta,
+                 train_sequences=list(teacher.dataset.part("train")["sequence"]))
 
 
-def _card(entry: dict, report: dict, teacher_speed: float, n_teacher: int, device) -> None:
+def _card(entry: dict, teacher: Teacher, teacher_speed: float) -> None:
     """The variant's model card: the search's report with this model in its place."""
-    variant = copy.deepcopy(report)
-    best = variant["best"]
-    arch = dict(best["architecture"])
+    report, n_teacher = teacher.report, teacher.n_parameters
+    best = report.best
     config = json.loads((Path(entry["path"]) / "config.json").read_text())
-    arch.update(config["esm_nas"]["architecture"])
-    best.update({"architecture": arch, "val": entry["val"], "test": entry["test"],
-                 "test_ci": entry["test_ci"], "n_parameters": entry["n_parameters"],
-                 "model_dir": entry["path"], "teacher_n_parameters": n_teacher,
-                 "teacher_val": report["best"]["val"], "history": [],
-                 "throughput": {"teacher": teacher_speed, "model": entry["throughput"],
-                                "device": str(device)},
-                 "description": (f"{best['description']}; "
-                                 + (f"cut to {entry['n_layers']} layers (depth only)"
-                                    if entry["kind"] == "depth" else "compacted") +
-                                 f" to {entry['n_parameters'] / n_teacher:.0%} of its "
-                                 "parameters and distilled")})
-    if entry["kind"] == "pruned":
-        best["compaction"] = config["esm_nas"]["compaction"]
-    variant.pop("pareto", None)
-    write_model_card(entry["path"], variant)
+    arch = {**best.architecture, **config["esm_nas"]["architecture"]}
+    shrunk = (f"cut to {entry['n_layers']} layers (depth only)" if entry["kind"] == "depth"
+              else "compacted")
+    variant = replace(
+        best, architecture=arch, val=entry["val"], test=entry["test"],
+        test_ci=entry["test_ci"], n_parameters=entry["n_parameters"],
+        model_dir=entry["path"], teacher_n_parameters=n_teacher, teacher_val=best.val,
+        history=[], throughput=Throughput(teacher_speed, entry["throughput"],
+                                          str(teacher.device)),
+        description=(f"{best.description}; {shrunk} to {entry['n_parameters'] / n_teacher:.0%}"
+                     " of its parameters and distilled"),
+        compaction=config["esm_nas"]["compaction"] if entry["kind"] == "pruned"
+        else best.compaction)
+    write_model_card(entry["path"], replace(report, best=variant, pareto=None))
 
 
-def _progress_study(name: str, storage: str | None, metric: str, report: dict
-                    ) -> optuna.Study:
+def _progress_study(name: str, storage: str | None, metric: str, task: Task) -> optuna.Study:
     direction = optuna.study.StudyDirection[DIRECTIONS.get(metric, "maximize").upper()]
     study = optuna.create_study(study_name=name, storage=make_storage(storage),
                                 direction=direction, load_if_exists=True)
     study.set_user_attr("metric", metric)
-    study.set_user_attr("task", report["task"])
+    study.set_user_attr("task", task)
     study.set_user_attr("kind", "compress")
     return study
 
 
-def _trial_seconds(report: dict) -> float | None:
-    history = report["best"].get("history") or []
-    seconds = sum(row.get("seconds", 0) for row in history)
+def _trial_seconds(report: Report) -> float | None:
+    seconds = sum(row.get("seconds", 0) for row in report.best.history)
     return round(seconds, 2) if seconds else None
-
-
-def _json_default(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return str(value)

@@ -14,8 +14,8 @@ from nas_core.cli import main
 from nas_core.data.splits import SplitOptions, assign_splits
 from nas_core.data.store import DatasetStore
 from nas_core.data.validation import load_dataset
-from nas_core.evaluation.acquisition import acquire, expected_improvement, select_batch
-from nas_core.evaluation.suggest import SuggestConfig, SuggestError, suggest
+from nas_core.design.acquisition import acquire, expected_improvement, select_batch
+from nas_core.design.suggest import SuggestConfig, SuggestError, suggest
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig
 from tests.helpers import ASSETS, tiny_space
@@ -83,9 +83,10 @@ def candidates_file(root, sequences, name="candidates.csv"):
     return path
 
 
+@pytest.mark.slow  # over 20 s on two cores
 def test_suggest_ranks_new_candidates_with_the_ensemble(gfp_run):
     root, report, dataset, frame = gfp_run
-    assert len(report["ensemble"]["members"]) == 2
+    assert len(report.ensemble.members) == 2
     new = list(frame["sequence"].iloc[150:230])
     result = suggest(root / "out", candidates_file(root, new), SuggestConfig(batch=10))
     assert result.ensemble and result.model_dir.name == "ensemble_model"
@@ -152,8 +153,8 @@ def test_next_round_adds_the_measurements_and_continues_the_study(gfp_run, tmp_p
     again = json.loads((tmp_path / "round2" / "report.json").read_text())
     lineage = again["lineage"]
     assert lineage["parent_study"] == "gfp" and lineage["added_sequences"] == 10
-    assert lineage["parent_dataset_fingerprint"] == report["dataset"]["fingerprint"]
-    assert again["dataset"]["fingerprint"] != report["dataset"]["fingerprint"]
+    assert lineage["parent_dataset_fingerprint"] == report.dataset.fingerprint
+    assert again["dataset"]["fingerprint"] != report.dataset.fingerprint
     assert again["dataset"]["summary"]["n_sequences"] == 160
     storage = f"sqlite:///{root}/workspace/studies.db"
     parent = optuna.load_study(study_name="gfp", storage=storage)

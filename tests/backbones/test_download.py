@@ -24,6 +24,7 @@ def _checkpoint(tiny_backbone) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow  # over 20 s on two cores
 def test_download_reports_bytes_resumes_and_refuses_a_small_disk(tiny_backbone, tmp_path):
     os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
     files = _checkpoint(tiny_backbone)

@@ -1,0 +1,83 @@
+"""What a dataset asks the model to predict, as one enumeration with behaviour (the shape of
+``optuna.trial.TrialState``): per sequence or per residue, classes or values. Its members are
+their stored text, so datasets, studies and reports written before it read back unchanged."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Task(StrEnum):
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    REGRESSION = "regression"
+    RESIDUE_CLASSIFICATION = "residue_classification"
+    RESIDUE_REGRESSION = "residue_regression"
+
+    @property
+    def per_residue(self) -> bool:
+        """One label per residue (binding sites, secondary structure), not per sequence."""
+        return self in (Task.RESIDUE_CLASSIFICATION, Task.RESIDUE_REGRESSION)
+
+    @property
+    def is_regression(self) -> bool:
+        """Values (per sequence or per residue), not classes."""
+        return self in (Task.REGRESSION, Task.RESIDUE_REGRESSION)
+
+    @property
+    def is_classification(self) -> bool:
+        return not self.is_regression
+
+    @property
+    def loss(self) -> str:
+        """The training loss: cross-entropy over classes, mean squared error over values
+        (standardised); per residue, over labelled residues only."""
+        return "mse" if self.is_regression else "cross_entropy"
+
+    @property
+    def sequence_level(self) -> Task:
+        """The same kind of label, one per sequence (what a per-residue task's pooled residues
+        are scored as)."""
+        if self is Task.RESIDUE_REGRESSION:
+            return Task.REGRESSION
+        if self is Task.RESIDUE_CLASSIFICATION:
+            return Task.MULTICLASS
+        return self
+
+    @property
+    def words(self) -> str:
+        """How the app names the task to a person."""
+        return _WORDS[self]
+
+    @property
+    def hub_kind(self) -> str:
+        """The word a suggested Hub repository name ends in."""
+        return _HUB_KIND[self]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics computed for this task, in the order tables show them."""
+        return _METRICS[self]
+
+    @property
+    def default_metric(self) -> str:
+        """What a search optimises unless told otherwise."""
+        return _DEFAULT_METRIC[self]
+
+
+_WORDS = {Task.BINARY: "binary classification", Task.MULTICLASS: "multiclass classification",
+          Task.REGRESSION: "regression",
+          Task.RESIDUE_CLASSIFICATION: "per-residue classification",
+          Task.RESIDUE_REGRESSION: "per-residue regression"}
+_HUB_KIND = {Task.BINARY: "classifier", Task.MULTICLASS: "classifier",
+             Task.REGRESSION: "regressor", Task.RESIDUE_CLASSIFICATION: "residue-classifier",
+             Task.RESIDUE_REGRESSION: "residue-regressor"}
+_CLASSIFICATION = ("roc_auc", "mcc", "accuracy", "f1_macro", "mae", "loss")
+_REGRESSION = ("spearman", "pearson", "r2", "mae", "rmse", "loss")
+_METRICS = {Task.BINARY: _CLASSIFICATION, Task.MULTICLASS: _CLASSIFICATION,
+            Task.REGRESSION: _REGRESSION,
+            Task.RESIDUE_CLASSIFICATION: ("mcc", "accuracy", "f1_macro", "roc_auc",
+                                          "accuracy_per_protein", "mae", "loss"),
+            Task.RESIDUE_REGRESSION: (*_REGRESSION, "spearman_per_protein")}
+_DEFAULT_METRIC = {Task.BINARY: "roc_auc", Task.MULTICLASS: "mcc", Task.REGRESSION: "spearman",
+                   Task.RESIDUE_CLASSIFICATION: "mcc", Task.RESIDUE_REGRESSION: "spearman"}
