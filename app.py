@@ -19,6 +19,7 @@ pages = [
     st.Page("app_pages/results.py", title="Results", icon=":material/emoji_events:"),
     st.Page("app_pages/predict.py", title="Predict", icon=":material/online_prediction:"),
     st.Page("app_pages/suggest.py", title="Test these next", icon=":material/science:"),
+    st.Page("app_pages/pretrain.py", title="Teach a backbone", icon=":material/school:"),
 ]
 
 

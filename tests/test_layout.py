@@ -1,9 +1,9 @@
 """The engine's folders are its map, and its imports run one way.
 
-common <- data <- backbones <- modeling <- search <- publishing <- evaluation <- compression <-
-design <- runtime <- views <- cli: a module imports only its own stage and the stages to its
-left. No cycle, no import of the engine inside a function (that is how cycles hide), no
-Streamlit, and the read-only views load neither torch nor transformers."""
+common <- data <- backbones <- modeling <- search <- pretraining <- publishing <- evaluation
+<- compression <- design <- runtime <- views <- cli: a module imports only its own stage and
+the stages to its left. No cycle, no import of the engine inside a function (that is how
+cycles hide), no Streamlit, and the read-only views load neither torch nor transformers."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import pytest
 from tests.helpers import ROOT
 
 ENGINE = ROOT / "nas_core"
-STAGES = ["common", "data", "backbones", "modeling", "search", "publishing", "evaluation",
-          "compression", "design", "runtime", "views", "cli"]
+STAGES = ["common", "data", "backbones", "modeling", "search", "pretraining", "publishing",
+          "evaluation", "compression", "design", "runtime", "views", "cli"]
 VIEWS_MAY_IMPORT = {"common", "search.budget", "search.config", "search.storage",
                     "runtime.jobtable"}
 

@@ -22,6 +22,7 @@ from nas_core.publishing.charts import (
     make_label_chart,
     make_length_histogram,
 )
+from nas_core.runtime.jobtable import JobKind
 from nas_core.views.monitor import format_eta, importances, trial_table
 from nas_core.views.results import ensemble_members, identity_table
 
@@ -140,6 +141,9 @@ def live_study(view, job) -> None:
         st.info("Waiting for the first trial..." if job.state.active
                 else "This job has no trials: start a new search on the Search page.")
         return
+    if job.kind is JobKind.PRETRAIN:
+        pretraining_curve(view)
+        return
     running = view.running_trial()
     if running is not None:
         st.caption(f"Trial {running} is training. Faded lines: earlier trials.")
@@ -164,6 +168,21 @@ def live_study(view, job) -> None:
         if frame is not None:
             st.altair_chart(charts.make_importance_chart(frame), width="stretch")
     st.dataframe(trial_table(view), hide_index=True, width="stretch")
+
+
+def pretraining_curve(view) -> None:
+    """A pretraining job: its held-out perplexity against tokens seen, and where it is."""
+    if view.tokens is not None:
+        t = view.tokens
+        st.caption(f"{t.tokens:,} of {t.budget:,} tokens, step {t.step:,}, "
+                   f"{t.tokens_per_second:,.0f} tokens/s.")
+    if view.history.empty or "val_perplexity" not in view.history:
+        st.info("Measuring the held-out perplexity of the starting weights...")
+        return
+    st.altair_chart(charts.make_perplexity_chart(view.history), width="stretch")
+    st.caption("Lower is better. Held-out proteins share no family with the training ones "
+               "(MMseqs2); a backbone that learnt nothing stays at the amino-acid frequencies' "
+               "perplexity.")
 
 
 def results(report: Report, predictions, metrics_frame) -> None:
@@ -325,3 +344,22 @@ def reference_delta(comparison: Comparison | None, test, base
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def made_backbones(specs: dict) -> None:
+    """The backbones pretrained here: what each learnt from and how well it predicts held-out
+    proteins, beside amino-acid frequencies alone."""
+    if not specs:
+        st.info("None yet: the first one you teach appears here and on the Search page.")
+        return
+    st.dataframe(pd.DataFrame([{
+        "backbone": spec.name, "started from": spec.lineage.start,
+        "corpus": spec.lineage.corpus, "proteins": spec.lineage.proteins,
+        "tokens seen": spec.lineage.tokens_seen,
+        "held-out perplexity": round(spec.lineage.validation_perplexity, 3),
+        "amino-acid frequencies": round(spec.lineage.unigram_perplexity, 3),
+        "folder": path} for path, spec in specs.items()]), hide_index=True, width="stretch",
+        key="made_backbones")
+    st.caption("Held-out perplexity: every selected residue of proteins held out by homology "
+               "masked; lower is better, and a backbone that learnt nothing scores the "
+               "amino-acid frequencies' number.")

@@ -6,6 +6,8 @@ import streamlit as st
 
 from nas_core.common.workspace import workspace_root
 from nas_core.data.store import DatasetStore
+from nas_core.pretraining.config import PretrainConfig
+from nas_core.pretraining.speed import tokens_per_second
 from nas_core.publishing.predict import Predictor
 from nas_core.runtime.downloads import Downloads
 from nas_core.runtime.jobs import JobManager
@@ -58,3 +60,10 @@ def workspace() -> str:
 def predictor(model: str, version: float):
     """A loaded model, shared by every session (``version``: the weights' mtime)."""
     return Predictor(model)
+
+
+@st.cache_resource(show_spinner="Measuring how fast this machine pretrains that backbone...")
+def pretraining_speed(base: str, max_length: int, batch_tokens: int) -> float:
+    """Training tokens per second of ``base`` here (measured once per server process)."""
+    return tokens_per_second(PretrainConfig(base=base, max_length=max_length,
+                                            batch_tokens=batch_tokens))

@@ -130,6 +130,21 @@ def truncate(model, n_layers: int):
     return model
 
 
+def esm2_config(*, layers: int, hidden: int, heads: int, intermediate: int | None = None,
+                **extra) -> EsmConfig:
+    """ESM-2's architecture at any size: rotary positions, pre-layer-norm, token dropout, no
+    dropout, tied input and output embeddings, ESM-2's vocabulary."""
+    if hidden % heads:
+        raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads}).")
+    return EsmConfig(  # type: ignore[call-arg]  # EsmConfig takes any extra field
+        vocab_size=len(ESM2_VOCAB), hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, intermediate_size=intermediate or 4 * hidden,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, hidden_act="gelu",
+        max_position_embeddings=1026, position_embedding_type="rotary", layer_norm_eps=1e-5,
+        emb_layer_norm_before=False, token_dropout=True, mask_token_id=32, pad_token_id=1,
+        tie_word_embeddings=True, architectures=["EsmForMaskedLM"], **extra)
+
+
 def make_tiny_backbone(directory: str | os.PathLike[str], *, layers: int = 2, hidden: int = 32,
                        heads: int = 4, intermediate: int | None = None, seed: int = 0) -> Path:
     """Write a random-weight ESM-2-shaped checkpoint (``EsmForMaskedLM``, safetensors).
@@ -137,19 +152,10 @@ def make_tiny_backbone(directory: str | os.PathLike[str], *, layers: int = 2, hi
     It loads through exactly the same ``from_pretrained`` path as a real ESM-2 checkpoint; its
     config carries ``esm_nas_untrained: true`` so the app labels it as an untrained demo.
     """
-    if hidden % heads:
-        raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads}).")
+    config = esm2_config(layers=layers, hidden=hidden, heads=heads, intermediate=intermediate,
+                         **{UNTRAINED_FLAG: True})
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = EsmConfig(  # type: ignore[call-arg]  # EsmConfig takes any extra field
-        vocab_size=len(ESM2_VOCAB), hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, intermediate_size=intermediate or 4 * hidden,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, hidden_act="gelu",
-        max_position_embeddings=1026, position_embedding_type="rotary", layer_norm_eps=1e-5,
-        emb_layer_norm_before=False, token_dropout=True, mask_token_id=32, pad_token_id=1,
-        tie_word_embeddings=True, architectures=["EsmForMaskedLM"],
-        **{UNTRAINED_FLAG: True},  # type: ignore[arg-type]
-    )
     torch.manual_seed(seed)
     model = EsmForMaskedLM(config)
     model.save_pretrained(directory, safe_serialization=True)

@@ -4,8 +4,10 @@ name or a local directory resolves to one. Reads ``config.json`` only: no torch 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from nas_core.common.records import Record
 
 ESM2_VOCAB = (
     "<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P",
@@ -14,7 +16,35 @@ ESM2_VOCAB = (
 )
 
 
+# backbones pretrained here and shipped with the app (assets/backbones/): the default where no
+# ESM-2 checkpoint can be had
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "assets" / "backbones"
 UNTRAINED_FLAG = "esm_nas_untrained"
+PRETRAINED_FLAG = "esm_nas_pretrained"  # config.json of a backbone pretrained by the app
+
+
+@dataclass(frozen=True)
+class Pretraining(Record):
+    """What a backbone pretrained by the app learnt from (its config's lineage record)."""
+
+    corpus: str
+    corpus_fingerprint: str
+    proteins: int  # training proteins
+    validation_proteins: int  # held out by homology
+    residues: int
+    tokens_seen: int
+    steps: int
+    start: str = field(metadata={"key": "from"})  # "random L,W,H,F" or the backbone continued
+    validation_perplexity: float = 0.0  # every selected residue masked
+    unigram_perplexity: float = 0.0  # amino-acid frequencies alone, same positions
+
+    @property
+    def words(self) -> str:
+        start = "random weights" if self.start.startswith("random") else self.start
+        return (f"pretrained here from {start} on {human_count(self.residues)} residues of "
+                f"{self.corpus} ({human_count(self.tokens_seen)} tokens; held-out perplexity "
+                f"{self.validation_perplexity:.2f}, amino-acid frequencies "
+                f"{self.unigram_perplexity:.2f}); a stand-in for ESM-2, not a substitute")
 
 
 @dataclass(frozen=True)
@@ -28,6 +58,8 @@ class BackboneSpec:
     heads: int
     intermediate: int
     untrained: bool = False
+    # a backbone the app pretrained (or taught a user's proteins): what it learnt from
+    lineage: Pretraining | None = field(default=None, compare=False)
 
     @property
     def n_parameters(self) -> int:
@@ -46,8 +78,14 @@ class BackboneSpec:
     @property
     def label(self) -> str:
         size = human_count(self.n_parameters)
-        tag = " — untrained demo" if self.untrained else ""
+        tag = " — untrained demo (random weights: a negative control)" if self.untrained \
+            else f" — {self.learnt}" if self.lineage else ""
         return f"{self.name} ({self.layers} layers, {size} parameters){tag}"
+
+    @property
+    def learnt(self) -> str:
+        """What a backbone made here learnt from, in words ('' for ESM-2's own)."""
+        return self.lineage.words if self.lineage else ""
 
 
 def human_count(n: int) -> str:
@@ -99,6 +137,8 @@ def resolve(name_or_path: str) -> BackboneSpec:
             name=path.name, source=str(path.resolve()), layers=cfg["num_hidden_layers"],
             hidden=cfg["hidden_size"], heads=cfg["num_attention_heads"],
             intermediate=cfg["intermediate_size"], untrained=bool(cfg.get(UNTRAINED_FLAG)),
+            lineage=Pretraining.from_dict(cfg[PRETRAINED_FLAG]) if cfg.get(PRETRAINED_FLAG)
+            else None,
         )
     if path.exists():
         raise BackboneUnavailable(f"{path} has no config.json: it is not a transformers "
@@ -114,3 +154,10 @@ def resolve(name_or_path: str) -> BackboneSpec:
 def fits(spec: BackboneSpec, gpu_memory_gb: float | None) -> bool:
     """Whether the backbone can at least be run frozen on a GPU with that much memory."""
     return gpu_memory_gb is None or spec.gpu_memory_gb() <= gpu_memory_gb
+
+
+def shipped_backbones() -> list[Path]:
+    """The backbones pretrained here and shipped in ``assets/backbones/``."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(p for p in SHIPPED_DIR.iterdir() if (p / "config.json").is_file())

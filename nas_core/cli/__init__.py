@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from nas_core.cli import admin, data, models, search
+from nas_core.cli import admin, data, models, pretrain, search
 from nas_core.common.workspace import storage_problem
 from nas_core.search.logs import quiet_optuna
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(sub)
     search.register_commands(sub)
     models.register(sub)
+    pretrain.register(sub)
     admin.register(sub)
     return parser
 

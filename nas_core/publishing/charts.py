@@ -250,3 +250,20 @@ def make_compression_chart(points: pd.DataFrame, y: str, x: str = "parameters") 
         tooltip=["model", "parameters", "share", y, "sequences/s", "speed-up"])
     return (base.mark_line(point=True) + base.mark_point(size=90, filled=True)).properties(
         height=280)
+
+
+def make_perplexity_chart(history: pd.DataFrame) -> alt.Chart:
+    """A pretraining run's curve: held-out perplexity (every selected residue masked) and the
+    training loss as perplexity, against tokens seen, beside amino-acid frequencies alone."""
+    series = {"val_perplexity": "held-out proteins",
+              "val_unigram_perplexity": "amino-acid frequencies alone"}
+    frame = history[["tokens", *series]].rename(columns=series)
+    if "train_loss" in history:
+        frame["training crops"] = np.exp(history["train_loss"].astype(float))
+    long = frame.melt(id_vars=["tokens"], var_name="measured on", value_name="perplexity")
+    return alt.Chart(long.dropna(), title="Perplexity of masked residues").mark_line(
+        point=True).encode(
+        x=alt.X("tokens:Q", title="tokens seen"),
+        y=alt.Y("perplexity:Q", scale=alt.Scale(zero=False)),
+        color=alt.Color("measured on:N", sort=[*series.values(), "training crops"]),
+        tooltip=["tokens:Q", "measured on:N", alt.Tooltip("perplexity:Q", format=".3f")])

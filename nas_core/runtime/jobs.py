@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import socket
 import threading
 import time
@@ -24,8 +25,14 @@ import torch
 from nas_core.common.access import Person, check_owner
 from nas_core.common.workspace import storage_problem, subdir, workspace_root
 from nas_core.compression.compress import CompressCancelled, CompressConfig, compress, planned
+from nas_core.data.dataset import Dataset
 from nas_core.data.extend import Extension, extend_dataset
 from nas_core.data.store import DatasetStore
+from nas_core.modeling.training import TrainingCancelled
+from nas_core.pretraining.config import PretrainConfig, PretrainRequest, check_backbone_name
+from nas_core.pretraining.corpus import CorpusError, read_corpus
+from nas_core.pretraining.progress import StudyProgress
+from nas_core.pretraining.run import pretrain
 from nas_core.runtime.jobtable import Job, JobKind, JobState, JobTable
 from nas_core.runtime.launch import run_search
 from nas_core.search.budget import retryable
@@ -130,6 +137,44 @@ class JobManager:
                                           "n_trials": planned(config)},
                   storage=source.storage, out_dir=str(Path(source.out_dir) / "compress" / job_id),
                   created=time.time())
+        self.table.insert(job)
+        self._schedule()
+        return self.get(job_id)
+
+    def submit_pretrain(self, config: PretrainConfig, name: str, owner: Person, *,
+                        dataset_id: str | None = None, upload: bytes | None = None,
+                        upload_name: str = "corpus.fasta") -> Job:
+        """Queue teaching a backbone proteins: a stored dataset's own sequences (its training
+        and validation splits: the test proteins stay unseen, so the search's held-out score
+        stays honest) or an uploaded corpus. The corpus is checked now, not in the thread; the
+        new backbone appears under the workspace's backbones/ when the job finishes."""
+        name = check_backbone_name(name)
+        target = subdir("backbones", self.root) / name
+        if target.exists() or any(j.kind is JobKind.PRETRAIN and j.state.active
+                                  and j.pretrain_request.name == name for j in self.jobs()):
+            raise ValueError(f"a backbone called '{name}' exists already (or is being made): "
+                             "choose another name.")
+        if (dataset_id is None) == (upload is None):
+            raise ValueError("give either a stored dataset or an uploaded file of sequences.")
+        job_id = uuid.uuid4().hex[:10]
+        corpus = subdir("corpora", self.root) / job_id
+        corpus.mkdir(parents=True, exist_ok=True)
+        if dataset_id is not None:
+            path = corpus / f"{dataset_id}.fasta"
+            write_dataset_corpus(DatasetStore(self.root).load(dataset_id), path)
+        else:
+            path = corpus / Path(upload_name).name
+            path.write_bytes(upload or b"")
+        try:
+            read_corpus(path, ignore_labels=dataset_id is None)
+        except CorpusError:
+            shutil.rmtree(corpus, ignore_errors=True)
+            raise
+        request = PretrainRequest(str(path), name, config, dataset_id)
+        job = Job(id=job_id, study_name=f"{name}-pretrain-{job_id}",
+                  dataset_id=dataset_id or "", owner=owner.key, owner_name=owner.shown,
+                  state=JobState.QUEUED, config=request.to_dict(), storage=self.storage,
+                  out_dir=str(target), created=time.time())
         self.table.insert(job)
         self._schedule()
         return self.get(job_id)
@@ -325,6 +370,8 @@ def _run_job(job: Job, *, devices: list[str], root, should_stop) -> JobState:
     store = DatasetStore(root)
     if job.kind is JobKind.COMPRESS:
         return _run_compress(job, store, devices[0], root, should_stop)
+    if job.kind is JobKind.PRETRAIN:
+        return _run_pretrain(job, devices[0], should_stop)
     dataset = store.load(job.dataset_id)
     config = replace(job.search_config, device=devices[0])
     report = run_search(config, dataset, job.out_dir, root=root, storage=job.storage,
@@ -344,3 +391,35 @@ def _run_compress(job: Job, store: DatasetStore, device: str, root, should_stop
     except CompressCancelled:
         return JobState.CANCELLED
     return JobState.FINISHED
+
+
+def _run_pretrain(job: Job, device: str, should_stop) -> JobState:
+    """Pretrain (or resume) into the job's backbone folder; the curve goes to its study."""
+    request = job.pretrain_request
+    progress = StudyProgress(job.study_name, job.storage)
+    try:
+        done = pretrain(request.corpus, job.out_dir, replace(request.config, device=device),
+                 progress=progress, should_stop=should_stop,
+                 ignore_labels=request.dataset_id is None,
+                 credit=f"Corpus: {Path(request.corpus).name}, uploaded to this workspace."
+                 if request.dataset_id is None else
+                 f"Corpus: the training and validation sequences of dataset "
+                 f"{request.dataset_id} (its test sequences were left out).")
+    except TrainingCancelled:
+        progress.finish(None)
+        return JobState.CANCELLED
+    except BaseException:
+        progress.finish(None)
+        raise
+    progress.finish(done.perplexity.model)
+    return JobState.FINISHED
+
+
+def write_dataset_corpus(dataset: Dataset, path: Path) -> int:
+    """A stored dataset's training and validation sequences as FASTA (labels left out); the
+    test sequences stay unseen. Returns how many were written."""
+    frame = dataset.frame[dataset.frame["split"].isin(["train", "valid"])]
+    with path.open("w") as out:
+        for i, (record_id, sequence) in enumerate(zip(frame["id"], frame["sequence"])):
+            out.write(f">{record_id or f'seq{i + 1}'}\n{sequence}\n")
+    return len(frame)

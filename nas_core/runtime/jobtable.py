@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from nas_core.common.report import REPORT_FILE, Report, load_report
+from nas_core.pretraining.config import PretrainRequest
 from nas_core.search.config import SearchConfig
 
 
@@ -21,6 +22,7 @@ class JobKind(StrEnum):
 
     SEARCH = "search"
     COMPRESS = "compress"
+    PRETRAIN = "pretrain"  # teach a backbone proteins (masked-language-model training)
 
 
 class JobState(StrEnum):
@@ -101,6 +103,13 @@ class Job:
         if self.kind is not JobKind.SEARCH:
             raise ValueError(f"job {self.id} is a {self.kind} job, not a search.")
         return SearchConfig.from_dict(self.config)
+
+    @property
+    def pretrain_request(self) -> PretrainRequest:
+        """What a pretraining job learns from and makes."""
+        if self.kind is not JobKind.PRETRAIN:
+            raise ValueError(f"job {self.id} is a {self.kind} job, not pretraining.")
+        return PretrainRequest.from_dict(self.config)
 
     @property
     def compress_source(self) -> str | None:

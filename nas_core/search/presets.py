@@ -13,7 +13,7 @@ import torch
 
 from nas_core.backbones.download import is_downloaded
 from nas_core.backbones.loading import make_tiny_backbone
-from nas_core.backbones.registry import REGISTRY, BackboneSpec, resolve
+from nas_core.backbones.registry import REGISTRY, BackboneSpec, resolve, shipped_backbones
 from nas_core.common.workspace import subdir
 from nas_core.search.space import SearchSpace
 from nas_core.search.throughput import Estimate
@@ -89,7 +89,10 @@ def fit_to_time(preset: Preset, estimate_for: Callable[[SearchSpace, int], Estim
 
 
 def offered_backbones(gpu_memory_gb: float | None, root=None) -> dict[str, BackboneSpec]:
-    """Registry checkpoints that fit the GPU (all up to 150M on a CPU machine), then the demo."""
+    """Registry checkpoints that fit the GPU (all up to 150M on a CPU machine); the backbones
+    pretrained here (shipped with the app, then the workspace's own, taught a user's
+    proteins); last the untrained demo, the negative control. The first one available is the
+    default: ESM-2 where it has been downloaded, else the shipped pretrained backbone."""
     out = {}
     for name, spec in REGISTRY.items():
         if gpu_memory_gb is None and spec.n_parameters > 2e8:
@@ -97,9 +100,19 @@ def offered_backbones(gpu_memory_gb: float | None, root=None) -> dict[str, Backb
         if gpu_memory_gb is not None and spec.gpu_memory_gb() > gpu_memory_gb:
             continue
         out[name] = spec
+    for path in [*shipped_backbones(), *workspace_backbones(root)]:
+        out[str(path)] = resolve(str(path))
     demo = demo_backbone(root)
     out[str(demo)] = resolve(str(demo))
     return out
+
+
+def workspace_backbones(root=None) -> list[Path]:
+    """Backbones made in this workspace (pretrained, or taught a user's proteins), finished
+    ones only (a run in progress has no config.json yet); not the demo."""
+    folder = subdir("backbones", root)
+    return sorted(p for p in folder.iterdir()
+                  if p.name != DEMO_BACKBONE and (p / "config.json").is_file())
 
 
 def gpu_memory_gb() -> float | None:

@@ -14,6 +14,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from nas_core.common.metrics import metric_name
+from nas_core.common.progress import POSITION_ATTR, TokenProgress
 from nas_core.common.tasks import Task
 from nas_core.runtime.jobtable import Job, JobKind, JobState
 from nas_core.search.budget import in_budget, retryable
@@ -31,6 +32,7 @@ class StudyView:
     darts: pd.DataFrame | None = None  # one-shot search: (epoch, group, choice, weight)
     n_retryable: int = 0  # failed trials "Retry failed trials" would run again
     task: Task | None = None  # None for a study from before tasks were recorded
+    tokens: TokenProgress | None = None  # a pretraining run: its running trial's position
 
     @property
     def multi_objective(self) -> bool:
@@ -119,13 +121,16 @@ def load_view(study_name: str, storage_url: str) -> StudyView | None:
     if trial_frame.empty:
         trial_frame = pd.DataFrame(columns=TRIAL_COLUMNS)
     one_shot = study.user_attrs.get("darts") or study.user_attrs.get("darts_live")
+    positions = [t.user_attrs[POSITION_ATTR] for t in all_trials
+                 if POSITION_ATTR in t.user_attrs]
     return StudyView(study_name, study.user_attrs.get("metric", "value"),
                      [d.name.lower() for d in study.directions], trial_frame,
                      pd.DataFrame(history),
                      pd.DataFrame(one_shot["history"]) if one_shot else None,
                      n_retryable=len(retryable(all_trials)),
                      task=Task(study.user_attrs["task"]) if study.user_attrs.get("task")
-                     else None)
+                     else None,
+                     tokens=TokenProgress.from_dict(positions[-1]) if positions else None)
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,8 @@ def job_progress(job: Job, view: StudyView | None) -> Progress:
     total = job.n_trials
     if view is None or view.trials.empty:
         return Progress(0, total, 0.0, None, None)
+    if job.kind is JobKind.PRETRAIN:
+        return _pretrain_progress(job, view)
     done = view.counted()
     complete = view.trials[view.trials["state"] == "COMPLETE"]["value"].dropna()
     best = None
@@ -160,6 +167,19 @@ def job_progress(job: Job, view: StudyView | None) -> Progress:
     elif job.state is JobState.FINISHED:
         fraction = 1.0
     return Progress(done, total, fraction, eta, best)
+
+
+def _pretrain_progress(job: Job, view: StudyView) -> Progress:
+    """A pretraining run: tokens seen of the budget, at its measured speed; the best is the
+    lowest held-out perplexity."""
+    finished = job.state is JobState.FINISHED
+    perplexities = view.history["val_perplexity"].dropna() if \
+        "val_perplexity" in view.history else pd.Series([], dtype=float)
+    best = float(perplexities.min()) if len(perplexities) else None
+    tokens = view.tokens
+    fraction = 1.0 if finished else tokens.fraction if tokens else 0.0
+    eta = tokens.eta_seconds if tokens and job.state is JobState.RUNNING else None
+    return Progress(int(finished), 1, fraction, eta, best)
 
 
 def remaining_seconds(view: StudyView, total: int | None,
