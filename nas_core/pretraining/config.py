@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
-from nas_core.common.records import help_text
+from nas_core.common.records import Record, help_text
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -23,7 +23,7 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(Record):
     """A masked-language-model pretraining run (ESM-2's recipe unless changed)."""
 
     tokens: int = field(default=10_000_000, metadata=help_text(
@@ -91,14 +91,6 @@ class PretrainConfig:
             raise ValueError("select must be in (0, 1) and identity in (0, 1].")
         if self.validation < 1 or self.eval_points < 1 or self.eval_residues < 1:
             raise ValueError("validation, eval_points and eval_residues must be positive.")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PretrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
     def same_run(self, other: PretrainConfig) -> bool:
         """Whether ``other`` continues this run (only the budget and device may differ)."""

@@ -25,7 +25,10 @@ from nas_core.pretraining.corpus import CorpusError, read_corpus
 from nas_core.pretraining.holdout import hold_out
 from nas_core.pretraining.masking import IGNORE, MASK_ID, MaskingRecipe, mask_tokens
 from nas_core.pretraining.run import PretrainError, pretrain
-from tests.helpers import ROOT, run_fresh
+from nas_core.publishing.predict import Predictor
+from nas_core.runtime.launch import run_search
+from nas_core.search.config import SearchConfig
+from tests.helpers import ROOT, run_fresh, tiny_space
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -186,6 +189,23 @@ def test_the_checkpoint_reloads_with_transformers_alone(pretrained):
               "out = logits[0].tolist()\n")
     theirs = run_fresh(script, done.out_dir, ["MKTAYIAKQRQISFVKSHFSRQ"])
     np.testing.assert_allclose(np.asarray(theirs), mine, atol=1e-5)
+
+
+@pytest.mark.slow  # over 20 s on two cores
+def test_a_search_and_its_export_build_on_the_pretrained_backbone(pretrained, workspace,
+                                                                  peptides, tmp_path):
+    """What comes after: a search (frozen and fine-tuned), its report naming the backbone as
+    pretrained here, the exported model predicting."""
+    _, done, _ = pretrained
+    space = tiny_space(done.out_dir, adaptations=("frozen", "full"), layers_range=(2, 2))
+    report = run_search(SearchConfig("on-pretrained", space, n_trials=2, seed=0), peptides,
+                        tmp_path / "out")
+    assert report is not None and report.best.backbone == str(done.out_dir)
+    assert not report.best.backbone_untrained
+    card = (tmp_path / "out" / "best_model" / "README.md").read_text()
+    assert "untrained demo backbone" not in card
+    frame = Predictor(tmp_path / "out" / "best_model").predict_sequences(["MKVLAAGWWQKRR"])
+    assert len(frame) == 1
 
 
 def test_a_second_run_in_the_folder_must_be_the_same_run(pretrained, tmp_path):
