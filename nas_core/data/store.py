@@ -139,10 +139,13 @@ def load_stored(record: StoredDataset | str | os.PathLike[str]) -> Dataset:
 def read_normalised(path: str | os.PathLike[str], task: Task, label_names: list[str] | None,
                     name: str) -> Dataset:
     """A normalised dataset CSV (what the store writes) back into a :class:`Dataset`."""
-    frame = pd.read_csv(path, dtype={"id": str, "sequence": str, "split": str, "where": str},
-                        keep_default_na=False)
+    # every text column as text: pandas would read per-residue class strings or class codes
+    # made of digits ("0000400", "007") as numbers and drop their leading zeros
+    frame = pd.read_csv(path, dtype={"id": str, "sequence": str, "label": str, "split": str,
+                                     "where": str}, keep_default_na=False)
     frame["id"] = frame["id"].replace("", None)
-    frame["label"] = frame["label"].astype(float if task == Task.REGRESSION else str)
+    if task == Task.REGRESSION:
+        frame["label"] = frame["label"].astype(float)
     if "nearest_train_identity" in frame:
         frame["nearest_train_identity"] = pd.to_numeric(frame["nearest_train_identity"],
                                                         errors="coerce")

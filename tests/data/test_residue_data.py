@@ -180,3 +180,53 @@ def test_a_repeated_label_id_uses_its_first_record_as_the_warning_says():
     raw = read_flip(("s.fasta", seqs), ("l.fasta", labels))
     assert raw.frame["label"].tolist() == ["HHHEEECCC"]
     assert any("the first record of each is used" in p.message for p in raw.problems)
+
+
+def binding_sites(n: int = 60, seed: int = 3) -> list[tuple[str, str]]:
+    """Proteins with FLIP binding-site style labels: digit classes, most residues '0'."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        length = int(rng.integers(40, 90))
+        seq = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), length))
+        label = "".join(rng.choice(list("0004"), length))
+        rows.append((seq, "0" + label[1:]))  # every label starts with a leading zero
+    return rows
+
+
+@pytest.mark.parametrize("layout", ["table", "flip"])
+def test_digit_class_strings_round_trip_through_the_store(tmp_path, layout):
+    """Per-residue labels such as '0000400' (FLIP's binding sites) are text: stored and read
+    back, they keep their leading zeros and still match their sequences (they once came back
+    as numbers, so the stored dataset could not be searched)."""
+    rows = binding_sites()
+    if layout == "table":
+        table = "sequence,label\n" + "".join(f"{s},{lab}\n" for s, lab in rows)
+        files: list[tuple[str, bytes]] | bytes = table.encode()
+        outcome = import_dataset(files, name="sites.csv", store=DatasetStore(tmp_path))
+    else:
+        seqs = "".join(f">p{i}\n{s}\n" for i, (s, _) in enumerate(rows))
+        labels = "".join(f">p{i} SET={'test' if i % 5 == 0 else 'train'}\n{lab}\n"
+                         for i, (_, lab) in enumerate(rows))
+        outcome = import_dataset([("sequences.fasta", seqs.encode()),
+                                  ("labels.fasta", labels.encode())],
+                                 store=DatasetStore(tmp_path))
+    assert outcome.ok and outcome.stored is not None, outcome.result.problems
+    assert outcome.dataset.task == "residue_classification"
+    again = DatasetStore(tmp_path).load(outcome.stored.id)  # checks the fingerprint too
+    assert list(again.frame["label"]) == list(outcome.dataset.frame["label"])
+    assert all(lab.startswith("0") for lab in again.frame["label"])
+    assert (again.frame["label"].str.len() == again.frame["sequence"].str.len()).all()
+
+
+def test_class_codes_that_look_like_numbers_stay_codes(tmp_path):
+    rng = np.random.default_rng(0)
+    codes = ["007", "010", "100"]
+    table = "sequence,label\n" + "".join(
+        f"{''.join(rng.choice(list('ACDEFGHIKLMNPQRSTVWY'), 30))},{codes[i % 3]}\n"
+        for i in range(90))
+    outcome = import_dataset(table.encode(), name="codes.csv", store=DatasetStore(tmp_path))
+    assert outcome.ok and outcome.stored is not None, outcome.result.problems
+    assert sorted(outcome.dataset.label_names or []) == codes
+    again = DatasetStore(tmp_path).load(outcome.stored.id)
+    assert sorted(set(again.frame["label"])) == codes
