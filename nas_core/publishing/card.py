@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -122,7 +123,7 @@ def render_card(report: Report, *, repo_id: str = "your-name/your-model", licens
                 has_curves: bool = True, identity_image: bool = True) -> str:
     meta = card_metadata(report, license=license, model_name=repo_id.split("/")[-1])
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
-             f"# {repo_id.split('/')[-1]}", ""]
+             f"# {md_text(repo_id.split('/')[-1])}", ""]
     lines += _summary_section(report)
     lines += (ensemble_sections(report) if report.is_ensemble_card
               else _search_sections(report, has_curves))
@@ -347,7 +348,7 @@ def _usage_section(task: Task, repo_id: str, ensemble: bool = False) -> list[str
             else "AutoModelForSequenceClassification")
     lines = ["## How to use", "", "```python", "import torch",
              f"from transformers import {auto}, AutoTokenizer", "",
-             f'repo = "{repo_id}"',
+             f"repo = {json.dumps(repo_id)}",  # escaped: the name may come from a user
              "tokenizer = AutoTokenizer.from_pretrained(repo)",
              f"model = {auto}.from_pretrained(repo, trust_remote_code=True).eval()",
              'batch = tokenizer(["MKTAYIAKQRQISFVKSHFSRQ"], return_tensors="pt", padding=True)',

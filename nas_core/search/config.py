@@ -18,6 +18,8 @@ PRUNERS = ("median", "hyperband", "none")
 OBJECTIVES = ("metric", "metric+size")
 CONFIG_ATTR = "search_config"
 DEFAULT_ENSEMBLE_SIZE = 5
+MAX_NAME = 100  # a study name becomes folder and file names
+UNSAFE = "\"'\\`/<>|"  # quotes and path or shell characters
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,13 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if not self.study_name or not self.study_name.strip():
             raise ValueError("the study needs a name.")
+        if len(self.study_name) > MAX_NAME:
+            raise ValueError(f"the study name has {len(self.study_name)} characters: keep it "
+                             f"to {MAX_NAME} (it names folders and files).")
+        odd = sorted({c for c in self.study_name if not c.isprintable() or c in UNSAFE})
+        if odd:
+            raise ValueError(f"the study name may not contain {' '.join(map(repr, odd))}: use "
+                             "letters, digits, spaces and - _ . ( ) +.")
         if self.n_trials is None and self.timeout is None:
             raise ValueError("give a budget: a number of trials, a time limit, or both.")
         if self.n_trials is not None and self.n_trials < 1:
