@@ -44,7 +44,9 @@ FASTA_SUFFIXES = {".fasta", ".fa", ".faa", ".fas"}
 UPLOAD_TYPES = sorted(s.lstrip(".") for s in (*TABLE_SUFFIXES, *EXCEL_SUFFIXES,
                                                *FASTA_SUFFIXES, ".gz"))
 SUPPORTED = "CSV (.csv), TSV (.tsv), Excel (.xlsx) or FASTA (.fasta/.fa/.faa, optionally .gz)"
-_FASTA_KEYVALUE = re.compile(r"(?:^|\s)(label|target|y|class|value|split)\s*[=:]\s*(\S+)", re.I)
+# key=value in a FASTA header; a quoted value may hold spaces (label="cell membrane")
+_FASTA_KEYVALUE = re.compile(
+    r"""(?:^|\s)(label|target|y|class|value|split)\s*[=:]\s*("[^"]*"|'[^']*'|\S+)""", re.I)
 
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -499,10 +501,16 @@ def _base_name(column: str) -> str:
     return re.sub(r"\.\d+$", "", column.strip().lower())
 
 
+def _unquoted(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
 def _parse_header(header: str) -> tuple[str, str | None, str | None]:
     """Parse '>ID label=1 split=test' or '>ID|1' (also '>ID|1|test')."""
     header = header.strip()
-    found = {k.lower(): v for k, v in _FASTA_KEYVALUE.findall(header)}
+    found = {k.lower(): _unquoted(v) for k, v in _FASTA_KEYVALUE.findall(header)}
     if found:
         ident = header.split()[0] if header.split() else ""
         if "=" in ident or ":" in ident:

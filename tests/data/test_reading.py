@@ -7,7 +7,7 @@ import gzip
 import pandas as pd
 import pytest
 
-from nas_core.data.reading import _parse_header, read_raw
+from nas_core.data.reading import _parse_header, read_bytes, read_raw
 from nas_core.data.validation import IngestOptions, load_dataset
 from tests.helpers import ASSETS
 
@@ -85,3 +85,13 @@ def test_column_overrides_and_normalisation(tmp_path):
 ])
 def test_fasta_header_forms(header, expected):
     assert _parse_header(header) == expected
+
+
+def test_quoted_header_values_keep_their_spaces():
+    """label="cell membrane" is one label, not "cell" (issue 30, item 9)."""
+    fasta = (">P1 label=\"cell membrane\" split=train\nMKVLAAGWWQ\n"
+             ">P2 label='outer membrane' split=test\nMKVLAAGWWR\n"
+             ">P3 label=nucleus\nMKVLAAGWWS\n")
+    raw = read_bytes(fasta.encode(), "loc.fasta")
+    assert list(raw.frame["label"]) == ["cell membrane", "outer membrane", "nucleus"]
+    assert list(raw.frame["split"][:2]) == ["train", "test"]
