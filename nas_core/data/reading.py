@@ -50,6 +50,7 @@ _FASTA_KEYVALUE = re.compile(
 
 
 DELIMITERS = (",", ";", "\t", "|")
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a compound file: an encrypted or old workbook
 _HEAD = 1 << 16  # what format, encoding and delimiter are judged on
 _CHUNK_ROWS = 20_000
 
@@ -204,7 +205,7 @@ def _read_from(reader: io.BufferedReader[Any], name: str, suffix: str, seq_col: 
         raise DataFileError(f"{name}: the file is empty. Upload a file with a header row and "
                             "one sequence per row, or a FASTA file.")
     if suffix in EXCEL_SUFFIXES:
-        frame = _read_excel(reader.read(), name)
+        frame = _read_excel(reader.read(), name, seq_col)
         if len(frame) > limits.max_rows:
             raise _too_many_rows(name, limits)
         return _from_frame(frame, name, "excel", seq_col, label_col, require_label, header_row=1)
@@ -366,14 +367,31 @@ def _read_delimited(text: TextIO, head: str, name: str, sep: str | None,
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-def _read_excel(data: bytes, name: str) -> pd.DataFrame:
+def _read_excel(data: bytes, name: str, seq_col: str | None = None) -> pd.DataFrame:
+    """The workbook's sheet with the sequences: the first one whose columns name a sequence
+    column (``seq_col``, or one of :data:`SEQUENCE_COLUMNS`); the first sheet when none does
+    and there is only one."""
+    if data[:8] == _OLE2:
+        raise DataFileError(
+            f"{name}: this workbook is password-protected (or an old .xls): it cannot be read "
+            "without the password. In Excel, remove the password (File > Info > Protect "
+            "Workbook) and save it as .xlsx, or export a CSV.")
     try:
-        frame = pd.read_excel(io.BytesIO(data), dtype=str, keep_default_na=False,
-                              engine="openpyxl")
+        sheets = pd.read_excel(io.BytesIO(data), dtype=str, keep_default_na=False,
+                               engine="openpyxl", sheet_name=None)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise DataFileError(f"{name}: not a readable Excel workbook ({exc}). Open it in Excel and "
                             "save it again as .xlsx, or export a CSV.") from None
-    return frame
+    wanted = {seq_col.strip().lower()} if seq_col else set(SEQUENCE_COLUMNS)
+    for frame in sheets.values():
+        if wanted & {str(c).strip().lower() for c in frame.columns}:
+            return frame
+    if len(sheets) > 1:
+        raise DataFileError(
+            f"{name}: none of its {len(sheets)} sheets ({', '.join(map(str, sheets))}) has a "
+            "sequence column (a header such as 'sequence'). Put the sequences in a column "
+            "with that header, or export the right sheet as a CSV.")
+    return next(iter(sheets.values()))
 
 
 def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str,

@@ -95,3 +95,41 @@ def test_quoted_header_values_keep_their_spaces():
     raw = read_bytes(fasta.encode(), "loc.fasta")
     assert list(raw.frame["label"]) == ["cell membrane", "outer membrane", "nucleus"]
     assert list(raw.frame["split"][:2]) == ["train", "test"]
+
+
+def _workbook(sheets: dict[str, list[list[str]]]) -> bytes:
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for title, rows in sheets.items():
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_workbooks_password_protected_or_with_the_sequences_on_another_sheet():
+    """Issue 30, item 10: an encrypted workbook is said to be one (not 'not a zip file'); the
+    sheet with the sequences is found; when none has them, the sheets are named."""
+    import io
+
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    from nas_core.data.reading import DataFileError
+
+    rows = [["sequence", "label"], *([f"MKV{c}LAAGWW", "a" if i % 2 else "b"]
+                                     for i, c in enumerate("ACDEFGHIKL"))]
+    encrypted = io.BytesIO()
+    OOXMLFile(io.BytesIO(_workbook({"data": rows}))).encrypt("secret", encrypted)
+    with pytest.raises(DataFileError, match="password-protected"):
+        read_bytes(encrypted.getvalue(), "locked.xlsx")
+    second = read_bytes(_workbook({"notes": [["read me"], ["measured 2026"]], "data": rows}),
+                        "two.xlsx")
+    assert len(second.frame) == 10 and second.frame["sequence"][0] == "MKVALAAGWW"
+    with pytest.raises(DataFileError, match=r"none of its 2 sheets \(notes, more\)"):
+        read_bytes(_workbook({"notes": [["read me"]], "more": [["x"], ["y"]]}), "none.xlsx")
