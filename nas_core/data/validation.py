@@ -49,6 +49,7 @@ FIXES: dict[str, str] = {
     "drop_rare_classes": "Drop the classes with too few examples (per residue: mark their "
                          "residues as unlabelled)",
     "drop_bad_split": "Drop the rows with an unknown split value",
+    "drop_nucleotides": "Drop the rows that look like DNA or RNA",
 }
 
 
@@ -208,8 +209,13 @@ ROW_FIXES = {  # problem code -> the fix that drops the row
     "non_finite_label": "drop_unlabelled", "label_overflow": "drop_unlabelled",
     "bad_split": "drop_bad_split", "label_length": "drop_unlabelled",
     "bad_residue_label": "drop_unlabelled", "no_labelled_residue": "drop_unlabelled",
+    "nucleotide_sequence": "drop_nucleotides",
 }
 NUCLEOTIDES = frozenset("ACGTUN")
+# a row this long written in A, C, G, T/U and N only is DNA or RNA, not a protein (a random
+# protein that long has about one chance in 10^12 of it; short peptides such as GAGAGA are
+# left alone)
+NUCLEOTIDE_ROW_LENGTH = 20
 
 
 def nucleotide_problem(sequences: pd.Series) -> Problem | None:
@@ -290,9 +296,16 @@ class _Check:
 
     def nucleotides(self, sequences: pd.Series) -> None:
         """A file of DNA/RNA is refused with what to do: ESM-2 reads proteins, and MMseqs2's
-        protein search fails on it."""
+        protein search fails on it. In a protein file, each row that looks like DNA or RNA is
+        named, with the fix that drops them."""
         if problem := nucleotide_problem(sequences):
             self.problems.append(problem)
+            return
+        seqs = self.df["sequence"]
+        looks = seqs.map(lambda s: len(s) >= NUCLEOTIDE_ROW_LENGTH and set(s) <= NUCLEOTIDES)
+        self.flag(looks & ~self.empty, "nucleotide_sequence", lambda i: (
+            "the sequence holds only A, C, G, T/U and N: it looks like DNA or RNA, not a "
+            "protein. Translate it, or drop the row."))
 
     def labels(self) -> Task | None:
         """Check the labels and return the task (None when no row has a label)."""

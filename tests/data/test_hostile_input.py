@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tracemalloc
 
+import numpy as np
 import pytest
 
 import nas_core.data.splits as splits_mod
@@ -171,3 +172,24 @@ def test_a_failing_homology_search_becomes_a_message(tmp_path, monkeypatch, work
 def test_a_web_page_or_json_saved_as_csv_says_what_it_is(content, says):
     with pytest.raises(DataFileError, match=re.escape(says)):
         read_bytes(content, "data.csv")
+
+
+def test_dna_rows_among_proteins_are_named_one_by_one_with_a_fix(tmp_path):
+    """A quarter of the rows in DNA once trained as protein (issue 30, item 5)."""
+    rng = np.random.default_rng(4)
+    proteins = ["".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 40)) for _ in range(30)]
+    genes = ["".join(rng.choice(list("ACGT"), 60)) for _ in range(10)]
+    rows = [(s, str(i % 2)) for i, s in enumerate(proteins + genes)]
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(table(rows))
+    outcome = import_dataset(path)
+    found = [p for p in outcome.result.problems if p.code == "nucleotide_sequence"]
+    assert not outcome.ok and len(found) == 10
+    assert found[0].fix == "drop_nucleotides" and "looks like DNA or RNA" in found[0].message
+    assert "drop_nucleotides" in outcome.result.offered_fixes
+    fixed = import_dataset(path, options=IngestOptions(fixes=frozenset({"drop_nucleotides"})))
+    assert fixed.ok and fixed.dataset is not None and len(fixed.dataset.frame) == 30
+    peptides = [("GAGAGAGAGAGA", "0"), ("GAGAGAGAGAGT", "1")] + rows[:30]
+    path.write_bytes(table(peptides))  # short repeats of A/G/T residues stay proteins
+    assert not any(p.code == "nucleotide_sequence"
+                   for p in import_dataset(path).result.problems)
