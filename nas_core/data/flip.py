@@ -109,7 +109,7 @@ def read_flip(sequences: Source, labels: Source, mask: Source | None = None, *,
     label_name, labs = _records(labels, "label file", limits)
     headers = _headers(labels)
     problems: list[Problem] = []
-    label_of = _first_of_each(labs)
+    labels_of = _labels_of_each(labs)
     seq_ids = set(seqs["id"])
     orphans = [str(i) for i in labs["id"] if i not in seq_ids]
     if orphans:
@@ -118,7 +118,7 @@ def read_flip(sequences: Source, labels: Source, mask: Source | None = None, *,
             f"{label_name}: {len(orphans)} label record(s) have no sequence with the same ID in "
             f"{seq_name} and are ignored: {where_list(orphans)}. Check that both files come "
             "from the same data set."))
-    missing = [str(i) for i in seqs["id"] if i not in label_of]
+    missing = [str(i) for i in seqs["id"] if i not in labels_of]
     if missing:
         problems.append(Problem(
             "warning", "sequence_without_label",
@@ -130,8 +130,11 @@ def read_flip(sequences: Source, labels: Source, mask: Source | None = None, *,
         mask_name, mframe = _records(mask, "mask file", limits)
         masks = _first_of_each(mframe)
     rows = []
-    for where, ident, seq in zip(seqs["where"], seqs["id"], seqs["text"]):
-        label = label_of.get(ident)
+    for where, ident, seq, label in (
+            (w, i, q, lab) for w, i, q in zip(seqs["where"], seqs["id"], seqs["text"])
+            # an ID whose label records disagree gives one row per label: validation then
+            # refuses the conflict and offers the same fixes as for conflicting duplicates
+            for lab in labels_of.get(i, [None])):
         text = str(label).strip() if label is not None else None
         if text is not None and mask_name is not None:
             m = masks.get(ident)
@@ -160,21 +163,33 @@ def read_flip(sequences: Source, labels: Source, mask: Source | None = None, *,
 
 
 def _first_of_each(frame: pd.DataFrame) -> dict[str, str]:
-    """ID -> text of its first record (a repeated ID is warned about, see _duplicates)."""
+    """ID -> text of its first record (a repeated mask is warned about, see _duplicates)."""
     out: dict[str, str] = {}
     for ident, text in zip(frame["id"], frame["text"]):
         out.setdefault(ident, text)
     return out
 
 
+def _labels_of_each(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """ID -> the distinct label texts of its records, in file order."""
+    out: dict[str, list[str]] = {}
+    for ident, text in zip(frame["id"], frame["text"]):
+        texts = out.setdefault(ident, [])
+        if str(text).strip() not in (str(t).strip() for t in texts):
+            texts.append(text)
+    return out
+
+
 def _duplicates(frame: pd.DataFrame, name: str) -> tuple[Problem, ...]:
-    repeated = frame["id"][frame["id"].duplicated()]
-    if repeated.empty:
+    """A warning for IDs repeated with the same label (kept once); repeated with different
+    labels, they are a conflict that validation refuses."""
+    texts = frame.assign(text=frame["text"].map(lambda t: str(t).strip()))
+    same = texts[texts.duplicated(["id", "text"])]["id"]
+    if same.empty:
         return ()
     return (Problem("warning", "duplicate_ids",
-                    f"{name}: {repeated.nunique()} ID(s) appear more than once "
-                    f"({where_list(sorted(set(map(str, repeated))))}); the first record of each "
-                    "is used."),)
+                    f"{name}: {same.nunique()} ID(s) appear more than once with the same label "
+                    f"({where_list(sorted(set(map(str, same))))}); each is used once."),)
 
 
 def sort_uploads(files: list[tuple[str, bytes]]) -> tuple[tuple[str, bytes], tuple[str, bytes],

@@ -174,12 +174,22 @@ def test_per_residue_values_that_never_change_are_refused():
         error.message
 
 
-def test_a_repeated_label_id_uses_its_first_record_as_the_warning_says():
-    seqs = _fasta({"a": "MKVLAAGIW"})
-    labels = b">a SET=train\nHHHEEECCC\n>a SET=train\nCCCCCCCCC\n"
+def test_a_label_id_repeated_with_other_labels_is_a_conflict_not_a_guess():
+    """Two label records of one protein that disagree are refused with the conflict fixes
+    (they were once settled by file order; issue 30, item 8); repeated with the same label,
+    the protein is used once."""
+    seqs = _fasta({"a": "MKVLAAGIW", "b": "MKVLAAGIR"})
+    labels = (b">a SET=train\nHHHEEECCC\n>a SET=train\nCCCCCCCCC\n"
+              b">b SET=train\nHHHHHHCCC\n>b SET=train\nHHHHHHCCC\n")
     raw = read_flip(("s.fasta", seqs), ("l.fasta", labels))
-    assert raw.frame["label"].tolist() == ["HHHEEECCC"]
-    assert any("the first record of each is used" in p.message for p in raw.problems)
+    assert raw.frame["label"].tolist() == ["HHHEEECCC", "CCCCCCCCC", "HHHHHHCCC"]
+    assert any("more than once with the same label (b)" in p.message for p in raw.problems)
+    result = validate(raw, IngestOptions(min_class_size=1))
+    assert not result.ok and "conflicting_labels" in {p.code for p in result.errors}
+    assert "drop_conflicts" in result.offered_fixes
+    fixed = validate(raw, IngestOptions(min_class_size=1, fixes=frozenset({"drop_conflicts"})))
+    assert fixed.ok and fixed.dataset is not None
+    assert fixed.dataset.frame["id"].tolist() == ["b"]
 
 
 def binding_sites(n: int = 60, seed: int = 3) -> list[tuple[str, str]]:
