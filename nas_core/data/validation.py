@@ -209,8 +209,9 @@ ROW_FIXES = {  # problem code -> the fix that drops the row
     "non_finite_label": "drop_unlabelled", "label_overflow": "drop_unlabelled",
     "bad_split": "drop_bad_split", "label_length": "drop_unlabelled",
     "bad_residue_label": "drop_unlabelled", "no_labelled_residue": "drop_unlabelled",
-    "nucleotide_sequence": "drop_nucleotides",
+    "nucleotide_sequence": "drop_nucleotides", "unknown_residues": "drop_invalid",
 }
+UNKNOWN_RESIDUES = frozenset("X")
 NUCLEOTIDES = frozenset("ACGTUN")
 # a row this long written in A, C, G, T/U and N only is DNA or RNA, not a protein (a random
 # protein that long has about one chance in 10^12 of it; short peptides such as GAGAGA are
@@ -292,6 +293,12 @@ class _Check:
         self.invalid = df["sequence"].map(invalid_characters)
         self.flag((self.invalid != "") & ~self.empty, "invalid_characters",
                   lambda i: invalid_characters_text(self.invalid[i]) + ", or drop the row.")
+        unknown = ~self.empty & (self.invalid == "") & df["sequence"].map(
+            lambda s: set(s) <= UNKNOWN_RESIDUES)
+        self.flag(unknown, "unknown_residues", lambda i: (
+            "every residue is X (unknown): the sequence carries nothing to learn from. Fill in "
+            "the real sequence, or drop the row."))
+        self.invalid = self.invalid.where(~unknown, "X")  # not usable, not a conflict
         self.nucleotides(df.loc[~self.empty, "sequence"])
 
     def nucleotides(self, sequences: pd.Series) -> None:
@@ -396,9 +403,20 @@ class _Check:
         norm = df["split"].map(lambda v: None if v is None else _SPLIT_ALIASES.get(
             str(v).strip().lower(), "?"))
         bad = norm.isna() | (norm == "?")
-        self.flag(bad, "bad_split", lambda i: (
-            f"split value {df.at[i, 'split']!r} is not one of train, valid, test. Correct it, "
-            "leave the whole split column empty to let the app split, or drop the row."))
+        flip = self.raw.fmt == "flip"
+
+        def why(i) -> str:
+            value = df.at[i, "split"]
+            if value is None or str(value).strip() in ("", "nan", "None"):
+                if flip:
+                    return ("its label record has no SET= in its header, unlike the others: "
+                            "add SET=train or SET=test, or drop the row.")
+                return ("no split value, unlike the other rows: give it train, valid or test, "
+                        "leave the whole split column empty to let the app split, or drop the "
+                        "row.")
+            return (f"split value {str(value)!r} is not one of train, valid, test. Correct it, "
+                    "leave the whole split column empty to let the app split, or drop the row.")
+        self.flag(bad, "bad_split", why)
         df["split"] = norm.where(~bad, None)
 
     def truncate(self) -> None:

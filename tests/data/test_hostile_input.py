@@ -193,3 +193,26 @@ def test_dna_rows_among_proteins_are_named_one_by_one_with_a_fix(tmp_path):
     path.write_bytes(table(peptides))  # short repeats of A/G/T residues stay proteins
     assert not any(p.code == "nucleotide_sequence"
                    for p in import_dataset(path).result.problems)
+
+
+def test_messages_say_what_is_wrong_not_nan_or_conflict():
+    """Issue 30, item 10: a FLIP label record without SET=, an empty split cell and a file of
+    X residues each get their own words (they read 'split value nan' and 'conflicting
+    labels')."""
+    from nas_core.data.validation import load_flip
+
+    seqs = b">a\nMKVLAAGIW\n>b\nMKVLAAGIR\n>c\nMKVLAAGIK\n"
+    labels = b">a\nHHHEEECCC\n>b SET=train\nHHHHHHCCC\n>c SET=test\nCCCHHHCCC\n"
+    flip = load_flip(("s.fasta", seqs), ("l.fasta", labels),
+                     options=IngestOptions(min_class_size=1))
+    (split,) = [p for p in flip.problems if p.code == "bad_split"]
+    assert "no SET= in its header" in split.message and "nan" not in split.message
+    rows = [(p, str(i % 2)) for i, p in enumerate(PEPTIDES[:12])]
+    text = "sequence,label,split\n" + "".join(
+        f"{s},{lab},{'train' if i % 3 else ''}\n" for i, (s, lab) in enumerate(rows))
+    empty = load_upload(text.encode(), "t.csv", IngestOptions(min_class_size=1))
+    assert all("nan" not in p.message for p in empty.problems)
+    assert any("no split value" in p.message for p in empty.problems)
+    unknown = load_upload(table([("X" * 10, str(i % 2)) for i in range(12)]), "x.csv",
+                          IngestOptions(min_class_size=1))
+    assert {p.code for p in unknown.problems} == {"unknown_residues"}
