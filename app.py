@@ -1,5 +1,8 @@
 """ESM-NAS Studio: `streamlit run app.py`."""
 
+import logging
+import uuid
+
 import streamlit as st
 
 from nas_core.common.text import md_text
@@ -7,6 +10,7 @@ from nas_core.common.workspace import storage_problem
 from nas_core.search.logs import quiet_optuna
 from ui import identity
 
+logger = logging.getLogger("esm_nas.app")
 quiet_optuna()  # once per script run: it only sets filters (idempotent)
 
 st.set_page_config(page_title="ESM-NAS Studio", page_icon=":material/biotech:", layout="wide")
@@ -40,8 +44,16 @@ try:
         with st.spinner(f"Opening {page.title} (the first time takes a few seconds)..."):
             page.run()
         _opened().add(page.url_path)
-except Exception as exc:  # a full or read-only disk is one message, never a traceback
+except Exception as exc:  # never a traceback for a visitor: a message and an error id
     problem = storage_problem(exc)
-    if problem is None:
-        raise
-    st.error(md_text(problem))
+    if problem is not None:  # a full or read-only disk: what to do, in one message
+        st.error(md_text(problem))
+    else:
+        error_id = uuid.uuid4().hex[:8]
+        logger.exception("page failed (error %s)", error_id)  # the details: the server log
+        st.error(f"Something went wrong on this page (error {error_id}). Nothing you stored "
+                 "was lost; try again, or tell the administrator the error id (the details "
+                 "are in the server's log).")
+        user = identity.current_user()
+        if identity.mode() == "local" or (user is not None and user.admin):
+            st.exception(exc)  # the workstation's own user, or an administrator
