@@ -63,9 +63,11 @@ def _label(name: str) -> str:
 
 backbones = st.multiselect("Backbones", list(offered), default=available[:1],
                            format_func=_label, key="search_backbones",
-                           help="ESM-2 protein language models to build on. The untrained "
-                           "demo runs anywhere in seconds but predicts poorly: use it to try "
-                           "the app.")
+                           help="ESM-2 protein language models to build on. Where none is "
+                           "downloaded, the small backbone pretrained here on public "
+                           "proteomes is the default (a stand-in for ESM-2, not a "
+                           "substitute); the untrained demo has random weights, a negative "
+                           "control that shows the pipeline, not what a backbone brings.")
 if not backbones:
     st.warning("Choose at least one backbone.")
     st.stop()

@@ -79,10 +79,12 @@ def engine_overhead(corpus_path: Path, shape: str, steps: int = 12) -> None:
     say(f"pretrain_tokens_per_s: engine {engine:,.0f}, hand-written loop {hand:,.0f} "
         f"(overhead {hand / engine:.2f}x; shape {shape}, crops of 256, batches of 16,384 "
         f"tokens, {steps} steps, best of 2 interleaved rounds)")
-    pad = sum(b.padded_tokens for b in epoch_batches(
-        run.train.lengths(), epoch=0, seed=0, max_length=256, batch_tokens=16_384))
-    say(f"  padding: {1 - run.train.n_residues / pad:.1%} of the padded tokens of an epoch "
-        "(crops of similar length share a batch)")
+    lengths = run.train.lengths()
+    epoch = epoch_batches(lengths, epoch=0, seed=0, max_length=256, batch_tokens=16_384)
+    useful = int((np.minimum(lengths, 256) + 2).sum())
+    padded = sum(b.padded_tokens for b in epoch)
+    say(f"  padding: {1 - useful / padded:.1%} of the padded tokens of an epoch (crops of "
+        "similar length share a batch)")
 
 
 def _shape(text: str) -> dict:

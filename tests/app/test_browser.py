@@ -74,7 +74,7 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
             links = page.get_by_test_id("stSidebarNavLink")
             expect(links).to_have_text([re.compile(f"{title}$") for title in (
                 "Home", "Data", "Search", "Monitor", "Results", "Predict",
-                "Test these next")])  # after the icon
+                "Test these next", "Teach a backbone")])  # after the icon
             expect(page.get_by_role("textbox", name="Your name")).to_be_visible()
             nav(page, "Home")
             expect(page.get_by_text("Find the best protein language model")).to_be_visible()
@@ -153,7 +153,7 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
             assert not hub.repos  # nothing was sent on Enter
             page.get_by_role("button", name="Publish", exact=True).first.click()
             expect(page.get_by_text("Published:")).to_be_visible(timeout=120_000)
-            assert list(hub.repos) == ["alice/amp-vs-transmembrane-demo-classifier"]
+            assert list(hub.repos) == ["alice/amp-vs-transmembrane-esm2-classifier"]
             # and predict new sequences with a model of this workspace
             nav(page, "Predict")
             page.get_by_role("textbox", name="FASTA, or one sequence per line").fill(
