@@ -36,20 +36,18 @@ def contrastive_groups(task: Task, targets: np.ndarray, edges: np.ndarray | None
 
 def task_loss(task: Task, logits: torch.Tensor, targets: torch.Tensor,
               class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy or mean squared error; per residue over the labelled residues only
-    (``IGNORE_INDEX`` / NaN targets, and the <cls>, <eos> and padding positions, drop out)."""
-    if task == Task.RESIDUE_REGRESSION:
+    """The task's loss (``Task.loss``): mean squared error or cross-entropy, over the labelled
+    targets only (per residue, ``IGNORE_INDEX`` / NaN targets and the <cls>, <eos> and padding
+    positions drop out; per sequence every target counts)."""
+    if task.loss == "mse":
         values, targets = logits.squeeze(-1).float(), targets.float()
         labelled = torch.isfinite(targets)
         if not labelled.any():
             return values.sum() * 0.0
         return F.mse_loss(values[labelled], targets[labelled])
-    if task == Task.RESIDUE_CLASSIFICATION:
-        return F.cross_entropy(logits.float().flatten(0, 1), targets.long().flatten(),
-                               weight=class_weights, ignore_index=IGNORE_INDEX)
-    if task == Task.REGRESSION:
-        return F.mse_loss(logits.squeeze(-1).float(), targets.float())
-    return F.cross_entropy(logits.float(), targets.long(), weight=class_weights)
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                           targets.long().reshape(-1), weight=class_weights,
+                           ignore_index=IGNORE_INDEX)
 
 
 def batch_mae(task: Task, logits: torch.Tensor, targets: torch.Tensor, model) -> float:

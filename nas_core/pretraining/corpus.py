@@ -31,6 +31,9 @@ for _residue in RESIDUES:
     _TABLE[ord(_residue.lower())] = ESM2_VOCAB.index(_residue)
 
 
+_LETTERS = np.array([ord(t) if len(t) == 1 else ord("X") for t in ESM2_VOCAB], dtype=np.uint8)
+
+
 class CorpusError(ValueError):
     """The file cannot be a pretraining corpus; the message says why and what to do."""
 
@@ -60,7 +63,7 @@ class Corpus:
         return self.tokens[self.offsets[i]: self.offsets[i + 1]]
 
     def text(self, i: int) -> str:
-        return "".join(ESM2_VOCAB[t] for t in self.sequence(i))
+        return _LETTERS[self.sequence(i)].tobytes().decode("ascii")
 
     def subset(self, rows: np.ndarray) -> Corpus:
         """The sequences ``rows`` (in that order), as a corpus of their own."""

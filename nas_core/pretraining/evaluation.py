@@ -5,7 +5,7 @@ positions: a model that learnt nothing scores the unigram perplexity."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -45,21 +45,19 @@ def unigram_log_probs(counts: np.ndarray) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def held_out_perplexity(model, corpus: Corpus, rows: np.ndarray, *, unigram: torch.Tensor,
-                        max_length: int, batch_tokens: int, device: torch.device,
-                        select: float = 0.15) -> Perplexity:
-    """Perplexity over the selected residues of ``rows`` (each protein's first crop)."""
+def held_out_perplexity(model, valid: Corpus, *, unigram: torch.Tensor, max_length: int,
+                        batch_tokens: int, device: torch.device, select: float = 0.15
+                        ) -> Perplexity:
+    """Perplexity over the selected residues of ``valid`` (each protein's first crop; the same
+    positions every time)."""
     model.eval()
-    lengths = corpus.lengths()[rows]
-    batches = epoch_batches(lengths, epoch=0, seed=EVAL_SEED, max_length=max_length,
+    batches = epoch_batches(valid.lengths(), epoch=0, seed=EVAL_SEED, max_length=max_length,
                             batch_tokens=batch_tokens)
     generator = torch.Generator().manual_seed(EVAL_SEED)
     total = total_unigram = 0.0
     count = 0
-    sub = corpus.subset(rows)
-    for batch in sorted(batches, key=lambda b: int(b.rows[0])):
-        batch = type(batch)(batch.rows, np.zeros_like(batch.starts), batch.width)
-        ids = collate(sub, batch)
+    for batch in sorted(batches, key=lambda b: int(b.rows[0])):  # a fixed order: fixed masks
+        ids = collate(valid, replace(batch, starts=np.zeros_like(batch.starts)))
         inputs, labels = mask_all_selected(ids, generator, select)
         inputs, labels = inputs.to(device), labels.to(device)
         with autocast(device):

@@ -116,10 +116,15 @@ class Run:
         self.state_dir = state_dir
         self.device = resolve_device(config.device)
         self.train = corpus.subset(holdout.train)
-        self.scored = scored_subset(corpus, holdout.valid, config.eval_residues,
-                                    config.max_length)
+        # the validation proteins scored at each measurement, copied out once
+        self.valid = corpus.subset(scored_subset(corpus, holdout.valid, config.eval_residues,
+                                                 config.max_length))
         self.unigram = unigram_log_probs(self.train.residue_counts())
-        self.model = initial_model(config)
+        checkpoint = state_dir / "checkpoint"
+        # loaded once: the last checkpoint's weights when there is one to resume from
+        self.model = (EsmForMaskedLM.from_pretrained(checkpoint, attn_implementation="sdpa",
+                                                     use_kernels=False)
+                      if (checkpoint / "position.json").is_file() else initial_model(config))
         self.model.to(self.device)  # type: ignore[arg-type]  # transformers types .to oddly
         self.model.train()
         decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2]
@@ -225,7 +230,7 @@ class Run:
 
     def measure(self) -> Perplexity:
         result = held_out_perplexity(
-            self.model, self.corpus, self.scored, unigram=self.unigram,
+            self.model, self.valid, unigram=self.unigram,
             max_length=self.config.max_length, batch_tokens=self.config.batch_tokens,
             device=self.device, select=self.config.select)
         self.history.valid.append({"step": self.position.step, "tokens": self.position.tokens,
@@ -261,19 +266,8 @@ class Run:
         if not (target / "position.json").is_file():
             return False
         saved = json.loads((target / "position.json").read_text())
-        self.model = EsmForMaskedLM.from_pretrained(target, attn_implementation="sdpa",
-                                                    use_kernels=False)
-        self.model.to(self.device)  # type: ignore[arg-type]  # transformers types .to oddly
-        self.model.train()
-        params = dict(self.model.named_parameters())
-        groups = [[p for n, p in params.items() if p.ndim >= 2],
-                  [p for n, p in params.items() if p.ndim < 2]]
-        for group, new in zip(self.optimizer.param_groups, groups):
-            group["params"] = new
-        # the schedule first: building it sets every group's learning rate to the first
-        # step's, which the optimiser's saved state then puts back to where the run was
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, schedule(self.total_steps, self.config.warmup))
+        # the weights came from the checkpoint already (__init__); the optimiser's and the
+        # schedule's saved states put the learning rate back where the run was
         state = torch.load(target / "optimizer.pt", map_location=self.device,
                            weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
