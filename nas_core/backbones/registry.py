@@ -30,13 +30,14 @@ class Pretraining(Record):
     corpus: str
     corpus_fingerprint: str
     proteins: int  # training proteins
-    validation_proteins: int  # held out by homology
+    validation_proteins: int  # held out by homology (or at random: ``holdout``)
     residues: int
     tokens_seen: int
     steps: int
     start: str = field(metadata={"key": "from"})  # "random L,W,H,F" or the backbone continued
     validation_perplexity: float = 0.0  # every selected residue masked
     unigram_perplexity: float = 0.0  # amino-acid frequencies alone, same positions
+    holdout: str = "homology"  # "random" when the corpus was one family
 
     @property
     def words(self) -> str:

@@ -29,8 +29,11 @@ def write_card(out_dir: Path, config: PretrainConfig, lineage: Pretraining, hist
              f"- Corpus {md_text(lineage.corpus)} (fingerprint "
              f"`{lineage.corpus_fingerprint[:16]}`): {lineage.proteins:,} training "
              f"proteins, {lineage.residues:,} residues; {lineage.validation_proteins:,} "
-             f"proteins held out by homology (no training protein at least "
-             f"{config.identity:.0%} identical to one of them, MMseqs2).",
+             + (f"proteins held out by homology (no training protein at least "
+                f"{config.identity:.0%} identical to one of them, MMseqs2)."
+                if lineage.holdout == "homology" else
+                "proteins held out at random: the corpus is one family, so the held-out "
+                "perplexity measures how well the model knows this family, not unseen ones."),
              f"- Started from {md_text(lineage.start)}; {lineage.tokens_seen:,} "
              f"tokens in {lineage.steps:,} optimiser steps"
              + (f" ({seconds / 3600:.2f} h of training)." if seconds else "."),

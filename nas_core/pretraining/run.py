@@ -23,7 +23,7 @@ from nas_core.pretraining.card import write_card
 from nas_core.pretraining.config import PretrainConfig
 from nas_core.pretraining.corpus import Corpus, read_corpus
 from nas_core.pretraining.evaluation import Perplexity
-from nas_core.pretraining.holdout import Holdout, hold_out
+from nas_core.pretraining.holdout import RANDOM, Holdout, hold_out
 from nas_core.pretraining.loop import STATE_DIR, Progress, Run
 
 RUN_FILE = "run.json"
@@ -94,6 +94,10 @@ def _holdout(corpus: Corpus, config: PretrainConfig, state_dir: Path,
     path.write_text(json.dumps({"corpus": corpus.source,
                                 "corpus_fingerprint": corpus.fingerprint,
                                 "config": config.to_dict(), "holdout": holdout.to_dict()}))
+    if holdout.method == RANDOM:
+        say("the corpus is one family (half of it is related to the validation draw): "
+            f"{len(holdout.valid):,} validation proteins drawn at random instead, so the "
+            "held-out perplexity measures this family, not unseen ones")
     say(f"{len(holdout.train):,} training and {len(holdout.valid):,} validation proteins")
     return holdout
 
@@ -110,7 +114,7 @@ def _export(run: Run, out_dir: Path, corpus: Corpus, credit: str) -> None:
         proteins=len(run.holdout.train), validation_proteins=len(run.holdout.valid),
         residues=run.train.n_residues, tokens_seen=run.position.tokens,
         steps=run.position.step, start=start, validation_perplexity=last.model,
-        unigram_perplexity=last.unigram)
+        unigram_perplexity=last.unigram, holdout=run.holdout.method)
     setattr(config, PRETRAINED_FLAG, lineage.to_dict())
     if getattr(config, UNTRAINED_FLAG, False):  # it has learnt something now
         delattr(config, UNTRAINED_FLAG)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas_core.backbones.registry import ESM2_VOCAB, resolve
+from nas_core.backbones.registry import ESM2_VOCAB, PRETRAINED_FLAG, Pretraining, resolve
 from nas_core.data import homology
 from nas_core.pretraining.batches import PAD_ID, collate, epoch_batches
 from nas_core.pretraining.config import PretrainConfig
@@ -140,6 +140,23 @@ def test_the_validation_proteins_share_no_family_with_training(tmp_path):
     hits = homology.search([corpus.text(i) for i in holdout.valid],
                            [corpus.text(i) for i in holdout.train])
     assert hits.empty or hits["identity"].max() < 0.3
+
+
+def test_a_corpus_of_one_family_is_held_out_at_random_and_says_so(tmp_path):
+    """An evotuning corpus (variants of one protein) has no unseen family: the run goes on
+    with validation proteins drawn at random, and the card and lineage say so."""
+    corpus = family_corpus(tmp_path / "one.fasta", families=1, members=60)
+    holdout = hold_out(read_corpus(corpus), 6, 0.3, seed=0)
+    assert holdout.method == "random" and len(holdout.valid) == 6
+    assert sorted([*holdout.train, *holdout.valid]) == list(range(60))
+    lines: list[str] = []
+    done = pretrain(corpus, tmp_path / "out", tiny(tokens=5_000, eval_points=1), say=lines.append)
+    assert any("one family" in line and "drawn at random" in line for line in lines)
+    lineage = Pretraining.from_dict(
+        json.loads((done.out_dir / "config.json").read_text())[PRETRAINED_FLAG])
+    assert lineage.holdout == "random"
+    assert "held out at random: the corpus is one family" in (
+        done.out_dir / "README.md").read_text()
 
 
 @pytest.fixture(scope="module")
