@@ -72,7 +72,8 @@ class Architecture:
         spec = resolve(self.backbone)
         size = spec.name.split("_")[-1] if spec.name in REGISTRY else human_count(
             spec.n_parameters)
-        base = f"ESM-2 {size}" if not spec.untrained else f"{spec.name} (untrained demo)"
+        base = (f"{spec.name} (untrained demo)" if spec.untrained else
+                f"{spec.name} (pretrained here)" if spec.lineage else f"ESM-2 {size}")
         depth = (f"{base} cut to {self.n_layers} of {spec.layers} layers"
                  if self.n_layers < spec.layers else f"{base}, all {spec.layers} layers")
         if self.adaptation == "frozen":
