@@ -361,7 +361,9 @@ def saved_config(study: optuna.Study) -> SearchConfig | None:
 def search_report(study: optuna.Study, dataset: Dataset, metric: str, *, best: BestModel,
                   baseline: Baseline, **blocks: Any) -> Report:
     """The report of the search: what it ran and spent, and the blocks finalise measured."""
-    trials = study.get_trials(deepcopy=False)
+    # a repeated architecture was never trained (objective), a queued trial never started
+    trials = [t for t in study.get_trials(deepcopy=False)
+              if "repeat_of" not in t.user_attrs and t.state != TrialState.WAITING]
     states = [t.state for t in trials]
     config = saved_config(study)
     budget = config.space.max_epochs_range[1] if config else None
@@ -385,7 +387,8 @@ def search_report(study: optuna.Study, dataset: Dataset, metric: str, *, best: B
         epochs_without_pruning=budget * sum(s in finished for s in states) if budget else None,
         failures=[Failure(n, r) for n, r in fail_reasons(trials).items()],
         lineage=Lineage.from_dict(lineage) if lineage else None,
-        budget_note=unspent_budget(trials, config.n_trials if config else None),
+        budget_note=study.user_attrs.get("space_exhausted")
+        or unspent_budget(trials, config.n_trials if config else None),
         pareto=[ParetoPoint(t.number, t.values[0], int(t.values[1]))
                 for t in study.best_trials] if len(study.directions) > 1 else None,
         best=best, baseline=baseline,

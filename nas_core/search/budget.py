@@ -20,17 +20,21 @@ def superseded(trials: Sequence[FrozenTrial]) -> set[int]:
 
 def in_budget(trials: Sequence[FrozenTrial]) -> set[int]:
     """Numbers of the finished trials that use up the budget: not cancelled by a user, not
-    run again by a retry. The one rule behind the budget, the Monitor's count and resumes."""
+    run again by a retry, not a repeat of an earlier architecture (never trained). The one
+    rule behind the budget, the Monitor's count and resumes."""
     again = superseded(trials)
     return {t.number for t in trials if t.state in FINISHED
-            and not t.user_attrs.get("cancelled") and t.number not in again}
+            and not t.user_attrs.get("cancelled") and t.number not in again
+            and "repeat_of" not in t.user_attrs}
 
 
 def retryable(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """Failed trials that "Retry failed" runs again: not cancelled, not already retried."""
+    """Failed trials that "Retry failed" runs again: not cancelled, not already retried, not a
+    repeated architecture."""
     again = superseded(trials)
     return [t for t in trials if t.state == TrialState.FAIL
-            and not t.user_attrs.get("cancelled") and t.number not in again]
+            and not t.user_attrs.get("cancelled") and t.number not in again
+            and "repeat_of" not in t.user_attrs]
 
 
 def counted_trials(study: optuna.Study) -> list[FrozenTrial]:

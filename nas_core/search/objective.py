@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from nas_core.backbones.loading import esm2_tokenizer
 from nas_core.backbones.registry import resolve
@@ -36,9 +37,12 @@ from nas_core.modeling.distillation import DistillConfig
 from nas_core.modeling.modules import HeadModel, PooledHead, SequencePredictor, TaskInfo, init_head
 from nas_core.modeling.pruning import for_shares
 from nas_core.modeling.training import EpochRecord, TrainingCancelled, TrainSettings, train
+from nas_core.search.budget import FINISHED
 from nas_core.search.space import SearchSpace, suggest_architecture
 
 HISTORY_ATTR = "history"
+REPEATABLE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+MAX_REPEATS = 30  # draws that repeated earlier trials before the space counts as exhausted
 
 
 class SearchListener:
@@ -105,10 +109,15 @@ class TrialContext:
         return self.training.metric
 
 
+class RepeatedArchitecture(Exception):
+    """The sampler drew an architecture a finished or running trial already has."""
+
+
 def objective(trial: optuna.Trial, ctx: TrialContext) -> float | tuple[float, float]:
     arch = suggest_architecture(trial, ctx.space, ctx.data.info.task)
     trial.set_user_attr("architecture", arch.to_dict())
     trial.set_user_attr("description", arch.describe(ctx.data.info.per_residue))
+    _refuse_repeat(trial)
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
     trial.set_user_attr("device", str(ctx.device))
@@ -147,6 +156,36 @@ def objective(trial: optuna.Trial, ctx: TrialContext) -> float | tuple[float, fl
         raise
     finally:
         _free_memory(ctx.device)
+
+
+def _refuse_repeat(trial: optuna.Trial) -> None:
+    """A budget of N trials is N distinct architectures: a draw equal to a completed, pruned or
+    running trial (a seeded sampler replaying after a restart, two workers drawing at once) is
+    not trained; it leaves the budget (``repeat_of``) and one new trial is queued in its place,
+    until so many draws repeat that the space has clearly run out of distinct points."""
+    params = trial.params
+    study = trial.study
+    trials = study.get_trials(deepcopy=False)
+    same = next((t.number for t in trials if t.number != trial.number and t.params == params
+                 and t.state in REPEATABLE and "repeat_of" not in t.user_attrs), None)
+    if same is None:
+        return
+    trial.set_user_attr("repeat_of", same)
+    repeats = sum("repeat_of" in t.user_attrs for t in trials) + 1
+    if repeats >= MAX_REPEATS:
+        distinct = sum(t.state in FINISHED and "repeat_of" not in t.user_attrs for t in trials)
+        reason = (f"the same architecture as trial {same}, and {repeats} draws in all repeated "
+                  f"earlier ones: the search space seems to hold no more distinct "
+                  f"architectures, so the search stops after {distinct} distinct trials. "
+                  "Widen the space (more choices or ranges) for a larger budget.")
+        trial.set_user_attr("fail_reason", reason)
+        study.set_user_attr("space_exhausted", reason)
+        study.stop()
+    else:
+        trial.set_user_attr("fail_reason", f"the same architecture as trial {same}: not "
+                            "trained again (another one is drawn in its place)")
+        study.enqueue_trial({})
+    raise RepeatedArchitecture(f"same architecture as trial {same}")
 
 
 def _free_memory(device: torch.device) -> None:

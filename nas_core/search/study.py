@@ -116,8 +116,11 @@ def worker_study(study: optuna.Study, config: SearchConfig,
     """The same study, seen by one worker: its own sampler seed (two workers with one seed would
     try the same architectures), and, when the budget is a number of trials, queue-only."""
     cls = QueueStudy if config.n_trials is not None else optuna.Study
+    # a restart must not replay the seeded sequence of draws it made before: the seed moves
+    # on by the trials already started (0 on a fresh study, so a fresh run is reproducible)
+    started = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
     return cls(study_name=study.study_name, storage=study_storage(study),
-               sampler=make_sampler(config.sampler, config.seed + seed_offset),
+               sampler=make_sampler(config.sampler, config.seed + seed_offset + 1000 * started),
                pruner=make_pruner(config.pruner, config.space.max_epochs_range[1]))
 
 

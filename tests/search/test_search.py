@@ -242,3 +242,48 @@ def test_same_seed_same_search_on_cpu(workspace, tiny_backbone, peptides):
         optimize(study, config, peptides)
         outcomes.append([(t.params, t.state, t.value) for t in study.trials])
     assert outcomes[0] == outcomes[1]
+
+
+def test_a_rerun_with_a_larger_budget_draws_new_architectures(workspace, tiny_backbone,
+                                                              peptides):
+    """A seeded sampler restarted on the same study does not replay its earlier draws: a
+    budget of N trials is N distinct architectures (before, trials 2 and 3 repeated 0 and 1)."""
+    space = small_space(tiny_backbone)
+    for budget in (2, 4):  # the CLI run again with a larger budget
+        config = SearchConfig("rerun", space, n_trials=budget, sampler="random",
+                              pruner="none")
+        study = open_study(config, peptides)
+        optimize(study, config, peptides)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 4
+    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 4
+
+
+def test_a_repeated_architecture_is_not_trained_again_and_a_spent_space_stops(
+        workspace, tiny_backbone, peptides):
+    """A space of one point and a budget of three: the point is trained once; every repeated
+    draw is skipped (never trained, out of the budget) and the search says the space ran out."""
+    space = tiny_space(tiny_backbone, epochs=1, adaptations=("frozen",), poolings=("mean",),
+                       layers_range=(1, 1), head_layers_range=(0, 0), lr_range=(1e-3, 1e-3),
+                       weight_decay_range=(1e-4, 1e-4), dropout_range=(0.1, 0.1),
+                       contrastive_weight_range=(0.0, 0.0), class_weighting=(False,))
+    config = SearchConfig("one-point", space, n_trials=3, pruner="none")
+    epochs = {"n": 0}
+
+    class CountEpochs(objective_mod.SearchListener):
+        def epoch_finished(self, number, record):
+            epochs["n"] += 1
+
+    study = open_study(config, peptides)
+    optimize(study, config, peptides, listeners=[CountEpochs()])
+    trials = study.get_trials()
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 1 and epochs["n"] == 1
+    repeats = [t for t in trials if "repeat_of" in t.user_attrs]
+    assert len(repeats) == objective_mod.MAX_REPEATS
+    assert all(t.state == TrialState.FAIL and t.user_attrs["repeat_of"] == 0 for t in repeats)
+    assert "not trained again" in repeats[0].user_attrs["fail_reason"]
+    assert len(counted_trials(study)) == 1
+    assert "stops after 1 distinct trials" in study.user_attrs["space_exhausted"]
+    report = finalise(study, peptides, workspace / "out")
+    assert report.n_trials == 1 and report.n_failed == 0 and not report.failures
+    assert report.budget_note == study.user_attrs["space_exhausted"]
