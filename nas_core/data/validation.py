@@ -50,6 +50,8 @@ FIXES: dict[str, str] = {
                          "residues as unlabelled)",
     "drop_bad_split": "Drop the rows with an unknown split value",
     "drop_nucleotides": "Drop the rows that look like DNA or RNA",
+    "read_numbers": "Read the labels as measurements: a decimal comma as a point (2,5 is "
+                    "2.5), a percentage as its number (30% is 30)",
 }
 
 
@@ -164,6 +166,23 @@ def numeric_hint(value: object) -> str | None:
     if re.fullmatch(r"[-+]?\d+(\.\d+)?\s*%", text):
         return f"is a percentage: write it as a plain number ({text.rstrip('% ')})"
     return None
+
+
+TYPO_SHARE = 0.001  # a residue class under this share of the labelled residues is suspect
+
+
+def _char_kind(c: str) -> str:
+    return "digit" if c.isdigit() else "letter" if c.isalpha() else "symbol"
+
+
+def as_number_text(value: object) -> object:
+    """A label written as 2,5 or 30% as the number it means (other labels unchanged)."""
+    text = str(value).strip()
+    if re.fullmatch(r"[-+]?\d+,\d+", text):
+        return text.replace(",", ".")
+    if re.fullmatch(r"[-+]?\d+(\.\d+)?\s*%", text):
+        return text.rstrip("% ")
+    return value
 
 
 def infer_task(labels: list[object]) -> Task:
@@ -324,6 +343,8 @@ class _Check:
             "the label is missing"
             + (f" ({self.raw.frame.at[i, 'label']!r} means no value)" if raw_missing[i] else "")
             + ". Fill it in or drop the row."))
+        if "read_numbers" in self.opts.fixes:
+            df["label"] = df["label"].map(lambda v: None if v is None else as_number_text(v))
         labelled = df.loc[self.keep & ~missing, "label"].tolist()
         if not labelled:
             self.problems.append(Problem("error", "no_labels",
@@ -332,6 +353,9 @@ class _Check:
         if self.opts.task == "auto":
             sequences = df.loc[self.keep & ~missing, "sequence"].tolist()
             task = rl.infer_residue_task(labelled, sequences) or infer_task(labelled)
+            if not task.per_residue and task != Task.REGRESSION and self.mixed_labels(
+                    df.loc[self.keep & ~missing, "label"]):
+                return None
         else:
             task = Task(self.opts.task)
         if task.per_residue:
@@ -355,6 +379,39 @@ class _Check:
         self.overflow(values)
         df["label"] = values
         return task
+
+    def mixed_labels(self, labels: pd.Series) -> bool:
+        """Labels guessed to be classes that look like something else: numbers in several
+        formats (2,5 and 30% beside 1.5: measurements) or numbers mixed with words (0, 1, yes,
+        2.5). Read as classes, each would silently become a class of its own; the user
+        decides (a fix, or the task chosen explicitly). True when an error was recorded."""
+        text = labels.map(lambda v: str(v).strip())
+        hinted = text.map(lambda v: numeric_hint(v) is not None)
+        numeric = text.map(lambda v: _as_float(v) is not None)
+        if hinted.any():
+            examples = ", ".join(dict.fromkeys(text[hinted | numeric]))
+            self.problems.append(Problem(
+                "error", "number_formats",
+                f"The labels look like measurements written in several formats ({examples[:120]}"
+                f"): read as classes, each way of writing a number would be a class of its own. "
+                "Read them as numbers (a decimal comma as a point, 30% as 30), write them all as "
+                "plain numbers, or choose a classification task if they are codes.",
+                tuple(self.df.loc[hinted[hinted].index, "where"].astype(str)), "read_numbers"))
+            return True
+        if numeric.any() and not numeric.all():
+            numbers = list(dict.fromkeys(text[numeric]))
+            words = list(dict.fromkeys(text[~numeric]))
+            minority = numeric if numeric.sum() < (~numeric).sum() else ~numeric
+            self.problems.append(Problem(
+                "error", "mixed_labels",
+                f"The labels mix numbers ({', '.join(numbers[:6])}) and words "
+                f"({', '.join(words[:6])}): a measurement or a class? Correct the odd cells, "
+                "or choose the task yourself: binary or multiclass reads every distinct label "
+                "as a class, regression reads the numbers and lists the rows with words (to "
+                "drop or correct).",
+                tuple(self.df.loc[minority[minority].index, "where"].astype(str))))
+            return True
+        return False
 
     def residue_labels(self, task: Task, missing: pd.Series) -> None:
         """One label per residue: right length, readable, at least one residue labelled."""
@@ -527,13 +584,17 @@ class _Check:
                         ) -> tuple[pd.DataFrame, Task, list[str]] | None:
         """Per-residue classes: each must occur in enough proteins to reach every split."""
         proteins = rl.proteins_per_class(list(clean["label"]))
+        typos = self.typo_classes(clean)
+        if typos and "drop_rare_classes" not in self.opts.fixes:
+            return None
         if len(proteins) < 2:
             self.problems.append(Problem(
                 "error", "single_class",
                 f"Every labelled residue has the class {next(iter(proteins), '?')!r}: a "
                 "classifier needs at least two classes. Check the label strings."))
             return None
-        rare = {c: n for c, n in proteins.items() if n < self.opts.min_class_size}
+        rare = {c: n for c, n in proteins.items()
+                if n < self.opts.min_class_size or c in typos}
         if rare and "drop_rare_classes" in self.opts.fixes and len(proteins) - len(rare) >= 2:
             clean = clean.copy()
             clean["label"] = clean["label"].map(lambda t: rl.without_classes(t, set(rare)))
@@ -566,6 +627,39 @@ class _Check:
                 "class names empty."))
             return None
         return clean, Task.RESIDUE_CLASSIFICATION, rl_sorted(set(proteins))
+
+    def typo_classes(self, clean: pd.DataFrame) -> set[str]:
+        """Per-residue classes that look like typing errors: a handful of residues (under
+        TYPO_SHARE of the labelled ones) written in another kind of character than every other
+        class (an N among 0/1/2/4). Each is an error with the fix that marks its residues as
+        unlabelled; a class merely that rare is a warning."""
+        residues = Counter(c for text in clean["label"] for c in text if c != UNLABELLED)
+        total = sum(residues.values())
+        typos: set[str] = set()
+        for cls, n in sorted(residues.items()):
+            if n >= TYPO_SHARE * total:
+                continue
+            others = {_char_kind(c) for c in residues if c != cls}
+            wheres = tuple(clean.loc[clean["label"].str.contains(re.escape(cls)),
+                                     "where"].astype(str))
+            if len(others) == 1 and _char_kind(cls) not in others:
+                typos.add(cls)
+                if "drop_rare_classes" in self.opts.fixes:
+                    continue  # marked as unlabelled by the fix (residue_classes says so)
+                self.problems.append(Problem(
+                    "error", "typo_class",
+                    f"Residue class {cls!r} labels only {n} of {total:,} residues "
+                    f"({where_list(list(wheres))}) and is written unlike every other class "
+                    f"({', '.join(sorted(c for c in residues if c != cls))}): a typing error? "
+                    "Correct those residues, or mark them as unlabelled.",
+                    wheres, "drop_rare_classes"))
+            else:
+                self.problems.append(Problem(
+                    "warning", "rare_residue_class",
+                    f"Residue class {cls!r} labels only {n} of {total:,} residues "
+                    f"({where_list(list(wheres))}): check it is not a typing error; a class "
+                    "this rare is hard to learn.", wheres))
+        return typos
 
     def rename_classes(self, clean: pd.DataFrame, label_names: list[str]
                        ) -> tuple[pd.DataFrame, list[str]] | None:

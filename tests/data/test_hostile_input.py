@@ -216,3 +216,36 @@ def test_messages_say_what_is_wrong_not_nan_or_conflict():
     unknown = load_upload(table([("X" * 10, str(i % 2)) for i in range(12)]), "x.csv",
                           IngestOptions(min_class_size=1))
     assert {p.code for p in unknown.problems} == {"unknown_residues"}
+
+
+def test_numbers_and_words_mixed_in_the_labels_are_not_silently_classes():
+    """0, 1, yes and 2.5 read as four classes before; now the user is asked which it is,
+    and choosing the task reads them as asked."""
+    labels = ["0", "1", "yes", "2.5"] * 6
+    rows = [(p + "A" * i, labels[i]) for i, p in enumerate(PEPTIDES * 2)]
+    result = load_upload(table(rows), "mixed.csv", IngestOptions(min_class_size=1))
+    assert result.dataset is None and codes(result) == {"mixed_labels"}
+    (error,) = result.errors
+    assert "mix numbers (0, 1, 2.5) and words (yes)" in error.message
+    assert "choose the task yourself" in error.message
+    assert error.where == ("row 4", "row 8", "row 12", "row 16", "row 20", "row 24")[
+        :len(error.where)] and len(error.where) == len(rows) // 4
+    chosen = load_upload(table(rows), "mixed.csv",
+                         IngestOptions(min_class_size=1, task="multiclass"))
+    assert chosen.ok and set(chosen.dataset.label_names or []) == {"0", "1", "yes", "2.5"}
+
+
+def test_measurements_in_several_number_formats_are_read_as_numbers_when_asked():
+    """1.5, 2,5, 30% and 1e3 became four classes; now it is an error with the fix that reads
+    them as the numbers they are (a regression)."""
+    labels = ["1.5", "2,5", "30%", "1e3"] * 6
+    rows = [(p + "A" * i, labels[i]) for i, p in enumerate(PEPTIDES * 2)]
+    result = load_upload(table(rows, sep=";"), "formats.csv", IngestOptions(min_class_size=1))
+    assert result.dataset is None and codes(result) == {"number_formats"}
+    (error,) = result.errors
+    assert "measurements written in several formats" in error.message
+    assert error.fix == "read_numbers" and "read_numbers" in result.offered_fixes
+    fixed = load_upload(table(rows, sep=";"), "formats.csv",
+                        IngestOptions(min_class_size=1, fixes=frozenset({"read_numbers"})))
+    assert fixed.ok and fixed.dataset.task == "regression"
+    assert sorted(set(fixed.dataset.frame["label"])) == [1.5, 2.5, 30.0, 1000.0]

@@ -240,3 +240,27 @@ def test_class_codes_that_look_like_numbers_stay_codes(tmp_path):
     assert sorted(outcome.dataset.label_names or []) == codes
     again = DatasetStore(tmp_path).load(outcome.stored.id)
     assert sorted(set(again.frame["label"])) == codes
+
+
+def test_a_stray_character_among_digit_classes_is_flagged_as_a_typing_error():
+    """An N typed among 0/1/2/4 in six proteins (six residues of 15,000) passed the rare-class
+    rule (it is in five proteins or more) and became a class; now it is an error naming it,
+    with the fix that marks those residues unlabelled."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(300):
+        label = list("".join(rng.choice(list("0124"), 50)))
+        if i % 50 == 7:
+            label[10] = "N"
+        rows.append(f"p{i},{''.join(rng.choice(list('ACDEFGHIKLMNPQRSTVWY'), 50))},"
+                    f"{''.join(label)}")
+    csv = ("id,sequence,label\n" + "\n".join(rows) + "\n").encode()
+    result = validate(read_bytes(csv, "sites.csv"))
+    (error,) = result.errors
+    assert error.code == "typo_class" and error.fix == "drop_rare_classes"
+    assert "Residue class 'N' labels only 6 of 15,000 residues" in error.message
+    assert "a typing error?" in error.message and len(error.where) == 6
+    fixed = validate(read_bytes(csv, "sites.csv"),
+                     IngestOptions(fixes=frozenset({"drop_rare_classes"})))
+    assert fixed.ok and fixed.dataset.label_names == ["0", "1", "2", "4"]
+    assert sum(t.count("-") for t in fixed.dataset.frame["label"]) == 6
