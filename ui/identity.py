@@ -3,7 +3,9 @@
 - **sign-in**: ``[auth]`` in Streamlit secrets. Nothing shows before an OpenID Connect login;
   the owner is the account's e-mail (an account with neither e-mail nor name is refused).
 - **proxy**: ``$ESM_NAS_USER_HEADER`` names the header that the lab's authenticating reverse
-  proxy sets. A request without it is refused (the proxy must be the only way in).
+  proxy sets. A request without it is refused, and the header is trusted only from the proxy:
+  no page is served unless the server listens on loopback only, or ``$ESM_NAS_PROXY_SECRET``
+  is set and every request carries it (``X-ESM-NAS-Proxy-Secret``, set by the proxy).
 - **local** (a single workstation): a random identifier kept in a browser cookie, with the name
   its user typed, remembered in the workspace. It survives reloads and cannot be taken by typing
   someone's name, but anyone who can use that browser (or copy its cookie) is its owner: it is
@@ -20,11 +22,14 @@ import os
 import streamlit as st
 
 from nas_core.common.access import (
+    PROXY_SECRET_HEADER,
     LocalNames,
     Person,
     admins,
     local_person,
     new_browser_id,
+    proxy_secret_matches,
+    proxy_setup_problem,
     valid_browser_id,
 )
 from nas_core.common.text import md_text
@@ -32,6 +37,7 @@ from ui import resources
 
 KEY = "user_name"
 HEADER_ENV = "ESM_NAS_USER_HEADER"
+SECRET_ENV = "ESM_NAS_PROXY_SECRET"
 COOKIE = "esm_nas_browser"
 _BROWSER_KEY = "browser_id"
 
@@ -79,7 +85,12 @@ def _signed_in() -> Person | None:
 
 
 def _from_proxy() -> Person | None:
-    value = (st.context.headers.get(os.environ[HEADER_ENV]) or "").strip()
+    """The user the proxy names; None when the request did not come through the proxy (no
+    header, or the shared secret missing or wrong)."""
+    headers = st.context.headers
+    if not proxy_secret_matches(headers.get(PROXY_SECRET_HEADER), os.environ.get(SECRET_ENV)):
+        return None
+    value = (headers.get(os.environ[HEADER_ENV]) or "").strip()
     return Person(key=value, admin=value.lower() in _admins()) if value else None
 
 
@@ -113,6 +124,12 @@ def require_login() -> None:
                      "see and start searches.")
             st.button("Sign in", type="primary", on_click=st.login, key="sign_in")
             st.stop()
+    elif current == "proxy" and (problem := proxy_setup_problem(
+            st.get_option("server.address"), os.environ.get(SECRET_ENV),
+            os.environ.get(HEADER_ENV, ""))):
+        st.title("ESM-NAS Studio")
+        st.error(problem)
+        st.stop()
     elif current == "proxy" and _from_proxy() is None:
         st.title("ESM-NAS Studio")
         st.error("This instance is opened through the lab's sign-in proxy, and this request did "

@@ -9,6 +9,8 @@ or publish them.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import os
 import re
@@ -96,3 +98,44 @@ class LocalNames:
 
 def local_person(browser_id: str, name: str) -> Person:
     return Person(key=LOCAL_PREFIX + browser_id, name=name.strip())
+
+
+PROXY_SECRET_HEADER = "X-ESM-NAS-Proxy-Secret"  # set by the proxy beside the user header
+
+
+def listens_on_loopback(address: str | None) -> bool:
+    """Whether a server bound to ``address`` is reachable from this machine only (an empty
+    address is every interface)."""
+    text = (address or "").strip().strip("[]").lower()
+    if text == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def proxy_setup_problem(address: str | None, secret: str | None, header: str) -> str | None:
+    """Why header sign-in cannot be trusted as configured, or None. The user header is
+    trusted only from the proxy: the server must listen on loopback (only a proxy on this
+    machine reaches it), or the proxy must prove itself with a shared secret."""
+    if listens_on_loopback(address) or (secret and len(secret) >= 16):
+        return None
+    if secret:
+        return ("ESM_NAS_PROXY_SECRET is too short to be a secret: give it at least 16 random "
+                "characters (for example `python -c \"import secrets; "
+                "print(secrets.token_urlsafe(32))\"`).")
+    return (f"Sign-in by the {header} header is configured, but this server listens on "
+            f"{address or 'every network address'}: any client could send that header itself "
+            "and be signed in as anyone, administrators included. Bind the server to "
+            "127.0.0.1 behind the proxy (server.address in .streamlit/config.toml, or "
+            "--server.address 127.0.0.1), or set ESM_NAS_PROXY_SECRET here and have the proxy "
+            f"send it in the {PROXY_SECRET_HEADER} header (docs/deployment.md). Until then no "
+            "page is served.")
+
+
+def proxy_secret_matches(sent: str | None, secret: str | None) -> bool:
+    """The request carries the shared secret (constant-time), or no secret is configured."""
+    if not secret:
+        return True
+    return hmac.compare_digest((sent or "").encode(), secret.encode())

@@ -47,12 +47,14 @@ def free_port() -> int:
 
 @contextmanager
 def streamlit_server(tmp_path: Path, *, port: int | None = None, secrets: str | None = None,
-                     env: dict | None = None):
+                     env: dict | None = None, address: str = "127.0.0.1"):
     """Yield the base URL of a running app whose workspace is ``tmp_path/workspace``;
-    ``secrets`` is the text of its only secrets.toml."""
+    ``secrets`` is the text of its only secrets.toml; ``address`` the one it listens on (it
+    is reached on loopback either way)."""
     port = port or free_port()
     args = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-            "--server.address", "127.0.0.1", "--server.headless", "true"]
+            "--server.address", address, "--server.headless", "true"]
+    tmp_path.mkdir(parents=True, exist_ok=True)
     secrets_file = tmp_path / "secrets.toml"
     secrets_file.write_text(secrets or "")
     args += ["--secrets.files", str(secrets_file)]  # never the developer's own secrets

@@ -5,6 +5,7 @@ and images."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -210,3 +211,46 @@ def test_two_browsers_one_name_and_markdown_names(tmp_path):
         finally:
             pixel.close()
     assert pixel.hits == []
+
+
+def test_header_sign_in_is_trusted_only_from_the_proxy(tmp_path, workspace):
+    """Issue 30, item 11: with ESM_NAS_USER_HEADER set, a client that adds the header itself
+    was signed in as anyone, admin included. Now a server open to the network serves nothing
+    until the proxy proves itself with a shared secret; with the secret configured, the
+    header alone is refused and the header with the secret signs in."""
+    from playwright.sync_api import expect
+
+    require_browser()
+    expect.set_options(timeout=60_000)
+    env = {"ESM_NAS_USER_HEADER": "X-Forwarded-Email", "ESM_NAS_ADMINS": "admin@lab.example"}
+    forged = {"X-Forwarded-Email": "admin@lab.example"}
+    secret = secrets.token_urlsafe(24)
+
+    def open_page(browser, url: str, headers: dict):
+        context = browser.new_context(extra_http_headers=headers)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{url}/data")
+        return context, page
+
+    with chromium() as browser:
+        with streamlit_server(tmp_path / "open", address="0.0.0.0", env=env) as url:
+            context, page = open_page(browser, url, forged)
+            expect(page.get_by_text("any client could send that header itself")).to_be_visible()
+            page.wait_for_load_state("networkidle")
+            assert page.get_by_text("Signed in as admin").count() == 0
+            assert page.get_by_role("heading", name="Data", exact=True).count() == 0
+            context.close()
+        with streamlit_server(tmp_path / "secret", address="0.0.0.0",
+                              env={**env, "ESM_NAS_PROXY_SECRET": secret}) as url:
+            for headers in (forged, {**forged, "X-ESM-NAS-Proxy-Secret": "guessed-" * 4}):
+                context, page = open_page(browser, url, headers)
+                expect(page.get_by_text("did not come through it")).to_be_visible()
+                page.wait_for_load_state("networkidle")
+                assert page.get_by_text("Signed in as admin").count() == 0
+                context.close()
+            context, page = open_page(browser, url, {**forged, "X-ESM-NAS-Proxy-Secret": secret})
+            expect(page.get_by_text(re.compile(r"Signed in as admin\W*@lab\.example \(admin\)"))
+                   ).to_be_visible()
+            expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
+            context.close()

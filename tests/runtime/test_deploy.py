@@ -15,7 +15,7 @@ from nas_core.cli import build_parser
 from nas_core.common.workspace import ENV_VAR
 from nas_core.search.storage import STORAGE_ENV
 from tests.helpers import ROOT
-from ui.identity import HEADER_ENV
+from ui.identity import HEADER_ENV, SECRET_ENV
 
 DEPLOY = ROOT / "deploy"
 
@@ -78,7 +78,7 @@ def test_compose_services_and_environment():
 
 def test_env_example_names_are_the_ones_the_code_reads():
     names = set(re.findall(r"^#?\s*([A-Z_]+)=", (DEPLOY / "env.example").read_text(), re.M))
-    assert {STORAGE_ENV, ENV_VAR, HEADER_ENV} <= names
+    assert {STORAGE_ENV, ENV_VAR, HEADER_ENV, SECRET_ENV} <= names
 
 
 def test_the_esm_nas_console_script_is_the_engine_cli(capsys):
