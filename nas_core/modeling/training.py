@@ -31,6 +31,7 @@ from nas_core.modeling.losses import (
     task_loss,
 )
 from nas_core.modeling.modules import PooledHead
+from nas_core.modeling.schedule import batch_lr
 
 
 class TrainingCancelled(Exception):
@@ -68,6 +69,7 @@ class TrainSettings:
     lr: float | None = None
     max_tokens: int | None = None  # cap on padded tokens per batch
     min_tokens: int | None = None  # short sequences: fill batches to about this many tokens
+    lr_rule: str = "none"  # how a filled batch's learning rate follows it (modeling.schedule)
     bf16: bool | None = None  # None: bf16 autocast on CUDA, full precision elsewhere
     should_stop: Callable[[], bool] | None = None  # polled before every batch (cancel)
     on_epoch: Callable[[EpochRecord], None] | None = None  # after each epoch (Optuna reports)
@@ -163,7 +165,7 @@ def train(model: PooledHead, train_data: Encoded, val_data: Encoded, val_targets
               else _contrastive_groups(model.info.task, train_data.targets))
     result = TrainResult()
     stopper = _EarlyStopping(settings.metric, settings.patience)
-    first = settings.first_epoch
+    first, steps = settings.first_epoch, 0
     for epoch in range(first, first + (settings.max_epochs or model.arch.max_epochs)):
         if settings.should_stop and settings.should_stop():
             raise TrainingCancelled(f"stopped by the user before epoch {epoch}")
@@ -172,7 +174,9 @@ def train(model: PooledHead, train_data: Encoded, val_data: Encoded, val_targets
                                  max_tokens=settings.max_tokens, min_tokens=settings.min_tokens,
                                  rng=rng)
         loss, mae = train_epoch(model, train_data, batches, groups, optimizer, params,
-                                epoch=epoch, pad_id=pad_id, settings=settings, distill=distill)
+                                epoch=epoch, pad_id=pad_id, settings=settings, distill=distill,
+                                first_step=steps)
+        steps += len(batches)
         val, _ = evaluate(model, val_data, device=settings.device, pad_id=pad_id,
                           raw_targets=val_targets_raw)
         record = EpochRecord(epoch, loss, mae, val, time.perf_counter() - started)
@@ -220,9 +224,11 @@ def _contrastive_groups(task: Task, targets: np.ndarray) -> np.ndarray:
 def train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
                 groups_all: np.ndarray, optimizer: torch.optim.Optimizer,
                 params: list[torch.nn.Parameter], *, epoch: int, pad_id: int,
-                settings: TrainSettings, distill: Distillation | None = None
-                ) -> tuple[float, float]:
-    """One pass over ``batches``; returns the epoch's task loss (in label units) and MAE."""
+                settings: TrainSettings, distill: Distillation | None = None,
+                first_step: int = 0) -> tuple[float, float]:
+    """One pass over ``batches``; returns the epoch's task loss (in label units) and MAE. A
+    batch filled beyond the architecture's size trains at the rate ``settings.lr_rule`` gives
+    it (``first_step``: optimiser steps made before this epoch, for the warm-up)."""
     arch, info = model.arch, model.info
     device, should_stop = settings.device, settings.should_stop
     task = info.task
@@ -234,6 +240,7 @@ def train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
         backbone.eval()  # no dropout in a frozen backbone
     total_loss = total_mae = 0.0
     seen = 0
+    base_lr, batch_size = settings.lr or arch.lr, settings.batch_size or arch.batch_size
     for step, batch in enumerate(batches):
         if should_stop and should_stop():
             raise TrainingCancelled(f"stopped by the user at step {step + 1} of epoch {epoch}")
@@ -255,6 +262,9 @@ def train_epoch(model: PooledHead, data: Encoded, batches: list[np.ndarray],
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
+        for group in optimizer.param_groups:
+            group["lr"] = batch_lr(base_lr, len(batch), batch_size, settings.lr_rule,
+                                   first_step + step)
         optimizer.step()
         with torch.no_grad():
             # curves show the task loss in label units, comparable with validation

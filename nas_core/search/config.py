@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from nas_core.common.metrics import DIRECTIONS
 from nas_core.common.tasks import Task
+from nas_core.modeling.schedule import LR_RULES
 from nas_core.search.space import SearchSpace
 
 SAMPLERS = ("tpe", "random", "nsga2", "gp", "rl", "darts")
@@ -58,6 +59,12 @@ class SearchConfig:
         "until it holds about this many padded tokens, so each step's fixed cost buys more "
         "data (peptides of 20 residues train in batches of about 180); 0 or None: exactly the "
         "batch size."})
+    lr_scaling: str = field(default="sqrt", metadata={
+        "help": "How the learning rate follows a batch filled beyond the architecture's batch "
+        "size (min_batch_tokens): sqrt (times the square root of how many times larger, "
+        "after a short warm-up; measured best, benchmarks/batches.py), linear, or none (the "
+        "architecture's rate: fewer optimiser steps then train less per epoch).",
+        "choices": LR_RULES})
     gradient_checkpointing: str = field(default="auto", metadata={
         "help": "Recompute activations instead of storing them when the backbone is trained: "
         "auto (backbones of 150M parameters and more), on or off."})
@@ -94,7 +101,7 @@ class SearchConfig:
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError("timeout must be positive (seconds).")
         for name, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS),
-                              ("objective", OBJECTIVES)):
+                              ("objective", OBJECTIVES), ("lr_scaling", LR_RULES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not "
                                  f"'{getattr(self, name)}'.")

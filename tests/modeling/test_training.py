@@ -11,7 +11,14 @@ from nas_core.modeling.batches import Encoded, collate, length_batches
 from nas_core.modeling.build import build_model, count_parameters
 from nas_core.modeling.losses import supervised_contrastive
 from nas_core.modeling.modules import TaskInfo, init_head
-from nas_core.modeling.training import TrainingCancelled, TrainSettings, predict_outputs, train
+from nas_core.modeling.schedule import WARMUP_STEPS, batch_lr
+from nas_core.modeling.training import (
+    TrainingCancelled,
+    TrainSettings,
+    predict_outputs,
+    train,
+    train_epoch,
+)
 from nas_core.publishing.export import export_model, load_model
 
 SEQS = ["MKVLAAGIW", "ACDEFGHIK", "KKKKRRRRKK", "LLLLIVVVA", "GLFDIIKKIAESF", "WWPWWRR",
@@ -204,3 +211,48 @@ def test_train_takes_one_settings_object():
     assert len(inspect.signature(train).parameters) <= 8
     settings = TrainSettings("roc_auc", torch.device("cpu"))
     assert settings.lr is None and settings.max_epochs is None and settings.batch_size is None
+
+
+@pytest.mark.parametrize(("rule", "factor"), [("sqrt", 2.0), ("linear", 4.0), ("none", 1.0)])
+def test_a_filled_batch_trains_at_the_rate_its_rule_gives(tiny_backbone, rule, factor):
+    """Four times the architecture's batch: twice the rate under the square-root rule, four
+    times under the linear one, once a warm-up has passed; a batch of the architecture's size
+    keeps the architecture's rate."""
+    arch = Architecture(backbone=str(tiny_backbone), n_layers=1, adaptation="full",
+                        lr=1e-3, batch_size=2)
+    model, tok = build_model(arch, TaskInfo("binary", ["a", "b"]))
+    y = np.array([i % 2 for i in range(len(SEQS))], dtype=np.float64)
+    data = Encoded(encode(SEQS, tok), y)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=arch.lr)
+    settings = TrainSettings("roc_auc", torch.device("cpu"), lr_rule=rule)
+    for batch, first_step, expected in ((np.arange(8), WARMUP_STEPS, factor),
+                                        (np.arange(2), WARMUP_STEPS, 1.0),
+                                        (np.arange(8), 0, 1 + (factor - 1) / WARMUP_STEPS)):
+        train_epoch(model, data, [batch], np.zeros(len(y)), optimizer, params, epoch=1,
+                    pad_id=1, settings=settings, first_step=first_step)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(arch.lr * expected)
+    doubled = [batch_lr(1.0, n, 16, rule, WARMUP_STEPS) for n in (32, 64)]
+    assert doubled[1] / doubled[0] == pytest.approx({"sqrt": 2 ** 0.5, "linear": 2.0,
+                                                     "none": 1.0}[rule])
+
+
+def test_the_rule_reaches_training_only_through_filled_batches(tiny_backbone):
+    """train() with the rule on: the same weights as without it when no batch is filled,
+    other weights when short sequences fill batches beyond the architecture's size."""
+    arch = Architecture(backbone=str(tiny_backbone), n_layers=1, adaptation="full",
+                        lr=1e-3, batch_size=2, max_epochs=2)
+    y = np.array([i % 2 for i in range(len(SEQS))], dtype=np.float64)
+    weights = {}
+    for rule in ("none", "sqrt"):
+        for fill in (None, 4096):
+            model, tok = build_model(arch, TaskInfo("binary", ["a", "b"]))
+            init_head(model, 0)
+            data = Encoded(encode(SEQS, tok), y)
+            train(model, data, data, y, TrainSettings("roc_auc", torch.device("cpu"),
+                                                      min_tokens=fill, lr_rule=rule),
+                  pad_id=1)
+            weights[rule, fill] = torch.cat([p.detach().flatten()
+                                             for p in model.parameters()])
+    assert torch.equal(weights["none", None], weights["sqrt", None])
+    assert not torch.allclose(weights["none", 4096], weights["sqrt", 4096])
