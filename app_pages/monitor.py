@@ -2,6 +2,7 @@ import streamlit as st
 
 from nas_core.common.text import md_text
 from nas_core.runtime.jobtable import JobKind, JobState
+from nas_core.search.storage import current_outage
 from nas_core.views.monitor import job_progress
 from ui import render, resources
 from ui.identity import current_user
@@ -24,6 +25,9 @@ def monitor() -> None:
     current = manager.jobs()
     if {j.id: j.state for j in current} != states:
         st.rerun(scope="app")
+    if (outage := current_outage()) is not None:
+        st.warning(f"Waiting for the study database: {md_text(outage.words)}.",
+                   icon=":material/cloud_off:")
     progress = {j.id: job_progress(j, resources.study_view(j)) for j in current}
     render.jobs_table(current, progress)
     if not current:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from nas_core.common.workspace import ENV_VAR as WORKSPACE_ENV
 from nas_core.common.workspace import workspace_root
@@ -33,6 +32,8 @@ from nas_core.search.optuna_internals import grace_period, heartbeat_interval, s
 from nas_core.search.storage import (
     STORAGE_ENV,
     Heartbeat,
+    database_errors,
+    database_reason,
     full_url,
     make_storage,
     public_url,
@@ -50,11 +51,6 @@ class WorkerError(Exception):
 
 class DatabaseUnreachable(WorkerError):
     """The study database did not answer within the wait."""
-
-
-def database_errors() -> tuple[type[BaseException], ...]:
-    """What a dropped connection looks like (Optuna wraps some as StorageInternalError)."""
-    return (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError)
 
 
 def connect(study_name: str, storage: str, *, root=None, heartbeat: Heartbeat | None = None,
@@ -81,16 +77,8 @@ def connect(study_name: str, storage: str, *, root=None, heartbeat: Heartbeat | 
     return study
 
 
-def _reason(exc: BaseException) -> str:
-    """The driver's words (Optuna and SQLAlchemy wrap them)."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _lost(storage: str, exc: BaseException, waited: float) -> str:
-    reason = _reason(exc)
+    reason = database_reason(exc)
     return (f"cannot reach the study database {public_url(storage)} (waited {waited:.0f} s): "
             f"{reason}. Completed trials are safe in the database; start the worker again "
             "when it answers.")
@@ -141,10 +129,11 @@ def join(study_name: str, storage: str, *, device: str | None = None, data: str 
         done_before = len(study.get_trials(deepcopy=False, states=FINISHED))
         try:
             optimize(study, config, dataset, root=root, listeners=listeners,
-                     should_stop=should_stop, device=device, seed_offset=offset)
+                     should_stop=should_stop, device=device, seed_offset=offset,
+                     db_wait=db_wait)
             break
         except database_errors() as exc:
-            reason = _reason(exc)
+            reason = database_reason(exc)
             failures += 1
             if failures > MAX_RECONNECTS:
                 raise DatabaseUnreachable(

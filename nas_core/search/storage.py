@@ -8,16 +8,19 @@ environment or Streamlit secrets) and everything else handles the password-free 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from nas_core.common.workspace import default_storage_url
 
@@ -110,9 +113,130 @@ def _cached_storage(url: str, heartbeat: Heartbeat) -> optuna.storages.BaseStora
     else:  # a restarted database or a dropped connection: reconnect instead of failing
         engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 1800,
                          "connect_args": {"connect_timeout": 10}}
-    return optuna.storages.RDBStorage(
+    return PatientStorage(
         url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat.interval,
         grace_period=heartbeat.grace, heartbeat_stale_trial_callback=retry_stale_trial)
+
+
+# -- riding out an outage of the study database -------------------------------------------
+DB_WAIT = 300.0  # seconds a search waits for its study database before giving up
+_patience = threading.local()  # .seconds: how long calls from this thread wait (0: not at all)
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outage:
+    """The study database stopped answering a search in this process."""
+
+    since: float  # time.time()
+    reason: str
+    wait: float  # seconds the search waits in all
+
+    @property
+    def words(self) -> str:
+        return (f"the study database has not answered for {time.time() - self.since:.0f} s "
+                f"({self.reason}); the search keeps training and retries its writes for up to "
+                f"{self.wait:.0f} s")
+
+
+_OUTAGE: list[Outage] = []  # the current one, if any (a list: set and read across threads)
+
+
+def current_outage() -> Outage | None:
+    """The study database outage a search of this process is riding out now, if any (Monitor
+    says so)."""
+    return _OUTAGE[0] if _OUTAGE else None
+
+
+@contextlib.contextmanager
+def patience(seconds: float = DB_WAIT):
+    """Study-store calls made by this thread inside the block ride out an outage of the
+    database: each one is retried with backoff for up to ``seconds`` (the trial keeps
+    training meanwhile). Pages and other threads keep failing fast."""
+    before = getattr(_patience, "seconds", 0.0)
+    _patience.seconds = seconds
+    try:
+        yield
+    finally:
+        _patience.seconds = before
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """What a dropped connection looks like (Optuna wraps some as StorageInternalError)."""
+    return (OperationalError, DBAPIError, optuna.exceptions.StorageInternalError)
+
+
+def database_reason(exc: BaseException) -> str:
+    """The driver's words (Optuna and SQLAlchemy wrap them)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _patient(name: str):
+    method = getattr(optuna.storages.RDBStorage, name)
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        wait = getattr(_patience, "seconds", 0.0)
+        if not wait or getattr(_patience, "inside", False):
+            return method(self, *args, **kwargs)  # impatient, or an inner call of a retry
+        _patience.inside = True
+        deadline, delay = None, 0.5
+        try:
+            while True:
+                try:
+                    result = method(self, *args, **kwargs)
+                    break
+                except database_errors() as exc:
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + wait
+                        if not _OUTAGE:
+                            _OUTAGE.append(Outage(time.time(), database_reason(exc), wait))
+                            logger.warning("waiting for the study database: %s",
+                                           _OUTAGE[0].words)
+                    if now >= deadline:
+                        raise
+                    time.sleep(min(delay, deadline - now))
+                    delay = min(2 * delay, 10.0)
+        finally:
+            _patience.inside = False
+        if deadline is not None and _OUTAGE:
+            logger.warning("the study database answers again after %.0f s",
+                           time.time() - _OUTAGE[0].since)
+            _OUTAGE.clear()
+        return result
+
+    return call
+
+
+class PatientStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose calls ride out an outage of the database inside a
+    :func:`patience` block (a restarted PostgreSQL, a dropped network): retried with backoff
+    instead of failing the running trial. A heartbeat that cannot be written is skipped (the
+    next one will do, well within the grace period); a failing heartbeat thread would
+    otherwise die and leave a live trial looking dead."""
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except database_errors() as exc:
+            logger.info("heartbeat of trial id %s not written: %s", trial_id, database_reason(exc))
+
+
+for _name in ("check_trial_is_updatable", "create_new_study", "create_new_trial",
+              "delete_study", "get_all_studies", "get_all_trials", "get_best_trial",
+              "get_n_trials", "get_study_directions", "get_study_id_from_name",
+              "get_study_name_from_id", "get_study_system_attrs", "get_study_user_attrs",
+              "get_trial", "get_trial_id_from_study_id_trial_number",
+              "get_trial_number_from_id", "get_trial_param", "get_trial_params",
+              "get_trial_system_attrs", "get_trial_user_attrs", "set_study_system_attr",
+              "set_study_user_attr", "set_trial_intermediate_value", "set_trial_param",
+              "set_trial_state_values", "set_trial_system_attr", "set_trial_user_attr",
+              "_get_stale_trial_ids"):
+    setattr(PatientStorage, _name, _patient(_name))
 
 
 def retry_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:

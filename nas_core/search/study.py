@@ -31,7 +31,7 @@ from nas_core.search.optuna_internals import (
     stop_requested,
     study_storage,
 )
-from nas_core.search.storage import Heartbeat, make_storage
+from nas_core.search.storage import DB_WAIT, Heartbeat, make_storage, patience
 from nas_core.search.strategies import darts
 from nas_core.search.strategies.rl import ReinforceSampler
 
@@ -127,8 +127,11 @@ def worker_study(study: optuna.Study, config: SearchConfig,
 def optimize(study: optuna.Study, config: SearchConfig, dataset: Dataset, *, root=None,
              listeners: Sequence[SearchListener] = (),
              should_stop: Callable[[], bool] | None = None, device: str | None = None,
-             seed_offset: int = 0, poll_seconds: float | None = None) -> None:
+             seed_offset: int = 0, poll_seconds: float | None = None,
+             db_wait: float = DB_WAIT) -> None:
     """Run queued trials until the budget is spent. Sees only the train and valid splits.
+    The study database may stop answering for up to ``db_wait`` seconds at a time: the
+    running trial keeps training and its writes wait (:func:`patience`).
 
     With a trial budget, this returns when no trial is queued and no other worker's trial is
     still running: a running trial whose worker dies is queued again (heartbeats), and someone
@@ -156,23 +159,24 @@ def optimize(study: optuna.Study, config: SearchConfig, dataset: Dataset, *, roo
 
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     interval = poll_seconds or heartbeat_interval(study)
-    while True:
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            return
-        try:
-            mine.optimize(lambda trial: objective(trial, ctx), timeout=left,
-                          catch=(Exception,), callbacks=[finished], gc_after_trial=True)
-        except BudgetReached:
-            pass
-        if ctx.storage_failure is not None:
-            raise ctx.storage_failure
-        if config.n_trials is None or (should_stop and should_stop()) or stop_requested(mine):
-            return
-        if not _others_running(study):
-            return
-        time.sleep(interval)  # another worker's trial may still fail and be queued again
-        optuna.storages.fail_stale_trials(study)
+    with patience(db_wait):  # an outage of the study database is ridden out, not fatal
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            try:
+                mine.optimize(lambda trial: objective(trial, ctx), timeout=left,
+                              catch=(Exception,), callbacks=[finished], gc_after_trial=True)
+            except BudgetReached:
+                pass
+            if ctx.storage_failure is not None:
+                raise ctx.storage_failure
+            if config.n_trials is None or (should_stop and should_stop()) or stop_requested(mine):
+                return
+            if not _others_running(study):
+                return
+            time.sleep(interval)  # another worker's trial may still fail and be queued again
+            optuna.storages.fail_stale_trials(study)
 
 
 def _others_running(study: optuna.Study) -> bool:

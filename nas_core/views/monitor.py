@@ -18,7 +18,7 @@ from nas_core.common.progress import POSITION_ATTR, TokenProgress
 from nas_core.common.tasks import Task
 from nas_core.runtime.jobtable import Job, JobKind, JobState
 from nas_core.search.budget import in_budget, retryable
-from nas_core.search.storage import fail_reasons
+from nas_core.search.storage import database_errors, fail_reasons
 from nas_core.search.storage import make_storage as _storage
 
 
@@ -81,14 +81,17 @@ TRIAL_COLUMNS = ["number", "state", "value", "n_parameters", "description", "dur
 
 
 def load_view(study_name: str, storage_url: str) -> StudyView | None:
-    """The study as stored now; None if it does not exist (yet)."""
+    """The study as stored now; None if it does not exist (yet), or while its database does
+    not answer (the page says so: :func:`nas_core.search.storage.current_outage`)."""
     try:
         study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
+        all_trials = study.get_trials(deepcopy=False)
     except KeyError:
+        return None
+    except database_errors():
         return None
     trials, history = [], []
     waiting = (TrialState.WAITING,)
-    all_trials = study.get_trials(deepcopy=False)
     reasons = fail_reasons(all_trials)
     counted = in_budget(all_trials)
     for t in all_trials:

@@ -251,3 +251,44 @@ def test_search_with_two_local_workers_on_sqlite(workspace, tiny_backbone, tmp_p
     assert len({t.user_attrs["pid"] for t in trials}) == 2  # both processes ran trials
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["n_trials"] == 6 and report["best"]["test"]["roc_auc"] is not None
+
+
+def test_the_search_rides_out_a_database_outage_and_keeps_its_running_trial(tmp_path,
+                                                                            tiny_backbone):
+    """Issue 30, item 3: PostgreSQL stopped for a while in the middle of a trial ended
+    `search` with hundreds of lines of tracebacks and lost the trial. Now the trial keeps
+    training, its writes wait for the database, and the search finishes."""
+    server = PostgresServer().start()  # its own server: this test stops it
+    try:
+        env = {**os.environ, "ESM_NAS_HOME": str(tmp_path / "ws"), "OMP_NUM_THREADS": "1"}
+        search = subprocess.Popen(
+            [sys.executable, "-m", "nas_core", "search", str(ASSETS / "amp_vs_transmembrane.csv"),
+             "--backbone", str(tiny_backbone), "--adaptation", "lora", "--trials", "2",
+             "--max-epochs", "6", "--pruner", "none", "--patience", "6", "--study", "outage",
+             "--storage", server.url, "--out", str(tmp_path / "out")],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        storage = make_storage(register(server.url))
+
+        def trial_mid_way():
+            try:
+                study = optuna.load_study(study_name="outage", storage=storage)
+            except KeyError:
+                return None
+            return next((t for t in study.get_trials(states=(TrialState.RUNNING,))
+                         if 1 <= len(t.user_attrs.get("history", [])) <= 3), None)
+
+        deadline = time.monotonic() + 240
+        while (running := trial_mid_way()) is None:
+            assert search.poll() is None and time.monotonic() < deadline, search.stdout.read()
+            time.sleep(0.2)
+        server.outage(seconds=8)
+        out = finish(search, timeout=400)
+        assert "Traceback" not in out and "UnboundLocalError" not in out
+        assert "waiting for the study database" in out and "answers again" in out
+        study = optuna.load_study(study_name="outage", storage=storage)
+        kept = study.trials[running.number]
+        assert kept.state == TrialState.COMPLETE and "retry_of" not in kept.user_attrs
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+        assert (tmp_path / "out" / "report.json").is_file()
+    finally:
+        server.stop()
