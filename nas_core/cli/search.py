@@ -67,7 +67,7 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
                    help=field_metadata(SearchConfig, "study_name")["help"]
                    + " (default: the dataset's name and the time)")
     for name in ("sampler", "pruner", "objective", "metric", "seed", "device", "patience",
-                 "ensemble_size"):
+                 "ensemble_size", "min_batch_tokens", "lr_scaling"):
         add_field(p, SearchConfig, name)
     p.add_argument("--max-epochs", type=int, default=None,
                    help=field_metadata(SearchSpace, "max_epochs_range")["help"])
@@ -182,7 +182,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             space=space_from_args(args), n_trials=args.n_trials, timeout=args.timeout,
             sampler=args.sampler, pruner=args.pruner, objective=args.objective,
             metric=args.metric, seed=args.seed, device=args.device, patience=args.patience,
-            ensemble_size=args.ensemble_size, workers=parse_workers(args.workers))
+            ensemble_size=args.ensemble_size, workers=parse_workers(args.workers),
+            min_batch_tokens=args.min_batch_tokens or None, lr_scaling=args.lr_scaling)
         for name in config.space.usable_backbones():
             ensure_loadable(name)
         config.metric_for(dataset.task)

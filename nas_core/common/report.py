@@ -15,6 +15,7 @@ from typing import Any
 
 from nas_core.common.records import Record, json_default, optional
 from nas_core.common.tasks import Task
+from nas_core.common.workspace import interrupted
 
 REPORT_VERSION = 2
 REPORT_FILE = "report.json"
@@ -339,10 +340,11 @@ class Report(Record):
 
 
 def load_report(path: str | Path) -> Report | None:
-    """``report.json`` of a run folder (or the file itself); None when there is none."""
+    """``report.json`` of a run folder (or the file itself); None when there is none, or when
+    writing the folder was interrupted (:func:`nas_core.common.workspace.interrupted`)."""
     path = Path(path)
     if path.is_dir():
         path = path / REPORT_FILE
-    if not path.is_file():
+    if not path.is_file() or interrupted(path.parent):
         return None
     return Report.from_dict(json.loads(path.read_text()))

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 ENV_VAR = "ESM_NAS_HOME"
@@ -96,3 +98,23 @@ def _default_folder(folder: str | os.PathLike[str] | None) -> str:
 
 
 COMPRESS_RESULTS = "compress.json"  # what the Compress step writes into its folder
+INCOMPLETE = ".incomplete"  # in a results folder while a step writes into it
+
+
+@contextlib.contextmanager
+def writing(folder: str | os.PathLike[str], step: str) -> Iterator[Path]:
+    """Mark ``folder`` incomplete while ``step`` writes its results there: a process killed
+    (or failing) half-way leaves the marker, readers treat the folder as unfinished
+    (:func:`interrupted`), and running the step again rewrites it whole and removes it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / INCOMPLETE
+    marker.write_text(f"{step} stopped while writing this folder: run it again to finish.\n")
+    yield folder
+    marker.unlink(missing_ok=True)
+
+
+def interrupted(folder: str | os.PathLike[str]) -> str | None:
+    """Why ``folder``'s results are unfinished (a step was killed while writing), or None."""
+    marker = Path(folder) / INCOMPLETE
+    return marker.read_text().strip() if marker.is_file() else None

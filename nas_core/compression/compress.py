@@ -29,7 +29,7 @@ from nas_core.common.metrics import DIRECTIONS, bootstrap_ci, objective_value
 from nas_core.common.records import help_text, json_default
 from nas_core.common.report import Report, Throughput, load_report
 from nas_core.common.tasks import Task
-from nas_core.common.workspace import COMPRESS_RESULTS
+from nas_core.common.workspace import COMPRESS_RESULTS, writing
 from nas_core.data.dataset import Dataset
 from nas_core.data.store import load_stored
 from nas_core.modeling.batches import EVAL_MAX_TOKENS, Encoded, encode_split
@@ -256,7 +256,17 @@ def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = 
     study = _progress_study(study_name or f"{report.study}-compress", storage, metric,
                             report.task)
     plans, skipped = plan_variants(teacher.model, teacher.n_parameters, config)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir, "Compress"):  # a kill half-way leaves the folder marked unfinished
+        result = _compress_into(out_dir, run_dir, config, teacher, study, plans, skipped,
+                                should_stop, say)
+        result["wall_seconds"] = round(time.perf_counter() - started, 2)
+        (out_dir / RESULTS).write_text(json.dumps(result, indent=2, default=json_default))
+    return result
+
+
+def _compress_into(out_dir: Path, run_dir: Path, config: CompressConfig, teacher, study,
+                   plans, skipped, should_stop, say) -> dict:
+    report, metric = teacher.report, teacher.report.metric
     entries: list[dict] = [_entry("reference", 1.0, teacher.model, teacher.n_parameters,
                                   teacher, teacher.model_dir, seconds=0.0, epochs=0)]
     students: dict[str, SequencePredictor] = {"reference": teacher.model}
@@ -282,10 +292,8 @@ def compress(run_dir: str | Path, out_dir: str | Path, config: CompressConfig = 
                     "description": report.best.description,
                     "trial_seconds": _trial_seconds(report)},
         "config": config.to_dict(), "entries": entries, "skipped": skipped,
-        "wall_seconds": round(time.perf_counter() - started, 2),
         "throughput_sequences": n_timed,
     }
-    (out_dir / RESULTS).write_text(json.dumps(result, indent=2, default=json_default))
     return result
 
 

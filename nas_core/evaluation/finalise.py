@@ -32,6 +32,7 @@ from nas_core.common.report import (
     Uncertainty,
 )
 from nas_core.common.tasks import Task
+from nas_core.common.workspace import writing
 from nas_core.data import homology
 from nas_core.data.dataset import Dataset
 from nas_core.evaluation import trust
@@ -148,8 +149,9 @@ def _write_run(out_dir: Path, report: Report, tested: Tested, built: Built | Non
               "dataset_fingerprint": dataset.fingerprint,
               "novelty_identity": homology.default_identity(train_sequences),
               **observed_range(dataset)}
+    for stale in out_dir.glob(".finalising-*"):  # left by a run killed half-way
+        shutil.rmtree(stale, ignore_errors=True)
     stage = out_dir / f".finalising-{os.getpid()}"
-    shutil.rmtree(stage, ignore_errors=True)
     try:
         stage.mkdir()
         _predictions(dataset, tested).to_csv(stage / PREDICTIONS_FILE, index=False)
@@ -174,11 +176,12 @@ def _write_run(out_dir: Path, report: Report, tested: Tested, built: Built | Non
         elif (out_dir / ENSEMBLE_DIR).is_dir():  # an older ensemble no longer matches
             (out_dir / ENSEMBLE_DIR).replace(stage / f"previous-{ENSEMBLE_DIR}")
         report.write(stage / REPORT_FILE)
-        for name in (*names, REPORT_FILE):  # report last
-            target = out_dir / name
-            if target.is_dir():
-                target.replace(stage / f"previous-{name}")
-            (stage / name).replace(target)
+        with writing(out_dir, "Finalising the search"):  # a kill now leaves it marked
+            for name in (*names, REPORT_FILE):  # report last
+                target = out_dir / name
+                if target.is_dir():
+                    target.replace(stage / f"previous-{name}")
+                (stage / name).replace(target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

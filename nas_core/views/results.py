@@ -11,7 +11,7 @@ import pandas as pd
 
 from nas_core.common.metrics import metric_name
 from nas_core.common.report import Intervals, Metrics, Report, load_report
-from nas_core.common.workspace import COMPRESS_RESULTS, subdir
+from nas_core.common.workspace import COMPRESS_RESULTS, interrupted, subdir
 
 
 def test_predictions(out_dir: str | Path) -> pd.DataFrame | None:
@@ -91,6 +91,8 @@ COMPRESS_KINDS = {"reference": "chosen model (uncompressed)",
 
 def load_compression(out_dir: str | Path) -> dict | None:
     path = Path(out_dir) / COMPRESS_RESULTS
+    if interrupted(out_dir):  # killed while writing: its variants may be half-written
+        return None
     return json.loads(path.read_text()) if path.is_file() else None
 
 
