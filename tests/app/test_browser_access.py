@@ -15,7 +15,7 @@ import pytest
 
 from tests.app.live import ARTIFACTS, PAGES, chromium, free_port, require_browser, streamlit_server
 from tests.fakeoidc import CLIENT_ID, CLIENT_SECRET, FakeOIDC
-from tests.helpers import ASSETS, store_example
+from tests.helpers import ASSETS, ROOT, store_example
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -254,3 +254,71 @@ def test_header_sign_in_is_trusted_only_from_the_proxy(tmp_path, workspace):
                    ).to_be_visible()
             expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
             context.close()
+
+
+class _BrokenHub:
+    """A loopback 'Hub' that answers every request with JSON of the wrong shape: the Hub
+    client fails in a way no page expects."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = b"[]"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_an_unexpected_hub_error_shows_a_visitor_an_error_id_not_a_traceback(tmp_path,
+                                                                            workspace):
+    """Issue 30, item 13, in a real browser: a visitor (signed in through the proxy, not an
+    administrator) predicts with a Hub model while the Hub answers nonsense. The page says
+    something went wrong with an error id; no traceback, no server path; the server log has
+    the details under that id."""
+    from playwright.sync_api import expect
+
+    require_browser()
+    expect.set_options(timeout=60_000)
+    hub = _BrokenHub()
+    env = {"ESM_NAS_USER_HEADER": "X-Forwarded-Email", "HF_ENDPOINT": hub.url,
+           "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0"}
+    try:
+        with streamlit_server(tmp_path, env=env) as url, chromium() as browser:
+            context = browser.new_context(
+                extra_http_headers={"X-Forwarded-Email": "visitor@lab.example"})
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"{url}/predict")
+            page.get_by_text("From the Hugging Face Hub").click()
+            repo = page.get_by_role("textbox", name="Hub repository id")
+            repo.fill("lab/some-model")
+            repo.press("Enter")
+            box = page.get_by_role("textbox", name="FASTA, or one sequence per line")
+            box.fill("MKTAYIAKQRQISFVKSHFSRQ")
+            box.press("Control+Enter")
+            page.get_by_role("button", name="Predict").click()
+            expect(page.get_by_text("Something went wrong")).to_be_visible()
+            shown = page.evaluate("() => document.body.innerText")
+            error_id = shown.split("(error ")[1][:8]
+            for leak in ("Traceback", "site-packages", str(ROOT), str(tmp_path), "File \""):
+                assert leak not in shown, leak
+            context.close()
+        log = (tmp_path / "server.log").read_text()
+        assert error_id in log and "Traceback" in log
+    finally:
+        hub.close()
