@@ -219,3 +219,40 @@ def test_model_card_shows_hostile_names_as_text(searched):
     assert set(re.findall(r'<img src="([^"]*)"', html)) <= {"test_identity.png"}  # its own
     text = html.replace("\u2060", "")  # the invisible word joiners that stop autolinks
     assert "[x](javascript:alert(1))" in text and "![](http://127.0.0.1:9/pixel)" in text
+
+
+@pytest.mark.slow
+def test_a_push_killed_mid_upload_leaves_no_partial_model_and_a_rerun_publishes(searched,
+                                                                               tmp_path):
+    """Issue 30, item 4: publishing killed (SIGKILL) after the weights were uploaded but
+    before the commit leaves the Hub repository without any of the model's files (one commit
+    is all or nothing) and the local export unchanged; the same command run again publishes
+    it whole."""
+    before = snapshot(searched)
+    with FakeHub() as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token,
+               "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf")}
+        script = f"""
+import os, signal
+import huggingface_hub
+real = huggingface_hub.HfApi.preupload_lfs_files
+def preupload(self, *args, **kwargs):
+    real(self, *args, **kwargs)  # the weights reach the Hub's storage...
+    os.kill(os.getpid(), signal.SIGKILL)  # ...and the process dies before the commit
+huggingface_hub.HfApi.preupload_lfs_files = preupload
+from nas_core.cli import main
+main(["push", {str(searched)!r}, "--repo", "killed-model"])
+"""
+        killed = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                text=True, cwd=ROOT, env=env, timeout=300)
+        assert killed.returncode == -9, killed.stdout + killed.stderr
+        assert hub.lfs  # the upload had begun
+        repo = hub.repos["alice/killed-model"]
+        assert not repo.commits and "model.safetensors" not in repo.files
+        assert snapshot(searched) == before
+        again = subprocess.run([sys.executable, "-m", "nas_core", "push", str(searched),
+                                "--repo", "killed-model"], capture_output=True, text=True,
+                               cwd=ROOT, env=env, timeout=300)
+        assert again.returncode == 0, again.stderr
+        assert len(repo.commits) == 1
+        assert repo.files["model.safetensors"] == before["model.safetensors"]
