@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
+import pytest
 import torch
 from transformers import EsmForMaskedLM
 
 from nas_core.backbones.loading import load_backbone
-from nas_core.backbones.registry import shipped_backbones
+from nas_core.backbones.registry import resolve, shipped_backbones
+from nas_core.compression.compress import CompressConfig, compress
+from nas_core.data.store import DatasetStore
+from nas_core.design.suggest import SuggestConfig, suggest
+from nas_core.modeling.distillation import DistillConfig
+from nas_core.publishing.predict import Predictor
+from nas_core.runtime.launch import run_search
+from nas_core.search.config import SearchConfig
 from nas_core.search.presets import DEMO_BACKBONE, is_available, offered_backbones
+from tests.helpers import store_example, tiny_space
 
 
 def test_the_shipped_backbone_is_the_default_where_no_esm2_is_downloaded(workspace):
@@ -42,3 +52,34 @@ def test_the_shipped_backbone_learnt_more_than_amino_acid_frequencies():
     with torch.no_grad():
         assert model(**batch).last_hidden_state.shape[-1] == model.config.hidden_size
         assert lm(**batch).logits.shape[-1] == 33
+
+
+@pytest.mark.slow
+def test_everything_downstream_works_on_the_shipped_backbone(workspace, tmp_path):
+    """Issue 29: search (fine-tuned, with an ensemble), Compress, export, predict
+    and 'test these next' on the backbone pretrained here, as on any ESM-2 checkpoint."""
+    (folder,) = [b for b in shipped_backbones() if b.name == "esm2-proteomes-0.8M"]
+    shipped = resolve(str(folder))
+    space = tiny_space(shipped.source, epochs=2, adaptations=("full", "lora"),
+                       layers_range=(4, 4))
+    stored = store_example()
+    report = run_search(SearchConfig("downstream", space, n_trials=3, seed=0, ensemble_size=2),
+                        DatasetStore().load(stored.id), tmp_path / "run",
+                        dataset_path=stored.path)
+    assert report is not None and report.best.backbone == shipped.source
+    assert not report.best.backbone_untrained and "pretrained here" in report.best.description
+    assert report.ensemble is not None and len(report.ensemble.members) == 2
+    card = (tmp_path / "run" / "best_model" / "README.md").read_text()
+    assert "untrained demo backbone" not in card
+    result = compress(tmp_path / "run", tmp_path / "compressed",  # fine-tuned: compactable
+                      CompressConfig(targets=(0.5,), depth_baseline=False,
+                                     distill=DistillConfig(epochs=1)))
+    assert [e["kind"] for e in result["entries"]] == ["reference", "pruned"]
+    assert result["entries"][1]["n_parameters"] < 0.6 * result["entries"][0]["n_parameters"]
+    frame = Predictor(tmp_path / "run" / "best_model").predict_sequences(["MKVLAAGWWQKRR"])
+    assert len(frame) == 1
+    picks = suggest(tmp_path / "run", pd.DataFrame({
+        "id": ["a", "b", "c"], "sequence": ["GLFDIVKKVVGALGSL", "KWKLFKKIEKVGQNIRDG",
+                                            "MKTAYIAKQRQISFVKSHFSRQ"]}),
+                    SuggestConfig(batch=2, goal="class", target_class="AMP"))
+    assert picks.ensemble and len(picks.frame) == 2
