@@ -1,6 +1,7 @@
-"""Compaction benchmark: a task-trained ESM-2-8M-shaped teacher (6 layers, 320 wide, 20 heads,
-1,280 feed-forward; RANDOM initial weights, trained on the task here) compressed to half its
-parameters, side by side in one run:
+"""Compaction benchmark: a task-trained teacher compressed to half its parameters, side by side
+in one run. The teacher's backbone is ESM-2-8M-shaped (6 layers, 320 wide, 20 heads, 1,280
+feed-forward) with RANDOM initial weights, or ``--backbone`` (the backbone pretrained here, or
+``random-twin``: its shape with random weights), fully fine-tuned on the task here:
 
 - compaction_quality_at_half: validation metric of the pruned + distilled variant ÷ the
   teacher's, beside a same-size depth-only truncation (distilled the same way) and the same
@@ -11,7 +12,8 @@ parameters, side by side in one run:
 - importance: Taylor (Michel et al.) against activation (Minitron) ranking, right after pruning
   and after distillation.
 
-``python -m benchmarks.compaction [--device cuda] [--write]`` (about 10 minutes on 2 CPU cores).
+``python -m benchmarks.compaction [--device cuda] [--backbone DIR|random-twin] [--write]``
+(about 10 minutes on 2 CPU cores for the 8M shape).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 
 from benchmarks.run import append_results, machine, say
 from nas_core.backbones.loading import encode, make_tiny_backbone
+from nas_core.backbones.registry import SHIPPED_DIR, resolve
 from nas_core.compression.compress import CompressConfig, compress, splits_of, throughput
 from nas_core.data.splits import SplitOptions, assign_splits
 from nas_core.data.store import DatasetStore
@@ -57,6 +60,10 @@ def main() -> int:
     parser.add_argument("--long", type=int, default=None,
                         help="protein-length sequences (238 residues, GFP's length) timed as "
                         "well; default 256 on the CPU, 4,096 on a GPU")
+    parser.add_argument("--backbone", default=None,
+                        help="the teacher's backbone: a checkpoint folder, or random-twin (the "
+                        "shipped pretrained backbone's shape with random weights); default an "
+                        "ESM-2-8M shape with random weights")
     parser.add_argument("--write", action="store_true", help="append to benchmarks/RESULTS.md")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -64,13 +71,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
         root = Path(workdir) / "ws"
         os.environ["ESM_NAS_HOME"] = str(root)
-        backbone = make_tiny_backbone(Path(workdir) / "esm2_8m_shape", layers=6, hidden=320,
-                                      heads=20, intermediate=1280)
+        backbone = _backbone(args.backbone, Path(workdir))
+        spec = resolve(str(backbone))
         result = load_dataset(ROOT / "assets" / args.data)
         assert result.dataset is not None, result.problems
         dataset = assign_splits(result.dataset, SplitOptions(method="homology"))[0]
         stored = DatasetStore(root).save(dataset, source=args.data)
-        space = SearchSpace(backbones=(str(backbone),), layers_range=(6, 6),
+        space = SearchSpace(backbones=(str(backbone),), layers_range=(spec.layers, spec.layers),
                             adaptations=("full",), poolings=("mean",), head_layers_range=(0, 0),
                             lr_range=(3e-4, 3e-4), weight_decay_range=(1e-4, 1e-4),
                             dropout_range=(0.1, 0.1), batch_sizes=(32,),
@@ -87,9 +94,10 @@ def main() -> int:
         metric = report.metric
         say(f"machine: {machine()}")
         say(f"data: {args.data} ({report.dataset.summary.n_sequences} sequences, "
-            f"{metric}); teacher: ESM-2-8M-shaped (6 x 320, 20 heads, 1,280 feed-forward) "
-            "with RANDOM initial weights, fully fine-tuned on the task; device "
-            f"{args.device}")
+            f"{metric}); teacher: {spec.name} ({spec.layers} x {spec.hidden}, {spec.heads} "
+            f"heads, {spec.intermediate:,} feed-forward) "
+            + ("with RANDOM initial weights" if spec.untrained else f"({spec.learnt})")
+            + f", fully fine-tuned on the task; device {args.device}")
 
         started = time.perf_counter()
         result_c = compress(Path(workdir) / "run", Path(workdir) / "compressed",
@@ -108,7 +116,8 @@ def main() -> int:
         run = DistilRun(splits["train"].data, splits["valid"].data, splits["valid"].targets,
                         tokenizer.pad_token_id, TrainSettings(metric, device, patience=3),
                         DistillConfig())
-        shape = Compaction(tuple(pruned["heads"]), tuple(pruned["ffn"]), 20, 1280)
+        shape = Compaction(tuple(pruned["heads"]), tuple(pruned["ffn"]), spec.heads,
+                           spec.intermediate)
         plain = pruned_student(teacher, shape, run, distil=False)
         activation = pruned_student(teacher, replace(shape, method="activation"), run,
                                     cache=cache)
@@ -126,8 +135,9 @@ def main() -> int:
         say(f"compaction_quality_at_half: {pruned['val'][metric] / t:.3f}")
         say(f"  validation {metric}: teacher {t:.4f} ({ref['n_parameters']:,} parameters); "
             f"pruned + distilled {pruned['val'][metric]:.4f} ({pruned['n_parameters']:,}, "
-            f"{pruned['n_parameters'] / ref['n_parameters']:.0%}; {pruned['heads'][0]} of 20 "
-            f"heads and {pruned['ffn'][0]:,} of 1,280 neurons per layer); "
+            f"{pruned['n_parameters'] / ref['n_parameters']:.0%}; {pruned['heads'][0]} of "
+            f"{spec.heads} heads and {pruned['ffn'][0]:,} of {spec.intermediate:,} neurons per "
+            "layer); "
             + (f"depth-only truncation to {depth['n_layers']} layers, distilled "
                f"{depth['val'][metric]:.4f} ({depth['n_parameters']:,}); " if depth else "")
             + f"same pruned model without distillation {val_of['plain']:.4f}")
@@ -158,9 +168,23 @@ def main() -> int:
             "right after pruning (no training); after distillation "
             f"{pruned['val'][metric]:.4f} vs {val_of['activation']:.4f} (validation {metric})")
     if args.write:
-        append_results(f"python -m benchmarks.compaction --device {args.device}",
-                       "added with compaction")
+        append_results(f"python -m benchmarks.compaction --device {args.device}"
+                       + (f" --backbone {args.backbone}" if args.backbone else ""),
+                       "added with compaction" if not args.backbone else
+                       "compaction redone on the backbone pretrained here")
     return 0
+
+
+def _backbone(choice: str | None, workdir: Path) -> Path:
+    if choice is None:
+        return make_tiny_backbone(workdir / "esm2_8m_shape", layers=6, hidden=320, heads=20,
+                                  intermediate=1280)
+    if choice == "random-twin":
+        shipped = resolve(str(SHIPPED_DIR / "esm2-proteomes-0.8M"))
+        return make_tiny_backbone(workdir / "random-twin", layers=shipped.layers,
+                                  hidden=shipped.hidden, heads=shipped.heads,
+                                  intermediate=shipped.intermediate)
+    return Path(choice)
 
 
 def _long_throughput(by_kind: dict, n: int, device: torch.device, tokenizer,
