@@ -155,11 +155,13 @@ def _steps(n: int, batch: int) -> int:
 
 
 def trial_seconds(times: StepTimes, adaptation: str, epochs: int, n_train: int,
-                  n_val: int) -> float:
+                  n_val: int, batch: int | None = None) -> float:
     """A full trial: build, then every epoch's training steps and validation batches. A frozen
     backbone trains only its head after the representations are computed (once per study,
-    counted by :func:`estimate`)."""
-    batch = times.batch
+    counted by :func:`estimate`). ``batch``: sequences per step at the data's own length (a
+    filled batch holds about the same tokens as the timed one, at its length bucket, but more
+    sequences: fewer steps); default the timed batch."""
+    batch = batch or times.batch
     if adaptation == "frozen":
         epoch = (_steps(n_train, batch) + _steps(n_val, batch)) * _HEAD_STEP_S
     else:
@@ -174,8 +176,9 @@ def estimate(space: SearchSpace, n_trials: int, n_train: int, n_val: int, mean_l
     each backbone and adaptation the sampler can draw (at the middle depth and batch size,
     filled with short sequences up to ``min_tokens`` as training does)."""
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    batch = effective_batch(sorted(space.batch_sizes)[len(space.batch_sizes) // 2],
-                            _length_bucket(mean_length) + 2, min_tokens)
+    middle = sorted(space.batch_sizes)[len(space.batch_sizes) // 2]
+    batch = effective_batch(middle, _length_bucket(mean_length) + 2, min_tokens)  # timed
+    steps_batch = effective_batch(middle, mean_length + 2, min_tokens)  # as training fills
     epochs = space.max_epochs_range[1]
     per_trial, once, measured = [], 0.0, True
     for name in space.usable_backbones():
@@ -190,12 +193,13 @@ def estimate(space: SearchSpace, n_trials: int, n_train: int, n_val: int, mean_l
                 times = throughput.known(name, depth, timing_adaptation, batch, mean_length,
                                          kind) or _rough(spec, depth, batch, mean_length, kind)
                 measured = False
-            seconds = trial_seconds(times, adaptation, epochs, n_train, n_val)
+            seconds = trial_seconds(times, adaptation, epochs, n_train, n_val, steps_batch)
             if adaptation != "frozen":  # some trials prune and distil a student after
                 seconds *= compaction_factor(space)
             per_trial.append(seconds)
             if adaptation == "frozen":  # representations of every depth, once per study
-                once = max(once, (_steps(n_train, batch) + _steps(n_val, batch)) * times.eval_s)
+                once = max(once, (_steps(n_train, steps_batch) + _steps(n_val, steps_batch))
+                           * times.eval_s)
     mean_trial = sum(per_trial) / len(per_trial)
     full = n_trials * mean_trial + once
     return Estimate(low=0.4 * full, high=1.25 * full, per_trial=mean_trial, measured=measured)

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 import nas_core.search.throughput as throughput_mod
+from nas_core.modeling.batches import effective_batch, length_batches
 from nas_core.search.presets import fit_to_time, presets
 from nas_core.search.space import SearchSpace
-from nas_core.search.throughput import Estimate, Throughput, estimate, trial_seconds
+from nas_core.search.throughput import (
+    Estimate,
+    StepTimes,
+    Throughput,
+    estimate,
+    trial_seconds,
+)
 
 
 def test_step_times_are_measured_once_and_remembered(workspace, tiny_backbone, monkeypatch):
@@ -62,3 +70,20 @@ def test_quick_is_cut_to_fit_its_time_and_says_so(tiny_backbone):
     tight, slow = fit_to_time(quick, estimate_for, 10)
     assert (tight.n_trials, tight.space.max_epochs_range[1]) == (2, 2)
     assert "even it takes longer than" in tight.description and slow.high > 10
+
+
+def test_the_estimate_counts_the_steps_that_filled_batches_make():
+    """Issue 33: the learning-rate rule changes no step count, and the estimate counts the
+    steps that filling makes at the data's own length (before, 20-residue peptides were
+    counted as 32-residue ones: half as many steps again as training made), each step timed
+    at its length bucket with about the same tokens."""
+    times = StepTimes(train_s=1.0, eval_s=0.0, build_s=0.0, batch=0, length=0)
+    for residues in (12, 20, 30, 60, 300):
+        lengths = np.full(1000, residues + 2)  # with <cls> and <eos>
+        real = len(length_batches(lengths, 32, max_tokens=32768, min_tokens=4096))
+        timed = effective_batch(32, throughput_mod._length_bucket(residues) + 2, 4096)
+        assert abs(timed * (throughput_mod._length_bucket(residues) + 2) - 4096) <= 410 or \
+            timed == 32  # a timed step holds what a real one does
+        counted = trial_seconds(replace(times, batch=timed), "lora", 1, 1000, 0,
+                                effective_batch(32, residues + 2, 4096))
+        assert abs(counted - real) <= 1, (residues, counted, real)
