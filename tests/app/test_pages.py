@@ -241,3 +241,22 @@ def test_the_search_page_estimates_from_this_machine(stored):
     assert (stored / "throughput.json").is_file()  # remembered for the next visit
     assert not any("Studies are stored in" in shown(c.value) for c in at.caption) or \
         at.expander  # server paths sit in the administrator's expander
+
+
+def test_monitor_says_when_a_search_waits_for_its_study_database(workspace, monkeypatch):
+    """Issue 30, item 3: while a search of this server rides out a database outage, Monitor
+    says so (the search keeps training; its writes wait)."""
+    import time as clock
+
+    import nas_core.search.storage as storage
+
+    monkeypatch.setattr(storage, "_OUTAGE", [storage.Outage(clock.time() - 42,
+                                                            "connection refused", 300.0)])
+    at = app()
+    at.switch_page("app_pages/monitor.py").run()
+    assert not at.exception
+    (warning,) = [w.value for w in at.warning if "Waiting for the study database" in w.value]
+    assert "connection refused" in shown(warning) and "up to 300 s" in shown(warning)
+    monkeypatch.setattr(storage, "_OUTAGE", [])
+    at.run()
+    assert not [w for w in at.warning if "Waiting for the study database" in w.value]
