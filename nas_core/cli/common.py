@@ -116,3 +116,9 @@ def print_problems(result: ValidationResult, out=sys.stdout) -> None:
 
 def fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def interval(intervals: dict | None, metric: str) -> str:
+    """' [low, high]': the 95% bootstrap interval of ``metric``, or nothing."""
+    bounds = (intervals or {}).get(metric)
+    return f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""

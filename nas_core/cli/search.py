@@ -24,6 +24,7 @@ from nas_core.cli.common import (
     field_metadata,
     fmt,
     ingest,
+    interval,
     print_problems,
 )
 from nas_core.common.report import REPORT_FILE, Report, load_report
@@ -45,6 +46,7 @@ from nas_core.runtime.workers import (
 )
 from nas_core.search.config import CONFIG_ATTR, SearchConfig
 from nas_core.search.objective import SearchListener
+from nas_core.search.presets import backbone_source
 from nas_core.search.space import SearchSpace
 from nas_core.search.storage import STORAGE_ENV, Heartbeat, public_url, register
 from nas_core.search.throughput import Throughput, estimate
@@ -133,14 +135,14 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
 
 
 class PrintListener(SearchListener):
-    """One line per finished trial."""
+    """One line per finished trial, its validation metric named."""
 
-    def __init__(self, out=sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out=sys.stdout, metric: str = "value") -> None:
+        self.out, self.metric = out, metric
 
     def trial_finished(self, trial) -> None:
         arch = trial.user_attrs.get("architecture", {})
-        value = "-" if trial.values is None else ", ".join(f"{v:.4g}" for v in trial.values)
+        value = "-" if trial.values is None else trial_values(trial.values)
         if trial.state.name == "PRUNED" and trial.intermediate_values:
             last = max(trial.intermediate_values)
             value = f"{trial.intermediate_values[last]:.4g} (epoch {last})"
@@ -148,15 +150,24 @@ class PrintListener(SearchListener):
                    f"{arch.get('adaptation')} pool={arch.get('pooling')} "
                    f"head={arch.get('head_layers')} lr={arch.get('lr', 0):.1e}") if arch else ""
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
-        line = f"trial {trial.number:3d} {trial.state.name:8s} value={value} {choices} " \
-               f"({seconds:.1f} s)"
+        line = f"trial {trial.number:3d} {trial.state.name:8s} validation {self.metric}=" \
+               f"{value} {choices} ({seconds:.1f} s)"
         if trial.state.name == "FAIL":
             line += f" reason: {trial.user_attrs.get('fail_reason', 'unknown')}"
         print(line, file=self.out, flush=True)
 
 
+def trial_values(values: list[float]) -> str:
+    """The metric, and with two objectives the parameter count as a count."""
+    text = f"{values[0]:.4g}"
+    return text if len(values) == 1 else f"{text}, {int(values[1]):,} parameters"
+
+
 def space_from_args(args: argparse.Namespace) -> SearchSpace:
-    kw: dict = {"backbones": tuple(b.strip() for b in args.backbone.split(",") if b.strip())}
+    """The search space of the command line; backbones may be named as the app names them
+    (untrained-demo, a backbone pretrained here or in the workspace)."""
+    kw: dict = {"backbones": tuple(backbone_source(b.strip())
+                                   for b in args.backbone.split(",") if b.strip())}
     if args.space:
         kw.update(json.loads(Path(args.space).read_text()))
     if args.max_epochs:
@@ -169,6 +180,12 @@ def space_from_args(args: argparse.Namespace) -> SearchSpace:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    try:  # the backbones first: reading and splitting the data can take a while
+        for name in space_from_args(args).usable_backbones():
+            ensure_loadable(name)
+    except (ValueError, BackboneUnavailable, json.JSONDecodeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     outcome = ingest(args, store=DatasetStore())
     if outcome is None:
         return EXIT_INVALID
@@ -184,8 +201,6 @@ def cmd_search(args: argparse.Namespace) -> int:
             metric=args.metric, seed=args.seed, device=args.device, patience=args.patience,
             ensemble_size=args.ensemble_size, workers=parse_workers(args.workers),
             min_batch_tokens=args.min_batch_tokens or None, lr_scaling=args.lr_scaling)
-        for name in config.space.usable_backbones():
-            ensure_loadable(name)
         config.metric_for(dataset.task)
     except (ValueError, BackboneUnavailable, json.JSONDecodeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -212,8 +227,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"{len(devices)} workers: {', '.join(devices)}", flush=True)
     try:  # Ctrl-C stops the search; the same command resumes it
         report = run_search(config, dataset, args.out, storage=args.storage,
-                            listeners=[PrintListener()], dataset_path=stored.path,
-                            devices=devices)
+                            listeners=[PrintListener(metric=config.metric_for(dataset.task))],
+                            dataset_path=stored.path, devices=devices)
     except KeyboardInterrupt:
         print(f"interrupted: rerun the same command with --study {config.study_name} to resume.",
               file=sys.stderr)
@@ -231,9 +246,12 @@ def cmd_search(args: argparse.Namespace) -> int:
           f"in {report.wall_or_trial_seconds:.1f} s")
     print(f"best (trial {best.trial}): {best.description}")
     print(f"  {metric}: validation {fmt(best.val.get(metric))}, held-out test "
-          f"{fmt(best.test.get(metric))}; {best.n_parameters:,} parameters")
+          f"{fmt(best.test.get(metric))}{interval(best.test_ci, metric)}; "
+          f"{best.n_parameters:,} parameters")
     print(f"reference ({base.model}): validation {fmt((base.val or {}).get(metric))}, test "
-          f"{fmt((base.test or {}).get(metric))}")
+          f"{fmt((base.test or {}).get(metric))}{interval(base.test_ci, metric)}"
+          + (f"; the model minus the reference: {report.vs_reference.verdict}"
+             if report.vs_reference else ""))
     print(f"wrote {Path(args.out) / REPORT_FILE} and {best.model_dir}")
     return EXIT_OK
 
@@ -315,7 +333,8 @@ def cmd_next_round(args: argparse.Namespace) -> int:
                          study_name=args.study or next_round_name(report.study, set()),
                          parent_study=report.study, workers=1)
         result = run_search(config, extension.dataset, args.out, storage=url,
-                            listeners=[PrintListener()], dataset_path=extension.stored.path)
+                            listeners=[PrintListener(metric=report.metric)],
+                            dataset_path=extension.stored.path)
     except (WorkerError, RuntimeError, ValueError, FileNotFoundError,
             BackboneUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)

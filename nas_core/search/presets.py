@@ -55,6 +55,18 @@ def demo_backbone(root=None) -> Path:
     return path
 
 
+def backbone_source(name: str, root=None) -> str:
+    """What a backbone named as the app names it loads from: ``untrained-demo`` (made on first
+    use), a backbone shipped in assets/backbones/ or made in this workspace, by its folder
+    name; anything else (a registry name, a Hub id, a path) unchanged."""
+    if name == DEMO_BACKBONE:
+        return str(demo_backbone(root))
+    for folder in (*shipped_backbones(), *workspace_backbones(root)):
+        if folder.name == name:
+            return str(folder)
+    return name
+
+
 def is_available(spec: BackboneSpec) -> bool:
     """Loadable without a download: a local directory, or in the Hugging Face cache."""
     return is_downloaded(spec.source)

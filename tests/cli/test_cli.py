@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -134,3 +135,23 @@ def test_search_refuses_an_unreachable_backbone_before_any_trial(tmp_path):
                   "esm2_t6_8M", "--trials", "2", "--out", str(tmp_path / "out"), env=env)
     assert out.returncode == 2
     assert "not in the local Hugging Face cache" in out.stderr and "trial" not in out.stdout
+    # checked before the data is read (issue 31, item 12: it failed after the slow read)
+    assert "reading" not in out.stdout + out.stderr and not (tmp_path / "ws" / "datasets").exists()
+
+
+def test_search_takes_the_backbone_names_the_app_shows_and_names_its_metric(tmp_path):
+    """Issue 31, item 12: `untrained-demo` (as the Search page names it) was refused; trial
+    lines said `value=0.5641` without the metric; the summary gave no interval."""
+    import os
+
+    env = dict(os.environ, ESM_NAS_HOME=str(tmp_path / "ws"))
+    out = run_cli("search", str(ASSETS / "amp_vs_transmembrane.csv"), "--backbone",
+                  "untrained-demo", "--trials", "2", "--max-epochs", "1", "--adaptation",
+                  "frozen", "--out", str(tmp_path / "out"), env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    trials = [line for line in out.stdout.splitlines() if line.startswith("trial ")]
+    assert len(trials) == 2 and all("validation roc_auc=" in line for line in trials), trials
+    assert "untrained-demo" in trials[0]
+    summary = out.stdout.split("trials:", 1)[1]
+    assert re.search(r"held-out test \d\.\d{4} \[\d\.\d{3}, \d\.\d{3}\]", summary), summary
+    assert "the model minus the reference: " in summary
