@@ -189,8 +189,9 @@ def remaining_seconds(view: StudyView, total: int | None,
                       epochs_range: Sequence[int] | None = None) -> float | None:
     """Seconds until the budget is spent, re-estimated at every refresh: the running trials'
     epochs still to train at their own measured epoch time (less the time already spent in the
-    current epoch), plus the trials still queued at the mean finished-trial time, shared over
-    the workers running now. None until one epoch has been measured."""
+    current epoch; an epoch already longer than that is taken as half done, so a running trial
+    never reads 0 s), plus the trials still queued at the mean finished-trial time, shared
+    over the workers running now. None until one epoch has been measured."""
     trials, history = view.trials, view.history
     epoch_times = history["seconds"].dropna() if "seconds" in history else pd.Series([])
     if not len(epoch_times):
@@ -207,9 +208,12 @@ def remaining_seconds(view: StudyView, total: int | None,
         epochs = int(epochs) if epochs is not None and epochs == epochs else default_epochs
         if _pruned(row):  # a student trains after the teacher, for the same budget
             epochs *= 2
-        planned.append(epochs * rate)
         in_epoch = max(0.0, (row["duration_s"] or 0.0) - float(own.sum()))
-        left_running += max(0.0, (epochs - len(own)) * rate - in_epoch)
+        if in_epoch > rate:  # slower than expected (a fine-tuning trial among frozen ones):
+            rate = 2 * in_epoch  # this epoch is taken as half done, and the rest like it
+        planned.append(epochs * rate)
+        if len(own) < epochs:  # the current epoch's rest, then the epochs still to come
+            left_running += rate - in_epoch + (epochs - len(own) - 1) * rate
     per_trial = float(finished.mean()) if len(finished) else (
         sum(planned) / len(planned) if planned else default_epochs * mean_epoch)
     queued = max(0, (total or 0) - view.counted() - len(running))

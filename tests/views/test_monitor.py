@@ -92,3 +92,16 @@ def test_a_pruned_trial_counts_its_student_in_the_eta():
     assert remaining_seconds(_view(trials, history, 0), 1, [5, 5]) == pytest.approx(80)
     trials[0]["param_heads_kept"] = 1.0
     assert remaining_seconds(_view(trials, history, 0), 1, [5, 5]) == pytest.approx(30)
+
+
+def test_a_slow_running_trial_never_reads_zero_seconds():
+    """Issue 31, item 5: the last trial (a fine-tuning one after fast frozen trials, no epoch
+    of its own measured yet) read '0 s' for its whole 337 s; its current epoch, already past
+    the others' epoch time, is now taken as half done and the rest like it."""
+    history = [{"trial": 0, "epoch": e, "seconds": 1.0} for e in range(1, 6)]
+    trials = [{"number": 0, "state": "COMPLETE", "duration_s": 5.0, "param_max_epochs": 5},
+              {"number": 1, "state": "RUNNING", "duration_s": 100.0, "param_max_epochs": 5}]
+    left = remaining_seconds(_view(trials, history, counted=1), 2, [5, 5])
+    assert left == pytest.approx(100 + 4 * 200)
+    trials[1]["duration_s"] = 300.0  # still in its first epoch: the estimate grows, not 0
+    assert remaining_seconds(_view(trials, history, counted=1), 2, [5, 5]) > left
