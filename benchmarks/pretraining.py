@@ -7,7 +7,9 @@
   0.8x the unigram at the end);
 - ``probe_q3``: a linear probe (logistic regression) of frozen residue representations on the
   shipped FLIP secondary-structure chains, every layer, best layer reported, for the pretrained
-  backbone and its random-weight twin, beside the one-hot window reference.
+  backbone and its random-weight twin, beside the one-hot window reference;
+- ``transfer_curve`` (``--curve-tokens N``): a fresh run of the same recipe probed at every
+  measurement, so held-out perplexity and probe Q3 are read against tokens seen.
 
 ``python -m benchmarks.pretraining --model assets/backbones/NAME [--write]``
 """
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +42,7 @@ from nas_core.pretraining.corpus import read_corpus
 from nas_core.pretraining.holdout import Holdout
 from nas_core.pretraining.loop import Run
 from nas_core.pretraining.masking import mask_tokens
+from nas_core.pretraining.run import pretrain
 
 PROBE_TRAIN_RESIDUES = 60_000  # residues the probe is fitted on (drawn once, same for all)
 
@@ -108,8 +112,16 @@ def curve(model_dir: Path) -> None:
     say(f"  goal (at most 0.8x the unigram perplexity): {goal}")
 
 
-def probe(model_dir: Path) -> None:
-    """Best-layer linear probe Q3 of the backbone and of its random-weight twin."""
+@dataclass
+class ProbeData:
+    """The shipped secondary-structure chains, the residues a probe fits on and is tested on."""
+
+    sequences: dict[str, list[str]]
+    labels: dict[str, np.ndarray]
+    keep: dict[str, np.ndarray]
+
+
+def probe_data() -> ProbeData:
     flip = ASSETS / "secondary_structure"
     result = load_flip(flip / "sequences.fasta", flip / "labels.fasta", flip / "mask.fasta")
     assert result.dataset is not None
@@ -118,19 +130,50 @@ def probe(model_dir: Path) -> None:
     lookup = {c: i for i, c in enumerate(names)}
     parts = {s: frame[frame["split"].isin(["train", "valid"] if s == "train" else ["test"])]
              for s in ("train", "test")}
-    labels = {s: [np.array([lookup.get(c, IGNORE_INDEX) for c in str(lab)])
-                  for lab in part["label"]] for s, part in parts.items()}
+    labels = {s: np.concatenate([np.array([lookup.get(c, IGNORE_INDEX) for c in str(lab)])
+                                 for lab in part["label"]]) for s, part in parts.items()}
     rng = np.random.default_rng(0)
-    flat_train = np.concatenate(labels["train"])
-    keep_train = np.flatnonzero(flat_train != IGNORE_INDEX)
-    keep_train = np.sort(rng.choice(keep_train, min(PROBE_TRAIN_RESIDUES, len(keep_train)),
-                                    replace=False))
-    flat_test = np.concatenate(labels["test"])
-    keep_test = np.flatnonzero(flat_test != IGNORE_INDEX)
-    window = {s: window_features(list(parts[s]["sequence"])) for s in parts}
+    keep_train = np.flatnonzero(labels["train"] != IGNORE_INDEX)
+    keep = {"train": np.sort(rng.choice(keep_train, min(PROBE_TRAIN_RESIDUES, len(keep_train)),
+                                        replace=False)),
+            "test": np.flatnonzero(labels["test"] != IGNORE_INDEX)}
+    return ProbeData({s: list(parts[s]["sequence"]) for s in parts}, labels, keep)
+
+
+def probe_reference(data: ProbeData) -> float:
+    """The one-hot window reference's Q3 on the same residues."""
+    window = {s: window_features(data.sequences[s]) for s in data.sequences}
     reference = LogisticRegression(max_iter=1000, C=0.5).fit(
-        window["train"][keep_train], flat_train[keep_train])
-    q3_ref = float((reference.predict(window["test"][keep_test]) == flat_test[keep_test]).mean())
+        window["train"][data.keep["train"]], data.labels["train"][data.keep["train"]])
+    predicted = reference.predict(window["test"][data.keep["test"]])
+    return float((predicted == data.labels["test"][data.keep["test"]]).mean())
+
+
+def probe_model(model, data: ProbeData) -> list[float]:
+    """Q3 of a linear probe on each layer's frozen residue representations (embeddings
+    first)."""
+    states = {s: _residue_states(model, data.sequences[s]) for s in data.sequences}
+    per_layer = []
+    for layer in range(len(states["train"])):
+        x_train = states["train"][layer][data.keep["train"]]
+        x_test = states["test"][layer][data.keep["test"]]
+        mean, sd = x_train.mean(0), x_train.std(0) + 1e-6
+        fit = LogisticRegression(max_iter=300).fit((x_train - mean) / sd,
+                                                   data.labels["train"][data.keep["train"]])
+        per_layer.append(float((fit.predict((x_test - mean) / sd)
+                                == data.labels["test"][data.keep["test"]]).mean()))
+    return per_layer
+
+
+def _say_probe(name: str, per_layer: list[float]) -> None:
+    best = int(np.argmax(per_layer))
+    say(f"probe_q3 {name}: {per_layer[best]:.3f} (layer {best} of {len(per_layer) - 1}; "
+        "every layer: " + ", ".join(f"{q:.3f}" for q in per_layer) + ")")
+
+
+def probe(model_dir: Path) -> None:
+    """Best-layer linear probe Q3 of the backbone and of its random-weight twin."""
+    data = probe_data()
     config = json.loads((model_dir / "config.json").read_text())
     twin = EsmModel(esm2_config(layers=config["num_hidden_layers"],
                                 hidden=config["hidden_size"],
@@ -139,21 +182,42 @@ def probe(model_dir: Path) -> None:
                     add_pooling_layer=False)
     trained = EsmModel.from_pretrained(model_dir, add_pooling_layer=False, use_kernels=False)
     for name, model in (("random-weight twin", twin), (model_dir.name, trained)):
-        per_layer = []
-        states = {s: _residue_states(model, list(parts[s]["sequence"])) for s in parts}
-        for layer in range(len(states["train"])):
-            x_train = states["train"][layer][keep_train]
-            x_test = states["test"][layer][keep_test]
-            mean, sd = x_train.mean(0), x_train.std(0) + 1e-6
-            fit = LogisticRegression(max_iter=300).fit((x_train - mean) / sd,
-                                                       flat_train[keep_train])
-            per_layer.append(float((fit.predict((x_test - mean) / sd)
-                                    == flat_test[keep_test]).mean()))
-        best = int(np.argmax(per_layer))
-        say(f"probe_q3 {name}: {per_layer[best]:.3f} (layer {best} of {len(per_layer) - 1}; "
-            "every layer: " + ", ".join(f"{q:.3f}" for q in per_layer) + ")")
-    say(f"probe_q3 one-hot window reference (15 residues): {q3_ref:.3f}; "
-        f"{len(keep_train):,} training residues, {len(keep_test):,} held-out test residues")
+        _say_probe(name, probe_model(model, data))
+    say(f"probe_q3 one-hot window reference (15 residues): {probe_reference(data):.3f}; "
+        f"{len(data.keep['train']):,} training residues, {len(data.keep['test']):,} held-out "
+        "test residues")
+
+
+def transfer_curve(corpus_path: Path, shape: str, tokens: int, points: int) -> None:
+    """A fresh run of the shipped recipe, probed at every measurement: held-out perplexity and
+    probe Q3 against tokens seen, from random weights on."""
+    data = probe_data()
+    snapshots: list[tuple[dict, dict]] = []
+
+    def keep(progress, run) -> None:  # the step after each measurement: its weights
+        if len(run.history.valid) > len(snapshots):
+            snapshots.append((dict(run.history.valid[-1]),
+                              {k: v.detach().clone() for k, v in run.model.state_dict().items()}))
+
+    config = PretrainConfig(shape=shape, tokens=tokens, max_length=256, batch_tokens=16_384,
+                            lr=1e-3, validation=500, eval_points=points,
+                            eval_residues=200_000)
+    with tempfile.TemporaryDirectory() as tmp:
+        done = pretrain(corpus_path, Path(tmp) / "curve", config, progress=keep)
+        final = EsmForMaskedLM.from_pretrained(Path(tmp) / "curve", use_kernels=False)
+        history = json.loads((Path(tmp) / "curve" / "pretraining_history.json").read_text())
+    snapshots.append((history["valid"][-1], final.state_dict()))
+    say(f"transfer_curve: a fresh {shape} run of the shipped recipe, {done.tokens:,} tokens "
+        f"({done.seconds / 60:.0f} min); held-out perplexity (every selected residue masked) "
+        "and best-layer probe Q3 at each measurement:")
+    for row, state in snapshots:
+        model = EsmForMaskedLM(esm2_config(**_shape(shape)))
+        model.load_state_dict(state)
+        per_layer = probe_model(model.esm, data)
+        say(f"  {int(row['tokens']):>10,} tokens: perplexity {row['model']:6.2f} (amino-acid "
+            f"frequencies {row['unigram']:.2f}); probe Q3 {max(per_layer):.3f} (layer "
+            f"{int(np.argmax(per_layer))})")
+    say(f"  one-hot window reference: probe Q3 {probe_reference(data):.3f}")
 
 
 @torch.inference_mode()
@@ -177,6 +241,11 @@ def main() -> int:
     parser.add_argument("--corpus", default=str(ROOT.parent / "shared" / "data" / "proteomes"
                                                 / "uniprot_proteomes.fasta.gz"),
                         help="corpus for the overhead measurement")
+    parser.add_argument("--curve-tokens", type=int, default=0,
+                        help="also pretrain a fresh model of the same shape for this many "
+                        "tokens, probing it at every measurement (the transfer curve)")
+    parser.add_argument("--curve-points", type=int, default=5, help="measurements on it")
+    parser.add_argument("--only-curve", action="store_true", help="the transfer curve alone")
     parser.add_argument("--write", action="store_true", help="append to RESULTS.md")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -186,12 +255,17 @@ def main() -> int:
     config = json.loads((model_dir / "config.json").read_text())
     shape = (f"{config['num_hidden_layers']},{config['hidden_size']},"
              f"{config['num_attention_heads']},{config['intermediate_size']}")
-    if Path(args.corpus).is_file():
-        engine_overhead(Path(args.corpus), shape)
-    curve(model_dir)
-    probe(model_dir)
+    if not args.only_curve:
+        if Path(args.corpus).is_file():
+            engine_overhead(Path(args.corpus), shape)
+        curve(model_dir)
+        probe(model_dir)
+    if args.curve_tokens:
+        transfer_curve(Path(args.corpus), shape, args.curve_tokens, args.curve_points)
     if args.write:
-        append_results(f"python -m benchmarks.pretraining --model {args.model}",
+        append_results(f"python -m benchmarks.pretraining --model {args.model}"
+                       + (f" --curve-tokens {args.curve_tokens}" if args.curve_tokens else "")
+                       + (" --only-curve" if args.only_curve else ""),
                        "added with masked-language-model pretraining")
     return 0
 
