@@ -60,10 +60,10 @@ def test_everything_downstream_works_on_the_shipped_backbone(workspace, tmp_path
     and 'test these next' on the backbone pretrained here, as on any ESM-2 checkpoint."""
     (folder,) = [b for b in shipped_backbones() if b.name == "esm2-proteomes-0.8M"]
     shipped = resolve(str(folder))
-    space = tiny_space(shipped.source, epochs=2, adaptations=("full", "lora"),
+    space = tiny_space(shipped.source, epochs=1, adaptations=("full", "lora"),
                        layers_range=(4, 4))
     stored = store_example()
-    report = run_search(SearchConfig("downstream", space, n_trials=3, seed=0, ensemble_size=2),
+    report = run_search(SearchConfig("downstream", space, n_trials=2, seed=0, ensemble_size=2),
                         DatasetStore().load(stored.id), tmp_path / "run",
                         dataset_path=stored.path)
     assert report is not None and report.best.backbone == shipped.source

@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 
+from nas_core.cli import main
 from nas_core.common.report import load_report
 from nas_core.common.workspace import INCOMPLETE, default_storage_url, interrupted
 from nas_core.views.results import load_compression
@@ -27,14 +28,17 @@ def killed_at(script: str, env: dict) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture
-def searched(tmp_path, tiny_backbone, monkeypatch):
-    root = tmp_path / "ws"
-    monkeypatch.setenv("ESM_NAS_HOME", str(root))
-    out = _search(root, tiny_backbone, tmp_path / "run", "full")
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, tiny_backbone):
+    """One finished search for both tests (each leaves its folder complete again)."""
+    root = tmp_path_factory.mktemp("interrupted") / "ws"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ESM_NAS_HOME", str(root))
+    out = _search(root, tiny_backbone, root.parent / "run", "full")
     env = {**os.environ, "ESM_NAS_HOME": str(root), "OMP_NUM_THREADS": "1",
            "ESM_NAS_STORAGE": default_storage_url(root)}
-    return out, env
+    yield out, env
+    mp.undo()
 
 
 def test_finalise_killed_while_swapping_in_its_results_is_marked_and_finished_by_a_rerun(
@@ -58,10 +62,8 @@ def test_finalise_killed_while_swapping_in_its_results_is_marked_and_finished_by
     assert result.returncode == -9, result.stdout + result.stderr
     assert "Finalising the search stopped" in (interrupted(run_dir) or "")
     assert load_report(run_dir) is None  # not read as complete
-    done = subprocess.run([sys.executable, "-m", "nas_core", "finalise", "--study",
-                           "to-compress-full", "--out", str(run_dir)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert main(["finalise", "--study", "to-compress-full", "--storage",  # the same command
+                 env["ESM_NAS_STORAGE"], "--out", str(run_dir)]) == 0
     assert not (run_dir / INCOMPLETE).exists() and not list(run_dir.glob(".finalising-*"))
     report = load_report(run_dir)
     assert report is not None and report.best.trial == before["best"]["trial"]
@@ -73,8 +75,7 @@ def test_compress_killed_after_its_first_variant_is_marked_and_finished_by_a_rer
     run_dir, env = searched
     out = tmp_path / "compressed"
     args = ["compress", str(run_dir), "--targets", "0.5", "--epochs", "1", "--out", str(out)]
-    assert subprocess.run([sys.executable, "-m", "nas_core", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300).returncode == 0
+    assert main(args) == 0
     assert load_compression(out) is not None  # a complete earlier result
     result = killed_at(f"""
         import os, signal
@@ -90,9 +91,7 @@ def test_compress_killed_after_its_first_variant_is_marked_and_finished_by_a_rer
     assert result.returncode == -9, result.stdout + result.stderr
     assert "Compress stopped" in (interrupted(out) or "")
     assert load_compression(out) is None  # the earlier compress.json no longer describes it
-    again = subprocess.run([sys.executable, "-m", "nas_core", *args], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
+    assert main(args) == 0  # the same command again
     assert interrupted(out) is None
     result_after = load_compression(out)
     assert result_after is not None

@@ -176,7 +176,9 @@ def test_worker_reconnects_after_a_database_outage(workspace, tiny_backbone, sto
         server.outage(seconds=3)
         out = finish(worker, timeout=400)
         assert "budget reached" in out
-        assert "lost the study database" in out and "reconnecting" in out
+        # rides the outage out: the running trial's writes wait (before: it was lost and the
+        # worker reconnected)
+        assert "waiting for the study database" in out and "answers again" in out
         study = optuna.load_study(study_name="outage", storage=make_storage(register(
             server.url)))
         assert len(counted_trials(study)) == 4
@@ -263,8 +265,8 @@ def test_the_search_rides_out_a_database_outage_and_keeps_its_running_trial(tmp_
         env = {**os.environ, "ESM_NAS_HOME": str(tmp_path / "ws"), "OMP_NUM_THREADS": "1"}
         search = subprocess.Popen(
             [sys.executable, "-m", "nas_core", "search", str(ASSETS / "amp_vs_transmembrane.csv"),
-             "--backbone", str(tiny_backbone), "--adaptation", "lora", "--trials", "2",
-             "--max-epochs", "6", "--pruner", "none", "--patience", "6", "--study", "outage",
+             "--backbone", str(tiny_backbone), "--adaptation", "lora", "--trials", "1",
+             "--max-epochs", "5", "--pruner", "none", "--patience", "5", "--study", "outage",
              "--storage", server.url, "--out", str(tmp_path / "out")],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         storage = make_storage(register(server.url))
@@ -288,7 +290,7 @@ def test_the_search_rides_out_a_database_outage_and_keeps_its_running_trial(tmp_
         study = optuna.load_study(study_name="outage", storage=storage)
         kept = study.trials[running.number]
         assert kept.state == TrialState.COMPLETE and "retry_of" not in kept.user_attrs
-        assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE]
         assert (tmp_path / "out" / "report.json").is_file()
     finally:
         server.stop()

@@ -248,7 +248,7 @@ def test_a_rerun_with_a_larger_budget_draws_new_architectures(workspace, tiny_ba
                                                               peptides):
     """A seeded sampler restarted on the same study does not replay its earlier draws: a
     budget of N trials is N distinct architectures (before, trials 2 and 3 repeated 0 and 1)."""
-    space = small_space(tiny_backbone)
+    space = tiny_space(tiny_backbone, epochs=1)
     for budget in (2, 4):  # the CLI run again with a larger budget
         config = SearchConfig("rerun", space, n_trials=budget, sampler="random",
                               pruner="none")
@@ -260,7 +260,7 @@ def test_a_rerun_with_a_larger_budget_draws_new_architectures(workspace, tiny_ba
 
 
 def test_a_repeated_architecture_is_not_trained_again_and_a_spent_space_stops(
-        workspace, tiny_backbone, peptides):
+        workspace, tiny_backbone, peptides, monkeypatch):
     """A space of one point and a budget of three: the point is trained once; every repeated
     draw is skipped (never trained, out of the budget) and the search says the space ran out."""
     space = tiny_space(tiny_backbone, epochs=1, adaptations=("frozen",), poolings=("mean",),
@@ -268,6 +268,7 @@ def test_a_repeated_architecture_is_not_trained_again_and_a_spent_space_stops(
                        weight_decay_range=(1e-4, 1e-4), dropout_range=(0.1, 0.1),
                        contrastive_weight_range=(0.0, 0.0), class_weighting=(False,))
     config = SearchConfig("one-point", space, n_trials=3, pruner="none")
+    monkeypatch.setattr(objective_mod, "MAX_REPEATS", 6)  # 30 in use: the same rule, sooner
     epochs = {"n": 0}
 
     class CountEpochs(objective_mod.SearchListener):
