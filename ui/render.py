@@ -11,7 +11,7 @@ from nas_core.common.metrics import mae_meaning, metric_name
 from nas_core.common.report import Calibration, Comparison, Report
 from nas_core.common.tasks import Task
 from nas_core.common.text import md_text
-from nas_core.data.dataset import Dataset
+from nas_core.data.dataset import Dataset, grouped_messages
 from nas_core.data.store import StoredDataset
 from nas_core.data.validation import ValidationResult
 from nas_core.evaluation.trust import leakage_report
@@ -35,11 +35,11 @@ def problems(result: ValidationResult, *, key: str) -> str | None:
     if errors:
         st.error(f"{len(errors)} problem(s) must be fixed before this dataset can be used "
                  f"({md_text(result.source)}, {result.n_rows_read} rows read).")
-        shown = errors[:50]
-        st.markdown("\n".join(f"- {md_text(p.message)}" for p in shown))
-        if len(errors) > len(shown):
-            st.caption(f"... and {len(errors) - len(shown)} more: download them all to fix "
-                       "the file.")
+        lines = grouped_messages(errors)  # the same problem on many rows: one line
+        st.markdown("\n".join(f"- {md_text(line)}" for line in lines[:50]))
+        if len(lines) > 50:
+            st.caption(f"... and {len(lines) - 50} more: download them all to fix the file.")
+        if len(errors) > 50:
             st.download_button(f"Download all {len(errors)} problems (CSV)",
                                pd.DataFrame([{"where": ", ".join(p.where), "problem": p.message}
                                              for p in errors]).to_csv(index=False),

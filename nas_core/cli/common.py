@@ -8,6 +8,7 @@ import dataclasses
 import sys
 from typing import Any
 
+from nas_core.data.dataset import grouped_messages
 from nas_core.data.reading import DataFileError
 from nas_core.data.splits import SplitOptions
 from nas_core.data.store import DatasetStore, ImportOutcome, import_dataset
@@ -105,11 +106,13 @@ def ingest(args: argparse.Namespace, out=sys.stdout, store: DatasetStore | None 
         return None
 
 
-def print_problems(result: ValidationResult, out=sys.stdout) -> None:
+def print_problems(result: ValidationResult, out=None) -> None:
+    out = out or sys.stdout  # looked up now: a redirected stdout is honoured
     for note in result.applied_fixes:
         print(f"fixed: {note}", file=out)
-    for problem in result.problems:
-        print(problem, file=out)
+    for severity, problems in (("error", result.errors), ("warning", result.warnings)):
+        for line in grouped_messages(problems):  # the same problem on many rows: one line
+            print(f"{severity}: {line}", file=out)
     for fix, text in result.offered_fixes.items():
         print(f"fix available: {text} -> rerun with --fix {fix}", file=out)
 

@@ -131,6 +131,33 @@ def where_list(wheres: list[str], limit: int = 8) -> str:
     return shown + (f" and {len(wheres) - limit} more" if len(wheres) > limit else "")
 
 
+def grouped_messages(problems: list[Problem]) -> list[str]:
+    """The problems as lines to read: row problems that say the same thing about different
+    rows (twenty missing labels) become one line naming the rows; others stay as they are,
+    in order."""
+    order: list[str | tuple[str, str]] = []  # a message, or a group's (code, text) key
+    groups: dict[tuple[str, str], list[str]] = {}
+    for problem in problems:
+        where = problem.where[0] if len(problem.where) == 1 else ""
+        if not where or not problem.message.startswith(f"{where}: "):
+            order.append(problem.message)
+            continue
+        key = (problem.code, problem.message[len(where) + 2:])
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(where)
+    lines = []
+    for item in order:
+        if isinstance(item, str):
+            lines.append(item)
+            continue
+        wheres = groups[item]
+        lines.append(f"{wheres[0]}: {item[1]}" if len(wheres) == 1 else
+                     f"{where_list(wheres)} ({len(wheres)} rows): {item[1]}")
+    return lines
+
+
 def summarise(frame: pd.DataFrame, task: Task, label_names: list[str] | None
               ) -> DatasetSummary:
     lengths = frame["sequence"].str.len()

@@ -249,3 +249,26 @@ def test_measurements_in_several_number_formats_are_read_as_numbers_when_asked()
                         IngestOptions(min_class_size=1, fixes=frozenset({"read_numbers"})))
     assert fixed.ok and fixed.dataset.task == "regression"
     assert sorted(set(fixed.dataset.frame["label"])) == [1.5, 2.5, 30.0, 1000.0]
+
+
+def test_twenty_rows_with_the_same_problem_read_as_one_line(tmp_path, capsys):
+    """Issue 31, item 10: twenty identical row messages become one line naming the rows, on
+    the page and on the command line; different problems keep their own lines."""
+    from nas_core.cli import main
+    from nas_core.data.dataset import grouped_messages
+
+    rows = [(p + "A" * i, "NA" if i < 20 else ("AMP" if i % 2 else "TM"))
+            for i, p in enumerate(PEPTIDES * 4)]
+    rows[25] = ("MKV1LAAGW", "TM")
+    result = load_upload(table(rows), "many.csv", IngestOptions(min_class_size=1))
+    lines = grouped_messages(result.errors)
+    assert len(result.errors) == 21 and len(lines) == 2
+    (missing,) = [line for line in lines if "the label is missing" in line]
+    assert missing.startswith("row 2, row 3, row 4") and "and 12 more (20 rows): the label " \
+        "is missing ('NA' means no value)" in missing
+    assert any(line.startswith("row 27: invalid character(s) '1'") for line in lines)
+    path = tmp_path / "many.csv"
+    path.write_bytes(table(rows))
+    assert main(["validate", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert out.count("the label is missing") == 1 and "(20 rows)" in out
