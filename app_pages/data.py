@@ -4,7 +4,7 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from nas_core.common.tasks import Task
-from nas_core.common.text import md_text
+from nas_core.common.text import md_sentence, md_text
 from nas_core.common.workspace import StorageError, storage_problem
 from nas_core.data.examples import DEFAULT_EXAMPLE, EXAMPLES
 from nas_core.data.reading import UPLOAD_TYPES, DataFileError
@@ -130,7 +130,7 @@ if payload is not None:
                                 task=task, fixes=frozenset(state["data_fixes"]),
                                 class_names=tuple(state.get("data_class_names", ())))
     except ValueError as exc:  # two classes given one name: keep the names that worked
-        st.error(md_text(exc))
+        st.error(md_sentence(exc))
         state["data_class_names"] = ()
         st.stop()
     split_options = SplitOptions(method=method, identity=identity)
@@ -191,7 +191,7 @@ if mine:
             try:
                 resources.job_manager(resources.workspace()).delete_dataset(doomed.id, user)
             except (PermissionError, ValueError) as exc:
-                st.error(md_text(exc))
+                st.error(md_sentence(exc))
             else:
                 state.pop("data_outcome", None)  # its "stored" message would be stale
                 st.rerun()

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from nas_core.common.text import md_text
+from nas_core.common.text import md_sentence, md_text
 from nas_core.runtime.jobtable import JobKind, JobState
 from nas_core.search.storage import current_outage
 from nas_core.views.monitor import job_progress
@@ -80,7 +80,7 @@ def controls(job, view) -> None:
             st.toast(f"{n} failed trial(s) queued again." if n else "No failed trial to retry.")
             st.rerun(scope="app")
     except (PermissionError, ValueError, RuntimeError) as exc:
-        st.error(md_text(exc))
+        st.error(md_sentence(exc))
     finished = 0 if view is None or not stopped or job.report_path.is_file() or \
         job.kind is not JobKind.SEARCH else int(
         (view.trials["state"] == "COMPLETE").sum())

@@ -1,6 +1,7 @@
 import streamlit as st
 
-from nas_core.common.text import md_text
+from nas_core.common.metrics import metric_name
+from nas_core.common.text import md_sentence, md_text
 from nas_core.data.reading import DataFileError
 from nas_core.publishing.predict import PredictionInputError, resolve_model_dir
 from nas_core.views.results import results_dir, workspace_models
@@ -51,7 +52,7 @@ if st.button("Predict", type="primary", key="predict_go"):
         st.error(f"{len(exc.problems)} sequence(s) cannot be used; nothing was predicted:")
         st.markdown("\n".join(f"- {md_text(p.message)}" for p in exc.problems[:50]))
     except (DataFileError, FileNotFoundError, ValueError) as exc:
-        st.error(md_text(exc))
+        st.error(md_sentence(exc))
     else:
         # kept for this browser session, so sorting or downloading does not lose it
         st.session_state["predict_result"] = (model_ref, frame, problems, metrics,
@@ -69,7 +70,7 @@ if "predict_result" in st.session_state:
         st.success(f"{len(frame)} prediction(s) with {md_text(used)}.")
     if metrics:
         st.caption("Against the labels in your file: " + ", ".join(
-            f"{k} {v:.3f}" for k, v in metrics.items() if v is not None))
+            f"{metric_name(k)} {v:.3f}" for k, v in metrics.items() if v is not None))
     if "unlike_training" in frame:
         flags = frame.groupby("id")["unlike_training"].first() if per_residue else \
             frame["unlike_training"]

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from nas_core.backbones.registry import BackboneUnavailable
-from nas_core.common.text import md_text
+from nas_core.common.text import md_sentence, md_text
 from nas_core.data.reading import UPLOAD_TYPES
 from nas_core.pretraining.config import PretrainConfig
 from nas_core.pretraining.corpus import CorpusError
@@ -58,7 +58,7 @@ try:
                f"budget takes about {format_eta(tokens / speed)} (plus a minute or two to hold "
                "out validation proteins by homology and to measure the curve).")
 except (ValueError, BackboneUnavailable) as exc:
-    st.error(md_text(exc))
+    st.error(md_sentence(exc))
     st.stop()
 if st.button("Start", type="primary", key="pretrain_start",
              disabled=user is None or (dataset_id is None and upload is None)) and user:
@@ -67,7 +67,7 @@ if st.button("Start", type="primary", key="pretrain_start",
                                       upload=upload.getvalue() if upload else None,
                                       upload_name=upload.name if upload else "corpus.fasta")
     except (ValueError, CorpusError, PermissionError) as exc:
-        st.error(md_text(exc))
+        st.error(md_sentence(exc))
     else:
         st.success(f"Job {job.id} teaches '{md_text(job.pretrain_request.name)}'; follow its "
                    "held-out perplexity on the Monitor page.")

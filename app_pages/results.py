@@ -4,7 +4,7 @@ import streamlit as st
 
 from nas_core.common.metrics import metric_name
 from nas_core.common.report import load_report
-from nas_core.common.text import md_text
+from nas_core.common.text import md_sentence, md_text
 from nas_core.publishing.hub import suggested_repo_name
 from nas_core.runtime.jobtable import JobState
 from nas_core.runtime.launch import evaluate_point, finalisable, finalise_stopped, point_dir
@@ -39,7 +39,7 @@ if stopped:
                                     "held-out split..."):
                         finalise_stopped(j, user, root)
                 except (PermissionError, ValueError, RuntimeError, FileNotFoundError) as exc:
-                    st.error(md_text(exc))
+                    st.error(md_sentence(exc))
                 else:
                     st.session_state["results_job_id"] = j.id
                     st.rerun()

@@ -4,7 +4,7 @@ import streamlit as st
 
 from nas_core.backbones.download import gigabytes
 from nas_core.backbones.registry import BackboneUnavailable
-from nas_core.common.text import md_text
+from nas_core.common.text import md_sentence, md_text
 from nas_core.runtime.jobtable import JobState
 from nas_core.search.config import (
     DEFAULT_ENSEMBLE_SIZE,
@@ -121,7 +121,7 @@ try:
                     "each, a few seconds)..."):
         choices["Quick"], _ = fit_to_time(choices["Quick"], estimate_for, QUICK_SECONDS[kind])
 except (ValueError, BackboneUnavailable) as exc:
-    st.error(md_text(exc))
+    st.error(md_sentence(exc))
     st.stop()
 preset_name = st.radio("Preset", list(choices), index=0, horizontal=True, key="search_preset",
                        help="How much to explore; Advanced below changes any detail.")
@@ -170,7 +170,7 @@ try:
                           ensemble_size=int(ensemble_size), workers=workers)
     space.usable_backbones()
 except (ValueError, BackboneUnavailable) as exc:
-    st.error(md_text(exc))
+    st.error(md_sentence(exc))
     st.stop()
 
 with st.spinner("Measuring this machine's speed for the chosen search (once)..."):
@@ -194,7 +194,7 @@ if st.button("Start", type="primary", disabled=not (user and user.name), key="se
     try:
         job = manager.submit(config, record.id, user)
     except ValueError as exc:
-        st.error(md_text(exc))
+        st.error(md_sentence(exc))
     else:
         where = "running" if job.state is JobState.RUNNING else \
             f"queued (position {job.queue_position})"

@@ -2,7 +2,7 @@ import streamlit as st
 
 from nas_core.common.report import load_report
 from nas_core.common.tasks import Task
-from nas_core.common.text import md_text
+from nas_core.common.text import md_sentence, md_text
 from nas_core.data.reading import UPLOAD_TYPES, DataFileError
 from nas_core.design.acquisition import GOALS, RULES
 from nas_core.design.suggest import SuggestConfig, SuggestError, model_dir_of, suggest
@@ -37,7 +37,7 @@ report = load_report(job.out_dir)
 try:
     directory = model_dir_of(job.out_dir)
 except SuggestError as exc:
-    st.info(md_text(exc))
+    st.info(md_sentence(exc))
     st.stop()
 if report is None:
     st.info("This search's report could not be read: finalise it again from Monitor.")
@@ -89,7 +89,7 @@ if st.button("Rank the candidates", type="primary", key="suggest_go"):
                              done / total, text=f"Predicting: {done}/{total}"))
         bar.empty()
     except (SuggestError, DataFileError, ValueError) as exc:
-        st.error(md_text(exc))
+        st.error(md_sentence(exc))
     else:
         st.session_state["suggest_result"] = (job.id, result.frame, result.notes)
 
@@ -121,7 +121,7 @@ if st.button("Add them and search again", key="suggest_next_round",
             extension, new_job = manager.next_round(job.id, measured.getvalue(),
                                                     measured.name, user)
     except (ValueError, KeyError, PermissionError) as exc:
-        st.error(md_text(exc))
+        st.error(md_sentence(exc))
     else:
         if new_job is None:
             st.error(f"Nothing was added: {len(extension.problems)} problem(s) to fix in the "

@@ -9,7 +9,7 @@ import streamlit as st
 
 from nas_core.common.metrics import metric_name
 from nas_core.common.report import Report
-from nas_core.common.text import md_text
+from nas_core.common.text import md_sentence, md_text
 from nas_core.compression.compress import (
     CompressConfig,
     CompressError,
@@ -35,7 +35,7 @@ def compress_section(manager, job, report: Report, user) -> None:
     try:
         teacher_of(Path(job.out_dir))
     except CompressError as exc:
-        st.info(md_text(exc))
+        st.info(md_sentence(exc))
         return
     runs = manager.compressions(job.id)
     allowed = user is not None and user.may_change(job.owner)
@@ -55,7 +55,7 @@ def compress_section(manager, job, report: Report, user) -> None:
             manager.submit_compress(job.id, CompressConfig(targets=tuple(sorted(
                 targets, reverse=True)), depth_baseline=depth), user)
         except (ValueError, PermissionError) as exc:
-            st.error(md_text(exc))
+            st.error(md_sentence(exc))
         else:
             st.rerun()
     if active is not None:

@@ -6,7 +6,7 @@ import os
 
 import streamlit as st
 
-from nas_core.common.text import md_text
+from nas_core.common.text import md_sentence, md_text
 from nas_core.publishing.hub import PublishConfig, PublishError, check_token, publish
 
 
@@ -33,7 +33,14 @@ def _account(token: str) -> str | None:
 
 def publish_form(model_dir: str, default_name: str, *, key: str = "publish",
                  title: str = "Publish to the Hugging Face Hub") -> None:
-    """The form for one model folder (``key`` keeps two forms on one page apart)."""
+    """The form for one model folder (``key`` keeps two forms on one page apart). When the
+    page shows another model, the form starts afresh: it never carries the previous model's
+    repository name, choices, error or link over to this one (the token stays)."""
+    state = st.session_state
+    if state.get(f"{key}_for") != model_dir:
+        for name in ("repo", "private", "license", "training", "error", "url"):
+            state.pop(f"{key}_{name}", None)
+        state[f"{key}_for"] = model_dir
     st.subheader(title)
     failed = st.session_state.get(f"{key}_error")
     if failed:
@@ -72,7 +79,7 @@ def publish_form(model_dir: str, default_name: str, *, key: str = "publish",
         config = PublishConfig(repo=repo, private=private, license=licence,
                                include_training_sequences=with_training)
     except ValueError as exc:
-        st.error(md_text(exc))
+        st.error(md_sentence(exc))
         return
     bar = st.progress(0.0, text="Starting")
     try:

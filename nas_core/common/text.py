@@ -22,6 +22,13 @@ WORD_JOINER = "\u2060"
 _AUTOLINK = re.compile(r"(?i)(https?|ftp|mailto|xmpp|www)(?=[:.])|(?=@)")
 
 
+def md_sentence(value: object) -> str:
+    """:func:`md_text` of a message that starts a sentence on a page: its first letter
+    capitalised (the engine's messages follow 'error: ' on the command line, in lower case)."""
+    text = str(value)
+    return md_text(text[:1].upper() + text[1:])
+
+
 def md_text(value: object) -> str:
     """``value`` as Markdown that renders as exactly its characters, on one line.
 

@@ -151,16 +151,18 @@ def teacher_of(run_dir: Path) -> tuple[Report, Path]:
         raise CompressError(
             "this is a per-residue model: Compress distils a model's outputs for whole "
             "sequences and does not yet handle one output per residue. For a smaller "
-            "per-residue model, search with fewer layers (--max-parameters) or a smaller "
-            "backbone; the accuracy-vs-size front of a metric+size search shows the trade-off.")
+            "per-residue model, search again with a parameter limit (Advanced: 'At most this "
+            "many parameters'; --max-parameters headless) or a smaller backbone; the "
+            "accuracy-vs-size front of an accuracy-and-size search shows the trade-off.")
     if report.best.adaptation == "frozen":
         raise CompressError(
             "the chosen model has a frozen backbone: only its head was trained on your data, "
-            "and the backbone is the published ESM-2 itself. Pruning it would mean "
-            "fine-tuning the backbone for the first time, which is a different model, not a "
-            "compressed one. For a smaller frozen model, search with fewer layers "
-            "(--max-parameters) or a smaller backbone; to compress, choose a LoRA, DoRA, "
-            "IA3, partial or full fine-tuning trial.")
+            "and the backbone is used as it was published. Pruning it would mean fine-tuning "
+            "the backbone for the first time, which is a different model, not a compressed "
+            "one. For a smaller frozen model, search again with a parameter limit (Advanced: "
+            "'At most this many parameters'; --max-parameters headless) or a smaller "
+            "backbone; to compress, search with adaptations that fine-tune the backbone "
+            "(LoRA, DoRA, IA³, partial or full) so that one of them is chosen.")
     return report, model_dir
 
 

@@ -170,10 +170,22 @@ def _download(repo_id: str, token: str | bool | None, cache_dir: Path | None = N
             allow_patterns=["*.json", "*.safetensors", "vocab.txt", "*.md",
                             TRAINING_SEQUENCES]))
     except network_errors() as exc:
-        private = "" if token else (" If it is a private repository, give your own Hub "
-                                    "token.")
         raise FileNotFoundError(f"could not fetch '{repo_id}' from the Hub: "
-                                f"{str(exc).splitlines()[0].rstrip('.')}.{private}") from None
+                                f"{_hub_reason(exc, token)}") from None
+
+
+def _hub_reason(exc: BaseException, token: str | bool | None) -> str:
+    """Why a download failed, in words (not the client's status line)."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (401, 403, 404) or type(exc).__name__ in ("RepositoryNotFoundError",
+                                                           "GatedRepoError"):
+        return ("the Hub has no model of that name that you may read. Check the name"
+                + (", or give your own Hub token if it is a private repository."
+                   if not token else ", and that your token may read it."))
+    if status is not None:
+        return (f"the Hub answered with an error ({status}). Try again in a moment.")
+    return ("the Hub could not be reached (no network, or the Hub is down). Try again "
+            "later, or use a model of this workspace.")
 
 
 class Predictor:

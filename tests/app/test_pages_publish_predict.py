@@ -70,7 +70,8 @@ def test_predict_page_upload_with_labels_reports_metrics(finished_job):
     assert not at.exception
     assert "412 prediction(s)" in shown(at.success[0].value)
     captions = [shown(c.value) for c in at.caption]
-    assert any("Against the labels in your file" in c for c in captions)
+    (against,) = [c for c in captions if "Against the labels in your file" in c]
+    assert "ROC-AUC" in against and "roc_auc" not in against  # words, not keys (issue 31)
     assert any("unlike_training" in c for c in captions)  # novelty flag explained
     assert any("split-conformal" in c for c in captions)
     table = at.dataframe[0].value
@@ -146,8 +147,9 @@ def test_predict_page_never_lends_the_servers_token_or_disk(finished_job, monkey
             assert "neither a model of this workspace" in shown(at.error[0].value), ref
         at.text_input(key="predict_repo").set_value("alice/secret")
         at.button(key="predict_go").click().run()
-        assert "could not fetch 'alice/secret'" in shown(at.error[0].value)
+        assert "Could not fetch 'alice/secret'" in shown(at.error[0].value)
         assert "give your own Hub token" in shown(at.error[0].value)
+        assert "401" not in shown(at.error[0].value)  # words, not the client's status line
         at.text_input(key="predict_token").set_value(hub.token)
         at.button(key="predict_go").click().run()
         assert not at.error, shown(at.error[0].value)
@@ -155,7 +157,7 @@ def test_predict_page_never_lends_the_servers_token_or_disk(finished_job, monkey
         # the next visitor, without a token, does not get the model from the server's cache
         at.text_input(key="predict_token").set_value("")
         at.button(key="predict_go").click().run()
-        assert at.error and "could not fetch 'alice/secret'" in shown(at.error[0].value)
+        assert at.error and "Could not fetch 'alice/secret'" in shown(at.error[0].value)
 
 
 def test_the_ensemble_is_shown_published_and_predicts_from_the_hub(finished_job, monkeypatch):
@@ -179,3 +181,28 @@ def test_the_ensemble_is_shown_published_and_predicts_from_the_hub(finished_job,
         assert predictor.ensemble and len(predictor.models) == 2
         frame = predictor.predict_sequences(["GLFDIIKKIAESFKKLL"])
         assert "uncertainty" in frame
+
+
+def _two_models_page() -> None:
+    import streamlit as st
+
+    from ui.publish import publish_form
+
+    which = st.radio("Model", ["first", "second"], key="which")
+    publish_form(f"/results/{which}/best_model", f"{which}-model")
+
+
+def test_the_publish_form_starts_afresh_for_another_model(monkeypatch):
+    """Issue 31, item 3: the form kept the repository name typed for the search shown before,
+    so a model could be published under another model's name."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    at = AppTest.from_function(_two_models_page, default_timeout=60).run()
+    assert at.text_input(key="publish_repo").value == "first-model"
+    at.text_input(key="publish_repo").set_value("lab/my-first").run()
+    at.checkbox(key="publish_private").uncheck().run()
+    at.radio(key="which").set_value("second").run()
+    assert not at.exception
+    assert at.text_input(key="publish_repo").value == "second-model"
+    assert at.checkbox(key="publish_private").value is True
+    at.radio(key="which").set_value("first").run()
+    assert at.text_input(key="publish_repo").value == "first-model"  # each model its default

@@ -116,6 +116,7 @@ def test_compress_cli_messages_and_exit_codes(searched, tmp_path, tiny_backbone,
     assert main(["compress", str(frozen), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "frozen backbone" in err and "only its head was trained" in err
+    assert "trial" not in err and "At most this many parameters" in err  # the page's words
     assert not (tmp_path / "o" / "compress.json").exists()
     code = main(["compress", str(run_dir), "--targets", "50%", "--no-depth-baseline",
                  "--epochs", "1", "--out", str(tmp_path / "ok")])

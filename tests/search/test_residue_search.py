@@ -121,7 +121,7 @@ def test_compress_refuses_a_per_residue_model_with_the_reason(searched, tmp_path
     from nas_core.compression.compress import CompressConfig, CompressError, compress
 
     _, _, out = searched
-    with pytest.raises(CompressError, match="per-residue model.*fewer layers"):
+    with pytest.raises(CompressError, match="per-residue model.*parameter limit"):
         compress(out, tmp_path / "c", CompressConfig(targets=(0.5,)))
 
 
