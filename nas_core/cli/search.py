@@ -180,8 +180,9 @@ def space_from_args(args: argparse.Namespace) -> SearchSpace:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    try:  # the backbones first: reading and splitting the data can take a while
-        for name in space_from_args(args).usable_backbones():
+    try:  # the space and its backbones first: reading and splitting the data take a while
+        space = space_from_args(args)
+        for name in space.usable_backbones():
             ensure_loadable(name)
     except (ValueError, BackboneUnavailable, json.JSONDecodeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -196,7 +197,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         config = SearchConfig(
             study_name=args.study or f"{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-            space=space_from_args(args), n_trials=args.n_trials, timeout=args.timeout,
+            space=space, n_trials=args.n_trials, timeout=args.timeout,
             sampler=args.sampler, pruner=args.pruner, objective=args.objective,
             metric=args.metric, seed=args.seed, device=args.device, patience=args.patience,
             ensemble_size=args.ensemble_size, workers=parse_workers(args.workers),

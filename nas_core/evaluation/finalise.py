@@ -173,10 +173,11 @@ def _write_run(out_dir: Path, report: Report, tested: Tested, built: Built | Non
                 temperature=ens.temperature or 1.0, train_sequences=train_sequences)
             write_model_card(stage / ENSEMBLE_DIR, report.ensemble_card())
             names.append(ENSEMBLE_DIR)
-        elif (out_dir / ENSEMBLE_DIR).is_dir():  # an older ensemble no longer matches
-            (out_dir / ENSEMBLE_DIR).replace(stage / f"previous-{ENSEMBLE_DIR}")
         report.write(stage / REPORT_FILE)
         with writing(out_dir, "Finalising the search"):  # a kill now leaves it marked
+            if ENSEMBLE_DIR not in names and (out_dir / ENSEMBLE_DIR).is_dir():
+                # an older ensemble no longer matches this report
+                (out_dir / ENSEMBLE_DIR).replace(stage / f"previous-{ENSEMBLE_DIR}")
             for name in (*names, REPORT_FILE):  # report last
                 target = out_dir / name
                 if target.is_dir():

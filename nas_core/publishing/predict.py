@@ -16,7 +16,7 @@ import pandas as pd
 from nas_core.common.metrics import compute_metrics
 from nas_core.common.probabilities import scaled_outputs
 from nas_core.common.tasks import Task
-from nas_core.common.workspace import subdir
+from nas_core.common.workspace import storage_problem, subdir
 from nas_core.data.dataset import (
     UNLABELLED,
     Problem,
@@ -170,8 +170,9 @@ def _download(repo_id: str, token: str | bool | None, cache_dir: Path | None = N
             allow_patterns=["*.json", "*.safetensors", "vocab.txt", "*.md",
                             TRAINING_SEQUENCES]))
     except network_errors() as exc:
+        problem = storage_problem(exc, cache_dir)  # a full or read-only disk, not the Hub
         raise FileNotFoundError(f"could not fetch '{repo_id}' from the Hub: "
-                                f"{_hub_reason(exc, token)}") from None
+                                f"{problem or _hub_reason(exc, token)}") from None
 
 
 def _hub_reason(exc: BaseException, token: str | bool | None) -> str:
