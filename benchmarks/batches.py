@@ -69,7 +69,7 @@ def main() -> int:
             assert result.dataset is not None, result.problems
             dataset = assign_splits(result.dataset)[0]
             rows: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in MODES}
-            metric = ""
+            metric, reference = "", ""
             for seed in seeds:
                 for mode, (fill, rule) in MODES.items():
                     config = SearchConfig(f"{name}-{mode}-{seed}",
@@ -83,10 +83,15 @@ def main() -> int:
                     assert report is not None
                     seconds = time.perf_counter() - started
                     metric = report.metric
+                    base = report.baseline  # the same splits every way
+                    reference = (f"reference ({base.model}): held-out {metric} "
+                                 f"{(base.test or {}).get(metric) or 0:.3f}, MCC "
+                                 f"{(base.test or {}).get('mcc') or 0:.3f}")
                     test = report.best.test
                     rows[mode].append((float(test[metric] or 0), float(test["mcc"] or 0),
                                        seconds, float(report.trial_seconds or 0)))
             _table(name, len(dataset.frame), metric, rows)
+            say(f"  {reference}")
     if args.write:
         append_results(f"python -m benchmarks.batches --data {args.data} --seeds {args.seeds} "
                        f"--trials {args.trials}", "added with the learning-rate rule for "

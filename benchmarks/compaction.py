@@ -146,6 +146,11 @@ def main() -> int:
             f"{_ci(pruned, metric)}"
             + (f"; depth-only {depth['test'][metric]:.4f} {_ci(depth, metric)}" if depth
                else ""))
+        base = report.baseline
+        if base.test and base.test_ci and base.test_ci.get(metric):
+            low, high = base.test_ci[metric] or (0.0, 0.0)
+            say(f"  reference ({base.model}), same splits: held-out test {metric} "
+                f"{base.test[metric]:.4f} [{low:.3f}, {high:.3f}]")
         say(f"compaction_speedup_at_half: {pruned['speedup']:.2f}x")
         say(f"  {ref['throughput']:.1f} vs {pruned['throughput']:.1f} sequences/s on "
             f"{result_c['throughput_sequences']} validation and test sequences, same batches "
