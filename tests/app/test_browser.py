@@ -115,7 +115,7 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
             expect(results).to_have_count(1, timeout=30_000)
             expect(page.get_by_text("Loss per epoch", exact=True)).to_have_count(1)
             results.click()
-            expect(page.get_by_text("Best architecture")).to_be_visible()
+            expect(page.get_by_text("Best architecture", exact=True)).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True)
             # a longer search, cancelled once a trial has finished: "cancelling" at once,
             # then its finished trial is tested and exported from Results
