@@ -7,10 +7,10 @@ from nas_core.common.tasks import Task
 from nas_core.common.text import md_sentence, md_text
 from nas_core.common.workspace import StorageError, storage_problem
 from nas_core.data.examples import DEFAULT_EXAMPLE, EXAMPLES
+from nas_core.data.options import IngestOptions, SplitOptions
 from nas_core.data.reading import UPLOAD_TYPES, DataFileError
-from nas_core.data.splits import EXPLANATION, SplitOptions
+from nas_core.data.splits import EXPLANATION
 from nas_core.data.store import ImportOutcome, import_dataset
-from nas_core.data.validation import IngestOptions
 from ui import render, resources
 from ui.identity import current_user
 

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from nas_core.common.metrics import metric_name
+from nas_core.common.metric_names import metric_name
 from nas_core.common.text import md_sentence, md_text
 from nas_core.data.reading import DataFileError
 from nas_core.publishing.predict import PredictionInputError, resolve_model_dir

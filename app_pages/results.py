@@ -2,7 +2,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from nas_core.common.metrics import metric_name
+from nas_core.common.metric_names import metric_name
 from nas_core.common.report import load_report
 from nas_core.common.text import md_sentence, md_text
 from nas_core.publishing.hub import suggested_repo_name

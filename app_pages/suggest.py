@@ -4,8 +4,8 @@ from nas_core.common.report import load_report
 from nas_core.common.tasks import Task
 from nas_core.common.text import md_sentence, md_text
 from nas_core.data.reading import UPLOAD_TYPES, DataFileError
-from nas_core.design.acquisition import GOALS, RULES
-from nas_core.design.suggest import SuggestConfig, SuggestError, model_dir_of, suggest
+from nas_core.design.config import GOALS, RULES, SuggestConfig
+from nas_core.design.suggest import SuggestError, model_dir_of, suggest
 from nas_core.runtime.jobtable import JobKind
 from ui import render, resources
 from ui.identity import current_user

@@ -33,14 +33,16 @@ import torch
 from benchmarks.run import append_results, machine, say
 from nas_core.backbones.loading import encode, make_tiny_backbone
 from nas_core.backbones.registry import SHIPPED_DIR, resolve
-from nas_core.compression.compress import CompressConfig, compress, splits_of, throughput
-from nas_core.data.splits import SplitOptions, assign_splits
+from nas_core.compression.compress import compress, splits_of, throughput
+from nas_core.compression.config import CompressConfig
+from nas_core.data.options import SplitOptions
+from nas_core.data.splits import assign_splits
 from nas_core.data.store import DatasetStore
 from nas_core.data.validation import load_dataset
 from nas_core.modeling.batches import Encoded
 from nas_core.modeling.build import merged_copy
 from nas_core.modeling.compaction import DistilRun, TeacherCache, pruned_student
-from nas_core.modeling.distillation import DistillConfig
+from nas_core.modeling.compaction_options import DistillConfig
 from nas_core.modeling.pruning import Compaction, apply, importance
 from nas_core.modeling.training import TrainSettings, evaluate
 from nas_core.publishing.export import load_model

@@ -40,9 +40,11 @@ from sklearn.preprocessing import StandardScaler
 
 from benchmarks.run import append_results, machine, say
 from nas_core.backbones.loading import make_tiny_backbone
-from nas_core.data.splits import SplitOptions, assign_splits
+from nas_core.data.options import SplitOptions
+from nas_core.data.splits import assign_splits
 from nas_core.data.validation import load_dataset
-from nas_core.design.suggest import SuggestConfig, pick_batch
+from nas_core.design.config import SuggestConfig
+from nas_core.design.suggest import pick_batch
 from nas_core.evaluation.baseline import composition, one_hot
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig

@@ -32,7 +32,7 @@ from transformers import EsmForMaskedLM, EsmModel
 
 from benchmarks.run import ROOT, append_results, machine, say
 from nas_core.backbones.loading import encode, esm2_config, esm2_tokenizer
-from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.metric_names import IGNORE_INDEX
 from nas_core.data.examples import ASSETS
 from nas_core.data.validation import load_flip
 from nas_core.evaluation.baseline import window_features

@@ -284,7 +284,8 @@ def bench_split(n: int) -> None:
     """Wall time of the homology-aware split (MMseqs2 all-against-all, clustering, assignment,
     nearest-training identity) and of the random split, on the same sequences."""
     from nas_core.data import homology
-    from nas_core.data.splits import SplitOptions, assign_splits
+    from nas_core.data.options import SplitOptions
+    from nas_core.data.splits import assign_splits
 
     dataset = family_dataset(n)
     homology._all_hits.cache_clear()

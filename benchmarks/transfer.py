@@ -35,8 +35,9 @@ from nas_core.backbones.loading import make_tiny_backbone
 from nas_core.backbones.registry import SHIPPED_DIR, resolve
 from nas_core.common.report import Report
 from nas_core.data.dataset import Dataset
-from nas_core.data.splits import SplitOptions, assign_splits
-from nas_core.data.validation import IngestOptions, load_dataset, load_flip
+from nas_core.data.options import IngestOptions, SplitOptions
+from nas_core.data.splits import assign_splits
+from nas_core.data.validation import load_dataset, load_flip
 from nas_core.evaluation.trust import compare
 from nas_core.modeling.batches import encode_split
 from nas_core.modeling.training import evaluate

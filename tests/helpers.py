@@ -17,7 +17,8 @@ import torch
 
 from nas_core.common.text import WORD_JOINER
 from nas_core.data.dataset import Dataset
-from nas_core.data.splits import SplitOptions, assign_splits
+from nas_core.data.options import SplitOptions
+from nas_core.data.splits import assign_splits
 from nas_core.data.store import DatasetStore, StoredDataset
 from nas_core.data.validation import load_dataset, load_flip
 from nas_core.search.space import SearchSpace

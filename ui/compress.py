@@ -7,14 +7,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from nas_core.common.metrics import metric_name
+from nas_core.common.metric_names import metric_name
 from nas_core.common.report import Report
 from nas_core.common.text import md_sentence, md_text
-from nas_core.compression.compress import (
-    CompressConfig,
-    CompressError,
-    teacher_of,
-)
+from nas_core.compression.compress import teacher_of
+from nas_core.compression.config import CompressConfig, CompressError
 from nas_core.publishing import charts
 from nas_core.publishing.hub import suggested_repo_name
 from nas_core.views.results import compression_points, load_compression, zip_directory

@@ -7,7 +7,8 @@ import os
 import streamlit as st
 
 from nas_core.common.text import md_sentence, md_text
-from nas_core.publishing.hub import PublishConfig, PublishError, check_token, publish
+from nas_core.publishing.config import PublishConfig
+from nas_core.publishing.hub import PublishError, check_token, publish
 
 
 def _configured_token() -> tuple[str | None, str | None]:

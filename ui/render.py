@@ -7,7 +7,7 @@ from typing import Literal
 import pandas as pd
 import streamlit as st
 
-from nas_core.common.metrics import mae_meaning, metric_name
+from nas_core.common.metric_names import mae_meaning, metric_name
 from nas_core.common.report import Calibration, Comparison, Report
 from nas_core.common.tasks import Task
 from nas_core.common.text import md_text

@@ -1,15 +1,15 @@
 """``python -m nas_core`` / ``esm-nas``: everything the app does, headless, through the same
-engine calls. One module per command group; each registers its commands here."""
+engine calls. One module per command group registers its commands' flags here (light: no
+pandas, torch or transformers); ``nas_core.cli.commands`` holds what they do, imported once a
+command line has been parsed."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import importlib
 from collections.abc import Sequence
 
 from nas_core.cli import admin, data, models, pretrain, search
-from nas_core.common.workspace import storage_problem
-from nas_core.search.logs import quiet_optuna
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,12 +27,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_optuna()
-    try:
-        return args.func(args)
-    except Exception as exc:  # a full or read-only disk is one message, never a traceback
-        problem = storage_problem(exc)
-        if problem is None:
-            raise
-        print(f"error: {problem}", file=sys.stderr)
-        return 1
+    return importlib.import_module("nas_core.cli.commands").run(args)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 ENV_VAR = "ESM_NAS_HOME"
 
+STORAGE_ENV = "ESM_NAS_STORAGE"  # the study database URL, when not the workspace's SQLite
+
 
 def workspace_root(root: str | os.PathLike[str] | None = None) -> Path:
     """Return the workspace folder, created on first use."""

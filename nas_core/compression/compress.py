@@ -16,7 +16,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,13 @@ import optuna
 import torch
 
 from nas_core.backbones.loading import truncate
-from nas_core.common.metrics import DIRECTIONS, bootstrap_ci, objective_value
-from nas_core.common.records import help_text, json_default
+from nas_core.common.metric_names import DIRECTIONS
+from nas_core.common.metrics import bootstrap_ci, objective_value
+from nas_core.common.records import json_default
 from nas_core.common.report import Report, Throughput, load_report
 from nas_core.common.tasks import Task
-from nas_core.common.workspace import COMPRESS_RESULTS, writing
+from nas_core.common.workspace import writing
+from nas_core.compression.config import RESULTS, CompressConfig, CompressError
 from nas_core.data.dataset import Dataset
 from nas_core.data.store import load_stored
 from nas_core.modeling.batches import EVAL_MAX_TOKENS, Encoded, encode_split
@@ -41,9 +43,8 @@ from nas_core.modeling.compaction import (
     pruned_student,
     truncated_student,
 )
-from nas_core.modeling.distillation import DistillConfig
 from nas_core.modeling.modules import SequencePredictor
-from nas_core.modeling.pruning import DEFAULT_IMPORTANCE, IMPORTANCE, Compaction, for_target
+from nas_core.modeling.pruning import Compaction, for_target
 from nas_core.modeling.training import (
     EpochRecord,
     TrainSettings,
@@ -55,55 +56,6 @@ from nas_core.publishing.card import write_model_card
 from nas_core.publishing.export import export_model, load_model
 from nas_core.search.storage import make_storage
 
-RESULTS = COMPRESS_RESULTS
-MIN_TARGET = 0.05
-
-
-class CompressError(ValueError):
-    """The run directory or the request cannot be compressed; the message says why."""
-
-
-@dataclass(frozen=True)
-class CompressConfig:
-    """What the Compress step makes."""
-
-    targets: tuple[float, ...] = field(default=(0.75, 0.5, 0.25), metadata=help_text(
-        "Target sizes as shares of the chosen model's parameters (0.05 to 1), one variant "
-        "each."))
-    depth_baseline: bool = field(default=True, metadata=help_text(
-        "Also distil the depth-only truncation of each size (fewer layers, all heads and "
-        "width), for comparison."))
-    importance: str = field(default=DEFAULT_IMPORTANCE, metadata={
-        "help": "How heads and neurons are ranked: taylor (first-order loss change, Michel "
-        "et al. 2019) or activation (mean activation magnitude, Minitron 2024).",
-        "choices": IMPORTANCE})
-    device: str = field(default="auto", metadata=help_text("cpu, cuda, cuda:N or auto."))
-    distill: DistillConfig = DistillConfig()
-
-    def __post_init__(self) -> None:
-        if isinstance(self.targets, list):
-            object.__setattr__(self, "targets", tuple(self.targets))
-        if not self.targets:
-            raise CompressError("give at least one target share, e.g. 0.5.")
-        for t in self.targets:
-            if not isinstance(t, (int, float)) or not math.isfinite(t) \
-                    or not MIN_TARGET <= t <= 1:
-                raise CompressError(
-                    f"target {t} is outside {MIN_TARGET} to 1: each target is a share of the "
-                    "chosen model's parameters (0.5 = half its size).")
-        if self.importance not in IMPORTANCE:
-            raise CompressError(f"importance must be one of {', '.join(IMPORTANCE)}.")
-        if isinstance(self.distill, dict):
-            object.__setattr__(self, "distill", DistillConfig(**self.distill))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> CompressConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
 
 @dataclass
 class Split:
@@ -114,21 +66,6 @@ class Split:
 def planned(config: CompressConfig) -> int:
     """Variants the Compress step trains at most (some depth-only cuts may not fit)."""
     return len(config.targets) * (2 if config.depth_baseline else 1)
-
-
-def parse_targets(text: str) -> tuple[float, ...]:
-    """``"0.75,0.5"`` (or percentages, ``"75%,50%"``) as shares."""
-    out = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            value = float(part[:-1]) / 100 if part.endswith("%") else float(part)
-        except ValueError:
-            raise CompressError(f"target '{part}' is not a number: give shares such as "
-                                "0.75,0.5,0.25.") from None
-        out.append(value)
-    return tuple(out)
 
 
 def teacher_of(run_dir: Path) -> tuple[Report, Path]:

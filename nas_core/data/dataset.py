@@ -12,13 +12,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.metric_names import IGNORE_INDEX
 from nas_core.common.report import DatasetSummary, Stats
 from nas_core.common.tasks import Task
 
 STANDARD_RESIDUES = frozenset("ACDEFGHIKLMNPQRSTVWY")
 ALLOWED_RESIDUES = STANDARD_RESIDUES | frozenset("XBZUO")
-ESM2_MAX_RESIDUES = 1022
 UNLABELLED = "-"  # a residue without a label in a per-residue class string
 SPLITS = ("train", "valid", "test")
 Severity = Literal["error", "warning", "info"]

@@ -10,8 +10,6 @@ Every split records each validation/test sequence's identity to its nearest trai
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
@@ -19,43 +17,14 @@ from sklearn.model_selection import train_test_split
 from nas_core.common.tasks import Task
 from nas_core.data import homology
 from nas_core.data.dataset import Dataset, Problem
+from nas_core.data.options import SplitOptions
 
-METHODS = ("homology", "random", "column")
 EXPLANATION = {  # the two a user chooses between (a file's own split column always wins)
     "homology": "Homology-aware (recommended): related proteins stay on the same side, so the "
     "test score says how the model does on proteins unlike those it was trained on.",
     "random": "Random: quick, but near-copies of training sequences land in the test set and "
     "inflate the score.",
 }
-
-
-@dataclass(frozen=True)
-class SplitOptions:
-    method: str = field(default="homology", metadata={
-        "help": "homology: whole clusters of similar sequences per split (recommended); "
-        "random: stratified at random; column: the file's own split column, required.",
-        "choices": METHODS})
-    identity: float | None = field(default=None, metadata={
-        "help": "Homology split: sequences at least this identical are kept together. Default "
-        "0.3 for proteins, 0.5 for short peptides (median under 50 residues)."})
-    valid_fraction: float = field(default=0.1, metadata={
-        "help": "Share of sequences used to choose between architectures."})
-    test_fraction: float = field(default=0.1, metadata={
-        "help": "Share held out and used once, to report the final model's quality."})
-    seed: int = field(default=0, metadata={"help": "Same seed, same split."})
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"split method must be one of {', '.join(METHODS)}, not "
-                             f"'{self.method}'.")
-        if self.identity is not None and not 0.1 <= self.identity <= 1.0:
-            raise ValueError(f"identity must be between 0.1 and 1.0, not {self.identity}.")
-        for name in ("valid_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0.0 < value < 0.5:
-                raise ValueError(f"{name} must be between 0 and 0.5, not {value}.")
-        if self.valid_fraction + self.test_fraction >= 0.8:
-            raise ValueError("valid_fraction + test_fraction must leave at least 20% to train.")
 
 
 def _strata(frame: pd.DataFrame, task: Task) -> np.ndarray:

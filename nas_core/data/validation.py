@@ -23,7 +23,6 @@ import pandas as pd
 from nas_core.common.tasks import Task
 from nas_core.data import residue_labels as rl
 from nas_core.data.dataset import (
-    ESM2_MAX_RESIDUES,
     UNLABELLED,
     Dataset,
     Problem,
@@ -34,6 +33,7 @@ from nas_core.data.dataset import (
     where_list,
 )
 from nas_core.data.flip import Source, read_flip
+from nas_core.data.options import ESM2_MAX_RESIDUES, FIXES, IngestOptions
 from nas_core.data.reading import Progress, RawTable, read_raw, read_stream
 
 _SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "validation": "valid",
@@ -41,62 +41,6 @@ _SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "vali
                   "holdout": "test"}
 
 
-FIXES: dict[str, str] = {
-    "drop_conflicts": "Drop every copy of the sequences that carry conflicting labels",
-    "drop_invalid": "Drop the rows whose sequence has invalid characters",
-    "drop_empty": "Drop the rows with an empty sequence",
-    "drop_unlabelled": "Drop the rows with a missing or unusable label",
-    "drop_rare_classes": "Drop the classes with too few examples (per residue: mark their "
-                         "residues as unlabelled)",
-    "drop_bad_split": "Drop the rows with an unknown split value",
-    "drop_nucleotides": "Drop the rows that look like DNA or RNA",
-    "read_numbers": "Read the labels as measurements: a decimal comma as a point (2,5 is "
-                    "2.5), a percentage as its number (30% is 30)",
-}
-
-
-@dataclass(frozen=True)
-class IngestOptions:
-    """How to read and check a labelled dataset (validated once, then trusted)."""
-
-    seq_col: str | None = field(default=None, metadata={
-        "help": "Column holding the sequences; detected from names like 'sequence' or 'seq'."})
-    label_col: str | None = field(default=None, metadata={
-        "help": "Column holding the measured label; detected from names like 'label' or 'y'."})
-    task: str = field(default="auto", metadata={
-        "help": "binary, multiclass or regression (one label per sequence), "
-        "residue_classification or residue_regression (one label per residue: a string as long "
-        "as the sequence, or that many numbers); 'auto' infers it from the labels.",
-        "choices": ("auto", *Task)})
-    max_length: int = field(default=ESM2_MAX_RESIDUES, metadata={
-        "help": "Longer sequences are truncated to this many residues (ESM-2 reads 1022)."})
-    min_class_size: int = field(default=5, metadata={
-        "help": "A class needs at least this many sequences to be split and learned."})
-    fixes: frozenset[str] = field(default=frozenset(), metadata={
-        "help": "Named fixes to apply, e.g. drop_conflicts.", "choices": tuple(sorted(FIXES))})
-    class_names: tuple[tuple[str, str], ...] = field(default=(), metadata={
-        "help": "Words for classes coded as numbers or abbreviations, as the model, its card "
-        "and predictions will call them: 0=unmodified,1=SUMOylated."})
-
-    def __post_init__(self) -> None:
-        if self.task not in ("auto", *Task):
-            raise ValueError(f"task must be auto or one of {', '.join(Task)}, not "
-                             f"'{self.task}'.")
-        unknown = set(self.fixes) - set(FIXES)
-        if unknown:
-            raise ValueError(f"unknown fix {sorted(unknown)}; choose from {sorted(FIXES)}.")
-        if self.max_length < 1:
-            raise ValueError("max_length must be at least 1.")
-        if self.min_class_size < 1:
-            raise ValueError("min_class_size must be at least 1.")
-        object.__setattr__(self, "fixes", frozenset(self.fixes))
-        pairs = tuple((str(old).strip(), str(new).strip()) for old, new in self.class_names)
-        olds, news = [o for o, _ in pairs], [n for _, n in pairs]
-        if any(not o or not n for o, n in pairs):
-            raise ValueError("class names: give each class as CODE=NAME, neither empty.")
-        if len(set(olds)) < len(olds) or len(set(news)) < len(news):
-            raise ValueError("class names: each class once, and no two classes with one name.")
-        object.__setattr__(self, "class_names", pairs)
 
 
 @dataclass
@@ -687,17 +631,6 @@ class _Check:
 
 def rl_sorted(names: set[str]) -> list[str]:
     return _sorted_classes(names)
-
-
-def parse_class_names(text: str) -> tuple[tuple[str, str], ...]:
-    """``0=unmodified,1=SUMOylated`` -> pairs; ValueError naming the piece that is wrong."""
-    pairs = []
-    for piece in filter(None, (p.strip() for p in text.split(","))):
-        code, sep, name = piece.partition("=")
-        if not sep:
-            raise ValueError(f"class names: '{piece}' is not CODE=NAME (e.g. 1=SUMOylated).")
-        pairs.append((code.strip(), name.strip()))
-    return tuple(pairs)
 
 
 def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationResult:

@@ -10,19 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-RULES = {
-    "thompson": "Thompson sampling: one plausible value per candidate drawn from the "
-                "ensemble's spread; candidates win as often as they could plausibly be best "
-                "(the default: it found the most hits in the design-loop benchmark).",
-    "ei": "Expected improvement: how much a candidate is expected to beat the best value "
-          "measured so far, counting both its prediction and its uncertainty.",
-    "ucb": "Upper confidence bound: the prediction plus twice its uncertainty, so uncertain "
-           "candidates get a chance (more exploration).",
-    "greedy": "Prediction only: the highest predicted candidates, ignoring uncertainty (pure "
-              "exploitation).",
-}
-GOALS = {"maximize": "maximise the measured value", "minimize": "minimise the measured value",
-         "class": "find sequences of a chosen class"}
+from nas_core.design.config import RULES
+
 UCB_BETA = 2.0
 NEAR = 0.5  # identities below this count as unrelated for the diversity penalty
 

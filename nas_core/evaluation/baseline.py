@@ -16,7 +16,8 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from nas_core.common.metrics import IGNORE_INDEX, compute_metrics
+from nas_core.common.metric_names import IGNORE_INDEX
+from nas_core.common.metrics import compute_metrics
 from nas_core.common.report import Baseline
 from nas_core.common.tasks import Task
 from nas_core.data.dataset import Dataset

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.metric_names import IGNORE_INDEX
 from nas_core.common.probabilities import EPS, scaled
 from nas_core.common.report import Calibration, ReliabilityBin
 from nas_core.common.tasks import Task

@@ -7,14 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nas_core.common.metrics import (
-    DIRECTIONS,
-    IGNORE_INDEX,
-    metric_ci,
-    one_metric,
-    percentile_interval,
-    resamples,
-)
+from nas_core.common.metric_names import DIRECTIONS, IGNORE_INDEX
+from nas_core.common.metrics import metric_ci, one_metric, percentile_interval, resamples
 from nas_core.common.report import Comparison, HistogramBin, IdentityBin, Leakage
 from nas_core.common.tasks import Task
 from nas_core.data.homology import (

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from nas_core.backbones.loading import encode
-from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.metric_names import IGNORE_INDEX
 
 # Padded tokens per batch when nothing is trained (prediction, evaluation, caching): a cap
 # that keeps long sequences from running out of memory.

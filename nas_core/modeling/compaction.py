@@ -13,7 +13,8 @@ import torch
 from nas_core.backbones.loading import truncate
 from nas_core.modeling.batches import Encoded
 from nas_core.modeling.build import count_parameters, load_trainable_state, merged_copy
-from nas_core.modeling.distillation import Distillation, DistillConfig, teacher_outputs
+from nas_core.modeling.compaction_options import DistillConfig
+from nas_core.modeling.distillation import Distillation, teacher_outputs
 from nas_core.modeling.modules import SequencePredictor
 from nas_core.modeling.pruning import Compaction, apply, importance
 from nas_core.modeling.training import TrainResult, TrainSettings, train

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.metric_names import IGNORE_INDEX
 from nas_core.common.tasks import Task
 
 

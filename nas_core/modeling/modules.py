@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.metric_names import IGNORE_INDEX
 from nas_core.common.tasks import Task
 from nas_core.modeling.architecture import CONV_KERNEL, Architecture
 from nas_core.modeling.pruning import Compaction

@@ -27,11 +27,9 @@ from torch import nn
 
 from nas_core.common.tasks import Task
 from nas_core.modeling.batches import Encoded, forward, length_batches
+from nas_core.modeling.compaction_options import DEFAULT_IMPORTANCE, IMPORTANCE
 from nas_core.modeling.losses import task_loss
 from nas_core.modeling.shapes import head_size, layer_shapes, prune_layer
-
-IMPORTANCE = ("taylor", "activation")
-DEFAULT_IMPORTANCE = "taylor"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from nas_core.common.metrics import DIRECTIONS, compute_metrics, objective_value
+from nas_core.common.metric_names import DIRECTIONS
+from nas_core.common.metrics import compute_metrics, objective_value
 from nas_core.common.tasks import Task
 from nas_core.modeling.batches import (
     EVAL_MAX_TOKENS,

@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 
 from nas_core.backbones.registry import REGISTRY, resolve
-from nas_core.common.metrics import METRIC_NAMES, mae_meaning
+from nas_core.common.metric_names import METRIC_NAMES, mae_meaning
 from nas_core.common.report import BestModel, Report
 from nas_core.common.tasks import Task
 from nas_core.common.text import md_text

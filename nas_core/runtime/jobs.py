@@ -24,7 +24,8 @@ import torch
 
 from nas_core.common.access import Person, check_owner
 from nas_core.common.workspace import storage_problem, subdir, workspace_root
-from nas_core.compression.compress import CompressCancelled, CompressConfig, compress, planned
+from nas_core.compression.compress import CompressCancelled, compress, planned
+from nas_core.compression.config import CompressConfig
 from nas_core.data.dataset import Dataset
 from nas_core.data.extend import Extension, extend_dataset
 from nas_core.data.store import DatasetStore

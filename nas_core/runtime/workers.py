@@ -22,16 +22,14 @@ import optuna
 from optuna.trial import TrialState
 
 from nas_core.common.workspace import ENV_VAR as WORKSPACE_ENV
-from nas_core.common.workspace import workspace_root
+from nas_core.common.workspace import STORAGE_ENV, workspace_root
 from nas_core.data.dataset import Dataset
 from nas_core.data.store import load_stored, read_normalised
 from nas_core.search.budget import FINISHED
-from nas_core.search.config import CONFIG_ATTR, SearchConfig
+from nas_core.search.config import CONFIG_ATTR, Heartbeat, SearchConfig
 from nas_core.search.objective import SearchListener
 from nas_core.search.optuna_internals import grace_period, heartbeat_interval, storage_url
 from nas_core.search.storage import (
-    STORAGE_ENV,
-    Heartbeat,
     database_errors,
     database_reason,
     full_url,

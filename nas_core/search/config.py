@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from nas_core.common.metrics import DIRECTIONS
+from nas_core.common.metric_names import DIRECTIONS
 from nas_core.common.tasks import Task
 from nas_core.modeling.schedule import LR_RULES
 from nas_core.search.space import SearchSpace
@@ -139,3 +139,22 @@ class SearchConfig:
         data = {k: v for k, v in data.items() if k in known}
         data["space"] = SearchSpace.from_dict(data.get("space", {}))
         return cls(**data)
+
+
+HEARTBEAT_INTERVAL, GRACE_PERIOD = 30, 120  # seconds
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """How often a running trial says it is alive, and how long silence means it is dead."""
+
+    interval: int = field(default=HEARTBEAT_INTERVAL, metadata={
+        "help": "Seconds between a running trial's heartbeats."})
+    grace: int = field(default=GRACE_PERIOD, metadata={
+        "help": "Seconds without a heartbeat before a trial counts as dead and is queued "
+        "again."})
+
+    def __post_init__(self) -> None:
+        if self.interval < 1 or self.grace <= self.interval:
+            raise ValueError("the heartbeat interval must be at least 1 s and the grace period "
+                             "longer than the interval.")

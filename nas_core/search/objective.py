@@ -33,7 +33,7 @@ from nas_core.modeling.build import (
 )
 from nas_core.modeling.cache import RepresentationCache, cached_trial_possible
 from nas_core.modeling.compaction import DistilRun, pruned_student
-from nas_core.modeling.distillation import DistillConfig
+from nas_core.modeling.compaction_options import DistillConfig
 from nas_core.modeling.modules import HeadModel, PooledHead, SequencePredictor, TaskInfo, init_head
 from nas_core.modeling.pruning import for_shares
 from nas_core.modeling.training import EpochRecord, TrainingCancelled, TrainSettings, train

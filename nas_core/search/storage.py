@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -22,28 +22,10 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from nas_core.common.workspace import default_storage_url
+from nas_core.common.workspace import STORAGE_ENV, default_storage_url
+from nas_core.search.config import Heartbeat
 
-STORAGE_ENV = "ESM_NAS_STORAGE"
-
-
-HEARTBEAT_INTERVAL, GRACE_PERIOD, MAX_RETRY = 30, 120, 3
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    """How often a running trial says it is alive, and how long silence means it is dead."""
-
-    interval: int = field(default=HEARTBEAT_INTERVAL, metadata={
-        "help": "Seconds between a running trial's heartbeats."})
-    grace: int = field(default=GRACE_PERIOD, metadata={
-        "help": "Seconds without a heartbeat before a trial counts as dead and is queued "
-        "again."})
-
-    def __post_init__(self) -> None:
-        if self.interval < 1 or self.grace <= self.interval:
-            raise ValueError("the heartbeat interval must be at least 1 s and the grace period "
-                             "longer than the interval.")
+MAX_RETRY = 3
 
 
 _CREDENTIALS: dict[str, str] = {}  # password-free URL -> URL with the password

@@ -16,13 +16,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas_core.backbones.loading import ensure_loadable
-from nas_core.common.metrics import DIRECTIONS
+from nas_core.common.metric_names import DIRECTIONS
 from nas_core.common.workspace import subdir
 from nas_core.data.dataset import Dataset
 from nas_core.modeling.cache import RepresentationCache
 from nas_core.modeling.training import TrainSettings, resolve_device
 from nas_core.search.budget import top_up
-from nas_core.search.config import CONFIG_ATTR, SearchConfig
+from nas_core.search.config import CONFIG_ATTR, Heartbeat, SearchConfig
 from nas_core.search.objective import SearchData, SearchListener, TrialContext, objective
 from nas_core.search.optuna_internals import (
     BudgetReached,
@@ -31,7 +31,7 @@ from nas_core.search.optuna_internals import (
     stop_requested,
     study_storage,
 )
-from nas_core.search.storage import DB_WAIT, Heartbeat, make_storage, patience
+from nas_core.search.storage import DB_WAIT, make_storage, patience
 from nas_core.search.strategies import darts
 from nas_core.search.strategies.rl import ReinforceSampler
 

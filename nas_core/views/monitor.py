@@ -13,7 +13,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from nas_core.common.metrics import metric_name
+from nas_core.common.metric_names import metric_name
 from nas_core.common.progress import POSITION_ATTR, TokenProgress
 from nas_core.common.tasks import Task
 from nas_core.runtime.jobtable import Job, JobKind, JobState

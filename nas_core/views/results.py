@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nas_core.common.metrics import metric_name
+from nas_core.common.metric_names import metric_name
 from nas_core.common.report import Intervals, Metrics, Report, load_report
 from nas_core.common.workspace import COMPRESS_RESULTS, interrupted, subdir
 

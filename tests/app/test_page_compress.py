@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nas_core.common.access import local_person
-from nas_core.compression.compress import CompressConfig
+from nas_core.compression.config import CompressConfig
 from nas_core.runtime.launch import finalisable
 from nas_core.search.config import SearchConfig
 from tests.helpers import ROOT, shown, store_example, tiny_space

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from nas_core.common.access import local_person
-from nas_core.data.splits import SplitOptions, assign_splits
+from nas_core.data.options import SplitOptions
+from nas_core.data.splits import assign_splits
 from nas_core.data.store import DatasetStore
 from nas_core.data.validation import load_dataset
 from nas_core.search.config import SearchConfig

@@ -208,7 +208,7 @@ def test_search_page_offers_every_strategy_with_the_benchmark_advice(stored):
 def test_the_dataset_choice_and_study_name_follow_the_user(workspace):
     """Issue 17, item 6: the study is named after the dataset chosen, and the choice survives
     a visit to another page."""
-    from nas_core.data.splits import SplitOptions
+    from nas_core.data.options import SplitOptions
     from nas_core.data.store import DatasetStore, import_dataset
 
     first = store_example(as_name="first.csv")

@@ -9,7 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nas_core.common.access import local_person
-from nas_core.publishing.hub import PublishConfig, publish
+from nas_core.publishing.config import PublishConfig
+from nas_core.publishing.hub import publish
 from nas_core.publishing.predict import Predictor
 from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace

@@ -11,10 +11,11 @@ import pytest
 import nas_core.modeling.compaction as compaction_mod
 from nas_core.cli import main
 from nas_core.common.metrics import classification_metrics
-from nas_core.compression.compress import CompressConfig, compress
+from nas_core.compression.compress import compress
+from nas_core.compression.config import CompressConfig
 from nas_core.data.store import DatasetStore
 from nas_core.modeling.build import count_parameters
-from nas_core.modeling.distillation import DistillConfig
+from nas_core.modeling.compaction_options import DistillConfig
 from nas_core.publishing.predict import Predictor
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig

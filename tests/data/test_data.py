@@ -8,13 +8,9 @@ import random
 import pandas as pd
 import pytest
 
+from nas_core.data.options import IngestOptions, parse_class_names
 from nas_core.data.reading import DataFileError
-from nas_core.data.validation import (
-    IngestOptions,
-    infer_task,
-    load_dataset,
-    parse_class_names,
-)
+from nas_core.data.validation import infer_task, load_dataset
 from tests.helpers import ASSETS
 
 GOOD = ["MKVLAAGIVALLLAAGCSS", "GLFDIIKKIAESF", "KWKLFKKIEKVGQNIRDG", "FLPLIGRVLSGIL",

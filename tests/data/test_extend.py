@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from nas_core.data.extend import extend_dataset
-from nas_core.data.splits import SplitOptions, assign_splits
+from nas_core.data.options import SplitOptions
+from nas_core.data.splits import assign_splits
 from nas_core.data.store import DatasetStore, load_stored
 from nas_core.data.validation import load_dataset
 from nas_core.runtime.jobs import next_round_name

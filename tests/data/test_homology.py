@@ -12,8 +12,9 @@ import parasail
 import pytest
 
 from nas_core.data import homology
-from nas_core.data.splits import SplitOptions, assign_splits
-from nas_core.data.validation import IngestOptions, load_dataset
+from nas_core.data.options import IngestOptions, SplitOptions
+from nas_core.data.splits import assign_splits
+from nas_core.data.validation import load_dataset
 from tests.helpers import ASSETS, ROOT, mutate
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"

@@ -15,9 +15,10 @@ import pytest
 
 import nas_core.data.splits as splits_mod
 from nas_core.data.homology import HomologyError
+from nas_core.data.options import IngestOptions
 from nas_core.data.reading import DataFileError, gunzip, read_bytes
 from nas_core.data.store import import_dataset
-from nas_core.data.validation import IngestOptions, load_upload
+from nas_core.data.validation import load_upload
 from tests.helpers import ROOT
 
 PEPTIDES = ["MKTAYIAKQRQISFVKSHFSRQ", "GLFDIVKKVVGALGSL", "KWKLFKKIEKVGQNIRDG",

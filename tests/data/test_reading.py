@@ -7,8 +7,9 @@ import gzip
 import pandas as pd
 import pytest
 
+from nas_core.data.options import IngestOptions
 from nas_core.data.reading import _parse_header, read_bytes, read_raw
-from nas_core.data.validation import IngestOptions, load_dataset
+from nas_core.data.validation import load_dataset
 from tests.helpers import ASSETS
 
 PEPTIDES = pd.read_csv(ASSETS / "amp_vs_transmembrane.csv")

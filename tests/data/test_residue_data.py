@@ -8,10 +8,11 @@ import pytest
 
 from nas_core.data.dataset import IGNORE_INDEX
 from nas_core.data.flip import read_flip, sort_uploads
+from nas_core.data.options import IngestOptions, SplitOptions
 from nas_core.data.reading import DataFileError, read_bytes
-from nas_core.data.splits import SplitOptions, assign_splits
+from nas_core.data.splits import assign_splits
 from nas_core.data.store import DatasetStore, import_dataset
-from nas_core.data.validation import IngestOptions, load_flip, validate
+from nas_core.data.validation import load_flip, validate
 from tests.helpers import SS
 
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from nas_core.data.splits import SplitOptions, assign_splits
+from nas_core.data.options import SplitOptions
+from nas_core.data.splits import assign_splits
 from nas_core.data.store import DatasetStore, import_dataset, load_stored
 from nas_core.data.validation import load_dataset
 from tests.helpers import ASSETS

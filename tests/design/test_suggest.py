@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 
 from nas_core.cli import main
-from nas_core.data.splits import SplitOptions, assign_splits
+from nas_core.data.options import SplitOptions
+from nas_core.data.splits import assign_splits
 from nas_core.data.store import DatasetStore
 from nas_core.data.validation import load_dataset
 from nas_core.design.acquisition import acquire, expected_improvement, select_batch
-from nas_core.design.suggest import SuggestConfig, SuggestError, suggest
+from nas_core.design.config import SuggestConfig
+from nas_core.design.suggest import SuggestError, suggest
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig
 from tests.helpers import ASSETS, tiny_space

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from nas_core.backbones.loading import encode
-from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.metric_names import IGNORE_INDEX
 from nas_core.common.probabilities import scaled
 from nas_core.common.tasks import Task
 from nas_core.evaluation.calibration import (

@@ -14,7 +14,8 @@ from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.batches import Encoded
 from nas_core.modeling.build import build_model, count_parameters, merged_copy
 from nas_core.modeling.compaction import DistilRun, TeacherCache, pruned_student
-from nas_core.modeling.distillation import DistillConfig, divergence
+from nas_core.modeling.compaction_options import DistillConfig
+from nas_core.modeling.distillation import divergence
 from nas_core.modeling.modules import TaskInfo
 from nas_core.modeling.pruning import (
     Compaction,

@@ -13,10 +13,12 @@ from transformers import EsmForMaskedLM
 
 from nas_core.backbones.loading import load_backbone
 from nas_core.backbones.registry import resolve, shipped_backbones
-from nas_core.compression.compress import CompressConfig, compress
+from nas_core.compression.compress import compress
+from nas_core.compression.config import CompressConfig
 from nas_core.data.store import DatasetStore
-from nas_core.design.suggest import SuggestConfig, suggest
-from nas_core.modeling.distillation import DistillConfig
+from nas_core.design.config import SuggestConfig
+from nas_core.design.suggest import suggest
+from nas_core.modeling.compaction_options import DistillConfig
 from nas_core.publishing.predict import Predictor
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig

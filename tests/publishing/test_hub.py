@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nas_core.publishing.hub import PublishConfig, PublishError, publish, validate_repo_name
+from nas_core.publishing.config import PublishConfig, validate_repo_name
+from nas_core.publishing.hub import PublishError, publish
 from nas_core.publishing.predict import Predictor
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig

@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from nas_core.cli import build_parser
-from nas_core.common.workspace import ENV_VAR
-from nas_core.search.storage import STORAGE_ENV
+from nas_core.common.workspace import ENV_VAR, STORAGE_ENV
 from tests.helpers import ROOT
 from ui.identity import HEADER_ENV, SECRET_ENV
 

@@ -16,10 +16,9 @@ from nas_core.cli import main
 from nas_core.common.access import Person
 from nas_core.data.store import DatasetStore
 from nas_core.search.budget import counted_trials
-from nas_core.search.config import SearchConfig
+from nas_core.search.config import Heartbeat, SearchConfig
 from nas_core.search.space import SearchSpace
 from nas_core.search.storage import (
-    Heartbeat,
     configured_url,
     fail_reasons,
     make_storage,

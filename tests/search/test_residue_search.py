@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from nas_core.backbones.loading import encode
-from nas_core.common.metrics import IGNORE_INDEX, bootstrap_ci, compute_metrics
+from nas_core.common.metric_names import IGNORE_INDEX
+from nas_core.common.metrics import bootstrap_ci, compute_metrics
 from nas_core.common.tasks import Task
 from nas_core.data.dataset import Dataset
 from nas_core.modeling.architecture import Architecture

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from nas_core.backbones.registry import resolve
-from nas_core.common.metrics import IGNORE_INDEX
+from nas_core.common.metric_names import IGNORE_INDEX
 from nas_core.common.tasks import Task
 from nas_core.data.dataset import Dataset
 from nas_core.modeling.batches import EVAL_MAX_TOKENS

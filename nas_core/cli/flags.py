@@ -1,18 +1,14 @@
-"""What every command shares: exit codes, flags derived from the configuration dataclasses,
-reading a dataset from the command line, and printing its problems."""
+"""What the command line is made of: exit codes and flags derived from the configuration
+dataclasses (their help, defaults and choices). Light: building the parser imports no pandas,
+torch or transformers, so ``esm-nas --help`` answers at once."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from typing import Any
 
-from nas_core.data.dataset import grouped_messages
-from nas_core.data.reading import DataFileError
-from nas_core.data.splits import SplitOptions
-from nas_core.data.store import DatasetStore, ImportOutcome, import_dataset
-from nas_core.data.validation import IngestOptions, ValidationResult, parse_class_names
+from nas_core.data.options import IngestOptions, SplitOptions, parse_class_names
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 _TYPES = {"int": int, "float": float, "str": str}
@@ -33,7 +29,8 @@ def add_field(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: ty
     spec = _field(cls, name)
     flag = flag or "--" + name.replace("_", "-")
     meta = spec.metadata
-    kwargs: dict[str, Any] = {"dest": name, "help": meta.get("help", "")}
+    # argparse reads help as a %-format: a field's "80% masked" would break --help
+    kwargs: dict[str, Any] = {"dest": name, "help": meta.get("help", "").replace("%", "%%")}
     if spec.default is not dataclasses.MISSING:
         kwargs["default"] = spec.default
     annotation = str(spec.type)
@@ -81,47 +78,3 @@ def _class_names(text: str) -> tuple[tuple[str, str], ...]:
         return parse_class_names(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def stage(message: str, fraction: float) -> None:
-    print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
-
-
-def ingest(args: argparse.Namespace, out=sys.stdout, store: DatasetStore | None = None,
-           progress=stage) -> ImportOutcome | None:
-    """Read, validate and split from CLI args; None (message printed) if the file is unusable."""
-    try:
-        options = IngestOptions(seq_col=args.seq_col, label_col=args.label_col,
-                                task=args.task, fixes=frozenset(args.fixes),
-                                class_names=args.class_names or ())
-        if args.mask and not args.labels:
-            raise ValueError("--mask goes with --labels (the FLIP / biotrainer layout).")
-        return import_dataset(args.data, options=options, store=store,
-                              split_options=SplitOptions(method=args.method,
-                                                         identity=args.identity,
-                                                         seed=args.split_seed),
-                              progress=progress, labels=args.labels, mask=args.mask)
-    except (DataFileError, ValueError) as exc:
-        print(f"error: {exc}", file=out)
-        return None
-
-
-def print_problems(result: ValidationResult, out=None) -> None:
-    out = out or sys.stdout  # looked up now: a redirected stdout is honoured
-    for note in result.applied_fixes:
-        print(f"fixed: {note}", file=out)
-    for severity, problems in (("error", result.errors), ("warning", result.warnings)):
-        for line in grouped_messages(problems):  # the same problem on many rows: one line
-            print(f"{severity}: {line}", file=out)
-    for fix, text in result.offered_fixes.items():
-        print(f"fix available: {text} -> rerun with --fix {fix}", file=out)
-
-
-def fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
-def interval(intervals: dict | None, metric: str) -> str:
-    """' [low, high]': the 95% bootstrap interval of ``metric``, or nothing."""
-    bounds = (intervals or {}).get(metric)
-    return f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""
