@@ -11,7 +11,7 @@ from nas_core.data.options import IngestOptions, SplitOptions
 from nas_core.data.reading import UPLOAD_TYPES, DataFileError
 from nas_core.data.splits import EXPLANATION
 from nas_core.data.store import ImportOutcome, import_dataset
-from ui import render, resources
+from ui import engine, render, resources
 from ui.identity import current_user
 
 st.title("Data")
@@ -189,7 +189,7 @@ if mine:
                               "already run keep their results and models.")
         if st.button("Delete", key="data_delete") and user:
             try:
-                resources.job_manager(resources.workspace()).delete_dataset(doomed.id, user)
+                engine.job_manager(resources.workspace()).delete_dataset(doomed.id, user)
             except (PermissionError, ValueError) as exc:
                 st.error(md_sentence(exc))
             else:

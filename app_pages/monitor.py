@@ -4,14 +4,13 @@ from nas_core.common.text import md_sentence, md_text
 from nas_core.runtime.jobtable import JobKind, JobState
 from nas_core.search.storage import current_outage
 from nas_core.views.monitor import job_progress
-from ui import render, resources
+from ui import live, resources
 from ui.identity import current_user
 
 st.title("Monitor")
 root = resources.workspace()
-manager = resources.job_manager(root)
 user = current_user()
-jobs = manager.jobs()
+jobs = resources.jobs(root)  # from the job table: drawing needs no job manager (torch)
 # what the page was drawn for: when a job starts, finishes or stops, the whole page is drawn
 # again (buttons, messages, whether to keep refreshing)
 states = {j.id: j.state for j in jobs}
@@ -22,14 +21,14 @@ active = any(state.active for state in states.values())
 # asking for a full rerun, left stale copies of the charts behind in the browser.
 @st.fragment(run_every=2 if active else None)
 def monitor() -> None:
-    current = manager.jobs()
+    current = resources.jobs(root)
     if {j.id: j.state for j in current} != states:
         st.rerun(scope="app")
     if (outage := current_outage()) is not None:
         st.warning(f"Waiting for the study database: {md_text(outage.words)}.",
                    icon=":material/cloud_off:")
     progress = {j.id: job_progress(j, resources.study_view(j)) for j in current}
-    render.jobs_table(current, progress)
+    live.jobs_table(current, progress)
     if not current:
         return
     by_id = {j.id: j for j in current}
@@ -40,10 +39,18 @@ def monitor() -> None:
     job = by_id[job_id]
     view = resources.study_view(job)
     controls(job, view)
-    render.live_study(view, job)
+    live.live_study(view, job)
     if job.state is JobState.FINISHED:
         st.page_link("app_pages/results.py", label="See the results",
                      icon=":material/emoji_events:")
+
+
+def manager():
+    """The job manager, for an action: it loads torch, so the page draws without it (app.py
+    starts it in the background once the first page has drawn)."""
+    from ui.engine import job_manager
+
+    return job_manager(root)
 
 
 def controls(job, view) -> None:
@@ -61,14 +68,14 @@ def controls(job, view) -> None:
                      or not is_owner,
                      help="The running trial stops before its next training step; finished "
                      "trials are kept.", key="monitor_cancel") and user:
-            manager.cancel(job.id, user)
+            manager().cancel(job.id, user)
             st.rerun(scope="app")
         if c2.button("Resume", disabled=not stopped or not has_trials or not is_owner,
                      help=("Run the Compress step again." if job.kind is JobKind.COMPRESS else
                            "Continue the search where it stopped, up to its trial budget.")
                      if has_trials else "Nothing to resume: this job never ran a trial.",
                      key="monitor_resume") and user:
-            manager.resume(job.id, user)
+            manager().resume(job.id, user)
             st.rerun(scope="app")
         # a Compress job has no trial budget to retry: Resume runs it again
         retryable = view.n_retryable if view is not None and job.kind is JobKind.SEARCH else 0
@@ -76,7 +83,7 @@ def controls(job, view) -> None:
                      disabled=job.state.active or not retryable or not is_owner,
                      help=f"Run the {retryable} failed trial(s) again." if retryable
                      else "No failed trial to retry.", key="monitor_retry") and user:
-            n = manager.retry_failed(job.id, user)
+            n = manager().retry_failed(job.id, user)
             st.toast(f"{n} failed trial(s) queued again." if n else "No failed trial to retry.")
             st.rerun(scope="app")
     except (PermissionError, ValueError, RuntimeError) as exc:

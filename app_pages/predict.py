@@ -5,7 +5,7 @@ from nas_core.common.text import md_sentence, md_text
 from nas_core.data.reading import DataFileError
 from nas_core.publishing.predict import PredictionInputError, resolve_model_dir
 from nas_core.views.results import results_dir, workspace_models
-from ui import render, resources
+from ui import engine, render, resources
 from ui.sequences_input import sequences_input
 
 st.title("Predict")
@@ -42,7 +42,7 @@ if st.button("Predict", type="primary", key="predict_go"):
                                           server_token=False, local_roots=[results_dir(root)],
                                           root=root)
             version = (directory / "model.safetensors").stat().st_mtime
-            predictor = resources.predictor(str(directory), version)
+            predictor = engine.predictor(str(directory), version)
         bar = st.progress(0.0, text="Predicting...")
         frame, problems, metrics = predictor.predict_table(
             raw, progress=lambda done, total: bar.progress(done / total,

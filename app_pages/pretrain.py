@@ -7,7 +7,7 @@ from nas_core.pretraining.config import PretrainConfig
 from nas_core.pretraining.corpus import CorpusError
 from nas_core.search.presets import gpu_memory_gb, is_available, offered_backbones
 from nas_core.views.monitor import format_eta
-from ui import render, resources
+from ui import engine, render, resources
 from ui.identity import current_user
 
 help_for = {name: f.metadata["help"] for name, f in PretrainConfig.__dataclass_fields__.items()}
@@ -20,7 +20,7 @@ st.caption("Continued masked-language-model pretraining (as ESM-2 itself was tra
            "the Search page beside its parent, so a search can decide whether it helped.")
 root = resources.workspace()
 store = resources.dataset_store(root)
-manager = resources.job_manager(root)
+manager = engine.job_manager(root)
 user = current_user()
 
 offered = offered_backbones(gpu_memory_gb(), root)
@@ -53,7 +53,7 @@ name = c2.text_input("Name of the new backbone", default_name, key=f"pretrain_na
                      help="A folder name: letters, digits, '.', '_' and '-'.")
 try:
     config = PretrainConfig(base=base, tokens=int(tokens))
-    speed = resources.pretraining_speed(base, config.max_length, config.batch_tokens)
+    speed = engine.pretraining_speed(base, config.max_length, config.batch_tokens)
     st.caption(f"Measured on this machine: about {speed:,.0f} tokens per second, so this "
                f"budget takes about {format_eta(tokens / speed)} (plus a minute or two to hold "
                "out validation proteins by homology and to measure the curve).")

@@ -9,14 +9,14 @@ from nas_core.publishing.hub import suggested_repo_name
 from nas_core.runtime.jobtable import JobState
 from nas_core.runtime.launch import evaluate_point, finalisable, finalise_stopped, point_dir
 from nas_core.views.results import metrics_table, test_predictions, zip_directory
-from ui import render, resources
+from ui import engine, render, resources
 from ui.compress import compress_section
 from ui.identity import current_user
 from ui.publish import publish_form
 
 st.title("Results")
 root = resources.workspace()
-manager = resources.job_manager(root)
+manager = engine.job_manager(root)
 user = current_user()
 jobs = manager.jobs()
 stopped = [(j, n) for j in jobs if (n := finalisable(j, root))]

@@ -25,14 +25,14 @@ from nas_core.search.presets import (
 )
 from nas_core.search.throughput import Estimate, Throughput, estimate
 from nas_core.views.monitor import format_eta
-from ui import resources
+from ui import engine, resources
 from ui.identity import current_user, mode
 from ui.space_form import space_editor
 
 st.title("Search")
 root = resources.workspace()
 store = resources.dataset_store(root)
-manager = resources.job_manager(root)
+manager = engine.job_manager(root)
 user = current_user()
 help_for = {name: f.metadata["help"] for name, f in SearchConfig.__dataclass_fields__.items()}
 
@@ -111,15 +111,24 @@ sizes = (len(dataset.part("train")), len(dataset.part("valid")),
          float(dataset.frame["sequence"].str.len().mean()))
 
 
+measurer = engine.measurements()
+
+
 def estimate_for(space, n: int) -> Estimate:
-    return estimate(space, n, *sizes, kind, throughput)
+    """Known speeds, or a rough guess while they are measured in the background."""
+    return estimate(space, n, *sizes, kind, throughput, measure_missing=False)
+
+
+def measure(*spaces) -> None:
+    """Time what the estimates below still guess, off the page's thread."""
+    for space in spaces:
+        estimate(space, 1, *sizes, kind, throughput, measure_missing=True)
 
 
 choices = presets(tuple(backbones))
 try:
-    with st.spinner("Measuring how fast this machine trains the chosen backbones (once for "
-                    "each, a few seconds)..."):
-        choices["Quick"], _ = fit_to_time(choices["Quick"], estimate_for, QUICK_SECONDS[kind])
+    choices["Quick"], quick_estimate = fit_to_time(choices["Quick"], estimate_for,
+                                                   QUICK_SECONDS[kind])
 except (ValueError, BackboneUnavailable) as exc:
     st.error(md_sentence(exc))
     st.stop()
@@ -173,14 +182,31 @@ except (ValueError, BackboneUnavailable) as exc:
     st.error(md_sentence(exc))
     st.stop()
 
-with st.spinner("Measuring this machine's speed for the chosen search (once)..."):
-    expected = estimate(space, int(n_trials), *sizes, kind, throughput,
-                        min_tokens=config.min_batch_tokens)
+expected = estimate(space, int(n_trials), *sizes, kind, throughput, measure_missing=False,
+                    min_tokens=config.min_batch_tokens)
+measuring = f"{root}|{sizes}|{kind}|{config.min_batch_tokens}|{space}|{choices['Quick'].space}"
+if expected.pending or quick_estimate.pending:
+    measurer.start(measuring, lambda: measure(choices["Quick"].space, space))
 st.info(f"Estimated run time on this machine: {format_eta(expected.low)} to "
         f"{format_eta(expected.high)}, about {format_eta(expected.per_trial)} per full trial"
         + (f" (stops after {minutes} min at most)" if minutes else "") + "."
-        + ("" if expected.measured else " Rough: a backbone not downloaded yet cannot be "
-           "timed, so its speed is guessed from its size."))
+        + ("" if expected.measured or expected.pending else " Rough: a backbone not "
+           "downloaded yet cannot be timed, so its speed is guessed from its size."))
+
+
+@st.fragment(run_every=1 if measurer.running(measuring) else None)
+def measuring_note() -> None:
+    """While the speed is measured: say so; when it is known, draw the page again with it."""
+    if measurer.running(measuring):
+        st.caption(":material/timer: Measuring how fast this machine trains these backbones "
+                   "(once, a few seconds): the estimates above are rough until then.")
+    elif (expected.pending or quick_estimate.pending) and \
+            st.session_state.get("search_measured") != measuring:
+        st.session_state["search_measured"] = measuring  # once: a failed measurement stays rough
+        st.rerun(scope="app")
+
+
+measuring_note()
 
 if user and user.admin or mode() == "local":  # server paths and commands: for who runs it
     with st.expander("For the administrator: more machines for this search"):

@@ -7,7 +7,7 @@ from nas_core.data.reading import UPLOAD_TYPES, DataFileError
 from nas_core.design.config import GOALS, RULES, SuggestConfig
 from nas_core.design.suggest import SuggestError, model_dir_of, suggest
 from nas_core.runtime.jobtable import JobKind
-from ui import render, resources
+from ui import engine, render, resources
 from ui.identity import current_user
 from ui.sequences_input import sequences_input
 
@@ -22,7 +22,7 @@ st.caption("Upload the candidate sequences you could make (variants, designs), s
            "sure it is, and an acquisition rule balances the two. When the measurements come "
            "back, add them below and the search runs again on the larger dataset.")
 root = resources.workspace()
-manager = resources.job_manager(root)
+manager = engine.job_manager(root)
 user = current_user()
 finished = [j for j in manager.jobs() if j.kind is JobKind.SEARCH and j.report_path.is_file()]
 if not finished:
@@ -81,7 +81,7 @@ if st.button("Rank the candidates", type="primary", key="suggest_go"):
         config = SuggestConfig(batch=int(batch), goal=goal, target_class=target_class,
                                rule=rule, diversity=float(diversity))
         with st.spinner("Loading the models..."):
-            predictor = resources.predictor(str(directory),
+            predictor = engine.predictor(str(directory),
                                             (directory / "model.safetensors").stat().st_mtime)
         bar = st.progress(0.0, text="Predicting the candidates...")
         result = suggest(job.out_dir, raw, config, predictor=predictor,

@@ -1,4 +1,5 @@
-"""Server-wide singletons, created once per server process (not per browser session)."""
+"""Server-wide singletons, created once per server process (not per browser session). Light on
+purpose: the first page a fresh server draws loads no torch; what needs it is in ui/engine.py."""
 
 from __future__ import annotations
 
@@ -6,11 +7,8 @@ import streamlit as st
 
 from nas_core.common.workspace import workspace_root
 from nas_core.data.store import DatasetStore
-from nas_core.pretraining.config import PretrainConfig
-from nas_core.pretraining.speed import tokens_per_second
-from nas_core.publishing.predict import Predictor
 from nas_core.runtime.downloads import Downloads
-from nas_core.runtime.jobs import JobManager
+from nas_core.runtime.jobtable import Job, JobTable
 from nas_core.views.monitor import StudyView, load_view
 
 
@@ -20,13 +18,14 @@ def dataset_store(root: str) -> DatasetStore:
 
 
 @st.cache_resource
-def job_manager(root: str) -> JobManager:
-    """Owns the background search threads for as long as this server process lives.
+def job_table(root: str) -> JobTable:
+    return JobTable(workspace_root(root) / "jobs.db")
 
-    The study store comes from Streamlit secrets (``[storage] url = "postgresql://..."``),
-    else ``$ESM_NAS_STORAGE``, else the workspace's SQLite file; the page only ever sees it
-    without the password."""
-    return JobManager(root, storage=_secret_storage_url())
+
+def jobs(root: str) -> list[Job]:
+    """Every job, newest first, read from the job table without the job manager (which loads
+    torch): what Monitor lists while the manager starts in the background."""
+    return list(reversed(job_table(root).all()))
 
 
 @st.cache_resource
@@ -35,7 +34,7 @@ def downloads() -> Downloads:
     return Downloads()
 
 
-def _secret_storage_url() -> str | None:
+def secret_storage_url() -> str | None:
     try:
         return st.secrets.get("storage", {}).get("url")
     except (FileNotFoundError, KeyError, AttributeError):
@@ -54,16 +53,3 @@ def study_view(job) -> StudyView | None:
 
 def workspace() -> str:
     return str(workspace_root())
-
-
-@st.cache_resource(max_entries=4)
-def predictor(model: str, version: float):
-    """A loaded model, shared by every session (``version``: the weights' mtime)."""
-    return Predictor(model)
-
-
-@st.cache_resource(show_spinner="Measuring how fast this machine pretrains that backbone...")
-def pretraining_speed(base: str, max_length: int, batch_tokens: int) -> float:
-    """Training tokens per second of ``base`` here (measured once per server process)."""
-    return tokens_per_second(PretrainConfig(base=base, max_length=max_length,
-                                            batch_tokens=batch_tokens))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from nas_core.common.tasks import Task
 from nas_core.data import homology
@@ -40,6 +39,10 @@ def _strata(frame: pd.DataFrame, task: Task) -> np.ndarray:
 def _cut(index: np.ndarray, strata: np.ndarray | None, size: float,
          seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split ``index`` into (rest, cut) with ``size`` share in cut, stratified when possible."""
+    # scikit-learn loads here, not with the module: the pages that only list datasets need
+    # this module and none of scikit-learn's 0.6 s
+    from sklearn.model_selection import train_test_split
+
     if strata is not None:
         _, counts = np.unique(strata, return_counts=True)
         if counts.min() < 2:

@@ -142,12 +142,14 @@ class Estimate:
     """A search's run time: ``low`` with pruning and early stopping cutting trials short as
     they usually do, ``high`` when every trial trains every epoch (plus 25% for a busy
     machine); ``per_trial`` is the mean full trial; ``measured`` is False for a rough guess
-    from the model's size (a backbone not downloaded yet)."""
+    from the model's size: a backbone not downloaded yet, or (``pending``) one whose speed is
+    not measured yet and could be (``estimate(..., measure_missing=True)`` measures it)."""
 
     low: float
     high: float
     per_trial: float
     measured: bool
+    pending: bool = False
 
 
 def _steps(n: int, batch: int) -> int:
@@ -180,7 +182,7 @@ def estimate(space: SearchSpace, n_trials: int, n_train: int, n_val: int, mean_l
     batch = effective_batch(middle, _length_bucket(mean_length) + 2, min_tokens)  # timed
     steps_batch = effective_batch(middle, mean_length + 2, min_tokens)  # as training fills
     epochs = space.max_epochs_range[1]
-    per_trial, once, measured = [], 0.0, True
+    per_trial, once, measured, pending = [], 0.0, True, False
     for name in space.usable_backbones():
         spec = resolve(name)
         low, high = space.depth_bounds(spec) or (1, 1)
@@ -190,9 +192,11 @@ def estimate(space: SearchSpace, n_trials: int, n_train: int, n_val: int, mean_l
             if measure_missing and is_downloaded(spec.source):
                 times = throughput.get(name, depth, timing_adaptation, batch, mean_length, kind)
             else:
-                times = throughput.known(name, depth, timing_adaptation, batch, mean_length,
-                                         kind) or _rough(spec, depth, batch, mean_length, kind)
-                measured = False
+                known = throughput.known(name, depth, timing_adaptation, batch, mean_length,
+                                         kind)
+                times = known or _rough(spec, depth, batch, mean_length, kind)
+                measured = measured and known is not None
+                pending = pending or (known is None and is_downloaded(spec.source))
             seconds = trial_seconds(times, adaptation, epochs, n_train, n_val, steps_batch)
             if adaptation != "frozen":  # some trials prune and distil a student after
                 seconds *= compaction_factor(space)
@@ -202,7 +206,8 @@ def estimate(space: SearchSpace, n_trials: int, n_train: int, n_val: int, mean_l
                            * times.eval_s)
     mean_trial = sum(per_trial) / len(per_trial)
     full = n_trials * mean_trial + once
-    return Estimate(low=0.4 * full, high=1.25 * full, per_trial=mean_trial, measured=measured)
+    return Estimate(low=0.4 * full, high=1.25 * full, per_trial=mean_trial, measured=measured,
+                    pending=pending)
 
 
 def compaction_factor(space: SearchSpace) -> float:

@@ -16,7 +16,7 @@ BROWSER = "c" * 32
 
 @pytest.fixture
 def trained_job(workspace, tiny_backbone):
-    from ui.resources import job_manager
+    from ui.engine import job_manager
 
     stored = store_example(as_name="amp.csv")
     manager = job_manager(str(workspace))
@@ -77,7 +77,7 @@ def test_another_person_cannot_start_compress(trained_job):
 
 
 def test_a_frozen_model_is_not_offered_compress(workspace, tiny_backbone):
-    from ui.resources import job_manager
+    from ui.engine import job_manager
 
     stored = store_example(as_name="amp.csv")
     manager = job_manager(str(workspace))

@@ -22,7 +22,7 @@ def page(name: str) -> AppTest:
 
 
 def test_a_dataset_teaches_a_backbone_that_search_then_offers(workspace):
-    from ui.resources import job_manager
+    from ui.engine import job_manager
 
     stored = store_example(as_name="amp.csv")
     demo = str(demo_backbone(workspace))

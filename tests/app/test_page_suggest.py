@@ -19,7 +19,7 @@ BROWSER = "b" * 32
 
 @pytest.fixture
 def gfp_job(workspace, tiny_backbone, tmp_path):
-    from ui.resources import job_manager
+    from ui.engine import job_manager
 
     frame = pd.read_csv(ASSETS / "gfp_fluorescence.csv").drop(columns="split")
     frame.iloc[:120].to_csv(tmp_path / "gfp.csv", index=False)
@@ -70,7 +70,7 @@ def test_the_page_ranks_pasted_candidates_and_starts_the_next_round(gfp_job):
 
 def test_a_classification_search_asks_which_class_to_find(workspace, tiny_backbone):
     from tests.helpers import store_example
-    from ui.resources import job_manager
+    from ui.engine import job_manager
 
     stored = store_example(as_name="amp.csv")
     manager = job_manager(str(workspace))

@@ -22,7 +22,7 @@ BROWSER = "a" * 32
 
 @pytest.fixture
 def finished_job(workspace, tiny_backbone):
-    from ui.resources import job_manager
+    from ui.engine import job_manager
 
     stored = store_example(as_name="amp.csv")
     manager = job_manager(str(workspace))

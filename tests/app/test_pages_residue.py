@@ -51,7 +51,7 @@ def test_the_example_and_a_wrong_set_of_files(workspace):
 
 @pytest.fixture
 def residue_job(workspace, tiny_backbone):
-    from ui.resources import job_manager
+    from ui.engine import job_manager
 
     stored = DatasetStore(workspace).save(residue_example(), source="ss.fasta", name="ss")
     manager = job_manager(str(workspace))

@@ -190,7 +190,7 @@ def test_monitor_shows_the_postgresql_study_with_every_worker(workspace, tiny_ba
                                                               pg_url, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from ui.resources import job_manager
+    from ui.engine import job_manager
 
     monkeypatch.setenv("ESM_NAS_STORAGE", pg_url)  # a lab server's setting
     manager = job_manager(str(workspace))
