@@ -40,9 +40,10 @@ def monitor() -> None:
     view = resources.study_view(job)
     controls(job, view)
     live.live_study(view, job)
-    if job.state is JobState.FINISHED:
-        st.page_link("app_pages/results.py", label="See the results",
-                     icon=":material/emoji_events:")
+    if job.state is JobState.FINISHED and job.kind is JobKind.SEARCH and \
+            st.button("See the results", icon=":material/emoji_events:", key="monitor_results"):
+        st.session_state["results_job_id"] = job.id  # Results opens on this search
+        st.switch_page("app_pages/results.py")
 
 
 def manager():
@@ -94,8 +95,10 @@ def controls(job, view) -> None:
     if finished:
         st.info(f"This search stopped with {finished} finished trial(s): the Results page can "
                 "test the best of them once on the held-out split and export it.")
-        st.page_link("app_pages/results.py", label="Test and export what it found",
-                     icon=":material/science:")
+        if st.button("Test and export what it found", icon=":material/science:",
+                     key="monitor_finalise"):
+            st.session_state["results_job_id"] = job.id  # Results opens on this search
+            st.switch_page("app_pages/results.py")
     if not is_owner:
         st.caption(f"Started by {md_text(job.owner_shown)} (from another browser or account): "
                    "you can watch; only they or an admin can cancel or resume.")

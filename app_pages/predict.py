@@ -56,10 +56,11 @@ if st.button("Predict", type="primary", key="predict_go"):
     else:
         # kept for this browser session, so sorting or downloading does not lose it
         st.session_state["predict_result"] = (model_ref, frame, problems, metrics,
-                                              predictor.info)
+                                              predictor.info, predictor.verdict)
 
 if "predict_result" in st.session_state:
-    used, frame, problems, metrics, info = st.session_state["predict_result"]
+    used, frame, problems, metrics, info, verdict = st.session_state["predict_result"]
+    render.verdict_box(verdict)
     for p in problems:
         st.warning(md_text(p.message))
     per_residue = "position" in frame
@@ -71,6 +72,10 @@ if "predict_result" in st.session_state:
     if metrics:
         st.caption("Against the labels in your file: " + ", ".join(
             f"{metric_name(k)} {v:.3f}" for k, v in metrics.items() if v is not None))
+    if "known_label" in frame:
+        known = int(frame["known_label"].notna().sum())
+        st.caption(f"**known_label**: {known} sequence(s) here are in the model's training "
+                   "data; this is the label measured for them, beside what the model predicts.")
     if "unlike_training" in frame:
         flags = frame.groupby("id")["unlike_training"].first() if per_residue else \
             frame["unlike_training"]

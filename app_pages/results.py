@@ -20,9 +20,25 @@ manager = engine.job_manager(root)
 user = current_user()
 jobs = manager.jobs()
 stopped = [(j, n) for j in jobs if (n := finalisable(j, root))]
+# A stopped search opened from Monitor: the page shows its state, not another search's
+# numbers, until it is tested and exported or the visitor asks for every search's results
+if st.session_state.get("results_job_id") in {j.id for j, _ in stopped}:
+    st.session_state["results_focus"] = st.session_state.pop("results_job_id")
+focused = [(j, n) for j, n in stopped if j.id == st.session_state.get("results_focus")]
+if focused:
+    j, n = focused[0]
+    st.info(f"**{md_text(j.study_name)}** stopped ({j.state}) with {n} finished trial(s) of "
+            f"{j.n_trials or 'no fixed number'}: test the best of them once on the held-out "
+            "split and export it, as a finished search would.")
+    if st.button("Show every search's results instead", key="results_unfocus"):
+        st.session_state.pop("results_focus", None)
+        st.rerun()
+    stopped = focused + [(k, m) for k, m in stopped if k.id != j.id]
+else:
+    st.session_state.pop("results_focus", None)
 if stopped:
     with st.expander(f"Stopped searches with finished trials ({len(stopped)})",
-                     expanded=not any(j.report_path.is_file() for j in jobs)):
+                     expanded=bool(focused) or not any(j.report_path.is_file() for j in jobs)):
         st.caption("A cancelled, interrupted or failed search keeps its finished trials: test "
                    "the best of them once on the held-out split and export it, as a finished "
                    "search would. Resuming it later tests again at the end.")
@@ -41,9 +57,12 @@ if stopped:
                 except (PermissionError, ValueError, RuntimeError, FileNotFoundError) as exc:
                     st.error(md_sentence(exc))
                 else:
-                    st.session_state["results_job_id"] = j.id
+                    st.session_state["results_job_id"] = j.id  # its results, next
+                    st.session_state.pop("results_focus", None)
                     st.rerun()
 finished = [j for j in jobs if j.report_path.is_file()]
+if focused:  # the search asked for has no results yet: nothing else is shown as if it were
+    st.stop()
 if not finished:
     st.info("No finished search yet. Results appear here once a search has run its trials "
             "and its best model has been tested on the held-out split.")
@@ -88,7 +107,9 @@ else:
     st.subheader("Publish to the Hugging Face Hub")
     st.caption(f"Only {md_text(job.owner_shown)}, who ran this search, or an admin can "
                "publish its model. You can download it above.")
-ensemble_dir = report.ensemble.model_dir if report.ensemble else None
+# the ensemble's download and publish form only when there is one (its folder exists)
+ensemble_dir = report.ensemble.model_dir if report.ensemble and report.ensemble.built and \
+    report.ensemble.model_dir and Path(report.ensemble.model_dir).is_dir() else None
 if ensemble_dir:
     render.ensemble(report)
     ensemble_folder: str = ensemble_dir

@@ -114,9 +114,10 @@ sizes = (len(dataset.part("train")), len(dataset.part("valid")),
 measurer = engine.measurements()
 
 
-def estimate_for(space, n: int) -> Estimate:
+def estimate_for(space, n: int, frozen_first: int = 0) -> Estimate:
     """Known speeds, or a rough guess while they are measured in the background."""
-    return estimate(space, n, *sizes, kind, throughput, measure_missing=False)
+    return estimate(space, n, *sizes, kind, throughput, measure_missing=False,
+                    frozen_first=frozen_first)
 
 
 def measure(*spaces) -> None:
@@ -136,9 +137,13 @@ preset_name = st.radio("Preset", list(choices), index=0, horizontal=True, key="s
                        help="How much to explore; Advanced below changes any detail.")
 preset = choices[preset_name]
 st.caption(preset.description)
+# every default below depends on the dataset and the preset (and Quick on the measured
+# speed): keyed to them, a widget never keeps a value chosen for another dataset or preset
+defaults_key = (f"{record.id}_{preset_name}_{preset.n_trials}_{preset.frozen_first}_"
+                f"{preset.space.max_epochs_range[1]}")
 c1, c2 = st.columns(2)
-n_trials = c1.number_input("Trials", 1, 1000, preset.n_trials, key="search_trials",
-                           help=help_for["n_trials"])
+n_trials = c1.number_input("Trials", 1, 1000, preset.n_trials,
+                           key=f"search_trials_{defaults_key}", help=help_for["n_trials"])
 minutes = c2.number_input("Time limit in minutes (0 = none)", 0, 10_000, 0,
                           key="search_minutes", help=help_for["timeout"])
 
@@ -157,7 +162,12 @@ with st.expander("Advanced"):
     if advice:
         st.caption(advice)
     try:
-        space = space_editor(preset.space, per_residue=dataset.task.per_residue)
+        space = space_editor(preset.space, key=f"adv_{defaults_key}",
+                             per_residue=dataset.task.per_residue)
+        frozen_first = st.number_input(
+            "Frozen-backbone trials first", 0, 1000, preset.frozen_first,
+            key=f"search_frozen_first_{defaults_key}", help=help_for["frozen_first"]) \
+            if "frozen" in space.adaptations else 0
     except ValueError as exc:
         st.error(f"Search space: {md_text(exc)}")
         st.stop()
@@ -176,14 +186,15 @@ try:
     config = SearchConfig(study_name=study_name, space=space, n_trials=int(n_trials),
                           timeout=minutes * 60 or None, sampler=sampler, pruner=pruner,
                           objective=objective, seed=int(seed),
-                          ensemble_size=int(ensemble_size), workers=workers)
+                          ensemble_size=int(ensemble_size), workers=workers,
+                          frozen_first=min(int(frozen_first), int(n_trials)))
     space.usable_backbones()
 except (ValueError, BackboneUnavailable) as exc:
     st.error(md_sentence(exc))
     st.stop()
 
 expected = estimate(space, int(n_trials), *sizes, kind, throughput, measure_missing=False,
-                    min_tokens=config.min_batch_tokens)
+                    min_tokens=config.min_batch_tokens, frozen_first=config.frozen_first)
 measuring = f"{root}|{sizes}|{kind}|{config.min_batch_tokens}|{space}|{choices['Quick'].space}"
 if expected.pending or quick_estimate.pending:
     measurer.start(measuring, lambda: measure(choices["Quick"].space, space))

@@ -193,3 +193,21 @@ def mutate(seq: str, positions: list[int]) -> str:
     for p in positions:
         chars[p] = "W" if chars[p] != "W" else "A"
     return "".join(chars)
+
+
+def keyed(widgets, start: str, end: str = ""):
+    """The one widget of an AppTest list whose key starts with ``start`` and ends with ``end``:
+    the Search page keys its widgets to the dataset and preset they were drawn for."""
+    found = [w for w in widgets if (w.key or "").startswith(start) and w.key.endswith(end)]
+    assert len(found) == 1, [w.key for w in widgets]
+    return found[0]
+
+
+def measured_search_page(at) -> None:
+    """Open Search and wait for its background speed measurement, whose result changes the
+    Quick preset's numbers and so the keys of the widgets drawn for them."""
+    from ui.engine import measurements
+
+    at.switch_page("app_pages/search.py").run()
+    wait_for(lambda: not measurements()._running, timeout=180)
+    at.run()

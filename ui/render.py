@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from nas_core.common.metric_names import mae_meaning, metric_name
-from nas_core.common.report import Calibration, Comparison, Report
+from nas_core.common.report import Calibration, Comparison, Report, Verdict
 from nas_core.common.tasks import Task
 from nas_core.common.text import md_text
 from nas_core.data.dataset import Dataset, grouped_messages
@@ -109,6 +109,7 @@ def stored_datasets(records: list[StoredDataset]) -> None:
 def results(report: Report, predictions, metrics_frame) -> None:
     best = report.best
     metric = report.metric
+    verdict_box(report.verdict)
     if report.budget_note:
         st.warning(md_text(report.budget_note))
     st.markdown(f"**Best architecture** (trial {best.trial}): {md_text(best.description)}.")
@@ -147,16 +148,26 @@ def results(report: Report, predictions, metrics_frame) -> None:
             _predictions_chart(report, predictions)
 
 
+def verdict_box(verdict: Verdict | None) -> None:
+    """The plain verdict on a model, first on the page (nothing when nothing is against it)."""
+    if verdict is not None:
+        st.error(md_text(verdict.sentence), icon=":material/report:")
+        if verdict.advice:
+            st.markdown("**What to try next:**\n" + "\n".join(
+                f"- {md_text(a[:1].upper() + a[1:])}" for a in verdict.advice))
+
+
 def ensemble(report: Report) -> None:
     """The ensemble of the best architectures beside the single best model and the reference.
     """
     block = report.ensemble
     if not block:
         return
-    st.subheader("Ensemble of the best architectures")
-    if not block.members:
-        st.info(md_text(block.note or "No ensemble."))
+    if not block.members:  # no ensemble: no section, one line saying why
+        st.caption(md_text(block.note or "No ensemble."))
         return
+    st.subheader("Ensemble of the best architectures")
+    verdict_box(block.verdict)
     metric = report.metric
     name = metric_name(metric)
     st.markdown(f"The {len(block.members)} best trials by validation {name} (different "

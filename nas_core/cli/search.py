@@ -31,7 +31,7 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
                    help=field_metadata(SearchConfig, "study_name")["help"]
                    + " (default: the dataset's name and the time)")
     for name in ("sampler", "pruner", "objective", "metric", "seed", "device", "patience",
-                 "ensemble_size", "min_batch_tokens", "lr_scaling"):
+                 "ensemble_size", "min_batch_tokens", "lr_scaling", "frozen_first"):
         add_field(p, SearchConfig, name)
     p.add_argument("--max-epochs", type=int, default=None,
                    help=field_metadata(SearchSpace, "max_epochs_range")["help"])

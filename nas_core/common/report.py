@@ -35,6 +35,20 @@ class Comparison(Record):
 
 
 @dataclass(frozen=True)
+class Verdict(Record):
+    """Why a tested model should not be used as it is, in one plain sentence, and what to
+    try next; a report without one has nothing against its model."""
+
+    kind: str  # one_class | no_signal | worse_than_reference
+    sentence: str
+    advice: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        return self.sentence + (" Try next: " + "; ".join(self.advice) + "."
+                                if self.advice else "")
+
+
+@dataclass(frozen=True)
 class IdentityBin(Record):
     """The test metric among test sequences of one identity band to the training set."""
 
@@ -181,6 +195,7 @@ class Ensemble(Record):
     temperature: float | None = optional()  # the averaged probabilities' own temperature
     ece_averaged: float | None = optional()  # test calibration error before it
     ece: float | None = optional()  # and after it
+    verdict: Verdict | None = optional()
     model_dir: str | None = optional()
 
     @property
@@ -280,6 +295,7 @@ class Report(Record):
     uncertainty: Uncertainty | None = optional()
     calibration: Calibration | None = optional()
     ensemble: Ensemble | None = optional()
+    verdict: Verdict | None = optional()
     wall_seconds: float | None = optional()
     # "ensemble" on the ensemble's own model card: ``best`` is then the ensemble
     subject: str | None = optional()
@@ -328,7 +344,7 @@ class Report(Record):
                        description=f"an ensemble of {len(ens.members)} architectures")
         return replace(self, best=best, calibration=None, pareto=None,
                        vs_reference=ens.vs_reference, by_identity=ens.by_identity or [],
-                       uncertainty=ens.uncertainty, subject="ensemble")
+                       uncertainty=ens.uncertainty, verdict=ens.verdict, subject="ensemble")
 
     def public(self) -> Report:
         """Without anything local to this machine (paths, the storage URL)."""

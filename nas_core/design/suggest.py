@@ -19,7 +19,7 @@ from nas_core.data import homology
 from nas_core.data.reading import DataFileError, RawTable, read_bytes, read_raw
 from nas_core.data.validation import validate_for_prediction
 from nas_core.design.acquisition import acquire, select_batch
-from nas_core.design.config import SuggestConfig
+from nas_core.design.config import RULES, SuggestConfig
 from nas_core.publishing.predict import Predictor
 
 ENSEMBLE_DIR, BEST_DIR = "ensemble_model", "best_model"
@@ -137,7 +137,43 @@ def suggest(run_dir: str | Path, candidates: str | Path | bytes | RawTable | pd.
     frame["why"] = _reasons(config, goal_mean, goal_sd, chosen, picked.penalties,
                             frame["nearest_train_identity"].to_numpy(),
                             predictor.novelty_identity)
+    notes.append(order_note(config, goal_mean, goal_sd, chosen, picked.penalties,
+                            list(frame["id"]), value[chosen]))
     return Suggestion(frame, notes, directory, predictor.ensemble)
+
+
+def order_note(config: SuggestConfig, mean: np.ndarray, sd: np.ndarray, chosen: np.ndarray,
+               penalties: np.ndarray, ids: list[str], shown: np.ndarray) -> str:
+    """Why the batch is in this order: the rule's score, not the prediction alone; and, where
+    a pick ranks above one predicted better, the clearest such case and why it is useful.
+    ``mean``/``sd`` are on the goal's scale (higher is better); ``shown`` as the table shows
+    the prediction."""
+    name = RULES[config.rule].split(":")[0]
+    order = (f"The batch is ordered by the {name if config.rule == 'thompson' else name.lower()}"
+             " score"
+             + (", lowered for candidates similar to the picks above them" if
+                config.diversity > 0 else "") + ", not by the prediction alone.")
+    goal = mean[chosen]
+    pairs = [(i, j) for i in range(len(chosen)) for j in range(i + 1, len(chosen))
+             if goal[j] > goal[i] + 1e-9]
+    if not pairs:
+        return order + " Here it is also the order of the predictions."
+    i, j = max(pairs, key=lambda p: goal[p[1]] - goal[p[0]])
+    a, b = chosen[i], chosen[j]
+    if penalties[j] > 0.05:
+        why = (f"'{ids[j]}' resembles a pick above it, and a batch of near-copies teaches "
+               "little")
+    elif sd[a] > sd[b]:
+        drawn = ("Thompson sampling drew a higher plausible value for it" if
+                 config.rule == "thompson" else "its uncertainty raises its score")
+        why = (f"{drawn}, because the ensemble is less sure about it (uncertainty "
+               f"{sd[a]:.3g} against {sd[b]:.3g}); measuring such candidates shows where the "
+               "model is wrong, which a batch of only the best predictions never does")
+    else:
+        why = "its score under the rule is higher"
+    return (order + f" {len(pairs)} pair(s) of picks rank against their predictions; the "
+            f"clearest: #{i + 1} '{ids[i]}' above #{j + 1} '{ids[j]}' (predicted "
+            f"{shown[i]:.3g} against {shown[j]:.3g}): {why}.")
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from nas_core.common.report import (
     Baseline,
     BestModel,
     Calibration,
+    Comparison,
     DatasetRef,
     Ensemble,
     Failure,
@@ -30,6 +32,7 @@ from nas_core.common.report import (
     ParetoPoint,
     Report,
     Uncertainty,
+    Verdict,
 )
 from nas_core.common.tasks import Task
 from nas_core.common.workspace import writing
@@ -44,6 +47,7 @@ from nas_core.evaluation.calibration import (
     flatten,
 )
 from nas_core.evaluation.ensemble import choose_members, member_row
+from nas_core.evaluation.verdict import judge
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.batches import encode_split
 from nas_core.modeling.build import count_parameters, load_trial_checkpoint
@@ -100,19 +104,23 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
     tested = _test_chosen(study, dataset, choose_trial(study, trial_number), torch_device)
     y, output = tested.ev.targets["test"], tested.ev.outputs["test"]
     trust_blocks, reference = _reference_and_trust(dataset, y, output, tested.identity, metric)
+    judged = _judge(study, dataset, metric, y, trust_blocks["baseline"])
     if ensemble_size is None:  # a chosen trial (a Pareto point) is exported on its own
         config = saved_config(study)
         ensemble_size = 1 if trial_number is not None or config is None else \
             config.ensemble_size
-    built = _ensemble(study, dataset, tested, ensemble_size, torch_device, metric, reference)
+    built = _ensemble(study, dataset, tested, ensemble_size, torch_device, metric, reference,
+                      judged)
     report = search_report(
         study, dataset, metric,
         best=_best_block(tested, dataset.task, out_dir / BEST_DIR),
         uncertainty=Uncertainty(0.9, trust.conformal(dataset.task, tested.ev.targets["val"],
                                                      tested.ev.outputs["val"], 0.9)),
         calibration=tested.calibration, wall_seconds=wall_seconds, **trust_blocks,
-        ensemble=None if built is None else replace(built.report,
-                                                    model_dir=str(out_dir / ENSEMBLE_DIR)))
+        verdict=judged(output, tested.ev.metrics["test"], bootstrap_ci(dataset.task, y, output),
+                       trust_blocks["vs_reference"]),
+        ensemble=None if built is None else replace(  # a folder only when there are models
+            built.report, model_dir=str(out_dir / ENSEMBLE_DIR) if built.models else None))
     _write_run(out_dir, report, tested, built, dataset)
     return report
 
@@ -144,7 +152,11 @@ def _write_run(out_dir: Path, report: Report, tested: Tested, built: Built | Non
                dataset: Dataset) -> None:
     """Everything is written into a staging folder first and moved into place only when
     complete: a full disk (or any failure) leaves an earlier result of this folder intact."""
-    train_sequences = list(dataset.part("train")["sequence"])
+    train = dataset.part("train")
+    train_sequences = list(train["sequence"])
+    # per sequence, each one's measured label travels with it: Predict gives it back for a
+    # query the model was trained on (a label per residue is too long for a FASTA header)
+    labels = None if dataset.task.per_residue else [str(v) for v in train["label"]]
     common = {"study": report.study, "metric": report.metric,
               "dataset_fingerprint": dataset.fingerprint,
               "novelty_identity": homology.default_identity(train_sequences),
@@ -160,7 +172,7 @@ def _write_run(out_dir: Path, report: Report, tested: Tested, built: Built | Non
             "test_metrics": tested.ev.metrics["test"],
             "n_parameters": report.best.n_parameters,
             "conformal": report.uncertainty.to_dict() if report.uncertainty else None},
-            train_sequences=train_sequences)
+            train_sequences=train_sequences, train_labels=labels)
         write_model_card(stage / BEST_DIR, report)
         names = [BEST_DIR, PREDICTIONS_FILE]
         if built is not None and built.models and report.ensemble is not None:
@@ -170,7 +182,8 @@ def _write_run(out_dir: Path, report: Report, tested: Tested, built: Built | Non
                 "test_metrics": ens.test, "n_parameters": ens.n_parameters,
                 "conformal": ens.uncertainty.to_dict() if ens.uncertainty else None},
                 member_extra=[{"trial": m.trial} for m in ens.members],
-                temperature=ens.temperature or 1.0, train_sequences=train_sequences)
+                temperature=ens.temperature or 1.0, train_sequences=train_sequences,
+                train_labels=labels)
             write_model_card(stage / ENSEMBLE_DIR, report.ensemble_card())
             names.append(ENSEMBLE_DIR)
         report.write(stage / REPORT_FILE)
@@ -274,8 +287,31 @@ class Built:
     models: list
 
 
+def _judge(study: optuna.Study, dataset: Dataset, metric: str, y: np.ndarray,
+           baseline: Baseline) -> Callable[..., Verdict | None]:
+    """The verdict on a model's test outputs (the best model's or the ensemble's)."""
+    train = dataset.part("train")
+    tried = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                for t in study.get_trials(deepcopy=False))
+    shares = None
+    if not dataset.task.is_regression and not dataset.task.per_residue:
+        shares = {str(k): float(v) for k, v in
+                  train["label"].astype(str).value_counts(normalize=True).items()}
+
+    def judged(output: np.ndarray, test: dict, test_ci: dict | None,
+               vs_reference: Comparison | None) -> Verdict | None:
+        return judge(dataset.task, metric, y, output, test=test, test_ci=test_ci,
+                     vs_reference=vs_reference,
+                     reference_value=(baseline.test or {}).get(metric),
+                     label_names=dataset.label_names, n_trials=tried,
+                     n_train=len(train), class_shares=shares)
+
+    return judged
+
+
 def _ensemble(study: optuna.Study, dataset: Dataset, best: Tested, k: int, device,
-              metric: str, reference: np.ndarray) -> Built | None:
+              metric: str, reference: np.ndarray,
+              judged: Callable[..., Verdict | None]) -> Built | None:
     """The ensemble of the k best architectures, each calibrated on the validation split,
     tested once beside the best model and the reference. None when not asked for; a report
     without models when fewer than two trials can take part."""
@@ -303,7 +339,8 @@ def _ensemble(study: optuna.Study, dataset: Dataset, best: Tested, k: int, devic
         evs.append(ev)
         rows.append(member_row(trial, model, count_parameters(model), ev.metrics["val"],
                                metric))
-    block = _ensemble_block(dataset.task, best, [e.outputs for e in evs], metric, reference)
+    block = _ensemble_block(dataset.task, best, [e.outputs for e in evs], metric, reference,
+                            judged)
     return Built(replace(block, size=k, members=rows, skipped=choice.skipped,
                          n_parameters=sum(r.n_parameters for r in rows)), models)
 
@@ -321,7 +358,8 @@ def _member(study: optuna.Study, dataset: Dataset, trial: FrozenTrial, best: Tes
 
 
 def _ensemble_block(task: Task, best: Tested, outputs: list[dict[str, np.ndarray]],
-                    metric: str, reference: np.ndarray) -> Ensemble:
+                    metric: str, reference: np.ndarray,
+                    judged: Callable[..., Verdict | None]) -> Ensemble:
     """The members' mean outputs tested like the best model, beside it and the reference."""
     targets, identity = best.ev.targets, best.identity
     y = targets["test"]
@@ -333,13 +371,14 @@ def _ensemble_block(task: Task, best: Tested, outputs: list[dict[str, np.ndarray
         averaged_ece = ensemble_ece(task, y, mean["test"])
         temperature = round(fit_temperature(*flatten(task, targets["val"], mean["val"])), 4)
         mean = {s: scaled_outputs(task, m, temperature) for s, m in mean.items()}
+    test, test_ci = compute_metrics(task, y, mean["test"]), bootstrap_ci(task, y, mean["test"])
+    vs_reference = trust.compare(task, y, mean["test"], reference, metric)
     return Ensemble(
         size=0, members=[],
         val=compute_metrics(task, targets["val"], mean["val"]),
-        test=compute_metrics(task, y, mean["test"]),
-        test_ci=bootstrap_ci(task, y, mean["test"]),
+        test=test, test_ci=test_ci,
         vs_best=trust.compare(task, y, mean["test"], best.ev.outputs["test"], metric),
-        vs_reference=trust.compare(task, y, mean["test"], reference, metric),
+        vs_reference=vs_reference, verdict=judged(mean["test"], test, test_ci, vs_reference),
         by_identity=trust.by_identity(task, y, mean["test"], identity, metric),
         uncertainty=Uncertainty(0.9, trust.conformal(task, targets["val"], mean["val"], 0.9)),
         temperature=temperature, ece_averaged=averaged_ece,

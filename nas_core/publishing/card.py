@@ -124,6 +124,8 @@ def render_card(report: Report, *, repo_id: str = "your-name/your-model", licens
     meta = card_metadata(report, license=license, model_name=repo_id.split("/")[-1])
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
              f"# {md_text(repo_id.split('/')[-1])}", ""]
+    if report.verdict is not None:  # the first thing a reader sees
+        lines += [f"> **Before you use this model:** {md_text(report.verdict.markdown())}", ""]
     lines += _summary_section(report)
     lines += (ensemble_sections(report) if report.is_ensemble_card
               else _search_sections(report, has_curves))
@@ -294,9 +296,11 @@ def _test_section(report: Report) -> list[str]:
 
 def _limitations_section(report: Report) -> list[str]:
     n = report.dataset.summary.n_sequences
-    lines = ["## Intended use and limitations", "",
-             "- Research use: ranking or triaging sequences similar to the training data "
-             "before experiments. Not a substitute for measurement.",
+    use = ("- Research use: ranking or triaging sequences similar to the training data "
+           "before experiments. Not a substitute for measurement.")
+    if report.verdict is not None:  # a model that should not be used as it is says so first
+        use = (f"- **Not recommended for use as it is.** {md_text(report.verdict.markdown())}")
+    lines = ["## Intended use and limitations", "", use,
              "- Scores hold for sequences like those in the data; predictions for proteins "
              "unrelated to any training sequence are less reliable (the table above shows "
              "how the score falls with identity to the training set). Predictions made with "

@@ -32,21 +32,42 @@ SHAPES_MODULE = "esm_nas_shapes"  # nas_core/modeling/shapes.py, copied beside t
 
 # -- exported, self-contained model directories -------------------------------------------
 TRAINING_SEQUENCES = "training_sequences.fasta"
+LABEL_KEY = "label="  # in a training sequence's header: its measured label (per sequence)
+
+
+def read_training_set(path: Path) -> tuple[list[str], dict[str, str]]:
+    """The training sequences of an exported model, and the label measured for each one whose
+    header carries it (sequence -> label)."""
+    sequences: list[str] = []
+    labels: dict[str, str] = {}
+    header = ""
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith(">"):
+            header = line
+        elif line:
+            sequences.append(line)
+            if LABEL_KEY in header:
+                labels.setdefault(line, header.split(LABEL_KEY, 1)[1])
+    return sequences, labels
 
 
 def export_model(model: SequencePredictor, tokenizer, directory: str | Path, *,
-                 extra: dict | None = None, train_sequences: list[str] | None = None) -> Path:
+                 extra: dict | None = None, train_sequences: list[str] | None = None,
+                 train_labels: list[str] | None = None) -> Path:
     """Write a self-contained model directory: LoRA merged, safetensors only. With
-    ``train_sequences``, also a FASTA of them, so predictions can say how far each new
-    sequence is from what the model has seen (left out when publishing, unless asked)."""
+    ``train_sequences``, also a FASTA of them (with ``train_labels``, each one's label in its
+    header), so predictions can say how far each new sequence is from what the model has seen
+    and give the measured label of one it was trained on (left out when publishing, unless
+    asked)."""
     config, state = model_files(model, extra)
-    return _write(Path(directory), config, state, tokenizer, train_sequences)
+    return _write(Path(directory), config, state, tokenizer, train_sequences, train_labels)
 
 
 def export_ensemble(models: list[SequencePredictor], tokenizer, directory: str | Path, *,
                     extra: dict | None = None, member_extra: list[dict] | None = None,
                     train_sequences: list[str] | None = None,
-                    temperature: float = 1.0) -> Path:
+                    train_labels: list[str] | None = None, temperature: float = 1.0) -> Path:
     """One directory for several models whose calibrated probabilities (or values) are
     averaged: each member's config under ``esm_nas["ensemble"]["members"]``, its weights under
     ``members.N.`` in one safetensors file. The bundled modelling file loads it with only torch
@@ -71,7 +92,7 @@ def export_ensemble(models: list[SequencePredictor], tokenizer, directory: str |
     config["esm_nas"] = {**first.info.to_dict(), "temperature": float(temperature),
                          "ensemble": {"members": configs}, **(extra or {})}
     config["esm_nas"].pop("class_weights", None)
-    return _write(Path(directory), config, state, tokenizer, train_sequences)
+    return _write(Path(directory), config, state, tokenizer, train_sequences, train_labels)
 
 
 def model_files(model: SequencePredictor, extra: dict | None = None
@@ -115,7 +136,7 @@ def model_files(model: SequencePredictor, extra: dict | None = None
 
 
 def _write(directory: Path, config: dict, state: dict[str, torch.Tensor], tokenizer,
-           train_sequences: list[str] | None) -> Path:
+           train_sequences: list[str] | None, train_labels: list[str] | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
@@ -125,7 +146,8 @@ def _write(directory: Path, config: dict, state: dict[str, torch.Tensor], tokeni
     if train_sequences:
         with open(directory / TRAINING_SEQUENCES, "w") as f:
             for i, seq in enumerate(train_sequences):
-                f.write(f">train_{i}\n{seq}\n")
+                label = f" {LABEL_KEY}{' '.join(train_labels[i].split())}" if train_labels else ""
+                f.write(f">train_{i}{label}\n{seq}\n")
     return directory
 
 

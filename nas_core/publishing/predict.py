@@ -15,6 +15,7 @@ import pandas as pd
 
 from nas_core.common.metrics import compute_metrics
 from nas_core.common.probabilities import scaled_outputs
+from nas_core.common.report import Verdict, load_report
 from nas_core.common.tasks import Task
 from nas_core.common.workspace import storage_problem, subdir
 from nas_core.data.dataset import (
@@ -29,7 +30,8 @@ from nas_core.data.reading import RawTable, read_bytes, read_raw
 from nas_core.data.validation import validate_for_prediction
 from nas_core.modeling.batches import encode_split
 from nas_core.modeling.training import predict_outputs, resolve_device
-from nas_core.publishing.export import TRAINING_SEQUENCES, load_models
+from nas_core.publishing.card import CARD_REPORT
+from nas_core.publishing.export import TRAINING_SEQUENCES, load_models, read_training_set
 from nas_core.publishing.hub import network_errors
 
 
@@ -189,6 +191,23 @@ def _hub_reason(exc: BaseException, token: str | bool | None) -> str:
             "later, or use a model of this workspace.")
 
 
+# what a reader looks at first, left to right: the call, what was measured, how far the
+# sequence is from the training data and how sure the call is; the probabilities and the
+# sequence itself after them
+FIRST_COLUMNS = ("id", "prediction", "known_label", "nearest_train_identity",
+                 "unlike_training")
+AFTER_SETS = ("certain", "uncertainty")
+
+
+def reading_order(frame: pd.DataFrame) -> pd.DataFrame:
+    first = [c for c in FIRST_COLUMNS if c in frame]
+    sets = [c for c in frame if c.startswith(("set_", "low_", "high_"))]
+    after = [c for c in AFTER_SETS if c in frame]
+    last = [c for c in ("sequence",) if c in frame]
+    rest = [c for c in frame if c not in (*first, *sets, *after, *last)]
+    return frame[first + sets + after + rest + last]
+
+
 class Predictor:
     """A loaded model, kept for repeated predictions (the app caches one per model)."""
 
@@ -206,10 +225,17 @@ class Predictor:
         self.temperature = float(config.get("temperature", 1.0)) if self.ensemble else 1.0
         self.conformal = config.get("conformal")  # calibrated on the validation split
         self.novelty_identity = float(config.get("novelty_identity") or 0.3)
+        self.verdict: Verdict | None = None  # the card's plain verdict on the model, if any
+        try:
+            card = load_report(self.directory / CARD_REPORT)
+            self.verdict = card.verdict if card is not None else None
+        except (ValueError, KeyError, TypeError):
+            pass  # a card report this version cannot read: predictions need none
         fasta = self.directory / TRAINING_SEQUENCES
-        self.training_sequences = [line.strip() for line in fasta.read_text().splitlines()
-                                   if line.strip() and not line.startswith(">")
-                                   ] if fasta.is_file() else None
+        self.training_sequences: list[str] | None = None
+        self.known_labels: dict[str, str] = {}  # training sequence -> its measured label
+        if fasta.is_file():
+            self.training_sequences, self.known_labels = read_training_set(fasta)
 
     def predict_sequences(self, sequences: list[str], *,
                           progress: Callable[[int, int], None] | None = None,
@@ -241,7 +267,10 @@ class Predictor:
             identity = nearest_identity(sequences, self.training_sequences)
             frame["nearest_train_identity"] = np.round(identity, 3)
             frame["unlike_training"] = identity < self.novelty_identity
-        return frame
+        known = [self.known_labels.get(s) for s in sequences]
+        if any(k is not None for k in known):  # measured, not predicted: said beside it
+            frame["known_label"] = known
+        return reading_order(frame)
 
     def outputs(self, sequences: list[str], *, progress=None,
                 members: bool = False):

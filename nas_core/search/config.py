@@ -76,6 +76,11 @@ class SearchConfig:
         "calibrated probabilities or values averaged; their spread is the uncertainty of "
         "predictions and of 'test these next'): how many, different architectures preferred "
         "over near-copies. 1: no ensemble."})
+    frozen_first: int = field(default=0, metadata={
+        "help": "Trials at the start of the search that keep the backbone frozen: each trains "
+        "only a head on representations computed once (a fraction of a second on a CPU), so "
+        "many depths, poolings and heads are compared before the costlier fine-tuning trials; "
+        "the sampler chooses the rest. Counted in the trial budget."})
     parent_study: str | None = field(default=None, metadata={
         "help": "The study this one continues after new measurements were added to its "
         "dataset (same study store): its best architectures are tried first, and the lineage "
@@ -110,6 +115,11 @@ class SearchConfig:
                              f"{', '.join(DIRECTIONS)}.")
         if not 1 <= self.ensemble_size <= 20:
             raise ValueError("ensemble_size must be between 1 (no ensemble) and 20.")
+        if self.frozen_first < 0:
+            raise ValueError("frozen_first cannot be negative.")
+        if self.frozen_first and "frozen" not in self.space.adaptations:
+            raise ValueError("frozen-backbone trials first need 'frozen' among the "
+                             "adaptations.")
         if self.patience < 1:
             raise ValueError("patience must be at least 1.")
         if self.workers is not None and self.workers < 1:

@@ -27,6 +27,21 @@ class Preset:
     description: str
     n_trials: int
     space: SearchSpace
+    frozen_first: int = 0  # of n_trials: frozen-backbone trials run first (cheap)
+
+    @property
+    def n_trained(self) -> int:
+        """The trials after the frozen ones (the sampler may still freeze some)."""
+        return self.n_trials - self.frozen_first
+
+
+QUICK_FROZEN = 24  # frozen-backbone heads Quick compares first: a fraction of a second each
+
+
+def quick_description(frozen: int, trained: int, epochs: int, why: str = "") -> str:
+    return (f"{frozen} frozen-backbone heads over several depths, poolings and head sizes "
+            f"(they reuse one pass of the backbone: seconds in all), then {trained} trials "
+            f"that may fine-tune with LoRA; up to {epochs} epochs, full-width layers{why}.")
 
 
 def presets(backbones: tuple[str, ...]) -> dict[str, Preset]:
@@ -34,10 +49,10 @@ def presets(backbones: tuple[str, ...]) -> dict[str, Preset]:
     Quick keeps every head and neuron (a pruned model trains twice), the others search them."""
     base = SearchSpace(backbones=backbones)
     return {p.name: p for p in (
-        Preset("Quick", "8 trials, up to 5 epochs; frozen backbones and LoRA only, full-width "
-               "layers.", 8,
+        Preset("Quick", quick_description(QUICK_FROZEN, 8, 5), QUICK_FROZEN + 8,
                replace(base, adaptations=("frozen", "lora"), max_epochs_range=(5, 5),
-                       head_layers_range=(0, 1), heads_kept=(1.0,), ffn_kept=(1.0,))),
+                       head_layers_range=(0, 1), heads_kept=(1.0,), ffn_kept=(1.0,)),
+               frozen_first=QUICK_FROZEN),
         Preset("Balanced", "20 trials, up to 10 epochs; every adaptation, and heads and "
                "feed-forward width pruned and distilled in some trials.", 20,
                replace(base, max_epochs_range=(10, 10))),
@@ -76,28 +91,34 @@ def is_available(spec: BackboneSpec) -> bool:
 QUICK_SECONDS = {"cpu": 5 * 60, "cuda": 10 * 60}
 
 
-def fit_to_time(preset: Preset, estimate_for: Callable[[SearchSpace, int], Estimate],
+def fit_to_time(preset: Preset, estimate_for: Callable[[SearchSpace, int, int], Estimate],
                 seconds: float) -> tuple[Preset, Estimate]:
-    """The preset cut down (trials first, then epochs, never under 2 of either) until its
-    estimated run time, busy-machine margin included, fits in ``seconds``; with its estimate.
-    The description says what was chosen and why."""
-    space, n_trials = preset.space, preset.n_trials
-    best = estimate_for(space, n_trials)
+    """The preset cut down (trials after the frozen ones first, then epochs, never under 2 of
+    either) until its estimated run time, busy-machine margin included, fits in ``seconds``;
+    with its estimate. ``estimate_for(space, n_trials, frozen_first)``. The description says
+    what was chosen and why."""
+    space, trained, frozen = preset.space, preset.n_trained, preset.frozen_first
+    best = estimate_for(space, preset.n_trials, frozen)
     for epochs in range(space.max_epochs_range[1], 1, -1):
         shorter = replace(space, max_epochs_range=(min(space.max_epochs_range[0], epochs),
                                                    epochs))
-        for n in range(preset.n_trials, 1, -1):
-            found = estimate_for(shorter, n)
+        for n in range(preset.n_trained, 1, -1):
+            found = estimate_for(shorter, frozen + n, frozen)
             if found.high <= seconds:
-                fitted = replace(preset, n_trials=n, space=shorter, description=(
-                    f"{n} trials, up to {epochs} epochs, chosen from this machine's measured "
-                    f"speed to finish within {seconds / 60:.0f} min; frozen backbones and LoRA "
-                    "only."))
-                return fitted, found
-            space, n_trials, best = shorter, n, found
-    return replace(preset, n_trials=n_trials, space=space, description=(
-        f"{n_trials} trials, up to {space.max_epochs_range[1]} epochs: the smallest search; "
-        f"even it takes longer than {seconds / 60:.0f} min on this machine.")), best
+                why = (f", chosen from this machine's measured speed to finish within "
+                       f"{seconds / 60:.0f} min")
+                return replace(preset, n_trials=frozen + n, space=shorter,
+                               description=_described(preset, n, epochs, why)), found
+            space, trained, best = shorter, n, found
+    why = f": the smallest search; even it takes longer than {seconds / 60:.0f} min here"
+    return replace(preset, n_trials=frozen + trained, space=space, description=_described(
+        preset, trained, space.max_epochs_range[1], why)), best
+
+
+def _described(preset: Preset, trained: int, epochs: int, why: str) -> str:
+    if preset.frozen_first:
+        return quick_description(preset.frozen_first, trained, epochs, why)
+    return (f"{trained} trials, up to {epochs} epochs{why}; frozen backbones and LoRA only.")
 
 
 def offered_backbones(gpu_memory_gb: float | None, root=None) -> dict[str, BackboneSpec]:

@@ -106,6 +106,10 @@ def open_study(config: SearchConfig, dataset: Dataset, *, root=None,
         continue_from(study, config, dataset, store)
     if config.sampler == "darts" and darts.DARTS_ATTR not in study.user_attrs:
         darts.prepare(study, config, dataset, root)  # queues the derived architectures
+    if CONFIG_ATTR not in attrs and config.frozen_first and config.sampler != "darts":
+        frozen = min(config.frozen_first, config.n_trials or config.frozen_first)
+        for _ in range(frozen):  # a new study: the cheap trials run first (queued in order)
+            study.enqueue_trial({"adaptation": "frozen"}, skip_if_exists=False)
     if config.n_trials is not None:
         top_up(study, config.n_trials)
     return study

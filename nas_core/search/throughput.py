@@ -173,16 +173,17 @@ def trial_seconds(times: StepTimes, adaptation: str, epochs: int, n_train: int,
 
 def estimate(space: SearchSpace, n_trials: int, n_train: int, n_val: int, mean_length: float,
              device: str, throughput: Throughput, *, measure_missing: bool = True,
-             min_tokens: int | None = _MIN_TOKENS) -> Estimate:
+             min_tokens: int | None = _MIN_TOKENS, frozen_first: int = 0) -> Estimate:
     """The run time of a search over ``space``, from this machine's measured step times for
     each backbone and adaptation the sampler can draw (at the middle depth and batch size,
-    filled with short sequences up to ``min_tokens`` as training does)."""
+    filled with short sequences up to ``min_tokens`` as training does); the first
+    ``frozen_first`` of the ``n_trials`` keep the backbone frozen."""
     kind = "cuda" if device.startswith("cuda") else "cpu"
     middle = sorted(space.batch_sizes)[len(space.batch_sizes) // 2]
     batch = effective_batch(middle, _length_bucket(mean_length) + 2, min_tokens)  # timed
     steps_batch = effective_batch(middle, mean_length + 2, min_tokens)  # as training fills
     epochs = space.max_epochs_range[1]
-    per_trial, once, measured, pending = [], 0.0, True, False
+    per_trial, frozen, once, measured, pending = [], [], 0.0, True, False
     for name in space.usable_backbones():
         spec = resolve(name)
         low, high = space.depth_bounds(spec) or (1, 1)
@@ -201,11 +202,13 @@ def estimate(space: SearchSpace, n_trials: int, n_train: int, n_val: int, mean_l
             if adaptation != "frozen":  # some trials prune and distil a student after
                 seconds *= compaction_factor(space)
             per_trial.append(seconds)
-            if adaptation == "frozen":  # representations of every depth, once per study
+            if adaptation == "frozen":
+                frozen.append(seconds)  # representations of every depth, once per study
                 once = max(once, (_steps(n_train, steps_batch) + _steps(n_val, steps_batch))
                            * times.eval_s)
     mean_trial = sum(per_trial) / len(per_trial)
-    full = n_trials * mean_trial + once
+    first = min(frozen_first, n_trials) if frozen else 0
+    full = first * sum(frozen) / max(1, len(frozen)) + (n_trials - first) * mean_trial + once
     return Estimate(low=0.4 * full, high=1.25 * full, per_trial=mean_trial, measured=measured,
                     pending=pending)
 

@@ -111,7 +111,7 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
             page.screenshot(path=str(ARTIFACTS / "monitor.png"), full_page=True)
             # once the job is finished the page is drawn once, with no stale copy of the
             # charts or the link left from the live refreshes
-            results = page.get_by_role("link", name="See the results")
+            results = page.get_by_role("button", name="See the results")
             expect(results).to_have_count(1, timeout=30_000)
             expect(page.get_by_text("Loss per epoch", exact=True)).to_have_count(1)
             results.click()
@@ -137,8 +137,11 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
             expect(page.get_by_text("Cancelling:").or_(
                 page.get_by_text("This search stopped with"))).to_be_visible()
             expect(page.get_by_text("This search stopped with")).to_be_visible(timeout=120_000)
-            nav(page, "Results")
-            page.get_by_text("Stopped searches with finished trials").click()
+            # Monitor opens Results on this search, not on the one finished before (issue 31,
+            # item 6): its state, and none of the other search's numbers
+            page.get_by_role("button", name="Test and export what it found").click()
+            expect(page.get_by_text("walk-cancelled stopped (cancelled)")).to_be_visible()
+            expect(page.get_by_text("Best architecture", exact=True)).to_have_count(0)
             page.get_by_role("button", name="Test and export the best").click()
             expect(page.get_by_text("the budget was not spent")).to_be_visible(timeout=120_000)
             page.screenshot(path=str(ARTIFACTS / "results-cancelled.png"), full_page=True)
@@ -198,9 +201,9 @@ def test_a_per_residue_dataset_in_a_real_browser(server, tmp_path):
             page.get_by_role("button", name="Start").click()
             expect(page.get_by_text("Follow it live on the Monitor page")).to_be_visible()
             nav(page, "Monitor")
-            expect(page.get_by_role("link", name="See the results")).to_have_count(
+            expect(page.get_by_role("button", name="See the results")).to_have_count(
                 1, timeout=300_000)
-            page.get_by_role("link", name="See the results").click()
+            page.get_by_role("button", name="See the results").click()
             expect(page.get_by_text("Held-out proteins, residue by residue")).to_be_visible(
                 timeout=120_000)
             track = page.locator("[data-testid='stVegaLiteChart']").last

@@ -10,7 +10,15 @@ from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
 
 from nas_core.common.access import Person
-from tests.helpers import ASSETS, ROOT, shown, store_example, study_of
+from tests.helpers import (
+    ASSETS,
+    ROOT,
+    keyed,
+    measured_search_page,
+    shown,
+    store_example,
+    study_of,
+)
 
 
 @pytest.fixture
@@ -33,11 +41,11 @@ def manager(workspace):
 
 
 def start_search(at: AppTest, trials: int, study: str, adaptations=None) -> None:
-    at.switch_page("app_pages/search.py").run()
+    measured_search_page(at)
     assert not at.exception
     if adaptations:
-        at.multiselect(key="adv_adaptations").set_value(adaptations)
-    at.number_input(key="search_trials").set_value(trials)
+        keyed(at.multiselect, "adv_", "_adaptations").set_value(adaptations)
+    keyed(at.number_input, "search_trials_").set_value(trials)
     dataset_id = at.session_state["search_dataset_id"]
     at.text_input(key=f"search_study_{dataset_id}").set_value(study)
     at.run()
@@ -87,7 +95,7 @@ def test_search_monitor_results(stored):
     assert any("1 minus the probability given to the true class" in shown(c.value)
                for c in at.caption)  # what MAE means on a classification task
     assert "ROC-AUC 95% CI" in at.dataframe[0].value.columns
-    assert "Best architecture" in shown(at.markdown[0].value)
+    assert any("Best architecture" in shown(m.value) for m in at.markdown)
     # reliability diagram, identity histogram, confusion matrix
     assert len(at.get("vega_lite_chart")) == 3
     assert [s.value for s in at.subheader[:2]] == ["Can the probabilities be trusted?",
@@ -120,8 +128,12 @@ def test_cancel_resume_and_owner_rights(stored):
     at.run()
     assert at.dataframe[0].value["state"].tolist() == ["cancelled"]
     assert any("test the best of them once" in shown(i.value) for i in at.info)
-    # the finished trials are not thrown away: Results tests and exports the best of them
-    at.switch_page("app_pages/results.py").run()
+    # the finished trials are not thrown away: Monitor opens Results on this search (issue
+    # 31, item 6), which tests and exports the best of them
+    at.button(key="monitor_finalise").click().run()
+    assert not at.exception
+    assert any("page-cancel** stopped (cancelled)" in i.value for i in at.info)
+    assert not at.metric  # no other search's numbers while this one has none
     other.switch_page("app_pages/results.py").run()
     assert other.button(key=f"results_finalise_{job.id}").disabled  # not the owner
     at.button(key=f"results_finalise_{job.id}").click().run()

@@ -153,7 +153,8 @@ def test_predict_page_never_lends_the_servers_token_or_disk(finished_job, monkey
         assert "401" not in shown(at.error[0].value)  # words, not the client's status line
         at.text_input(key="predict_token").set_value(hub.token)
         at.button(key="predict_go").click().run()
-        assert not at.error, shown(at.error[0].value)
+        # (a random-weight model's card says it loses to the reference: that verdict only)
+        assert all(shown(e.value).startswith("This model") for e in at.error)
         assert "1 prediction(s)" in shown(at.success[0].value)
         # the next visitor, without a token, does not get the model from the server's cache
         at.text_input(key="predict_token").set_value("")

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from nas_core.common.access import local_person
 from nas_core.data.store import DatasetStore
 from nas_core.search.config import SearchConfig
-from tests.helpers import ROOT, SS, open_page, residue_example, shown, tiny_space
+from tests.helpers import ROOT, SS, keyed, open_page, residue_example, shown, tiny_space
 
 BROWSER = "b" * 32
 
@@ -93,10 +93,11 @@ def test_results_and_predict_pages_for_a_per_residue_model(residue_job):
 def test_the_search_page_offers_the_residue_dimensions_for_a_per_residue_dataset(workspace):
     DatasetStore(workspace).save(residue_example(), source="ss.fasta", name="ss")
     at = open_page("app_pages/search.py", BROWSER)
-    keys = {w.key for w in at.multiselect}
-    assert {"adv_residue_heads", "adv_class_weighting"} <= keys
-    assert "adv_poolings" not in keys and "adv_heads_kept" not in keys
-    heads = at.multiselect(key="adv_residue_heads")
+    keys = [w.key for w in at.multiselect if w.key.startswith("adv_")]
+    for name, shown_here in (("residue_heads", True), ("class_weighting", True),
+                             ("poolings", False), ("heads_kept", False)):
+        assert any(k.endswith(f"_{name}") for k in keys) == shown_here, name
+    heads = keyed(at.multiselect, "adv_", "_residue_heads")
     assert heads.value == ["dense", "conv"] and "neighbours" in heads.help
-    at.multiselect(key="adv_residue_heads").set_value(["conv"]).run()
+    keyed(at.multiselect, "adv_", "_residue_heads").set_value(["conv"]).run()
     assert not at.exception

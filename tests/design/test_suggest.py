@@ -17,7 +17,7 @@ from nas_core.data.store import DatasetStore
 from nas_core.data.validation import load_dataset
 from nas_core.design.acquisition import acquire, expected_improvement, select_batch
 from nas_core.design.config import SuggestConfig
-from nas_core.design.suggest import SuggestError, suggest
+from nas_core.design.suggest import SuggestError, order_note, suggest
 from nas_core.runtime.launch import run_search
 from nas_core.search.config import SearchConfig
 from tests.helpers import ASSETS, tiny_space
@@ -86,6 +86,28 @@ def candidates_file(root, sequences, name="candidates.csv"):
 
 
 @pytest.mark.slow  # over 20 s on two cores
+def test_the_order_of_the_batch_is_explained():
+    """Issue 31, item 9: not only each pick, the order too; a pick above one predicted better
+    says why (Thompson sampling drew it higher where the ensemble is less sure)."""
+    mean, sd = np.array([0.5, 0.9, 0.7]), np.array([0.3, 0.01, 0.05])
+    ids = ["a", "b", "c"]
+    chosen, none = np.array([0, 1, 2]), np.zeros(3)
+    note = order_note(SuggestConfig(), mean, sd, chosen, none, ids, mean[chosen])
+    assert note.startswith("The batch is ordered by the Thompson sampling score, lowered for "
+                           "candidates similar to the picks above them")
+    assert "#1 'a' above #2 'b' (predicted 0.5 against 0.9)" in note
+    assert "Thompson sampling drew a higher plausible value for it" in note
+    assert "less sure about it (uncertainty 0.3 against 0.01)" in note
+    assert "shows where the model is wrong" in note
+    similar = order_note(SuggestConfig(rule="greedy"), mean, np.zeros(3), np.array([1, 2, 0]),
+                         np.array([0.0, 0.4, 0.0]), ids, mean[[1, 2, 0]])
+    assert "Here it is also the order of the predictions" in similar
+    near = order_note(SuggestConfig(rule="greedy"), np.array([0.9, 0.5, 0.7]), np.zeros(3),
+                      np.array([0, 1, 2]), np.array([0.0, 0.0, 0.3]), ids,
+                      np.array([0.9, 0.5, 0.7]))
+    assert "'c' resembles a pick above it" in near
+
+
 def test_suggest_ranks_new_candidates_with_the_ensemble(gfp_run):
     root, report, dataset, frame = gfp_run
     assert len(report.ensemble.members) == 2

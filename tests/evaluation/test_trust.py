@@ -89,3 +89,12 @@ def test_report_card_and_predictions_carry_leakage_confidence_and_novelty(
     assert frame["nearest_train_identity"][0] >= 0.9 and not frame["unlike_training"][0]
     assert frame["nearest_train_identity"][1] < 0.3 and frame["unlike_training"][1]
     assert set(frame["set_90%"][0].split("|")) <= set(dataset.label_names)
+    # a query identical to a training sequence shows its measured label beside the prediction,
+    # and the columns a reader needs come first (issue 31, item 9)
+    known = dataset.part("train").iloc[0]
+    frame = model.predict_sequences([known["sequence"], unrelated])
+    assert frame["known_label"].fillna("").tolist() == [known["label"], ""]
+    assert list(frame.columns[:6]) == ["prediction", "known_label", "nearest_train_identity",
+                                       "unlike_training", "set_90%", "certain"]
+    assert frame.columns[-1] == "sequence"
+    assert "known_label" not in model.predict_sequences([unrelated])  # only when there is one

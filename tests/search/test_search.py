@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import optuna
@@ -288,3 +289,22 @@ def test_a_repeated_architecture_is_not_trained_again_and_a_spent_space_stops(
     report = finalise(study, peptides, workspace / "out")
     assert report.n_trials == 1 and report.n_failed == 0 and not report.failures
     assert report.budget_note == study.user_attrs["space_exhausted"]
+
+
+def test_frozen_trials_first_run_first_and_the_sampler_chooses_the_rest(workspace,
+                                                                       tiny_backbone, peptides):
+    """Issue 31, item 2: Quick compares many cheap frozen-backbone heads (depth, pooling, head
+    drawn by the sampler) before the trials that may fine-tune; they count in the budget and a
+    resumed study does not queue them again."""
+    space = tiny_space(tiny_backbone, epochs=1, adaptations=("frozen", "lora"))
+    config = SearchConfig("frozen-first", space, n_trials=7, frozen_first=5, seed=0)
+    study = open_study(config, peptides)
+    optimize(study, config, peptides)
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert len(trials) == 7
+    assert [t.params["adaptation"] for t in trials[:5]] == ["frozen"] * 5
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials[:5]}) == 5  # five heads
+    again = open_study(replace(config, n_trials=8), peptides)  # a resume: one more, not five
+    assert len(again.trials) == 8
+    with pytest.raises(ValueError, match="'frozen' among the adaptations"):
+        SearchConfig("x", tiny_space(tiny_backbone, adaptations=("lora",)), frozen_first=2)

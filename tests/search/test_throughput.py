@@ -56,20 +56,34 @@ def test_the_estimate_follows_the_budget_and_the_adaptation(workspace, tiny_back
 
 def test_quick_is_cut_to_fit_its_time_and_says_so(tiny_backbone):
     quick = presets((str(tiny_backbone),))["Quick"]
+    assert quick.frozen_first >= 20 and quick.n_trained >= 4  # many cheap heads, then more
 
-    def estimate_for(space, n):  # 10 s per trial-epoch: 8 x 5 would take 400 s
-        seconds = n * space.max_epochs_range[1] * 10.0
+    def estimate_for(space, n, frozen):  # a frozen head 0.1 s, other trials 10 s per epoch
+        seconds = frozen * 0.1 + (n - frozen) * space.max_epochs_range[1] * 10.0
         return Estimate(seconds * 0.4, seconds, seconds / n, True)
 
     fitted, expected = fit_to_time(quick, estimate_for, 120)
     assert expected.high <= 120
-    assert (fitted.n_trials, fitted.space.max_epochs_range[1]) == (2, 5)
+    assert fitted.frozen_first == quick.frozen_first  # the cheap trials are kept
+    assert (fitted.n_trained, fitted.space.max_epochs_range[1]) == (2, 5)
     assert "finish within 2 min" in fitted.description
+    assert f"{quick.frozen_first} frozen-backbone heads" in fitted.description
+    assert "then 2 trials" in fitted.description and "up to 5 epochs" in fitted.description
     roomy, _ = fit_to_time(quick, estimate_for, 10_000)
     assert roomy.n_trials == quick.n_trials and roomy.space == quick.space
     tight, slow = fit_to_time(quick, estimate_for, 10)
-    assert (tight.n_trials, tight.space.max_epochs_range[1]) == (2, 2)
+    assert (tight.n_trained, tight.space.max_epochs_range[1]) == (2, 2)
     assert "even it takes longer than" in tight.description and slow.high > 10
+
+
+def test_frozen_trials_first_are_counted_at_their_own_cost(workspace, tiny_backbone):
+    space = SearchSpace(backbones=(str(tiny_backbone),), adaptations=("frozen", "lora"),
+                        max_epochs_range=(4, 4), batch_sizes=(8,))
+    table = Throughput()
+    plain = estimate(space, 10, 200, 40, 30.0, "cpu", table)
+    first = estimate(space, 10, 200, 40, 30.0, "cpu", table, frozen_first=8)
+    assert first.high < plain.high  # eight frozen heads cost less than eight mixed trials
+    assert estimate(space, 10, 200, 40, 30.0, "cpu", table, frozen_first=10).high < first.high
 
 
 def test_the_estimate_counts_the_steps_that_filled_batches_make():

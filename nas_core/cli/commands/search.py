@@ -113,7 +113,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             sampler=args.sampler, pruner=args.pruner, objective=args.objective,
             metric=args.metric, seed=args.seed, device=args.device, patience=args.patience,
             ensemble_size=args.ensemble_size, workers=parse_workers(args.workers),
-            min_batch_tokens=args.min_batch_tokens or None, lr_scaling=args.lr_scaling)
+            min_batch_tokens=args.min_batch_tokens or None, lr_scaling=args.lr_scaling,
+            frozen_first=args.frozen_first)
         config.metric_for(dataset.task)
     except (ValueError, BackboneUnavailable, json.JSONDecodeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -128,7 +129,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                             float(dataset.frame["sequence"].str.len().mean()),
                             "cuda" if default_devices()[0].startswith("cuda") and
                             config.device != "cpu" else "cpu", Throughput(),
-                            min_tokens=config.min_batch_tokens)
+                            min_tokens=config.min_batch_tokens,
+                            frozen_first=config.frozen_first)
         print(f"estimated run time on this machine: {format_eta(expected.low)} to "
               f"{format_eta(expected.high)}" + ("" if expected.measured else
                                                 " (rough: a backbone is not downloaded)"),
