@@ -8,7 +8,7 @@ from nas_core.common.text import md_sentence, md_text
 from nas_core.common.workspace import StorageError, storage_problem
 from nas_core.data.examples import DEFAULT_EXAMPLE, EXAMPLES
 from nas_core.data.options import IngestOptions, SplitOptions
-from nas_core.data.reading import UPLOAD_TYPES, DataFileError
+from nas_core.data.reading import FASTA_UPLOAD_TYPES, UPLOAD_TYPES, DataFileError
 from nas_core.data.splits import EXPLANATION
 from nas_core.data.store import ImportOutcome, import_dataset
 from ui import engine, render, resources
@@ -27,22 +27,38 @@ def _use_upload() -> None:
     state["data_class_names"] = ()
 
 
+def _use_flip() -> None:
+    state["data_source"] = "flip"
+    state["data_fixes"] = []
+    state["data_class_names"] = ()
+
+
 def _use_example() -> None:
     state["data_source"] = "example"
     state["data_fixes"] = []
     state["data_class_names"] = ()
 
 
-uploads = st.file_uploader(
+upload = st.file_uploader(
     "Labelled sequences: CSV, TSV, Excel or FASTA",
-    type=UPLOAD_TYPES, key="data_upload",
-    on_change=_use_upload, accept_multiple_files=True,
+    type=UPLOAD_TYPES, key="data_upload", on_change=_use_upload,
     help="One sequence per row with a label column, or FASTA headers like '>P12345 label=1'. "
     "An optional 'split' column (train/valid/test) is honoured. Per-residue labels: a label "
-    "string as long as the sequence ('HHHEEECCC', '-' for no label) or that many numbers, or "
-    "the FLIP / biotrainer layout as 2 or 3 FASTA files dropped together (sequences, labels "
-    "with 'SET=train VALIDATION=False' headers, optionally a 0/1 mask).")
-upload = uploads[0] if len(uploads) == 1 else (uploads or None)
+    "string as long as the sequence ('HHHEEECCC', '-' for no label) or that many numbers. "
+    "Each file is one dataset: a second file replaces the first here (both are stored).")
+with st.expander("Per-residue labels in the FLIP / biotrainer layout (2 or 3 FASTA files)",
+                 expanded=state.get("data_source") == "flip"):
+    flip_files = st.file_uploader(
+        "The sequences, the labels and (optionally) the mask", type=FASTA_UPLOAD_TYPES,
+        key="data_flip_upload", on_change=_use_flip, accept_multiple_files=True,
+        help="Dropped together, in any order: a FASTA of sequences, a FASTA of label strings "
+        "with 'SET=train VALIDATION=False' in each header, and optionally a FASTA of 0/1 "
+        "masks.")
+    flip_name = st.text_input(
+        "Name of this dataset", key="data_flip_name", on_change=_use_flip,
+        placeholder="the folder's name, e.g. secondary_structure",
+        help="Browsers send the files without their folder: the name you give is how the "
+        "dataset, its searches and its models are called.")
 left, right = st.columns([3, 1])
 example = left.selectbox("...or try a real example", list(EXAMPLES), key="data_example",
                          format_func=lambda k: EXAMPLES[k].title,
@@ -109,9 +125,20 @@ payload: Path | UploadedFile | list[tuple[str, bytes]] | None
 name: str | None
 origin: str | None
 beside: dict = {}  # the FLIP layout's label (and mask) files of an example
-if source == "upload" and isinstance(upload, list):  # the FLIP layout: read in any order
-    payload = [(f.name, f.getvalue()) for f in upload]
-    name, origin = None, "upload:" + ",".join(sorted(f.file_id for f in upload))
+if source == "flip" and flip_files and not 2 <= len(flip_files) <= 3:
+    st.warning(f"The FLIP / biotrainer layout is 2 or 3 files (sequences, labels, optionally "
+               f"a mask); {len(flip_files)} are here: " + (
+                   "add the labels file." if len(flip_files) < 2 else
+                   "remove the ones that do not belong."))
+    payload = name = origin = None
+elif source == "flip" and flip_files and not flip_name.strip():
+    st.info("Name this dataset (under the files) to read it: its searches and models are "
+            "called by that name.")
+    payload = name = origin = None
+elif source == "flip" and flip_files:  # the FLIP layout: read in any order, named by the user
+    payload = [(f.name, f.getvalue()) for f in flip_files]
+    name = f"{flip_name.strip()}.fasta"
+    origin = "flip:" + ",".join(sorted(f.file_id for f in flip_files)) + f":{name}"
 elif source == "upload" and isinstance(upload, UploadedFile):
     payload, name, origin = upload, upload.name, f"upload:{upload.file_id}"
 elif source == "example":

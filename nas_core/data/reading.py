@@ -41,6 +41,7 @@ TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None}
 EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
 FASTA_SUFFIXES = {".fasta", ".fa", ".faa", ".fas"}
 # what an upload widget accepts: every suffix above, and any of them gzipped
+FASTA_UPLOAD_TYPES = sorted(s.lstrip(".") for s in (*FASTA_SUFFIXES, ".gz"))
 UPLOAD_TYPES = sorted(s.lstrip(".") for s in (*TABLE_SUFFIXES, *EXCEL_SUFFIXES,
                                                *FASTA_SUFFIXES, ".gz"))
 SUPPORTED = "CSV (.csv), TSV (.tsv), Excel (.xlsx) or FASTA (.fasta/.fa/.faa, optionally .gz)"

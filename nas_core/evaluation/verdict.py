@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from nas_core.common.metric_names import IGNORE_INDEX, metric_name
+from nas_core.common.metric_names import metric_name
 from nas_core.common.report import Comparison, Verdict
 from nas_core.common.tasks import Task
+from nas_core.evaluation.calibration import flatten
 
 ONE_CLASS_SHARE = 0.9  # predicted as one class: at least this share of the test set...
 ONE_CLASS_EXCESS = 0.1  # ...and this much more than the class's true share
@@ -23,10 +24,9 @@ def one_class(task: Task, y: np.ndarray, output: np.ndarray,
     """'it called 76 of 80 test proteins "0" (the test set has 52)', or None."""
     if task.is_regression:
         return None
-    y = np.asarray(y).reshape(-1)
-    scores = np.asarray(output).reshape(len(y), -1)
-    keep = y != IGNORE_INDEX
-    y, predicted = y[keep], scores[keep].argmax(1)
+    y, scores = flatten(task, y, output)  # per residue: every labelled residue
+    scores = scores.reshape(len(y), -1)
+    predicted = scores.argmax(1)
     if len(y) < 10:
         return None
     counts = np.bincount(predicted, minlength=scores.shape[1])

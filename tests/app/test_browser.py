@@ -79,9 +79,14 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
             nav(page, "Home")
             expect(page.get_by_text("Find the best protein language model")).to_be_visible()
             nav(page, "Data")
-            page.locator("input[type=file]").set_input_files(
-                str(ASSETS / "amp_vs_transmembrane.csv"))
-            expect(page.get_by_text("is ready and stored")).to_be_visible()
+            # two datasets in a row (issue 31, item 4): each upload is its own dataset, the
+            # second never read with the first as if they were a FLIP layout
+            upload = page.locator("input[type=file]").first
+            upload.set_input_files(str(ASSETS / "anticancer_vs_random.csv"))
+            expect(page.get_by_text("anticancer_vs_random is ready and stored")).to_be_visible()
+            upload.set_input_files(str(ASSETS / "amp_vs_transmembrane.csv"))
+            expect(page.get_by_text("amp_vs_transmembrane is ready and stored")).to_be_visible()
+            expect(page.get_by_text("which file holds the labels")).to_have_count(0)
             name = page.get_by_role("textbox", name="Your name")
             name.fill("alice")
             name.press("Enter")
@@ -186,7 +191,13 @@ def test_a_per_residue_dataset_in_a_real_browser(server, tmp_path):
         page.set_default_timeout(60_000)
         try:
             page.goto(f"{server}/data")
-            page.locator("input[type=file]").set_input_files([str(f) for f in reversed(files)])
+            page.get_by_text("Per-residue labels in the FLIP / biotrainer layout").click()
+            page.locator("input[type=file]").nth(1).set_input_files(
+                [str(f) for f in reversed(files)])
+            expect(page.get_by_text("Name this dataset")).to_be_visible()
+            flip_name = page.get_by_role("textbox", name="Name of this dataset")
+            flip_name.fill("ss3-walk")
+            flip_name.press("Enter")
             expect(page.get_by_text("is ready and stored")).to_be_visible(timeout=120_000)
             expect(page.get_by_text("Task, per residue")).to_be_visible()
             expect(page.get_by_text("Class balance (residues)")).to_be_attached()

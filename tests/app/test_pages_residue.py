@@ -22,9 +22,14 @@ def test_the_flip_files_uploaded_together_make_a_per_residue_dataset(workspace):
     at = AppTest.from_file(str(ROOT / "app_pages" / "data.py"), default_timeout=120).run()
     files = [(name, (SS / name).read_bytes(), "application/octet-stream")
              for name in ("mask.fasta", "labels.fasta", "sequences.fasta")]
-    at.file_uploader[0].set_value(files).run()
+    at.file_uploader(key="data_flip_upload").set_value(files).run()
     assert not at.exception, at.exception
+    # browsers send no folder: the dataset is named by the visitor, not "sequences" (issue 31)
+    assert any("Name this dataset" in shown(i.value) for i in at.info)
+    assert not DatasetStore(workspace).list()
+    at.text_input(key="data_flip_name").set_value("ss3").run()
     assert "is ready and stored" in shown(at.success[0].value)
+    assert "ss3" in shown(at.success[0].value)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Task, per residue"] == "classes" and metrics["Sequences"] == "500"
     assert metrics["Train / valid / test"] == "360 / 40 / 100"  # the split in the headers
@@ -33,7 +38,13 @@ def test_the_flip_files_uploaded_together_make_a_per_residue_dataset(workspace):
     assert any(c.startswith("Classes: **C** ") and " residues (" in c for c in captions)
     assert not at.get("form")  # residue classes keep their codes: no naming form
     stored = DatasetStore(workspace).list()
-    assert [r.task for r in stored] == ["residue_classification"]
+    assert [(r.task, r.name) for r in stored] == [("residue_classification", "ss3")]
+    # one file too few, or one too many: said, nothing read
+    at.file_uploader(key="data_flip_upload").set_value(files[:1]).run()
+    assert any("add the labels file" in shown(w.value) for w in at.warning)
+    extra = files + [("more.fasta", (SS / "sequences.fasta").read_bytes(), "text/plain")]
+    at.file_uploader(key="data_flip_upload").set_value(extra).run()
+    assert any("remove the ones that do not belong" in shown(w.value) for w in at.warning)
 
 
 def test_the_example_and_a_wrong_set_of_files(workspace):
@@ -43,8 +54,9 @@ def test_the_example_and_a_wrong_set_of_files(workspace):
     assert not at.exception
     assert "secondary_structure" in shown(at.success[0].value)
     seqs = (SS / "sequences.fasta").read_bytes()
-    at.file_uploader[0].set_value([("a.fasta", seqs, "text/plain"),
-                                   ("b.fasta", seqs, "text/plain")]).run()
+    at.text_input(key="data_flip_name").set_value("pair")
+    at.file_uploader(key="data_flip_upload").set_value([("a.fasta", seqs, "text/plain"),
+                                                        ("b.fasta", seqs, "text/plain")]).run()
     assert not at.exception
     assert "which file holds the labels" in shown(at.error[0].value)
 

@@ -88,3 +88,14 @@ def test_finalise_puts_the_verdict_in_the_report_the_card_and_predict(tmp_path, 
     again = finalise(optuna.load_study(study_name="shuffled", storage=report.storage),
                     shuffled, tmp_path / "again", ensemble_size=1)
     assert again.verdict == report.verdict  # computed from the outputs, not left over
+
+
+def test_per_residue_outputs_are_judged_residue_by_residue():
+    """Per protein, ragged arrays; unlabelled residues (-100) do not count."""
+    y = np.empty(3, dtype=object)
+    outputs = np.empty(3, dtype=object)
+    for i in range(3):
+        y[i] = np.array([0, 1, 2, 1, -100] * 4)
+        outputs[i] = np.tile([0.8, 0.1, 0.1], (20, 1))  # every residue called class 0
+    called = one_class(Task.RESIDUE_CLASSIFICATION, y, outputs, ["C", "E", "H"])
+    assert called == "it called 48 of 48 test residues 'C' (the test set has 12)"
