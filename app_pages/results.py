@@ -3,11 +3,13 @@ from pathlib import Path
 import streamlit as st
 
 from nas_core.common.metric_names import metric_name
+from nas_core.common.progress import StepProgress
 from nas_core.common.report import load_report
 from nas_core.common.text import md_sentence, md_text
 from nas_core.publishing.hub import suggested_repo_name
 from nas_core.runtime.jobtable import JobState
 from nas_core.runtime.launch import evaluate_point, finalisable, finalise_stopped, point_dir
+from nas_core.views.monitor import format_eta
 from nas_core.views.results import metrics_table, test_predictions, zip_directory
 from ui import engine, render, resources
 from ui.compress import compress_section
@@ -50,10 +52,17 @@ if stopped:
             if right.button("Test and export the best", key=f"results_finalise_{j.id}",
                             disabled=not allowed, help=None if allowed else
                             "Only the person who ran this search, or an admin, can."):
+                bar = st.progress(0.0, text=f"Testing the best trial of "
+                                  f"{md_text(j.study_name)} on the held-out split...")
+
+                def shown(step: StepProgress, bar=bar) -> None:
+                    left = "" if step.eta_seconds is None else \
+                        f" (about {format_eta(step.eta_seconds)} left)"
+                    bar.progress(step.fraction, text=f"{md_text(step.message)}: step "
+                                 f"{step.done + 1} of {step.total}{left}")
+
                 try:
-                    with st.spinner(f"Testing the best trial of {md_text(j.study_name)} on the "
-                                    "held-out split..."):
-                        finalise_stopped(j, user, root)
+                    finalise_stopped(j, user, root, progress=shown)
                 except (PermissionError, ValueError, RuntimeError, FileNotFoundError) as exc:
                     st.error(md_sentence(exc))
                 else:

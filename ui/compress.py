@@ -11,9 +11,10 @@ from nas_core.common.metric_names import metric_name
 from nas_core.common.report import Report
 from nas_core.common.text import md_sentence, md_text
 from nas_core.compression.compress import teacher_of
-from nas_core.compression.config import CompressConfig, CompressError
+from nas_core.compression.config import CompressConfig, CompressError, estimated_seconds, planned
 from nas_core.publishing import charts
 from nas_core.publishing.hub import suggested_repo_name
+from nas_core.views.monitor import format_eta
 from nas_core.views.results import compression_points, load_compression, zip_directory
 from ui.publish import publish_form
 
@@ -44,6 +45,13 @@ def compress_section(manager, job, report: Report, user) -> None:
                                  key=f"compress_targets_{job.id}")
         depth = st.checkbox("Also cut layers to the same sizes, for comparison", True,
                             help=_HELP["depth_baseline"], key=f"compress_depth_{job.id}")
+        if targets:
+            planned_config = CompressConfig(targets=tuple(targets), depth_baseline=depth)
+            seconds = estimated_seconds(report, planned_config)
+            st.caption(f"{planned(planned_config)} variant(s)" + (
+                f": about {format_eta(seconds)} on this machine, from this model's own "
+                "training time."
+                if seconds else "."))
         start = st.form_submit_button(
             "Compress", disabled=not allowed or active is not None,
             help=None if allowed else "Only the person who ran this search, or an admin, can.")

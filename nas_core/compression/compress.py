@@ -63,11 +63,6 @@ class Split:
     targets: np.ndarray  # raw: class indices or values in label units
 
 
-def planned(config: CompressConfig) -> int:
-    """Variants the Compress step trains at most (some depth-only cuts may not fit)."""
-    return len(config.targets) * (2 if config.depth_baseline else 1)
-
-
 def teacher_of(run_dir: Path) -> tuple[Report, Path]:
     """The search report and its chosen model's folder; refused with the fix when either is
     missing or the model cannot be compacted."""

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from nas_core.common.records import help_text
+from nas_core.common.report import Report
 from nas_core.common.workspace import COMPRESS_RESULTS
 from nas_core.modeling.compaction_options import DEFAULT_IMPORTANCE, IMPORTANCE, DistillConfig
 
@@ -72,3 +73,23 @@ def parse_targets(text: str) -> tuple[float, ...]:
                                 "0.75,0.5,0.25.") from None
         out.append(value)
     return tuple(out)
+
+
+def planned(config: CompressConfig) -> int:
+    """Variants the Compress step trains at most (some depth-only cuts may not fit)."""
+    return len(config.targets) * (2 if config.depth_baseline else 1)
+
+
+def estimated_seconds(report: Report, config: CompressConfig) -> float | None:
+    """How long the Compress step should take here, from the chosen model's own measured
+    training time: each variant distils for the same epochs (or ``distill.epochs``) at about
+    its kept share of the compute plus a fixed part (the cached teacher outputs, tests and
+    timing); None when the report kept no epoch times."""
+    epochs = report.best.history
+    seconds = sum(float(row.get("seconds") or 0) for row in epochs)
+    if not epochs or seconds <= 0:
+        return None
+    per_epoch = seconds / len(epochs)
+    distil = config.distill.epochs or len(epochs)
+    shares = [t for t in config.targets] * (2 if config.depth_baseline else 1)
+    return sum(per_epoch * distil * (0.3 + share) for share in shares) + 5.0 * len(shares)

@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas_core.backbones.registry import resolve
 from nas_core.common.metrics import bootstrap_ci, compute_metrics
 from nas_core.common.probabilities import scaled_outputs
+from nas_core.common.progress import StepProgress, Steps
 from nas_core.common.report import (
     REPORT_FILE,
     Baseline,
@@ -90,27 +91,33 @@ class Tested:
 
 def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
              trial_number: int | None = None, device: str = "auto",
-             wall_seconds: float | None = None, ensemble_size: int | None = None) -> Report:
+             wall_seconds: float | None = None, ensemble_size: int | None = None,
+             progress: Callable[[StepProgress], None] | None = None) -> Report:
     """Evaluate the chosen trial once on the held-out test split; export it; write report.json.
 
     ``ensemble_size`` (default: the search's setting, or none for a chosen trial): with 2 or
     more, also the ensemble of the best architectures, tested and exported beside the best
-    model (``ensemble_model/``).
+    model (``ensemble_model/``). ``progress`` hears of each step (the chosen model, each other
+    member, the export) with the time left, measured on the steps done.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch_device = resolve_device(device)
     metric = study.user_attrs["metric"]
-    tested = _test_chosen(study, dataset, choose_trial(study, trial_number), torch_device)
-    y, output = tested.ev.targets["test"], tested.ev.outputs["test"]
-    trust_blocks, reference = _reference_and_trust(dataset, y, output, tested.identity, metric)
-    judged = _judge(study, dataset, metric, y, trust_blocks["baseline"])
     if ensemble_size is None:  # a chosen trial (a Pareto point) is exported on its own
         config = saved_config(study)
         ensemble_size = 1 if trial_number is not None or config is None else \
             config.ensemble_size
+    steps = Steps(1 + max(0, ensemble_size - 1) + 1, progress)
+    steps.start("Testing the chosen model once on the held-out split")
+    tested = _test_chosen(study, dataset, choose_trial(study, trial_number), torch_device)
+    y, output = tested.ev.targets["test"], tested.ev.outputs["test"]
+    trust_blocks, reference = _reference_and_trust(dataset, y, output, tested.identity, metric)
+    judged = _judge(study, dataset, metric, y, trust_blocks["baseline"])
+    steps.finished()
     built = _ensemble(study, dataset, tested, ensemble_size, torch_device, metric, reference,
-                      judged)
+                      judged, steps)
+    steps.start("Exporting the model and writing its card", total=steps.done + 1)
     report = search_report(
         study, dataset, metric,
         best=_best_block(tested, dataset.task, out_dir / BEST_DIR),
@@ -122,6 +129,7 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
         ensemble=None if built is None else replace(  # a folder only when there are models
             built.report, model_dir=str(out_dir / ENSEMBLE_DIR) if built.models else None))
     _write_run(out_dir, report, tested, built, dataset)
+    steps.finished()
     return report
 
 
@@ -311,7 +319,7 @@ def _judge(study: optuna.Study, dataset: Dataset, metric: str, y: np.ndarray,
 
 def _ensemble(study: optuna.Study, dataset: Dataset, best: Tested, k: int, device,
               metric: str, reference: np.ndarray,
-              judged: Callable[..., Verdict | None]) -> Built | None:
+              judged: Callable[..., Verdict | None], steps: Steps) -> Built | None:
     """The ensemble of the k best architectures, each calibrated on the validation split,
     tested once beside the best model and the reference. None when not asked for; a report
     without models when fewer than two trials can take part."""
@@ -332,8 +340,14 @@ def _ensemble(study: optuna.Study, dataset: Dataset, best: Tested, k: int, devic
             "No ensemble: fewer than two finished trials could take part (the search needs "
             "more completed trials, with their weights on this machine).")), [])
     models, evs, rows = [], [], []
+    others = [t for t in choice.members if t.number != best.trial.number]
     for trial in choice.members:
+        if trial.number != best.trial.number:
+            steps.start(f"Testing ensemble member {others.index(trial) + 1} of {len(others)}",
+                        total=steps.done + len(others) - others.index(trial) + 1)
         model, ev = _member(study, dataset, trial, best, device)
+        if trial.number != best.trial.number:
+            steps.finished()
         model.to("cpu")
         models.append(model)
         evs.append(ev)

@@ -24,8 +24,8 @@ import torch
 
 from nas_core.common.access import Person, check_owner
 from nas_core.common.workspace import storage_problem, subdir, workspace_root
-from nas_core.compression.compress import CompressCancelled, compress, planned
-from nas_core.compression.config import CompressConfig
+from nas_core.compression.compress import CompressCancelled, compress
+from nas_core.compression.config import CompressConfig, estimated_seconds, planned
 from nas_core.data.dataset import Dataset
 from nas_core.data.extend import Extension, extend_dataset
 from nas_core.data.store import DatasetStore
@@ -43,6 +43,11 @@ from nas_core.search.storage import configured_url, make_storage, requeue
 logger = logging.getLogger(__name__)
 _LIVE: set[str] = set()  # job ids with a running thread in this process
 _LIVE_LOCK = threading.Lock()
+
+
+def compress_estimate(source: Job, config: CompressConfig) -> float | None:
+    report = source.report()
+    return None if report is None else estimated_seconds(report, config)
 
 
 def next_round_name(name: str, taken: set[str]) -> str:
@@ -135,7 +140,8 @@ class JobManager:
                   dataset_id=source.dataset_id, owner=owner.key, owner_name=owner.shown,
                   state=JobState.QUEUED, config={"kind": "compress", "source": source_id,
                                           "compress": config.to_dict(),
-                                          "n_trials": planned(config)},
+                                          "n_trials": planned(config),
+                                          "estimate_s": compress_estimate(source, config)},
                   storage=source.storage, out_dir=str(Path(source.out_dir) / "compress" / job_id),
                   created=time.time())
         self.table.insert(job)

@@ -117,6 +117,13 @@ class Job:
         return self.config.get("source") if self.kind is JobKind.COMPRESS else None
 
     @property
+    def estimated_seconds(self) -> float | None:
+        """The run time estimated when the job was queued (a Compress job: from its model's
+        measured training time), the Monitor's ETA until the job's own epochs are timed."""
+        value = self.config.get("estimate_s")
+        return float(value) if value else None
+
+    @property
     def n_trials(self) -> int | None:
         return self.config.get("n_trials")
 

@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nas_core.common.access import Person, check_owner
+from nas_core.common.progress import StepProgress
 from nas_core.common.report import Report
 from nas_core.common.workspace import subdir
 from nas_core.data.dataset import Dataset
@@ -85,7 +86,8 @@ def finalisable(job: Job, root=None) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
-def finalise_stopped(job: Job, user: Person | None, root=None) -> Report:
+def finalise_stopped(job: Job, user: Person | None, root=None,
+                     progress: Callable[[StepProgress], None] | None = None) -> Report:
     """Test the best finished trial of a stopped search once on the held-out split and export
     it, as a finished search would (its report says the budget was not spent). ``user``: who
     asks, in the app (owner or admin); None from the command line, whose operator owns the
@@ -99,4 +101,5 @@ def finalise_stopped(job: Job, user: Person | None, root=None) -> Report:
         raise ValueError("this search has no finished trial yet: resume it, or start a new one.")
     study = optuna.load_study(study_name=job.study_name, storage=make_storage(job.storage, root))
     dataset = DatasetStore(root).load(job.dataset_id)
-    return finalise(study, dataset, job.out_dir, device=(job.device or "auto").split(",")[0])
+    return finalise(study, dataset, job.out_dir, device=(job.device or "auto").split(",")[0],
+                    progress=progress)

@@ -148,7 +148,7 @@ class Progress:
 def job_progress(job: Job, view: StudyView | None) -> Progress:
     total = job.n_trials
     if view is None or view.trials.empty:
-        return Progress(0, total, 0.0, None, None)
+        return Progress(0, total, 0.0, _planned_eta(job), None)
     if job.kind is JobKind.PRETRAIN:
         return _pretrain_progress(job, view)
     done = view.counted()
@@ -167,9 +167,18 @@ def job_progress(job: Job, view: StudyView | None) -> Progress:
             eta = left if eta is None else min(eta, left)
             if not total:
                 fraction = min(1.0, (time.time() - job.started) / timeout)
+        if eta is None:  # before its first epoch
+            eta = _planned_eta(job)
     elif job.state is JobState.FINISHED:
         fraction = 1.0
     return Progress(done, total, fraction, eta, best)
+
+
+def _planned_eta(job: Job) -> float | None:
+    """What is left of the estimate made when the job was queued, while it runs."""
+    if job.state is not JobState.RUNNING or not job.estimated_seconds or not job.started:
+        return None
+    return max(1.0, job.estimated_seconds - (time.time() - job.started))
 
 
 def _pretrain_progress(job: Job, view: StudyView) -> Progress:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import optuna
@@ -11,6 +12,7 @@ import pytest
 import nas_core.modeling.compaction as compaction_mod
 from nas_core.cli import main
 from nas_core.common.metrics import classification_metrics
+from nas_core.common.report import load_report
 from nas_core.compression.compress import compress
 from nas_core.compression.config import CompressConfig
 from nas_core.data.store import DatasetStore
@@ -40,6 +42,33 @@ def searched(tmp_path_factory, tiny_backbone):
     out = _search(root, tiny_backbone, root / "run", "full")
     yield root, out
     mp.undo()
+
+
+def test_compress_is_estimated_from_the_models_own_training_time(searched, tmp_path,
+                                                                 monkeypatch):
+    """Issue 31, item 5: Compress (a minute or more) said nothing of how long; its estimate
+    comes from the chosen model's measured epochs, before the job starts and on Monitor
+    until the job's own epochs are timed."""
+    from nas_core.compression.config import estimated_seconds
+    from nas_core.runtime.jobtable import Job, JobState
+    from nas_core.views.monitor import job_progress
+
+    root, run_dir = searched
+    report = load_report(run_dir)
+    epoch = sum(r["seconds"] for r in report.best.history) / len(report.best.history)
+    small = estimated_seconds(report, CompressConfig(targets=(0.5,), depth_baseline=False))
+    both = estimated_seconds(report, CompressConfig(targets=(0.5,)))
+    longer = estimated_seconds(report, CompressConfig(
+        targets=(0.5,), depth_baseline=False,
+        distill=DistillConfig(epochs=10 * len(report.best.history))))
+    assert small == pytest.approx(epoch * len(report.best.history) * 0.8 + 5.0)
+    assert both == pytest.approx(2 * small) and longer > small
+    # the job carries it; Monitor counts it down until the job's first epoch is timed
+    job = Job(id="c1", study_name="run-compress-c1", dataset_id="d", owner="o",
+              state=JobState.RUNNING, config={"kind": "compress", "n_trials": 1,
+                                              "estimate_s": small},
+              storage="", out_dir="", created=time.time(), started=time.time() - 2.0)
+    assert job_progress(job, None).eta_seconds == pytest.approx(small - 2.0, abs=1.0)
 
 
 def test_compress_writes_one_tested_variant_per_target(searched, tmp_path, monkeypatch):

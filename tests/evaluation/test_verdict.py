@@ -99,3 +99,21 @@ def test_per_residue_outputs_are_judged_residue_by_residue():
         outputs[i] = np.tile([0.8, 0.1, 0.1], (20, 1))  # every residue called class 0
     called = one_class(Task.RESIDUE_CLASSIFICATION, y, outputs, ["C", "E", "H"])
     assert called == "it called 48 of 48 test residues 'C' (the test set has 12)"
+
+
+def test_finalising_reports_each_step_with_the_time_left_measured(tmp_path, workspace,
+                                                                 tiny_backbone):
+    """Issue 31, item 5: finalising a stopped search (minutes) shows its steps and an
+    estimate from the steps already timed, not a bare spinner."""
+    data = split_example()
+    config = SearchConfig("steps", tiny_space(tiny_backbone, epochs=1), n_trials=3,
+                          ensemble_size=3, pruner="none")
+    report = run_search(config, data, tmp_path / "out")
+    heard = []
+    finalise(optuna.load_study(study_name="steps", storage=report.storage), data,
+             tmp_path / "again", progress=heard.append)
+    assert [h.message for h in heard] == [
+        "Testing the chosen model once on the held-out split", "Testing ensemble member 1 of 2",
+        "Testing ensemble member 2 of 2", "Exporting the model and writing its card"]
+    assert [(h.done, h.total) for h in heard] == [(0, 4), (1, 4), (2, 4), (3, 4)]
+    assert heard[0].eta_seconds is None and all(h.eta_seconds > 0 for h in heard[1:])
