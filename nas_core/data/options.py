@@ -20,6 +20,8 @@ FIXES: dict[str, str] = {
                          "residues as unlabelled)",
     "drop_bad_split": "Drop the rows with an unknown split value",
     "drop_nucleotides": "Drop the rows that look like DNA or RNA",
+    "mean_replicates": "Keep the mean of each sequence's replicate measurements (per "
+                       "residue: position by position)",
     "read_numbers": "Read the labels as measurements: a decimal comma as a point (2,5 is "
                     "2.5), a percentage as its number (30% is 30)",
 }

@@ -411,6 +411,10 @@ def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], w
     return None
 
 
+CHEMISTRY_COLUMNS = ("smiles", "canonical_smiles", "isomeric_smiles", "inchi", "inchikey",
+                     "mol", "molecule", "selfies")
+
+
 def _from_frame(frame: pd.DataFrame, name: str, fmt: str, seq_col: str | None,
                 label_col: str | None, require_label: bool, header_row: int) -> RawTable:
     frame = frame.rename(columns=lambda c: str(c).strip())
@@ -418,6 +422,13 @@ def _from_frame(frame: pd.DataFrame, name: str, fmt: str, seq_col: str | None,
     if not columns or len(frame) == 0:
         raise DataFileError(f"{name}: the table has a header but no rows.")
     seq = _pick(columns, seq_col, SEQUENCE_COLUMNS, "sequence", name)
+    chemistry = [c for c in columns if c.lower() in CHEMISTRY_COLUMNS]
+    if seq is None and chemistry:
+        raise DataFileError(
+            f"{name}: the column '{chemistry[0]}' holds chemical structures (small molecules), "
+            "and no column holds protein sequences. ESM-NAS Studio learns from amino-acid "
+            "sequences, one letter per residue: add them (a 'sequence' column), or use a "
+            "chemistry model for small molecules.")
     if seq is None:
         raise DataFileError(
             f"{name}: no sequence column found. Columns found: {', '.join(columns)}. Name the "

@@ -130,3 +130,37 @@ def constant_values(labels: list[str]) -> bool:
     values = np.concatenate([np.array(str(t).split(), dtype=float) for t in labels])
     values = values[np.isfinite(values)]
     return len(values) == 0 or bool(np.all(values == values[0]))
+
+
+def _values(text: str) -> np.ndarray:
+    return np.array([math.nan if p.lower() in _MISSING_VALUES else float(p)
+                     for p in _pieces(str(text))])
+
+
+def label_start(text: str, task: Task, shown: int = 12) -> str:
+    """The first labels of a per-residue label, and how many there are in all: what a
+    message shows instead of hundreds of numbers."""
+    if task == Task.RESIDUE_REGRESSION:
+        pieces = _pieces(str(text))
+        head = " ".join(pieces[:shown])
+        return f"'{head} ...' ({len(pieces)} values)" if len(pieces) > shown else f"'{head}'"
+    text = str(text)
+    return f"'{text[:shown]}...' ({len(text)} residues)" if len(text) > shown else f"'{text}'"
+
+
+def differing_positions(labels: list[str], task: Task) -> int:
+    """At how many residues the per-residue labels of one sequence disagree."""
+    if task == Task.RESIDUE_REGRESSION:
+        stacked = np.stack([_values(t) for t in labels])
+        spread = np.nanmax(stacked, 0) - np.nanmin(stacked, 0)
+        return int(np.sum(np.nan_to_num(spread) > 0))
+    return sum(len(set(column)) > 1 for column in zip(*map(str, labels)))
+
+
+def mean_values(labels: list[str]) -> str:
+    """The residue-by-residue mean of replicate per-residue measurements ('nan' where none
+    has a value)."""
+    stacked = np.stack([_values(t) for t in labels])
+    counts = np.isfinite(stacked).sum(0)
+    mean = np.where(counts > 0, np.nansum(stacked, 0) / np.maximum(counts, 1), np.nan)
+    return residue_values_text(mean)

@@ -71,14 +71,19 @@ class ValidationResult:
         rows: Counter[str] = Counter()
         groups: Counter[str] = Counter()
         for p in self.errors:
-            if p.fix:
-                rows[p.fix] += max(1, len(p.where))
-                groups[p.fix] += 1
+            # replicate measurements: their mean, or drop them like any conflict
+            fixes = (p.fix, "drop_conflicts") if p.fix == "mean_replicates" else (p.fix,)
+            for fix in filter(None, fixes):
+                rows[fix] += max(1, len(p.where))
+                groups[fix] += 1
         out = {}
         for fix, n in rows.items():
             plural = "s" if n != 1 else ""
             if fix == "drop_conflicts":
                 out[fix] = f"Drop the {groups[fix]} conflicting sequences ({n} row{plural})"
+            elif fix == "mean_replicates":
+                out[fix] = (f"Keep the mean of the {groups[fix]} sequences' replicate "
+                            f"measurements ({n} row{plural})")
             elif fix == "drop_rare_classes":
                 out[fix] = f"Drop the {groups[fix]} rare class(es) ({n} row{plural})"
             else:
@@ -196,6 +201,27 @@ def nucleotide_problem(sequences: pd.Series) -> Problem | None:
         "column that holds the protein sequences.")
 
 
+# a SMILES string: atoms, bonds, branches, rings, charges; and at least one bond, branch or
+# bracket, which no protein sequence (nor a typo in one) has
+_SMILES = re.compile(r"^[A-Za-z0-9@+\-\[\]()=#$/\\%.:*]+$")
+_CHEMISTRY = re.compile(r"[=#()\[\]@]")
+
+
+def chemistry_problem(values: pd.Series) -> Problem | None:
+    """An error naming the file for what it is when most "sequences" are SMILES (small
+    molecules), not proteins: dropping every row would be no answer."""
+    texts = [str(v).strip() for v in values if v is not None and str(v).strip()]
+    smiles = sum(bool(_SMILES.match(t)) and bool(_CHEMISTRY.search(t)) for t in texts)
+    if not texts or smiles < 0.5 * len(texts):
+        return None
+    return Problem(
+        "error", "chemistry",
+        f"{smiles} of {len(texts)} entries look like SMILES (chemical structures, such as "
+        "CC(=O)Oc1ccccc1C(=O)O), not protein sequences. ESM-NAS Studio learns from amino-acid "
+        "sequences, one letter per residue: choose the column with the protein sequences "
+        "(Columns and task), or, for small molecules, use a chemistry model instead.")
+
+
 def row_problem(code: str, where: str, text: str, severity: Severity = "error",
                 fix: str | None = None) -> Problem:
     """A problem with one row: ``"<where>: <what is wrong>. <what to do>"``."""
@@ -217,6 +243,8 @@ class _Check:
         self.applied: list[str] = []
         self.keep = pd.Series(True, index=self.df.index)
         self.residue_task: str | None = None
+        self.task: Task | None = None
+        self.refused = False  # the file as a whole is not protein data
 
     def flag(self, mask: pd.Series, code: str, text: Callable[[int], str]) -> None:
         """Rows in ``mask`` have problem ``code``: dropped if its fix was chosen, else each
@@ -249,8 +277,13 @@ class _Check:
     # -- the steps, in order ---------------------------------------------------------------
     def sequences(self) -> None:
         df = self.df
+        chemistry = chemistry_problem(df["sequence"])
         df["sequence"] = df["sequence"].map(normalise_sequence)
         self.empty = df["sequence"] == ""
+        if chemistry is not None:  # one answer for the file, not one per row
+            self.problems.append(chemistry)
+            self.refused = True
+            return
         self.flag(self.empty, "empty_sequence",
                   lambda i: "the sequence is empty. Fill it in or drop the row.")
         self.invalid = df["sequence"].map(invalid_characters)
@@ -436,11 +469,13 @@ class _Check:
                 lambda v, task=self.residue_task: rl.truncate_label(v, task, limit))
 
     def duplicates(self) -> None:
-        """Identical sequences: conflicting labels are errors (or dropped), exact copies are
-        dropped with a warning."""
+        """Identical sequences: conflicting labels are errors (or dropped), replicate
+        measurements are errors (or averaged), exact copies are dropped with a warning."""
         df = self.df
         conflict_rows: list[int] = []
         duplicate_rows: list[int] = []
+        averaged: list[int] = []
+        measured = self.task in (Task.REGRESSION, Task.RESIDUE_REGRESSION)
         for seq, group in df[self.usable()].groupby("sequence", sort=False):
             if len(group) < 2:
                 continue
@@ -448,20 +483,24 @@ class _Check:
             if len(labels) == 1:
                 duplicate_rows.extend(group.index[1:])
                 continue
+            if measured and "mean_replicates" in self.opts.fixes:
+                df.at[group.index[0], "label"] = self._mean(list(group["label"]))
+                averaged.extend(group.index[1:])  # merged into the first row
+                continue
             conflict_rows.extend(group.index)
             if "drop_conflicts" not in self.opts.fixes:
-                wheres = tuple(group["where"])
-                shown = seq if len(seq) <= 30 else seq[:27] + "..."
-                self.problems.append(Problem(
-                    "error", "conflicting_labels",
-                    f"{where_list(list(wheres))}: the identical sequence {shown} has "
-                    f"conflicting labels {', '.join(sorted(labels))}. Keep the right one, or "
-                    "drop the conflicting sequences.", wheres, "drop_conflicts"))
+                self.problems.append(self._conflict(seq, group, measured))
         if conflict_rows and "drop_conflicts" in self.opts.fixes:
             n_seqs = df.loc[conflict_rows, "sequence"].nunique()
             self.applied.append(f"{FIXES['drop_conflicts']}: dropped {n_seqs} sequence(s), "
                                 f"{len(conflict_rows)} row(s).")
             self.keep.loc[conflict_rows] = False
+        if averaged:
+            n_seqs = df.loc[averaged, "sequence"].nunique()
+            self.applied.append(f"{FIXES['mean_replicates']}: {n_seqs} sequence(s) now carry "
+                                f"the mean of their measurements ({len(averaged)} row(s) "
+                                "merged into the first of each).")
+            self.keep.loc[averaged] = False
         if duplicate_rows:
             duplicate_rows.sort()
             dropped = [str(w) for w in df.loc[duplicate_rows, "where"]]
@@ -470,6 +509,37 @@ class _Check:
                 f"{len(dropped)} exact duplicate row(s) (same sequence, same label) dropped; "
                 f"the first copy is kept: {where_list(dropped)}.", tuple(dropped)))
             self.keep.loc[duplicate_rows] = False
+
+    def _mean(self, labels: list) -> object:
+        if self.task == Task.RESIDUE_REGRESSION:
+            return rl.mean_values([str(v) for v in labels])
+        return float(np.mean([float(v) for v in labels]))
+
+    def _conflict(self, seq: str, group: pd.DataFrame, measured: bool) -> Problem:
+        """One identical sequence with different labels: its labels in a few words (a
+        per-residue label by its start and how many positions differ), and the fix."""
+        wheres = tuple(group["where"])
+        shown = seq if len(seq) <= 30 else seq[:27] + "..."
+        values = list(dict.fromkeys(map(label_text, group["label"])))
+        if self.task is not None and self.task.per_residue:
+            differ = rl.differing_positions(values, self.task)
+            words = (f"per-residue labels that differ at {differ} of {len(seq)} positions ("
+                     + ", ".join(rl.label_start(v, self.task) for v in values[:3])
+                     + (f" and {len(values) - 3} more" if len(values) > 3 else "") + ")")
+        else:
+            words = "conflicting labels " + ", ".join(sorted(values)[:6]) + (
+                f" and {len(values) - 6} more" if len(values) > 6 else "")
+        if measured:
+            words = words.replace("conflicting ", "different ")
+            return Problem("error", "replicate_values",
+                           f"{where_list(list(wheres))}: the identical sequence {shown} was "
+                           f"measured {len(group)} times with {words}: replicate "
+                           "measurements? Keep their mean, or drop the sequence.",
+                           wheres, "mean_replicates")
+        return Problem("error", "conflicting_labels",
+                       f"{where_list(list(wheres))}: the identical sequence {shown} has {words}. "
+                       "Keep the right one, or drop the conflicting sequences.", wheres,
+                       "drop_conflicts")
 
     def clean_rows(self) -> pd.DataFrame:
         clean = self.df[self.usable()]
@@ -638,9 +708,12 @@ def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationR
     check = _Check(raw, options or IngestOptions())
     check.problems.extend(raw.problems)
     check.sequences()
+    if check.refused:
+        return check.result()
     task = check.labels()
     if task is None:
         return check.result()
+    check.task = task
     check.residue_task = task if task.per_residue else None
     check.given_splits()
     check.truncate()
