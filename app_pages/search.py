@@ -148,6 +148,9 @@ minutes = c2.number_input("Time limit in minutes (0 = none)", 0, 10_000, 0,
                           key="search_minutes", help=help_for["timeout"])
 
 with st.expander("Advanced"):
+    st.markdown("**Search strategy**")
+    st.caption("How the search chooses the next architecture to try, when it gives up on one, "
+               "and what it hands over at the end.")
     c1, c2, c3 = st.columns(3)
     sampler = c1.selectbox("Strategy", SAMPLERS, key="search_sampler",
                            format_func=lambda s: STRATEGIES[s], help=help_for["sampler"])
@@ -158,16 +161,17 @@ with st.expander("Advanced"):
     ensemble_size = c2.number_input("Ensemble of the best (1 = none)", 1, 20,
                                     DEFAULT_ENSEMBLE_SIZE,
                                     key="search_ensemble", help=help_for["ensemble_size"])
+    frozen_first = c3.number_input(
+        "Frozen-backbone trials first", 0, 1000, preset.frozen_first,
+        key=f"search_frozen_first_{defaults_key}", help=help_for["frozen_first"])
     advice = strategy_advice()
     if advice:
         st.caption(advice)
     try:
         space = space_editor(preset.space, key=f"adv_{defaults_key}",
                              per_residue=dataset.task.per_residue)
-        frozen_first = st.number_input(
-            "Frozen-backbone trials first", 0, 1000, preset.frozen_first,
-            key=f"search_frozen_first_{defaults_key}", help=help_for["frozen_first"]) \
-            if "frozen" in space.adaptations else 0
+        if "frozen" not in space.adaptations:
+            frozen_first = 0  # nothing frozen to try first
     except ValueError as exc:
         st.error(f"Search space: {md_text(exc)}")
         st.stop()

@@ -113,3 +113,20 @@ def test_the_search_page_offers_the_residue_dimensions_for_a_per_residue_dataset
     assert heads.value == ["dense", "conv"] and "neighbours" in heads.help
     keyed(at.multiselect, "adv_", "_residue_heads").set_value(["conv"]).run()
     assert not at.exception
+
+
+def test_advanced_groups_every_setting_with_a_sentence(workspace):
+    """Issue 31, item 11: the 20+ settings in groups (search strategy, backbone and size,
+    adaptation, head, training), one sentence each; none left out of a group."""
+    from ui.space_form import _CHOICES, _FLOAT_RANGES, _INT_RANGES, _LOG_RANGES, GROUPS
+
+    grouped = {name for _, _, names in GROUPS for name in names}
+    assert set(_CHOICES) | set(_INT_RANGES) | set(_FLOAT_RANGES) | set(_LOG_RANGES) <= grouped
+    DatasetStore(workspace).save(residue_example(), source="ss.fasta", name="ss")
+    at = open_page("app_pages/search.py", BROWSER)
+    titles = [shown(m.value) for m in at.markdown]
+    for title in ("Search strategy", "Backbone and size", "Adaptation", "Head", "Training"):
+        assert f"**{title}**" in titles, titles
+    assert sum(1 for c in at.caption if shown(c.value).startswith((
+        "How the search chooses", "How much of each backbone", "How the backbone learns",
+        "What turns the backbone", "How each architecture"))) == 5
