@@ -98,7 +98,8 @@ if report.pareto and report.best.trial is not None:
         "Pareto point", list(front), index=list(front).index(report.best.trial),
         format_func=lambda n: f"trial {n}: {metric} "
                               f"{front[n].value:.3f}, {front[n].n_parameters:,} parameters",
-        key="results_point", help="Smaller models score a little lower: pick the trade-off.")
+        key=f"results_point_{job.id}",  # each search its own front
+        help="Smaller models score a little lower: pick the trade-off.")
     if chosen != report.best.trial:
         out_dir = str(point_dir(job, chosen))
         if load_report(out_dir) is None:

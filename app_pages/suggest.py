@@ -60,11 +60,12 @@ c1, c2 = st.columns(2)
 classes = list(report.dataset.summary.classes or {})
 target_class = None
 if report.task == Task.REGRESSION:
-    goal = c1.radio("Goal", ["maximize", "minimize"], key="suggest_goal",
+    goal = c1.radio("Goal", ["maximize", "minimize"], key=f"suggest_goal_{job_id}",
                     format_func=lambda g: GOALS[g].capitalize(), horizontal=True)
 else:
     goal = "class"
-    target_class = c1.selectbox("Find sequences of the class", classes, key="suggest_class",
+    target_class = c1.selectbox("Find sequences of the class", classes,
+                                key=f"suggest_class_{job_id}",  # the classes of this model
                                 help=help_for["target_class"])
 rule = c2.radio("Acquisition rule", list(RULES), key="suggest_rule",
                 format_func=lambda r: RULE_NAMES[r], help=help_for["rule"])

@@ -80,7 +80,7 @@ def test_a_classification_search_asks_which_class_to_find(workspace, tiny_backbo
     assert manager.wait(job.id).state == "finished"
     at = open_page("app_pages/suggest.py", BROWSER)
     assert "no ensemble" in shown(at.warning[0].value)
-    at.selectbox(key="suggest_class").set_value("AMP")
+    at.selectbox(key=f"suggest_class_{job.id}").set_value("AMP")
     at.text_area(key="suggest_text").set_value("GLFDIIKKIAESFKKLL\nKWKLFKKIEKVGQNIRDGW\n")
     at.button(key="suggest_go").click().run()
     assert not at.exception and not at.error
