@@ -6,7 +6,7 @@ side in one run on this machine:
   started for it, measured in headless Chromium from the request to the page's own text on
   screen; "settled": Streamlit's running indicator gone). Goal: under 3 s.
 
-    python -m benchmarks.first_paint [--repeats 3]
+    python -m benchmarks.first_paint [--repeats 3] [--write]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.run import append_results, machine, say
 from tests.app.live import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 from tests.helpers import ROOT
 
@@ -68,17 +69,23 @@ def first_paint(path: str, text: str) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--write", action="store_true", help="append to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
+    say(f"machine: {machine()}")
     cli = command_line(args.repeats)
     for name, value in cli.items():
-        print(f"{name:24s} {value:6.2f} s")
-    print(f"esm-nas --help / import pandas: {cli['esm-nas --help'] / cli['import pandas']:.2f}x")
+        say(f"{name:24s} {value:6.2f} s (median of {args.repeats}, interleaved)")
+    say(f"esm-nas --help / import pandas: {cli['esm-nas --help'] / cli['import pandas']:.2f}x "
+        "(goal: at most 2x)")
     for path, text in PAGES.items():
         runs = [first_paint(path, text) for _ in range(args.repeats)]
         painted = statistics.median(r[0] for r in runs)
         settled = statistics.median(r[1] for r in runs)
-        print(f"fresh server, first {path or 'home'}: drawn in {painted:.1f} s, settled in "
-              f"{settled:.1f} s (median of {args.repeats})")
+        say(f"fresh server, first {path or 'home'}: drawn in {painted:.1f} s, settled in "
+            f"{settled:.1f} s (median of {args.repeats}; goal: drawn under 3 s)")
+    if args.write:
+        append_results(f"python -m benchmarks.first_paint --repeats {args.repeats}",
+                       "added with the light command line and pages")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import streamlit as st
@@ -37,11 +38,10 @@ def publish_form(model_dir: str, default_name: str, *, key: str = "publish",
     """The form for one model folder (``key`` keeps two forms on one page apart). When the
     page shows another model, the form starts afresh: it never carries the previous model's
     repository name, choices, error or link over to this one (the token stays)."""
-    state = st.session_state
-    if state.get(f"{key}_for") != model_dir:
-        for name in ("repo", "private", "license", "training", "error", "url"):
-            state.pop(f"{key}_{name}", None)
-        state[f"{key}_for"] = model_dir
+    token_key = f"{key}_token"
+    # every field keyed to the model: the browser keeps a field's unsent text for as long as
+    # its key lives, so the same key would offer one model's name for the next
+    key = f"{key}_{hashlib.sha1(model_dir.encode()).hexdigest()[:8]}"
     st.subheader(title)
     failed = st.session_state.get(f"{key}_error")
     if failed:
@@ -71,7 +71,7 @@ def publish_form(model_dir: str, default_name: str, *, key: str = "publish",
             st.caption(f"Using the token from {origin}.")
         else:
             token = st.text_input("Hugging Face token (write access)", type="password",
-                                  key=f"{key}_token",
+                                  key=token_key,
                                   help="Used for this upload only: never saved or logged.")
         submitted = st.form_submit_button("Retry" if failed else "Publish", type="primary")
     if not submitted:

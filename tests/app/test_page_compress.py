@@ -9,7 +9,7 @@ from nas_core.common.access import local_person
 from nas_core.compression.config import CompressConfig
 from nas_core.runtime.launch import finalisable
 from nas_core.search.config import SearchConfig
-from tests.helpers import ROOT, shown, store_example, tiny_space
+from tests.helpers import ROOT, form_field, shown, store_example, tiny_space
 
 BROWSER = "c" * 32
 
@@ -61,7 +61,7 @@ def test_compress_button_runs_a_job_and_shows_the_curve(trained_job):
     assert table["layers"].iloc[2] < 3  # the depth-only cut nearest to half
     point = at.selectbox(key=f"compress_point_{runs[0].id}")
     assert "heads and width pruned" in point.format_func(point.value)
-    assert at.text_input(key="publish_compressed_repo").value.endswith("pct")
+    assert form_field(at.text_input, "publish_compressed", "repo").value.endswith("pct")
     # the job's curves on Monitor, drawn from its own study
     at.switch_page("app_pages/monitor.py").run()
     at.selectbox(key="monitor_job").set_value(runs[0].id).run()

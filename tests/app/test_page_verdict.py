@@ -11,7 +11,7 @@ import numpy as np
 from nas_core.common.access import local_person
 from nas_core.data.store import DatasetStore
 from nas_core.search.config import SearchConfig
-from tests.helpers import open_page, shown, split_example, tiny_space
+from tests.helpers import has_form_field, open_page, shown, split_example, tiny_space
 
 BROWSER = "v" * 32
 
@@ -38,7 +38,7 @@ def test_a_useless_model_says_so_and_a_lone_trial_offers_no_ensemble(workspace,
     # one finished trial: no ensemble section, download or publish form; one line says why
     assert not any(h.value == "Ensemble of the best architectures" for h in at.subheader)
     assert not any(b.label == "Download the ensemble (zip)" for b in at.get("download_button"))
-    assert not [t for t in at.text_input if t.key == "publish_ensemble_repo"]
+    assert not has_form_field(at.text_input, "publish_ensemble", "repo")
     assert any("No ensemble: fewer than two finished trials" in shown(c.value)
                for c in at.caption)
 

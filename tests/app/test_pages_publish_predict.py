@@ -15,7 +15,7 @@ from nas_core.publishing.predict import Predictor
 from nas_core.search.config import SearchConfig
 from nas_core.search.space import SearchSpace
 from tests.fakehub import FakeHub
-from tests.helpers import ASSETS, open_page, shown, store_example
+from tests.helpers import ASSETS, form_field, has_form_field, open_page, shown, store_example
 
 BROWSER = "a" * 32
 
@@ -82,7 +82,7 @@ def test_predict_page_upload_with_labels_reports_metrics(finished_job):
 def test_only_the_owner_sees_the_publish_form(finished_job):
     """Typing the owner's name in another browser gives no right to publish their model."""
     at = app("app_pages/results.py", browser="b" * 32)
-    assert "publish_repo" not in [t.key for t in at.text_input]
+    assert not has_form_field(at.text_input, "publish", "repo")
     assert any("Only alice, who ran this search, or an admin" in shown(c.value)
                for c in at.caption)
 
@@ -95,16 +95,17 @@ def test_publish_form_bad_name_rejected_token_then_success(finished_job, monkeyp
         form = at.get("form")[0].proto.form
         assert form.enter_to_submit is False  # Enter in the token box does not publish
         # a name that says what the model is; the token's account is the namespace
-        assert at.text_input(key="publish_repo").value == \
+        assert form_field(at.text_input, "publish", "repo").value == \
             "amp-esm2-classifier"
-        assert at.selectbox(key="publish_license").value == ""  # nobody chose for the user
-        at.selectbox(key="publish_license").set_value("cc-by-4.0")
-        at.text_input(key="publish_repo").set_value("bad--name")
+        # nobody chose a licence for the user
+        assert form_field(at.selectbox, "publish", "license").value == ""
+        form_field(at.selectbox, "publish", "license").set_value("cc-by-4.0")
+        form_field(at.text_input, "publish", "repo").set_value("bad--name")
         at.text_input(key="publish_token").set_value(hub.token)
         publish_button(at).click().run()  # the form's submit button
         assert any("'--'" in shown(e.value) for e in at.error)
         assert not hub.requests  # nothing was sent
-        at.text_input(key="publish_repo").set_value("peptides")
+        form_field(at.text_input, "publish", "repo").set_value("peptides")
         at.text_input(key="publish_token").set_value("hf_not_a_valid_token")
         publish_button(at).click().run()
         assert any("rejected this token" in shown(e.value) for e in at.error)
@@ -119,7 +120,7 @@ def test_publish_form_bad_name_rejected_token_then_success(finished_job, monkeyp
         # with the server's token the default name carries its account
         monkeypatch.setenv("HF_TOKEN", hub.token)
         again = app("app_pages/results.py")
-        assert again.text_input(key="publish_repo").value == \
+        assert form_field(again.text_input, "publish", "repo").value == \
             "alice/amp-esm2-classifier"
 
 
@@ -171,7 +172,7 @@ def test_the_ensemble_is_shown_published_and_predicts_from_the_hub(finished_job,
         members = next(d.value for d in at.dataframe if "architecture" in d.value)
         assert len(members) == 2 and "architecture" in members
         assert any("ensemble's own temperature, T =" in c.value for c in at.caption)
-        assert at.text_input(key="publish_ensemble_repo").value == \
+        assert form_field(at.text_input, "publish_ensemble", "repo").value == \
             "amp-esm2-classifier-ensemble"
         at.text_input(key="publish_ensemble_token").set_value(hub.token)
         [b for b in at.button if b.label == "Publish"][1].click().run()  # the second form
@@ -199,12 +200,13 @@ def test_the_publish_form_starts_afresh_for_another_model(monkeypatch):
     so a model could be published under another model's name."""
     monkeypatch.delenv("HF_TOKEN", raising=False)
     at = AppTest.from_function(_two_models_page, default_timeout=60).run()
-    assert at.text_input(key="publish_repo").value == "first-model"
-    at.text_input(key="publish_repo").set_value("lab/my-first").run()
-    at.checkbox(key="publish_private").uncheck().run()
+    assert form_field(at.text_input, "publish", "repo").value == "first-model"
+    form_field(at.text_input, "publish", "repo").set_value("lab/my-first").run()
+    form_field(at.checkbox, "publish", "private").uncheck().run()
     at.radio(key="which").set_value("second").run()
     assert not at.exception
-    assert at.text_input(key="publish_repo").value == "second-model"
-    assert at.checkbox(key="publish_private").value is True
+    assert form_field(at.text_input, "publish", "repo").value == "second-model"
+    assert form_field(at.checkbox, "publish", "private").value is True
     at.radio(key="which").set_value("first").run()
-    assert at.text_input(key="publish_repo").value == "first-model"  # each model its default
+    # each model its default
+    assert form_field(at.text_input, "publish", "repo").value == "first-model"
