@@ -8,9 +8,9 @@ import uuid
 import streamlit as st
 
 from nas_core.common.text import md_text
-from nas_core.common.workspace import storage_problem
+from nas_core.common.workspace import storage_problem, workspace_root
 from nas_core.search.logs import quiet_optuna
-from ui import identity, resources
+from ui import identity
 
 logger = logging.getLogger("esm_nas.app")
 ENGINE_DELAY_S = 5.0  # after the first page: time for the server to send it
@@ -67,7 +67,7 @@ try:
         with st.spinner(f"Opening {page.title} (the first time takes a few seconds)..."):
             page.run()
         _opened().add(page.url_path)
-    _engine_started(resources.workspace())
+    _engine_started(str(workspace_root()))
 except Exception as exc:  # never a traceback for a visitor: a message and an error id
     problem = storage_problem(exc)
     if problem is not None:  # a full or read-only disk: what to do, in one message

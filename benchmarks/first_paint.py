@@ -6,7 +6,10 @@ side in one run on this machine:
   started for it, measured in headless Chromium from the request to the page's own text on
   screen; "settled": Streamlit's running indicator gone). Goal: under 3 s.
 
-    python -m benchmarks.first_paint [--repeats 3] [--write]
+    python -m benchmarks.first_paint [--repeats 3] [--baseline DIR] [--write]
+
+``--baseline DIR``: another checkout (``git worktree add DIR COMMIT``) measured the same way,
+interleaved with this one, so both see the same machine.
 """
 
 from __future__ import annotations
@@ -27,28 +30,29 @@ PAGES = {"": "Find the best protein language model",  # Home: its first paragrap
          "monitor": "Monitor"}  # its heading
 
 
-def seconds(command: list[str]) -> float:
+def seconds(command: list[str], root: Path = ROOT) -> float:
     started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(command, cwd=root, check=True, capture_output=True)
     return time.perf_counter() - started
 
 
-def command_line(repeats: int) -> dict[str, float]:
+def command_line(repeats: int, roots: dict[str, Path]) -> dict[str, float]:
     python = sys.executable
-    rows = {"import pandas": [], "esm-nas --help": [], "esm-nas search --help": []}
-    for _ in range(repeats):  # interleaved, so both see the same machine
+    rows: dict[str, list[float]] = {"import pandas": []}
+    for _ in range(repeats):  # interleaved, so every row sees the same machine
         rows["import pandas"].append(seconds([python, "-c", "import pandas"]))
-        rows["esm-nas --help"].append(seconds([python, "-m", "nas_core", "--help"]))
-        rows["esm-nas search --help"].append(seconds([python, "-m", "nas_core", "search",
-                                                      "--help"]))
+        for label, root in roots.items():
+            for args in (["--help"], ["search", "--help"]):
+                rows.setdefault(f"{label}: esm-nas {' '.join(args)}", []).append(
+                    seconds([python, "-m", "nas_core", *args], root))
     return {k: statistics.median(v) for k, v in rows.items()}
 
 
-def first_paint(path: str, text: str) -> tuple[float, float]:
+def first_paint(path: str, text: str, root: Path = ROOT) -> tuple[float, float]:
     """(seconds to the page's text, seconds to settled) on a server started for this page."""
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as tmp, streamlit_server(Path(tmp)) as url, \
+    with tempfile.TemporaryDirectory() as tmp, streamlit_server(Path(tmp), root=root) as url, \
             sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=CHROMIUM_ARGS)
@@ -70,19 +74,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout to measure beside this one")
     args = parser.parse_args(argv)
+    roots = {"this": ROOT, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
     say(f"machine: {machine()}")
-    cli = command_line(args.repeats)
+    cli = command_line(args.repeats, roots)
     for name, value in cli.items():
-        say(f"{name:24s} {value:6.2f} s (median of {args.repeats}, interleaved)")
-    say(f"esm-nas --help / import pandas: {cli['esm-nas --help'] / cli['import pandas']:.2f}x "
-        "(goal: at most 2x)")
+        say(f"{name:34s} {value:6.2f} s (median of {args.repeats}, interleaved)")
+    for label in roots:
+        ratio = cli[f"{label}: esm-nas --help"] / cli["import pandas"]
+        say(f"{label}: esm-nas --help / import pandas: {ratio:.2f}x (goal: at most 2x)")
     for path, text in PAGES.items():
-        runs = [first_paint(path, text) for _ in range(args.repeats)]
-        painted = statistics.median(r[0] for r in runs)
-        settled = statistics.median(r[1] for r in runs)
-        say(f"fresh server, first {path or 'home'}: drawn in {painted:.1f} s, settled in "
-            f"{settled:.1f} s (median of {args.repeats}; goal: drawn under 3 s)")
+        for label, root in roots.items():
+            runs = [first_paint(path, text, root) for _ in range(args.repeats)]
+            painted = statistics.median(r[0] for r in runs)
+            settled = statistics.median(r[1] for r in runs)
+            say(f"{label}: fresh server, first {path or 'home'}: drawn in {painted:.1f} s, "
+                f"settled in {settled:.1f} s (median of {args.repeats}; goal: drawn under 3 s)")
     if args.write:
         append_results(f"python -m benchmarks.first_paint --repeats {args.repeats}",
                        "added with the light command line and pages")

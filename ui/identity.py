@@ -33,7 +33,7 @@ from nas_core.common.access import (
     valid_browser_id,
 )
 from nas_core.common.text import md_text
-from ui import resources
+from nas_core.common.workspace import workspace_root
 
 KEY = "user_name"
 HEADER_ENV = "ESM_NAS_USER_HEADER"
@@ -162,7 +162,7 @@ def sidebar() -> None:
         if login_configured():
             st.sidebar.button("Sign out", on_click=st.logout, key="sign_out")
         return
-    names = LocalNames(resources.workspace())
+    names = LocalNames(str(workspace_root()))
     browser = _browser_id()
     if not st.session_state.get(KEY):
         st.session_state[KEY] = names.get(browser)  # remembered for this browser

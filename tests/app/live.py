@@ -47,8 +47,9 @@ def free_port() -> int:
 
 @contextmanager
 def streamlit_server(tmp_path: Path, *, port: int | None = None, secrets: str | None = None,
-                     env: dict | None = None, address: str = "127.0.0.1"):
-    """Yield the base URL of a running app whose workspace is ``tmp_path/workspace``;
+                     env: dict | None = None, address: str = "127.0.0.1", root: Path = ROOT):
+    """Yield the base URL of a running app (``root``'s app.py, by default this checkout's)
+    whose workspace is ``tmp_path/workspace``;
     ``secrets`` is the text of its only secrets.toml; ``address`` the one it listens on (it
     is reached on loopback either way)."""
     port = port or free_port()
@@ -62,7 +63,8 @@ def streamlit_server(tmp_path: Path, *, port: int | None = None, secrets: str | 
                     STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **(env or {}))
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=log,
+        proc = subprocess.Popen(args, cwd=root, env={**full_env, "PYTHONPATH": str(root)},
+                                stdout=log,
                                 stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
