@@ -169,7 +169,7 @@ def test_two_browsers_one_name_and_markdown_names(tmp_path):
             name_box.press("Enter")
             first.wait_for_load_state("networkidle")
             first.get_by_test_id("stSidebarNavLink").filter(has_text="Data").click()
-            first.locator("input[type=file]").set_input_files(str(upload))
+            first.locator("input[type=file]").first.set_input_files(str(upload))
             expect(first.get_by_text("is ready and stored")).to_be_visible()
             _shows(first, "[data](javascript:alert(1)) is ready and stored")
             _shows(first, f"Classes: {image_label} 206")

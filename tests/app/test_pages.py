@@ -132,8 +132,10 @@ def test_cancel_resume_and_owner_rights(stored):
     # 31, item 6), which tests and exports the best of them
     at.button(key="monitor_finalise").click().run()
     assert not at.exception
-    assert any("page-cancel** stopped (cancelled)" in i.value for i in at.info)
+    assert any("page-cancel** stopped (cancelled)" in shown(i.value) for i in at.info)
     assert not at.metric  # no other search's numbers while this one has none
+    at.switch_page("app_pages/results.py").run()  # (AppTest's next run is the page it opened)
+    assert any("page-cancel** stopped (cancelled)" in shown(i.value) for i in at.info)
     other.switch_page("app_pages/results.py").run()
     assert other.button(key=f"results_finalise_{job.id}").disabled  # not the owner
     at.button(key=f"results_finalise_{job.id}").click().run()
