@@ -215,13 +215,13 @@ def measured_search_page(at) -> None:
 
 def form_field(widgets, form: str, name: str):
     """A field of a publish form (``form``: its key, e.g. ``publish`` or ``publish_ensemble``),
-    whose widget keys carry a tag of the model they were drawn for."""
-    pattern = re.compile(rf"^{form}_[0-9a-f]{{8}}_{name}$")
+    whose widget keys carry the number of the form's visit (a new one for each model shown)."""
+    pattern = re.compile(rf"^{form}_[0-9]+_{name}$")
     found = [w for w in widgets if pattern.match(w.key or "")]
     assert len(found) == 1, [w.key for w in widgets]
     return found[0]
 
 
 def has_form_field(widgets, form: str, name: str) -> bool:
-    pattern = re.compile(rf"^{form}_[0-9a-f]{{8}}_{name}$")
+    pattern = re.compile(rf"^{form}_[0-9]+_{name}$")
     return any(pattern.match(w.key or "") for w in widgets)

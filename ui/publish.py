@@ -38,9 +38,17 @@ def publish_form(model_dir: str, default_name: str, *, key: str = "publish",
     """The form for one model folder (``key`` keeps two forms on one page apart). When the
     page shows another model, the form starts afresh: it never carries the previous model's
     repository name, choices, error or link over to this one (the token stays)."""
-    token_key = f"{key}_token"
-    # every field keyed to the model: the browser keeps a field's unsent text for as long as
-    # its key lives, so the same key would offer one model's name for the next
+    # The browser keeps a form field's unsent text for as long as its key lives, and sends it
+    # with the form: one key for two models offered (and published) one model's name for the
+    # other, even after the page had redrawn the box with the right one. So the fields get new
+    # keys each time the form shows another model (a visit); what happened (error, link) is
+    # kept per model.
+    state = st.session_state
+    if state.get(f"{key}_for") != model_dir:
+        state[f"{key}_for"] = model_dir
+        state[f"{key}_visit"] = state.get(f"{key}_visit", 0) + 1
+    fields_key = f"{key}_{state[f'{key}_visit']}"
+    token_key = f"{fields_key}_token"
     key = f"{key}_{hashlib.sha1(model_dir.encode()).hexdigest()[:8]}"
     st.subheader(title)
     failed = st.session_state.get(f"{key}_error")
@@ -54,18 +62,20 @@ def publish_form(model_dir: str, default_name: str, *, key: str = "publish",
     fields = PublishConfig.__dataclass_fields__
     help_for = {name: f.metadata["help"] for name, f in fields.items()}
     # Enter in a box must not publish: only the button does
-    with st.form(f"{key}_form", enter_to_submit=False):
+    with st.form(f"{fields_key}_form", enter_to_submit=False):
         repo = st.text_input("Repository name", f"{account}/{default_name}" if account
-                             else default_name, key=f"{key}_repo", help=help_for["repo"])
+                             else default_name, key=f"{fields_key}_repo",
+                             help=help_for["repo"])
         if not account:
             st.caption("Without an 'organisation/' prefix the model goes under the token's "
                        "own account.")
-        private = st.checkbox("Private", True, key=f"{key}_private", help=help_for["private"])
+        private = st.checkbox("Private", True, key=f"{fields_key}_private",
+                              help=help_for["private"])
         licence = st.selectbox("Licence", fields["license"].metadata["choices"],
-                               key=f"{key}_license", help=help_for["license"],
+                               key=f"{fields_key}_license", help=help_for["license"],
                                format_func=lambda c: c or "None chosen (all rights reserved)")
         with_training = st.checkbox("Include the training sequences", False,
-                                    key=f"{key}_training",
+                                    key=f"{fields_key}_training",
                                     help=help_for["include_training_sequences"])
         if token:
             st.caption(f"Using the token from {origin}.")

@@ -101,16 +101,16 @@ def test_publish_form_bad_name_rejected_token_then_success(finished_job, monkeyp
         assert form_field(at.selectbox, "publish", "license").value == ""
         form_field(at.selectbox, "publish", "license").set_value("cc-by-4.0")
         form_field(at.text_input, "publish", "repo").set_value("bad--name")
-        at.text_input(key="publish_token").set_value(hub.token)
+        form_field(at.text_input, "publish", "token").set_value(hub.token)
         publish_button(at).click().run()  # the form's submit button
         assert any("'--'" in shown(e.value) for e in at.error)
         assert not hub.requests  # nothing was sent
         form_field(at.text_input, "publish", "repo").set_value("peptides")
-        at.text_input(key="publish_token").set_value("hf_not_a_valid_token")
+        form_field(at.text_input, "publish", "token").set_value("hf_not_a_valid_token")
         publish_button(at).click().run()
         assert any("rejected this token" in shown(e.value) for e in at.error)
         assert publish_button(at).label == "Retry"
-        at.text_input(key="publish_token").set_value(hub.token)
+        form_field(at.text_input, "publish", "token").set_value(hub.token)
         publish_button(at).click().run()
         assert not at.exception
         assert any(f"{hub.url}/alice/peptides" in shown(s.value) for s in at.success)
@@ -174,7 +174,7 @@ def test_the_ensemble_is_shown_published_and_predicts_from_the_hub(finished_job,
         assert any("ensemble's own temperature, T =" in c.value for c in at.caption)
         assert form_field(at.text_input, "publish_ensemble", "repo").value == \
             "amp-esm2-classifier-ensemble"
-        at.text_input(key="publish_ensemble_token").set_value(hub.token)
+        form_field(at.text_input, "publish_ensemble", "token").set_value(hub.token)
         [b for b in at.button if b.label == "Publish"][1].click().run()  # the second form
         assert not at.exception
         files = hub.repos["alice/amp-esm2-classifier-ensemble"].files
