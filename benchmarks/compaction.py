@@ -30,9 +30,9 @@ import numpy as np
 import optuna
 import torch
 
-from benchmarks.run import append_results, machine, say
+from benchmarks.run import append_results, machine, random_twin, say
 from nas_core.backbones.loading import encode, make_tiny_backbone
-from nas_core.backbones.registry import SHIPPED_DIR, resolve
+from nas_core.backbones.registry import resolve
 from nas_core.compression.compress import compress, splits_of, throughput
 from nas_core.compression.config import CompressConfig
 from nas_core.data.options import SplitOptions
@@ -187,10 +187,7 @@ def _backbone(choice: str | None, workdir: Path) -> Path:
         return make_tiny_backbone(workdir / "esm2_8m_shape", layers=6, hidden=320, heads=20,
                                   intermediate=1280)
     if choice == "random-twin":
-        shipped = resolve(str(SHIPPED_DIR / "esm2-proteomes-0.8M"))
-        return make_tiny_backbone(workdir / "random-twin", layers=shipped.layers,
-                                  hidden=shipped.hidden, heads=shipped.heads,
-                                  intermediate=shipped.intermediate)
+        return random_twin(workdir / "random-twin")
     return Path(choice)
 
 

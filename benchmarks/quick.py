@@ -7,6 +7,9 @@ against the promise, the held-out test metric with its interval, and the referen
 
 ``python -m benchmarks.quick [--data acp,amp_tm] [--backbone esm2-proteomes-0.8M] [--write]``
 
+``--backbone random-twin``: the pretrained backbone's shape with random weights, the same
+searches run on it for comparison (what the pretrained weights bring).
+
 ``--backbone esm2_t6_8M-shape``: a random-weight checkpoint of ESM-2 8M's shape (6 layers of
 320, 20 heads), made here: ESM-2 cannot be downloaded on this machine, and its speed, not its
 weights, decides how much of Quick fits in 5 minutes (its scores are no evidence).
@@ -22,7 +25,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.run import append_results, machine, say
+from benchmarks.run import append_results, machine, random_twin, say
 from nas_core.backbones.loading import make_tiny_backbone
 from nas_core.data.splits import assign_splits
 from nas_core.data.validation import load_dataset
@@ -52,7 +55,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
         os.environ["ESM_NAS_HOME"] = str(Path(workdir) / "ws")
         backbone = backbone_source(args.backbone)
-        if args.backbone == "esm2_t6_8M-shape":
+        if args.backbone == "random-twin":
+            backbone = str(random_twin(Path(workdir) / "random-twin"))
+        elif args.backbone == "esm2_t6_8M-shape":
             backbone = str(make_tiny_backbone(Path(workdir) / "esm2_t6_8M-shape", layers=6,
                                               hidden=320, heads=20, intermediate=1280))
         for name in args.data.split(","):

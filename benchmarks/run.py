@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from nas_core.backbones.loading import encode, make_tiny_backbone
+from nas_core.backbones.registry import SHIPPED_DIR, resolve
 from nas_core.common.tasks import Task
 from nas_core.data.dataset import Dataset
 from nas_core.data.reading import ReadLimits
@@ -385,6 +386,14 @@ def append_results(command: str, occasion: str) -> None:
     with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
         f.write(f"\n`{command}`, {time.strftime('%Y-%m-%d')} ({occasion}):\n\n```\n"
                 + "\n".join(LINES) + "\n```\n")
+
+
+def random_twin(directory: Path, backbone: str = "esm2-proteomes-0.8M") -> Path:
+    """A checkpoint of a shipped backbone's shape with random weights: the same search on it
+    says what the pretrained weights bring (random weights show mechanics, not value)."""
+    shipped = resolve(str(SHIPPED_DIR / backbone))
+    return make_tiny_backbone(directory, layers=shipped.layers, hidden=shipped.hidden,
+                              heads=shipped.heads, intermediate=shipped.intermediate)
 
 
 def machine() -> str:

@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.run import append_results, machine, say
-from nas_core.backbones.loading import make_tiny_backbone
+from benchmarks.run import append_results, machine, random_twin, say
 from nas_core.backbones.registry import SHIPPED_DIR, resolve
 from nas_core.common.report import Report
 from nas_core.data.dataset import Dataset
@@ -96,11 +95,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
         work = Path(workdir)
         os.environ["ESM_NAS_HOME"] = str(work / "ws")
-        config = json.loads((PRETRAINED / "config.json").read_text())
-        twin = make_tiny_backbone(work / "random-twin", layers=config["num_hidden_layers"],
-                                  hidden=config["hidden_size"],
-                                  heads=config["num_attention_heads"],
-                                  intermediate=config["intermediate_size"])
+        twin = random_twin(work / "random-twin", PRETRAINED.name)
         for name in args.tasks.split(","):
             _task(name, twin, work / name, args)
     if args.write:
