@@ -37,10 +37,12 @@ def server(tmp_path, hub):
 
 
 def settled(page) -> None:
-    """Wait until the script has finished running (a rerun redraws open dropdowns shut)."""
-    page.wait_for_function("() => !Array.from(document.querySelectorAll("
-                           "'[data-testid=stStatusWidget]')).some(e => "
-                           "e.innerText.includes('Running'))", timeout=120_000)
+    """Wait until the script has finished running (a rerun redraws open dropdowns shut and
+    replaces form fields): the app's own script state, as Streamlit's end-to-end tests wait."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']")
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
+                           timeout=120_000)
+    page.wait_for_timeout(200)
 
 
 def choose(page, label: str, option: str) -> None:
@@ -194,6 +196,7 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
             token = page.get_by_role("textbox",
                                      name="Hugging Face token (write access)").first
             token.fill(hub.token)
+            expect(token).to_have_value(hub.token)
             token.press("Enter")
             page.wait_for_timeout(1000)
             assert not hub.repos  # nothing was sent on Enter
