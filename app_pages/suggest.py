@@ -59,7 +59,7 @@ candidates = sequences_input("suggest", "candidates", height=140)
 c1, c2 = st.columns(2)
 classes = list(report.dataset.summary.classes or {})
 target_class = None
-if report.task == Task.REGRESSION:
+if report.task.label_kind == Task.REGRESSION:
     goal = c1.radio("Goal", ["maximize", "minimize"], key=f"suggest_goal_{job_id}",
                     format_func=lambda g: GOALS[g].capitalize(), horizontal=True)
 else:

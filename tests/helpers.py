@@ -225,3 +225,35 @@ def form_field(widgets, form: str, name: str):
 def has_form_field(widgets, form: str, name: str) -> bool:
     pattern = re.compile(rf"^{form}_[0-9]+_{name}$")
     return any(pattern.match(w.key or "") for w in widgets)
+
+
+PAIRS = ASSETS / "pairs"
+
+
+def pair_subset(folder: Path, *, n_pos: int = 120, n_neg: int = 480, max_len: int = 160,
+                seed: int = 0) -> tuple[Path, Path]:
+    """A seeded subset of the shipped E. coli pairs (proteins of at most ``max_len``
+    residues, so a tiny model trains in seconds), written in the same pairs-file + FASTA
+    layout: ``(pairs.tsv, proteins.fasta)``."""
+    import gzip
+    import random
+
+    sequences: dict[str, str] = {}
+    current = ""
+    with gzip.open(PAIRS / "ecoli_proteins.fasta.gz", "rt") as handle:
+        for line in handle:
+            if line.startswith(">"):
+                current = line[1:].strip()
+                sequences[current] = ""
+            else:
+                sequences[current] += line.strip()
+    rows = [line.rstrip("\n").split("\t") for line in open(PAIRS / "ecoli_pairs.tsv")]
+    rows = [r for r in rows if max(len(sequences[r[0]]), len(sequences[r[1]])) <= max_len]
+    rng = random.Random(seed)
+    chosen = (rng.sample([r for r in rows if r[2] == "1.0"], n_pos)
+              + rng.sample([r for r in rows if r[2] == "0.0"], n_neg))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pairs.tsv").write_text("".join("\t".join(r) + "\n" for r in chosen))
+    used = sorted({p for r in chosen for p in r[:2]})
+    (folder / "proteins.fasta").write_text("".join(f">{i}\n{sequences[i]}\n" for i in used))
+    return folder / "pairs.tsv", folder / "proteins.fasta"

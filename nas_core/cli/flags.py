@@ -60,6 +60,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask", default=None, metavar="FASTA",
                    help="with --labels: a FASTA of 0/1 strings, 0 where a residue's label is "
                    "to be ignored")
+    p.add_argument("--proteins", default=None, metavar="FASTA",
+                   help="protein pairs listed by ID: DATA is the pairs file (protein_1 "
+                   "protein_2 label, tab, comma or space separated; a header is optional) and "
+                   "this FASTA holds the proteins' sequences (D-SCRIPT's layout). A table with "
+                   "two sequence columns (sequence_1, sequence_2, label) needs no --proteins.")
     add_field(p, IngestOptions, "seq_col")
     add_field(p, IngestOptions, "label_col")
     add_field(p, IngestOptions, "task")
@@ -69,6 +74,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     add_field(p, IngestOptions, "class_names", type=_class_names, default=None,
               metavar="CODE=NAME,...")
     add_field(p, SplitOptions, "method", "--split")
+    add_field(p, SplitOptions, "pairs", "--pair-split", dest="pair_split")
     add_field(p, SplitOptions, "identity")
     add_field(p, SplitOptions, "seed", "--split-seed", dest="split_seed")
 

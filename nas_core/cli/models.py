@@ -16,7 +16,14 @@ from nas_core.publishing.config import PublishConfig
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict new sequences with a saved model")
     p.add_argument("model", help="model directory (or Hub repository id)")
-    p.add_argument("data", help="CSV/TSV/Excel/FASTA with a sequence column; labels optional")
+    p.add_argument("data", help="CSV/TSV/Excel/FASTA with a sequence column (a pair model: "
+                   "two, sequence_1 and sequence_2); labels optional")
+    p.add_argument("--proteins", default=None, metavar="FASTA",
+                   help="pair models: DATA lists pairs by protein ID (protein_1 protein_2) "
+                   "and this FASTA holds the proteins")
+    p.add_argument("--bait", default=None, metavar="SEQUENCE_OR_ID",
+                   help="pair models: screen this protein (a sequence, or the ID of a record "
+                   "of DATA) against every sequence of DATA, most likely partners first")
     p.add_argument("--out", required=True, help="CSV to write")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(handler="models:cmd_predict")

@@ -52,6 +52,15 @@ def _auc(positive: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _average_precision(y: np.ndarray, probs: np.ndarray) -> float | None:
+    """Average precision of the positive class (the area under the precision-recall curve,
+    as scikit-learn's step-wise sum): at one positive in ten, the honest summary of a
+    ranking that ROC-AUC flatters. None without a positive."""
+    if probs.shape[1] != 2 or not (y == 1).any():
+        return None
+    return float(skm.average_precision_score(y == 1, probs[:, 1]))
+
+
 def _roc_auc(y: np.ndarray, probs: np.ndarray) -> float | None:
     k = probs.shape[1]
     if len(np.unique(y)) < k:
@@ -148,16 +157,19 @@ def residue_metrics(task: Task, y, output, *, only: str | None = None,
 def compute_metrics(task: Task, y: np.ndarray, output: np.ndarray) -> dict[str, float | None]:
     if task.per_residue:
         return residue_metrics(task, y, output)
-    if task == Task.REGRESSION:
+    if task.label_kind == Task.REGRESSION:
         return regression_metrics(y, output)
-    return classification_metrics(np.asarray(y, dtype=int), output)
+    metrics = classification_metrics(np.asarray(y, dtype=int), output)
+    if task == Task.PAIR_BINARY:
+        metrics["average_precision"] = _average_precision(np.asarray(y, dtype=int), output)
+    return metrics
 
 
 def one_metric(task: Task, y: np.ndarray, output: np.ndarray, metric: str) -> float | None:
     """A single metric, without the others (bootstrap loops call this thousands of times)."""
     if task.per_residue:
         return residue_metrics(task, y, output, only=metric).get(metric)
-    if task == Task.REGRESSION or metric in ("loss", "mae"):
+    if task.label_kind == Task.REGRESSION or metric in ("loss", "mae"):
         return compute_metrics(task, y, output).get(metric)
     y = np.asarray(y, dtype=int)
     k = output.shape[1]
@@ -168,6 +180,8 @@ def one_metric(task: Task, y: np.ndarray, output: np.ndarray, metric: str) -> fl
         return _mcc(_confusion(y, pred, k))
     if metric == "f1_macro":
         return _f1_macro(_confusion(y, pred, k))
+    if metric == "average_precision":
+        return _average_precision(y, output)
     return _roc_auc(y, output)
 
 
@@ -176,6 +190,21 @@ def resamples(size: int, n: int = 1000, seed: int = 0):
     rng = np.random.default_rng(seed)
     for _ in range(n):
         yield rng.integers(0, size, size)
+
+
+def protein_resamples(partners: np.ndarray, n: int = 1000, seed: int = 0):
+    """``n`` bootstrap resamples of pairs that resample *proteins*: pairs sharing a protein
+    are not independent, so each resample draws the proteins with replacement and keeps each
+    pair as often as the product of its two partners' draws (the two-way "pigeonhole"
+    bootstrap, Owen 2007). ``partners``: (pairs, 2) protein indices."""
+    rng = np.random.default_rng(seed)
+    proteins, inverse = np.unique(partners, return_inverse=True)
+    inverse = inverse.reshape(partners.shape)
+    rows = np.arange(len(partners))
+    for _ in range(n):
+        drawn = np.bincount(rng.integers(0, len(proteins), len(proteins)),
+                            minlength=len(proteins))
+        yield np.repeat(rows, drawn[inverse[:, 0]] * drawn[inverse[:, 1]])
 
 
 def percentile_interval(values: list[float], n: int, level: float = 0.95
@@ -192,12 +221,19 @@ def _finite_values(values) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
+def _resamples(size: int, n: int, seed: int, partners: np.ndarray | None):
+    return resamples(size, n, seed) if partners is None else protein_resamples(partners, n,
+                                                                               seed)
+
+
 def metric_ci(task: Task, y: np.ndarray, output: np.ndarray, metric: str, *, n: int = 1000,
-              level: float = 0.95, seed: int = 0) -> list[float] | None:
-    """Percentile bootstrap interval of one metric."""
+              level: float = 0.95, seed: int = 0, partners: np.ndarray | None = None
+              ) -> list[float] | None:
+    """Percentile bootstrap interval of one metric (of pairs: resampling their proteins,
+    ``partners`` as in :func:`protein_resamples`)."""
     y = np.asarray(y)
     values = _finite_values(one_metric(task, y[idx], output[idx], metric)
-                            for idx in resamples(len(y), n, seed))
+                            for idx in _resamples(len(y), n, seed, partners))
     return percentile_interval(values, n, level)
 
 
@@ -210,13 +246,15 @@ def objective_value(metrics: dict, metric: str) -> float:
 
 
 def bootstrap_ci(task: Task, y: np.ndarray, output: np.ndarray, *, n: int = 1000,
-                 level: float = 0.95, seed: int = 0) -> dict[str, list[float] | None]:
-    """Percentile bootstrap intervals of every metric (resampling the test sequences)."""
+                 level: float = 0.95, seed: int = 0, partners: np.ndarray | None = None
+                 ) -> dict[str, list[float] | None]:
+    """Percentile bootstrap intervals of every metric (resampling the test sequences; for
+    pairs, their proteins: see :func:`protein_resamples`)."""
     y = np.asarray(y)
     samples: dict[str, list] = {}
     per_protein = (protein_values(task, y, output)
                    if task.per_residue else None)
-    for idx in resamples(len(y), n, seed):
+    for idx in _resamples(len(y), n, seed, partners):
         values = (compute_metrics(task, y[idx], output[idx]) if per_protein is None else
                   residue_metrics(task, y[idx], output[idx], per_protein=per_protein[idx]))
         for key, value in values.items():

@@ -223,6 +223,10 @@ class DatasetSummary(Record):
     label: Stats | None = optional()  # regression: the values
     classes: dict[str, int] | None = optional()  # classification: sequences (residues) each
     splits: dict[str, int] | None = optional()
+    # pairs: distinct proteins (lengths are theirs), and which proteins the test may share
+    # with training (nas_core.data.pair_splits.SPLIT_KINDS)
+    n_proteins: int | None = optional()
+    pair_split: str | None = optional()
 
 
 @dataclass(frozen=True)

@@ -39,20 +39,31 @@ class Problem:
 class Dataset:
     """Clean, normalised sequences with labels and (after splitting) a split column."""
 
-    frame: pd.DataFrame  # columns: id, sequence, label, split, where
+    # columns: id, sequence, label, split, where; pairs also id_2 and sequence_2 (partner 2)
+    frame: pd.DataFrame
     task: Task
     label_names: list[str] | None  # classes in index order; None for regression
     name: str = "dataset"
+    # pairs: which proteins the test may share with training ("both_unseen", "one_unseen",
+    # "random": see nas_core.data.pair_splits), named on every result
+    pair_split: str | None = None
 
     def __post_init__(self) -> None:
         self.task = Task(self.task)  # the stored text of a task becomes its member
 
     @property
+    def pairs(self) -> bool:
+        return self.task.per_pair
+
+    @property
     def fingerprint(self) -> str:
         """Hash of the normalised content: identifies the dataset across studies and machines."""
+        firsts = self.frame["sequence"]
+        if self.pairs:
+            firsts = firsts + "\t" + self.frame["sequence_2"]
         rows = sorted(
             f"{s}\t{label_text(lab)}\t{sp or ''}"
-            for s, lab, sp in zip(self.frame["sequence"], self.frame["label"],
+            for s, lab, sp in zip(firsts, self.frame["label"],
                                   self.frame.get("split", [None] * len(self.frame)))
         )
         digest = hashlib.sha256(f"{self.task}\n".encode())
@@ -68,14 +79,14 @@ class Dataset:
         """Class indices (classification) or float values (regression); for a per-residue
         task an object array holding one array per sequence (a residue without a label is
         ``IGNORE_INDEX`` or NaN)."""
-        if self.task is Task.REGRESSION:
+        if self.task.label_kind is Task.REGRESSION:
             return labels.astype(float).to_numpy()
         if self.task.per_residue:
             return residue_targets(labels, self.task, self.label_names)
         return label_indices(labels, self.label_names or [])
 
     def summary(self) -> DatasetSummary:
-        return summarise(self.frame, self.task, self.label_names)
+        return summarise(self.frame, self.task, self.label_names, self.pair_split)
 
 
 def label_indices(labels, label_names: list[str]) -> np.ndarray:
@@ -157,9 +168,15 @@ def grouped_messages(problems: list[Problem]) -> list[str]:
     return lines
 
 
-def summarise(frame: pd.DataFrame, task: Task, label_names: list[str] | None
-              ) -> DatasetSummary:
-    lengths = frame["sequence"].str.len()
+def summarise(frame: pd.DataFrame, task: Task, label_names: list[str] | None,
+              pair_split: str | None = None) -> DatasetSummary:
+    proteins = None
+    if task.per_pair:  # each protein once, whatever number of pairs it is in
+        unique = pd.unique(pd.concat([frame["sequence"], frame["sequence_2"]]))
+        lengths = pd.Series(unique).str.len()
+        proteins = int(len(unique))
+    else:
+        lengths = frame["sequence"].str.len()
     length = Stats(int(lengths.min()), float(lengths.median()), int(lengths.max()),
                    round(float(lengths.mean()), 1))
     label = classes = labelled = None
@@ -182,7 +199,8 @@ def summarise(frame: pd.DataFrame, task: Task, label_names: list[str] | None
         counts = Counter(frame["split"])
         splits = {s: int(counts.get(s, 0)) for s in SPLITS}
     return DatasetSummary(int(len(frame)), task, length, n_labelled_residues=labelled,
-                          label=label, classes=classes, splits=splits)
+                          label=label, classes=classes, splits=splits, n_proteins=proteins,
+                          pair_split=pair_split)
 
 
 def invalid_characters(seq: str) -> str:

@@ -105,7 +105,7 @@ def _label(value: object, base: Dataset, where: str) -> tuple[object, Problem | 
     if is_missing_label(value):
         return None, row_problem("missing_label", where, "no measured label. Give the "
                                  "measurement, or remove the row until it is measured.")
-    if base.task == Task.REGRESSION:
+    if base.task.label_kind == Task.REGRESSION:
         try:
             number = float(str(value).strip().replace(",", "."))
         except ValueError:

@@ -26,7 +26,7 @@ _SET = re.compile(r"(?:^|\s)SET\s*=\s*(\S+)", re.I)
 _VALIDATION = re.compile(r"(?:^|\s)VALIDATION\s*=\s*(\S+)", re.I)
 
 
-def _open(source: Source) -> tuple[str, BinaryIO, int]:
+def open_source(source: Source) -> tuple[str, BinaryIO, int]:
     if isinstance(source, tuple):
         name, data = source
         stream: BinaryIO = io.BytesIO(data) if isinstance(data, bytes) else data
@@ -40,9 +40,9 @@ def _open(source: Source) -> tuple[str, BinaryIO, int]:
     return path.name, open(path, "rb"), path.stat().st_size
 
 
-def _records(source: Source, what: str, limits: ReadLimits) -> tuple[str, pd.DataFrame]:
+def records(source: Source, what: str, limits: ReadLimits) -> tuple[str, pd.DataFrame]:
     """(name, frame) of a FASTA file: ``where``, ``id`` and ``text`` per record."""
-    name, stream, size = _open(source)
+    name, stream, size = open_source(source)
     try:
         raw = read_stream(stream, name, size=size, require_label=False, limits=limits)
     finally:
@@ -57,7 +57,7 @@ def _records(source: Source, what: str, limits: ReadLimits) -> tuple[str, pd.Dat
 
 def _headers(source: Source) -> dict[str, str]:
     """ID -> the whole header line (the split lives there; the reader keeps only the ID)."""
-    name, stream, _ = _open(source)
+    name, stream, _ = open_source(source)
     try:
         text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
         out: dict[str, str] = {}
@@ -105,8 +105,8 @@ def read_flip(sequences: Source, labels: Source, mask: Source | None = None, *,
     Sequences without a label record keep an empty label (validation reports each and offers
     to drop them); label records without a sequence are listed in a warning and ignored."""
     limits = limits or ReadLimits.from_env()
-    seq_name, seqs = _records(sequences, "sequence file", limits)
-    label_name, labs = _records(labels, "label file", limits)
+    seq_name, seqs = records(sequences, "sequence file", limits)
+    label_name, labs = records(labels, "label file", limits)
     headers = _headers(labels)
     problems: list[Problem] = []
     labels_of = _labels_of_each(labs)
@@ -127,7 +127,7 @@ def read_flip(sequences: Source, labels: Source, mask: Source | None = None, *,
     masks: dict[str, str] = {}
     mask_name = None
     if mask is not None:
-        mask_name, mframe = _records(mask, "mask file", limits)
+        mask_name, mframe = records(mask, "mask file", limits)
         masks = _first_of_each(mframe)
     rows = []
     for where, ident, seq, label in (

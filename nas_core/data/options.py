@@ -10,6 +10,8 @@ from nas_core.common.tasks import Task
 
 ESM2_MAX_RESIDUES = 1022  # the longest sequence ESM-2 reads (its 1024 positions less two)
 METHODS = ("homology", "random", "column")
+# pairs: which proteins a test pair may share with training
+PAIR_SPLITS = ("both_unseen", "one_unseen", "random")
 
 FIXES: dict[str, str] = {
     "drop_conflicts": "Drop every copy of the sequences that carry conflicting labels",
@@ -22,6 +24,7 @@ FIXES: dict[str, str] = {
     "drop_nucleotides": "Drop the rows that look like DNA or RNA",
     "mean_replicates": "Keep the mean of each sequence's replicate measurements (per "
                        "residue: position by position)",
+    "drop_missing_proteins": "Drop the pairs whose protein is not in the protein file",
     "read_numbers": "Read the labels as measurements: a decimal comma as a point (2,5 is "
                     "2.5), a percentage as its number (30% is 30)",
 }
@@ -38,7 +41,9 @@ class IngestOptions:
     task: str = field(default="auto", metadata={
         "help": "binary, multiclass or regression (one label per sequence), "
         "residue_classification or residue_regression (one label per residue: a string as long "
-        "as the sequence, or that many numbers); 'auto' infers it from the labels.",
+        "as the sequence, or that many numbers), pair_binary, pair_multiclass or "
+        "pair_regression (one label per pair of proteins); 'auto' infers it from the labels "
+        "(a file of pairs gives a pair task).",
         "choices": ("auto", *Task)})
     max_length: int = field(default=ESM2_MAX_RESIDUES, metadata={
         "help": "Longer sequences are truncated to this many residues (ESM-2 reads 1022)."})
@@ -98,8 +103,17 @@ class SplitOptions:
     test_fraction: float = field(default=0.1, metadata={
         "help": "Share held out and used once, to report the final model's quality."})
     seed: int = field(default=0, metadata={"help": "Same seed, same split."})
+    pairs: str = field(default="both_unseen", metadata={
+        "help": "Pairs of proteins: both_unseen (default) keeps every test protein, and its "
+        "homologs, out of training, so the score says how the model does on new proteins; "
+        "one_unseen lets one partner of each test pair be a training protein; random splits "
+        "the pairs (the same proteins in training and test: the score is inflated).",
+        "choices": PAIR_SPLITS})
 
     def __post_init__(self) -> None:
+        if self.pairs not in PAIR_SPLITS:
+            raise ValueError(f"pair split must be one of {', '.join(PAIR_SPLITS)}, not "
+                             f"'{self.pairs}'.")
         if self.method not in METHODS:
             raise ValueError(f"split method must be one of {', '.join(METHODS)}, not "
                              f"'{self.method}'.")

@@ -36,6 +36,17 @@ LABEL_COLUMNS = (
 
 
 SPLIT_COLUMNS = ("split", "set", "subset", "partition")
+# a table of protein pairs: two sequence columns (SaprotHub's layout), optionally two IDs
+PAIR_SEQUENCE_COLUMNS = (
+    ("sequence_1", "sequence_2"), ("sequence1", "sequence2"), ("seq_1", "seq_2"),
+    ("seq1", "seq2"), ("sequence_a", "sequence_b"), ("seq_a", "seq_b"),
+    ("protein_1_sequence", "protein_2_sequence"), ("sequence_x", "sequence_y"),
+)
+PAIR_ID_COLUMNS = (
+    ("id_1", "id_2"), ("id1", "id2"), ("protein_1", "protein_2"), ("protein1", "protein2"),
+    ("name_1", "name_2"), ("id_a", "id_b"), ("protein_a", "protein_b"), ("interactor_a",
+                                                                        "interactor_b"),
+)
 ID_COLUMNS = ("id", "name", "accession", "identifier", "entry", "seq_id")
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None}
 EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
@@ -99,7 +110,8 @@ class RawTable:
     """Rows as read, before any validation.
 
     ``frame`` has the columns ``where`` (location text), ``id``, ``sequence``, ``label`` and
-    ``split``; missing values are ``None``.
+    ``split``; missing values are ``None``. A table of protein pairs also has ``sequence_2``
+    and ``id_2`` (the second partner) and ``absent`` (an ID its protein file lacks, or None).
     """
 
     frame: pd.DataFrame
@@ -108,6 +120,11 @@ class RawTable:
     seq_col: str
     label_col: str | None
     problems: tuple[Problem, ...] = ()  # what reading noticed (duplicate IDs, 2nd label column)
+
+    @property
+    def pairs(self) -> bool:
+        """Each row is a pair of proteins (two sequences, one label)."""
+        return "sequence_2" in self.frame
 
 
 Progress = Callable[[str, float], None]
@@ -421,6 +438,9 @@ def _from_frame(frame: pd.DataFrame, name: str, fmt: str, seq_col: str | None,
     columns = list(frame.columns)
     if not columns or len(frame) == 0:
         raise DataFileError(f"{name}: the table has a header but no rows.")
+    pair = None if seq_col else _pair_columns(columns, PAIR_SEQUENCE_COLUMNS)
+    if pair is not None:
+        return _pairs_from_frame(frame, name, fmt, pair, label_col, header_row)
     seq = _pick(columns, seq_col, SEQUENCE_COLUMNS, "sequence", name)
     chemistry = [c for c in columns if c.lower() in CHEMISTRY_COLUMNS]
     if seq is None and chemistry:
@@ -470,6 +490,51 @@ def _from_frame(frame: pd.DataFrame, name: str, fmt: str, seq_col: str | None,
         "split": col(split),
     })
     return RawTable(out, name, fmt, seq, label, tuple(problems))
+
+
+def _pair_columns(columns: list[str], candidates: tuple[tuple[str, str], ...]
+                  ) -> tuple[str, str] | None:
+    lowered = {c.strip().lower(): c for c in columns}
+    for first, second in candidates:
+        if first in lowered and second in lowered:
+            return lowered[first], lowered[second]
+    return None
+
+
+def _cells(frame: pd.DataFrame, c: str | None) -> list[object]:
+    if c is None:
+        return [None] * len(frame)
+    return [None if (v is None or (isinstance(v, str) and v.strip() == "")) else v
+            for v in frame[c].tolist()]
+
+
+def _pairs_from_frame(frame: pd.DataFrame, name: str, fmt: str, pair: tuple[str, str],
+                      label_col: str | None, header_row: int) -> RawTable:
+    """A table with both partners' sequences in columns: one row per pair."""
+    columns = list(frame.columns)
+    ids = _pair_columns(columns, PAIR_ID_COLUMNS) or (None, None)
+    label = _pick(columns, label_col, LABEL_COLUMNS, "label", name)
+    taken = {*pair, *ids}
+    if label is None:
+        others = [c for c in columns if c not in taken
+                  and c.lower() not in SPLIT_COLUMNS + ID_COLUMNS]
+        if len(others) != 1:
+            raise DataFileError(
+                f"{name}: two sequence columns ({pair[0]}, {pair[1]}) but no label column. "
+                f"Columns found: {', '.join(columns)}. Name it 'label' or choose it "
+                "(--label-col in the CLI, 'Label column' in the app).")
+        label = others[0]
+    split = _pick(columns, None, SPLIT_COLUMNS, "split", name)
+    first = header_row + 1
+    out = pd.DataFrame({
+        "where": [f"row {first + i}" for i in range(len(frame))],
+        "id": _cells(frame, ids[0]), "id_2": _cells(frame, ids[1]),
+        "sequence": [("" if v is None else str(v)) for v in _cells(frame, pair[0])],
+        "sequence_2": [("" if v is None else str(v)) for v in _cells(frame, pair[1])],
+        "label": _cells(frame, label), "split": _cells(frame, split),
+        "absent": [None] * len(frame),
+    })
+    return RawTable(out, name, fmt, f"{pair[0]} + {pair[1]}", label)
 
 
 def _read_fasta(text: TextIO, name: str, require_label: bool,

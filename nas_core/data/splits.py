@@ -17,6 +17,7 @@ from nas_core.common.tasks import Task
 from nas_core.data import homology
 from nas_core.data.dataset import Dataset, Problem
 from nas_core.data.options import SplitOptions
+from nas_core.data.pair_splits import assign_pair_splits
 
 EXPLANATION = {  # the two a user chooses between (a file's own split column always wins)
     "homology": "Homology-aware (recommended): related proteins stay on the same side, so the "
@@ -29,7 +30,7 @@ EXPLANATION = {  # the two a user chooses between (a file's own split column alw
 def _strata(frame: pd.DataFrame, task: Task) -> np.ndarray:
     if task.per_residue:  # a protein carries many labels: proteins are not stratified
         return np.zeros(len(frame), dtype=int)
-    if task == Task.REGRESSION:
+    if task.label_kind == Task.REGRESSION:
         values = frame["label"].astype(float)
         bins = min(5, max(1, len(frame) // 20))
         return pd.qcut(values.rank(method="first"), q=bins, labels=False).to_numpy()
@@ -154,6 +155,8 @@ def assign_splits(dataset: Dataset, options: SplitOptions | None = None, *,
     """Return a copy of ``dataset`` whose every row has a split (and, for validation and test
     rows, the identity to the nearest training sequence), and notes on what was done."""
     opts = options or SplitOptions()
+    if dataset.pairs:
+        return assign_pair_splits(dataset, opts, progress=progress)
     frame = dataset.frame.copy()
     notes: list[Problem] = []
     hits = None

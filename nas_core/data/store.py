@@ -20,7 +20,14 @@ from nas_core.data.dataset import Dataset, Problem
 from nas_core.data.flip import Source, sort_uploads
 from nas_core.data.homology import HomologyError
 from nas_core.data.splits import assign_splits
-from nas_core.data.validation import ValidationResult, load_dataset, load_flip, load_upload
+from nas_core.data.pairs import sniff_pairs_upload
+from nas_core.data.validation import (
+    ValidationResult,
+    load_dataset,
+    load_flip,
+    load_pairs,
+    load_upload,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class StoredDataset:
     # a later round of a design loop: the dataset it extends (id, name, fingerprint) and how
     # many measured sequences were added from which file
     parent: dict | None = None
+    pair_split: str | None = None  # pairs: which proteins the test shares with training
 
     @property
     def title(self) -> str:
@@ -79,6 +87,8 @@ class DatasetStore:
                 "owner": owner.key if owner else "", "owner_name": owner.shown if owner else ""}
         if parent:
             meta["parent"] = parent
+        if dataset.pair_split:
+            meta["pair_split"] = dataset.pair_split
         tmp = folder / "meta.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
         tmp.replace(folder / "meta.json")  # atomic: a half-written dataset is never listed
@@ -130,6 +140,7 @@ def load_stored(record: StoredDataset | str | os.PathLike[str]) -> Dataset:
         meta = json.loads((folder / "meta.json").read_text())
         record = StoredDataset(path=str(folder / "data.csv"), **meta)
     dataset = read_normalised(record.path, record.task, record.label_names, record.name)
+    dataset.pair_split = record.pair_split
     if dataset.fingerprint != record.fingerprint:
         raise ValueError(f"stored dataset {record.id} was changed on disk: its content no longer "
                          "matches its fingerprint. Upload it again.")
@@ -142,13 +153,16 @@ def read_normalised(path: str | os.PathLike[str], task: Task, label_names: list[
     # every text column as text: pandas would read per-residue class strings or class codes
     # made of digits ("0000400", "007") as numbers and drop their leading zeros
     frame = pd.read_csv(path, dtype={"id": str, "sequence": str, "label": str, "split": str,
-                                     "where": str}, keep_default_na=False)
+                                     "where": str, "id_2": str, "sequence_2": str},
+                        keep_default_na=False)
     frame["id"] = frame["id"].replace("", None)
-    if task == Task.REGRESSION:
+    if "id_2" in frame:
+        frame["id_2"] = frame["id_2"].replace("", None)
+    if Task(task).label_kind == Task.REGRESSION:
         frame["label"] = frame["label"].astype(float)
-    if "nearest_train_identity" in frame:
-        frame["nearest_train_identity"] = pd.to_numeric(frame["nearest_train_identity"],
-                                                        errors="coerce")
+    for column in ("nearest_train_identity", "nearest_train_identity_2"):
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return Dataset(frame, task, label_names, name)
 
 
@@ -170,17 +184,30 @@ def import_dataset(source: str | os.PathLike[str] | bytes | BinaryIO | list[tupl
                    *, name: str | None = None, options=None, split_options=None,
                    store: DatasetStore | None = None, progress=None,
                    owner: Person | None = None, labels: Source | None = None,
-                   mask: Source | None = None) -> ImportOutcome:
+                   mask: Source | None = None, proteins: Source | None = None
+                   ) -> ImportOutcome:
     """Read, validate, split and (optionally) store: the one path the app and the CLI share.
 
     ``source`` is a path, or an upload's bytes or open file (then ``name`` gives the format),
     or — for the FLIP / biotrainer per-residue layout — the sequence FASTA with ``labels``
     (and optionally ``mask``) beside it, or the two or three uploaded FASTA files as
     ``(name, bytes)`` pairs in any order;
+    or — for protein pairs listed by ID — the pairs file with ``proteins`` (their FASTA)
+    beside it, or the two uploads in any order;
     ``progress(message, fraction)`` hears about reading, checking and splitting.
     Raises :class:`~nas_core.data.reading.DataFileError` when the file itself is unusable.
     """
-    if isinstance(source, list):
+    listed = sniff_pairs_upload(source) if isinstance(source, list) else None
+    if listed is not None:
+        name = name or listed[0][0]
+        result = load_pairs(listed[0], listed[1], options, progress=progress)
+    elif proteins is not None:
+        assert not isinstance(source, (bytes, list))
+        result = load_pairs(source if isinstance(source, (str, os.PathLike))
+                            else (name or "pairs.tsv", source), proteins, options,
+                            progress=progress)
+        name = name or Path(str(source)).name
+    elif isinstance(source, list):
         sequences, labels, mask = sort_uploads(source)
         name = name or sequences[0]
         result = load_flip(sequences, labels, mask, options, progress=progress)
@@ -198,7 +225,7 @@ def import_dataset(source: str | os.PathLike[str] | bytes | BinaryIO | list[tupl
         result = load_upload(source, name, options, progress=progress)
     if not result.ok or result.dataset is None:
         return ImportOutcome(result, None, [])
-    if isinstance(source, list) or labels is not None:
+    if isinstance(source, list) or labels is not None or proteins is not None:
         result.dataset.name = Path(name or "dataset").name.split(".")[0]
     try:
         dataset, notes = assign_splits(result.dataset, split_options, progress=progress)

@@ -32,6 +32,7 @@ from nas_core.data.dataset import (
     normalise_sequence,
     where_list,
 )
+from nas_core.data import pairs as pair_checks
 from nas_core.data.flip import Source, read_flip
 from nas_core.data.options import ESM2_MAX_RESIDUES, FIXES, IngestOptions
 from nas_core.data.reading import Progress, RawTable, read_raw, read_stream
@@ -178,6 +179,7 @@ ROW_FIXES = {  # problem code -> the fix that drops the row
     "bad_split": "drop_bad_split", "label_length": "drop_unlabelled",
     "bad_residue_label": "drop_unlabelled", "no_labelled_residue": "drop_unlabelled",
     "nucleotide_sequence": "drop_nucleotides", "unknown_residues": "drop_invalid",
+    "missing_protein": "drop_missing_proteins",
 }
 UNKNOWN_RESIDUES = frozenset("X")
 NUCLEOTIDES = frozenset("ACGTUN")
@@ -245,6 +247,9 @@ class _Check:
         self.residue_task: str | None = None
         self.task: Task | None = None
         self.refused = False  # the file as a whole is not protein data
+        self.pairs = raw.pairs  # two sequences and one label per row
+        self.absent = (self.df["absent"].notna() if self.pairs
+                       else pd.Series(False, index=self.df.index))
 
     def flag(self, mask: pd.Series, code: str, text: Callable[[int], str]) -> None:
         """Rows in ``mask`` have problem ``code``: dropped if its fix was chosen, else each
@@ -279,16 +284,25 @@ class _Check:
         df = self.df
         chemistry = chemistry_problem(df["sequence"])
         df["sequence"] = df["sequence"].map(normalise_sequence)
-        self.empty = df["sequence"] == ""
+        self.empty = (df["sequence"] == "") & ~self.absent
         if chemistry is not None:  # one answer for the file, not one per row
             self.problems.append(chemistry)
             self.refused = True
             return
+        if self.pairs:
+            proteins = self.df.attrs.get("proteins", "the protein file")
+            self.flag(self.absent, "missing_protein", lambda i: (
+                f"protein {df.at[i, 'absent']} is not in {proteins}. Add its sequence to the "
+                "protein file, correct the ID, or drop the pair."))
+        first = "the first partner's sequence" if self.pairs else "the sequence"
         self.flag(self.empty, "empty_sequence",
-                  lambda i: "the sequence is empty. Fill it in or drop the row.")
+                  lambda i: f"{first} is empty. Fill it in or drop the row.")
         self.invalid = df["sequence"].map(invalid_characters)
         self.flag((self.invalid != "") & ~self.empty, "invalid_characters",
-                  lambda i: invalid_characters_text(self.invalid[i]) + ", or drop the row.")
+                  lambda i: (f"first partner: " if self.pairs else "")
+                  + invalid_characters_text(self.invalid[i]) + ", or drop the row.")
+        if self.pairs:
+            self.second_partner()
         unknown = ~self.empty & (self.invalid == "") & df["sequence"].map(
             lambda s: set(s) <= UNKNOWN_RESIDUES)
         self.flag(unknown, "unknown_residues", lambda i: (
@@ -296,6 +310,20 @@ class _Check:
             "the real sequence, or drop the row."))
         self.invalid = self.invalid.where(~unknown, "X")  # not usable, not a conflict
         self.nucleotides(df.loc[~self.empty, "sequence"])
+
+    def second_partner(self) -> None:
+        """A pair's second sequence: the same rules as the first."""
+        df = self.df
+        df["sequence_2"] = df["sequence_2"].map(normalise_sequence)
+        empty = (df["sequence_2"] == "") & ~self.absent
+        self.flag(empty & ~self.empty, "empty_sequence", lambda i: (
+            "the second partner's sequence is empty. Fill it in or drop the row."))
+        invalid = df["sequence_2"].map(invalid_characters)
+        self.flag((invalid != "") & ~empty & (self.invalid == ""), "invalid_characters",
+                  lambda i: "second partner: " + invalid_characters_text(invalid[i])
+                  + ", or drop the row.")
+        self.empty = self.empty | empty | self.absent
+        self.invalid = self.invalid.where(self.invalid != "", invalid)
 
     def nucleotides(self, sequences: pd.Series) -> None:
         """A file of DNA/RNA is refused with what to do: ESM-2 reads proteins, and MMseqs2's
@@ -329,12 +357,18 @@ class _Check:
             return None
         if self.opts.task == "auto":
             sequences = df.loc[self.keep & ~missing, "sequence"].tolist()
-            task = rl.infer_residue_task(labelled, sequences) or infer_task(labelled)
+            task = ((None if self.pairs else rl.infer_residue_task(labelled, sequences))
+                    or infer_task(labelled))
             if not task.per_residue and task != Task.REGRESSION and self.mixed_labels(
                     df.loc[self.keep & ~missing, "label"]):
                 return None
         else:
-            task = Task(self.opts.task)
+            task = Task(self.opts.task).label_kind  # a pair's label is one class or value
+            if task.per_residue and self.pairs:
+                self.problems.append(Problem(
+                    "error", "pair_task", f"{self.raw.source}: a file of pairs holds one label "
+                    "per pair; choose pair_binary, pair_multiclass or pair_regression."))
+                return None
         if task.per_residue:
             self.residue_labels(task, missing)
             return task
@@ -456,6 +490,8 @@ class _Check:
     def truncate(self) -> None:
         df, limit = self.df, self.opts.max_length
         too_long = self.usable() & (df["sequence"].str.len() > limit)
+        if self.pairs:
+            too_long |= self.usable() & (df["sequence_2"].str.len() > limit)
         if not too_long.any():
             return
         wheres = list(df.loc[too_long, "where"])
@@ -464,6 +500,8 @@ class _Check:
             f"{len(wheres)} sequence(s) longer than {limit} residues will be truncated to the "
             f"first {limit} (ESM-2's limit): {where_list(wheres)}.", tuple(wheres)))
         df.loc[too_long, "sequence"] = df.loc[too_long, "sequence"].str[:limit]
+        if self.pairs:
+            df.loc[self.usable(), "sequence_2"] = df.loc[self.usable(), "sequence_2"].str[:limit]
         if self.residue_task:  # the labels of the residues cut off go too
             df.loc[too_long, "label"] = df.loc[too_long, "label"].map(
                 lambda v, task=self.residue_task: rl.truncate_label(v, task, limit))
@@ -476,7 +514,9 @@ class _Check:
         duplicate_rows: list[int] = []
         averaged: list[int] = []
         measured = self.task in (Task.REGRESSION, Task.RESIDUE_REGRESSION)
-        for seq, group in df[self.usable()].groupby("sequence", sort=False):
+        key = (pair_checks.pair_keys(df["sequence"], df["sequence_2"])[0] if self.pairs
+               else df["sequence"])
+        for seq, group in df[self.usable()].groupby(key[self.usable()], sort=False):
             if len(group) < 2:
                 continue
             labels = set(map(label_text, group["label"]))
@@ -515,11 +555,28 @@ class _Check:
             return rl.mean_values([str(v) for v in labels])
         return float(np.mean([float(v) for v in labels]))
 
+    def reversed_pairs(self) -> None:
+        """A-B beside B-A: the same label drops the second listing, different ones are
+        errors (or dropped with the conflicts)."""
+        drop, problems = pair_checks.reversed_pairs(self.df[self.usable()])
+        self.keep.loc[drop] = False
+        for problem in problems:
+            if problem.code == "reversed_conflict" and "drop_conflicts" in self.opts.fixes:
+                rows = self.df.index[self.df["where"].isin(problem.where)]
+                self.applied.append(f"{FIXES['drop_conflicts']}: dropped {len(rows)} pair "
+                                    "row(s) listed as A-B and B-A with different labels.")
+                self.keep.loc[rows] = False
+            else:
+                self.problems.append(problem)
+
     def _conflict(self, seq: str, group: pd.DataFrame, measured: bool) -> Problem:
         """One identical sequence with different labels: its labels in a few words (a
         per-residue label by its start and how many positions differ), and the fix."""
         wheres = tuple(group["where"])
-        shown = seq if len(seq) <= 30 else seq[:27] + "..."
+        if self.pairs:  # the key joins both partners
+            seq = " with ".join(s if len(s) <= 20 else s[:17] + "..." for s in seq.split("\x00"))
+        shown = seq if len(seq) <= 30 or self.pairs else seq[:27] + "..."
+        what = "pair" if self.pairs else "sequence"
         values = list(dict.fromkeys(map(label_text, group["label"])))
         if self.task is not None and self.task.per_residue:
             differ = rl.differing_positions(values, self.task)
@@ -532,12 +589,12 @@ class _Check:
         if measured:
             words = words.replace("conflicting ", "different ")
             return Problem("error", "replicate_values",
-                           f"{where_list(list(wheres))}: the identical sequence {shown} was "
+                           f"{where_list(list(wheres))}: the identical {what} {shown} was "
                            f"measured {len(group)} times with {words}: replicate "
                            "measurements? Keep their mean, or drop the sequence.",
                            wheres, "mean_replicates")
         return Problem("error", "conflicting_labels",
-                       f"{where_list(list(wheres))}: the identical sequence {shown} has {words}. "
+                       f"{where_list(list(wheres))}: the identical {what} {shown} has {words}. "
                        "Keep the right one, or drop the conflicting sequences.", wheres,
                        "drop_conflicts")
 
@@ -718,6 +775,9 @@ def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationR
     check.given_splits()
     check.truncate()
     check.duplicates()
+    if check.pairs:
+        check.reversed_pairs()
+        check.problems.extend(pair_checks.self_pairs(check.df[check.usable()]))
     clean = check.clean_rows()
     if check.has_errors:
         return check.result()
@@ -734,7 +794,13 @@ def validate(raw: RawTable, options: IngestOptions | None = None) -> ValidationR
         if named is None:
             return check.result()
         clean, label_names = named
-    frame = clean[["id", "sequence", "label", "split", "where"]].reset_index(drop=True)
+    columns = ["id", "sequence", "label", "split", "where"]
+    if check.pairs:
+        task = task.for_pairs()
+        columns[2:2] = ["id_2", "sequence_2"]
+        if task.is_classification and (rare := pair_checks.imbalance(clean["label"])):
+            check.problems.append(rare)
+    frame = clean[columns].reset_index(drop=True)
     name = Path(raw.source).name.split(".")[0] or "dataset"
     return check.result(Dataset(frame, task, label_names, name))
 
@@ -771,6 +837,14 @@ def load_flip(sequences: Source, labels: Source, mask: Source | None = None,
     return _validate_with_progress(read_flip(sequences, labels, mask), opts, progress)
 
 
+def load_pairs(pairs: Source, proteins: Source, options: IngestOptions | None = None, *,
+               progress: Progress | None = None) -> ValidationResult:
+    """The pairs-file + FASTA layout (``protein_1 protein_2 label`` and the proteins'
+    sequences), checked like any dataset of pairs."""
+    opts = options or IngestOptions()
+    return _validate_with_progress(pair_checks.read_pair_list(pairs, proteins), opts, progress)
+
+
 def _validate_with_progress(raw: RawTable, opts: IngestOptions,
                             progress: Progress | None) -> ValidationResult:
     if progress:
@@ -782,26 +856,41 @@ def validate_for_prediction(raw: RawTable, max_length: int = ESM2_MAX_RESIDUES
                             ) -> tuple[pd.DataFrame, list[Problem]]:
     """Sequences to predict: same sequence rules as training data, labels optional.
 
-    Returns the clean rows (``id``, ``sequence``, ``label``, ``where``) and the problems; any
-    error means nothing is predicted, so the user fixes the file once.
+    Returns the clean rows (``id``, ``sequence``, ``label``, ``where``; pairs also ``id_2``
+    and ``sequence_2``) and the problems; any error means nothing is predicted, so the user
+    fixes the file once.
     """
     frame = raw.frame.copy()
-    frame["sequence"] = frame["sequence"].map(normalise_sequence)
     problems: list[Problem] = []
-    for i in frame.index:
-        seq, where = frame.at[i, "sequence"], frame.at[i, "where"]
-        if not seq:
-            problems.append(row_problem("empty_sequence", where,
-                                        "the sequence is empty. Fill it in or remove the row."))
-        elif bad := invalid_characters(seq):
-            problems.append(row_problem("invalid_characters", where,
-                                        invalid_characters_text(bad) + "."))
-    long = frame["sequence"].str.len() > max_length
-    if long.any():
-        wheres = list(frame.loc[long, "where"])
-        problems.append(Problem("warning", "truncated",
-                                f"{len(wheres)} sequence(s) longer than {max_length} residues "
-                                f"are truncated for prediction: {where_list(wheres)}.",
-                                tuple(wheres)))
-        frame.loc[long, "sequence"] = frame.loc[long, "sequence"].str[:max_length]
-    return frame[["id", "sequence", "label", "where"]], problems
+    columns = (("sequence", "the sequence"),) if not raw.pairs else (
+        ("sequence", "the first partner's sequence"), ("sequence_2",
+                                                       "the second partner's sequence"))
+    if raw.pairs:
+        for i in frame.index[frame["absent"].notna()]:
+            problems.append(row_problem("missing_protein", frame.at[i, "where"],
+                                        f"protein {frame.at[i, 'absent']} is not in the "
+                                        "protein file."))
+    for column, words in columns:
+        frame[column] = frame[column].map(normalise_sequence)
+        for i in frame.index:
+            seq, where = frame.at[i, column], frame.at[i, "where"]
+            if raw.pairs and frame.at[i, "absent"] is not None:
+                continue
+            if not seq:
+                problems.append(row_problem("empty_sequence", where,
+                                            f"{words} is empty. Fill it in or remove the row."))
+            elif bad := invalid_characters(seq):
+                problems.append(row_problem("invalid_characters", where,
+                                            invalid_characters_text(bad) + "."))
+        long = frame[column].str.len() > max_length
+        if long.any():
+            wheres = list(frame.loc[long, "where"])
+            problems.append(Problem("warning", "truncated",
+                                    f"{len(wheres)} sequence(s) longer than {max_length} "
+                                    f"residues are truncated for prediction: "
+                                    f"{where_list(wheres)}.", tuple(wheres)))
+            frame.loc[long, column] = frame.loc[long, column].str[:max_length]
+    keep = ["id", "sequence", "label", "where"]
+    if raw.pairs:
+        keep[1:1] = ["id_2", "sequence_2"]
+    return frame[keep], problems

@@ -207,7 +207,7 @@ def _target(config: SuggestConfig, task: Task, names: list[str]) -> int | None:
         raise SuggestError("this is a per-residue model: 'test these next' ranks whole "
                            "sequences, so it needs a model that predicts one value or class "
                            "per sequence.")
-    if task == Task.REGRESSION:
+    if task.label_kind == Task.REGRESSION:
         if config.goal == "class":
             raise SuggestError("this model predicts a value, not classes: choose the goal "
                                "maximize or minimize.")

@@ -58,6 +58,21 @@ def composition(sequences: list[str]) -> np.ndarray:
     return out
 
 
+def rows(frame, pairs: bool) -> list:
+    """What the reference reads of each row: a sequence, or a pair's two sequences."""
+    if pairs:
+        return list(zip(frame["sequence"], frame["sequence_2"]))
+    return list(frame["sequence"])
+
+
+def pair_composition(pairs: list[tuple[str, str]]) -> np.ndarray:
+    """Both partners' composition combined symmetrically, as the siamese models combine
+    their embeddings: [a + b, |a - b|, a * b] (A-B and B-A get the same features)."""
+    a = composition([p[0] for p in pairs])
+    b = composition([p[1] for p in pairs])
+    return np.concatenate([a + b, np.abs(a - b), a * b], axis=1)
+
+
 WINDOW = 7  # residues either side that the per-residue reference model sees
 MAX_REFERENCE_RESIDUES = 150_000  # training residues the per-residue reference is fitted on
 
@@ -139,17 +154,22 @@ def fit_baseline(dataset: Dataset, *, evaluate_test: bool = True,
     parts = {s: dataset.part(s) for s in ("train", "valid", "test")}
     lengths = dataset.frame["sequence"].str.len()
     # variants of one protein (deep mutational scans, peptide windows) differ by substitutions
-    aligned = lengths.max() - lengths.min() <= 2 and lengths.max() <= 1022
-    if aligned:
+    aligned = (lengths.max() - lengths.min() <= 2 and lengths.max() <= 1022
+               and not dataset.pairs)
+    if dataset.pairs:
+        features = pair_composition
+        name = ("amino-acid + dipeptide composition of both partners, combined symmetrically "
+                "([a+b, |a-b|, a*b])")
+    elif aligned:
         length = int(lengths.max())
         features = lambda seqs: one_hot(seqs, length)  # noqa: E731
         name = f"one-hot residues ({length} positions)"
     else:
         features = composition
         name = "amino-acid + dipeptide composition"
-    x_train = features(list(parts["train"]["sequence"]))
+    x_train = features(rows(parts["train"], dataset.pairs))
     y_train = dataset.label_index(parts["train"]["label"])
-    if dataset.task is Task.REGRESSION:
+    if dataset.task.label_kind is Task.REGRESSION:
         model = RidgeCV(alphas=np.logspace(-3, 4, 15))
         name = f"ridge regression on {name}"
     else:
@@ -161,9 +181,9 @@ def fit_baseline(dataset: Dataset, *, evaluate_test: bool = True,
 
     def score(split: str) -> dict:
         frame = parts[split]
-        x = features(list(frame["sequence"]))
+        x = features(rows(frame, dataset.pairs))
         y = dataset.label_index(frame["label"])
-        if dataset.task is Task.REGRESSION:
+        if dataset.task.label_kind is Task.REGRESSION:
             output = model.predict(x)
         else:
             output = np.zeros((len(x), len(dataset.label_names or [])))

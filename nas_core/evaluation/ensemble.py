@@ -71,5 +71,5 @@ def member_row(trial: FrozenTrial, model: SequencePredictor, n_parameters: int,
                val: dict, metric: str) -> EnsembleMember:
     return EnsembleMember(
         trial.number, Architecture.from_dict(trial.user_attrs["architecture"]).describe(
-            model.info.per_residue),
+            model.info.per_residue, model.info.task.per_pair),
         val=val.get(metric), n_parameters=n_parameters, temperature=model.info.temperature)

@@ -50,7 +50,8 @@ from nas_core.evaluation.calibration import (
 from nas_core.evaluation.ensemble import choose_members, member_row
 from nas_core.evaluation.verdict import judge
 from nas_core.modeling.architecture import Architecture
-from nas_core.modeling.batches import encode_split
+from nas_core.data.pair_splits import proteins_of
+from nas_core.modeling.batches import encode_rows
 from nas_core.modeling.build import count_parameters, load_trial_checkpoint
 from nas_core.modeling.modules import SequencePredictor
 from nas_core.modeling.training import evaluate, resolve_device
@@ -87,6 +88,8 @@ class Tested:
     ev: Evaluated
     calibration: Calibration | None
     identity: np.ndarray  # each test sequence's identity to its nearest training sequence
+    # pairs: each test pair's two protein indices (intervals resample proteins, not pairs)
+    partners: np.ndarray | None = None
 
 
 def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
@@ -112,7 +115,8 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
     steps.start("Testing the chosen model once on the held-out split")
     tested = _test_chosen(study, dataset, choose_trial(study, trial_number), torch_device)
     y, output = tested.ev.targets["test"], tested.ev.outputs["test"]
-    trust_blocks, reference = _reference_and_trust(dataset, y, output, tested.identity, metric)
+    trust_blocks, reference = _reference_and_trust(dataset, y, output, tested.identity, metric,
+                                                   tested.partners)
     judged = _judge(study, dataset, metric, y, trust_blocks["baseline"])
     steps.finished()
     built = _ensemble(study, dataset, tested, ensemble_size, torch_device, metric, reference,
@@ -124,7 +128,8 @@ def finalise(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *,
         uncertainty=Uncertainty(0.9, trust.conformal(dataset.task, tested.ev.targets["val"],
                                                      tested.ev.outputs["val"], 0.9)),
         calibration=tested.calibration, wall_seconds=wall_seconds, **trust_blocks,
-        verdict=judged(output, tested.ev.metrics["test"], bootstrap_ci(dataset.task, y, output),
+        verdict=judged(output, tested.ev.metrics["test"],
+                       bootstrap_ci(dataset.task, y, output, partners=tested.partners),
                        trust_blocks["vs_reference"]),
         ensemble=None if built is None else replace(  # a folder only when there are models
             built.report, model_dir=str(out_dir / ENSEMBLE_DIR) if built.models else None))
@@ -139,15 +144,21 @@ def _test_chosen(study: optuna.Study, dataset: Dataset, trial: FrozenTrial,
     model.to(device)
     ev = _evaluate(model, tokenizer, dataset, device)
     calibration = _calibrate(model, dataset.task, ev)
-    return Tested(trial, model, tokenizer, ev, calibration, test_identity(dataset))
+    return Tested(trial, model, tokenizer, ev, calibration, test_identity(dataset),
+                  test_partners(dataset))
 
 
 def _predictions(dataset: Dataset, tested: Tested) -> pd.DataFrame:
     """The held-out test predictions, with each sequence's identity to the training set; per
     residue one row per residue, the protein's identity on each."""
+    output = tested.ev.outputs["test"]
+    if dataset.pairs:  # each partner's identity to its nearest training protein
+        frame = dataset.part("test")[["id", "id_2", "sequence", "sequence_2", "label",
+                                      "nearest_train_identity",
+                                      "nearest_train_identity_2"]].copy()
+        return prediction_columns(frame, dataset.task, dataset.label_names, output)
     frame = dataset.part("test")[["id", "sequence", "label"]].copy()
     frame["nearest_train_identity"] = tested.identity
-    output = tested.ev.outputs["test"]
     if dataset.task.per_residue:
         return residue_rows(
             [str(i) if i else f"test {n + 1}" for n, i in enumerate(frame["id"])],
@@ -161,12 +172,15 @@ def _write_run(out_dir: Path, report: Report, tested: Tested, built: Built | Non
     """Everything is written into a staging folder first and moved into place only when
     complete: a full disk (or any failure) leaves an earlier result of this folder intact."""
     train = dataset.part("train")
-    train_sequences = list(train["sequence"])
+    # pairs: the training proteins, each once (Predict flags a partner unlike all of them)
+    train_sequences = (proteins_of(train)[0] if dataset.pairs else list(train["sequence"]))
     # per sequence, each one's measured label travels with it: Predict gives it back for a
     # query the model was trained on (a label per residue is too long for a FASTA header)
-    labels = None if dataset.task.per_residue else [str(v) for v in train["label"]]
+    labels = (None if dataset.task.per_residue or dataset.pairs
+              else [str(v) for v in train["label"]])
     common = {"study": report.study, "metric": report.metric,
               "dataset_fingerprint": dataset.fingerprint,
+              **({"pair_split": dataset.pair_split} if dataset.pairs else {}),
               "novelty_identity": homology.default_identity(train_sequences),
               **observed_range(dataset)}
     for stale in out_dir.glob(".finalising-*"):  # left by a run killed half-way
@@ -226,7 +240,7 @@ def _evaluate(model, tokenizer, dataset: Dataset, device) -> Evaluated:
     for split, name in (("valid", "val"), ("test", "test")):
         part = dataset.part(split)
         ev.targets[name] = dataset.label_index(part["label"])
-        data = encode_split(list(part["sequence"]), ev.targets[name], tokenizer)
+        data = encode_rows(part, dataset.task, model.arch, ev.targets[name], tokenizer)
         ev.metrics[name], ev.outputs[name] = evaluate(model, data, device=device,
                                                       pad_id=tokenizer.pad_token_id,
                                                       raw_targets=ev.targets[name])
@@ -256,34 +270,38 @@ def _best_block(tested: Tested, task: Task, model_dir: Path) -> BestModel:
     compacted = bool(attrs.get("compaction"))
     return BestModel(
         trial=trial.number, params=trial.params, architecture=attrs["architecture"],
-        description=arch.describe(task.per_residue), val=ev.metrics["val"],
+        description=arch.describe(task.per_residue, task.per_pair), val=ev.metrics["val"],
         test=ev.metrics["test"], n_parameters=count_parameters(tested.model),
         best_epoch=attrs.get("best_epoch"), backbone_untrained=resolve(arch.backbone).untrained,
         history=attrs.get("history", []), model_dir=str(model_dir),
         compaction=attrs["compaction"] if compacted else None,
         teacher_n_parameters=attrs.get("teacher_n_parameters") if compacted else None,
         teacher_val=attrs.get("teacher_val_metrics") if compacted else None,
-        test_ci=bootstrap_ci(task, ev.targets["test"], ev.outputs["test"]))
+        test_ci=bootstrap_ci(task, ev.targets["test"], ev.outputs["test"],
+                             partners=tested.partners))
 
 
 def _reference_and_trust(dataset: Dataset, y: np.ndarray, output: np.ndarray,
-                         identity: np.ndarray, metric: str) -> tuple[dict[str, Any],
-                                                                     np.ndarray]:
+                         identity: np.ndarray, metric: str, partners: np.ndarray | None = None
+                         ) -> tuple[dict[str, Any], np.ndarray]:
     """The reference model beside ours, the paired comparison and the leakage report (the
     report's fields of those names); and the reference's test outputs."""
     baseline, reference = fit_baseline(dataset, return_test_output=True)
     return {
-        "baseline": replace(baseline, test_ci=bootstrap_ci(dataset.task, y, reference)),
-        "vs_reference": trust.compare(dataset.task, y, output, reference, metric),
+        "baseline": replace(baseline, test_ci=bootstrap_ci(dataset.task, y, reference,
+                                                           partners=partners)),
+        "vs_reference": trust.compare(dataset.task, y, output, reference, metric,
+                                      partners=partners),
         "leakage": trust.leakage_report(identity),
-        "by_identity": trust.by_identity(dataset.task, y, output, identity, metric),
+        "by_identity": trust.by_identity(dataset.task, y, output, identity, metric,
+                                         partners=partners),
     }, reference
 
 
 def observed_range(dataset: Dataset) -> dict:
     """Regression: the lowest and highest measured value the model learnt from (training and
     validation), the bar "expected improvement" measures new candidates against."""
-    if dataset.task != Task.REGRESSION:
+    if dataset.task.label_kind != Task.REGRESSION:
         return {}
     known = dataset.frame[dataset.frame["split"] != "test"]["label"].astype(float)
     return {"observed": {"min": float(known.min()), "max": float(known.max())}}
@@ -375,7 +393,7 @@ def _ensemble_block(task: Task, best: Tested, outputs: list[dict[str, np.ndarray
                     metric: str, reference: np.ndarray,
                     judged: Callable[..., Verdict | None]) -> Ensemble:
     """The members' mean outputs tested like the best model, beside it and the reference."""
-    targets, identity = best.ev.targets, best.identity
+    targets, identity, partners = best.ev.targets, best.identity, best.partners
     y = targets["test"]
     mean = {s: combine([o[s] for o in outputs])[0] for s in ("val", "test")}
     temperature = averaged_ece = None
@@ -385,24 +403,37 @@ def _ensemble_block(task: Task, best: Tested, outputs: list[dict[str, np.ndarray
         averaged_ece = ensemble_ece(task, y, mean["test"])
         temperature = round(fit_temperature(*flatten(task, targets["val"], mean["val"])), 4)
         mean = {s: scaled_outputs(task, m, temperature) for s, m in mean.items()}
-    test, test_ci = compute_metrics(task, y, mean["test"]), bootstrap_ci(task, y, mean["test"])
-    vs_reference = trust.compare(task, y, mean["test"], reference, metric)
+    test = compute_metrics(task, y, mean["test"])
+    test_ci = bootstrap_ci(task, y, mean["test"], partners=partners)
+    vs_reference = trust.compare(task, y, mean["test"], reference, metric, partners=partners)
     return Ensemble(
         size=0, members=[],
         val=compute_metrics(task, targets["val"], mean["val"]),
         test=test, test_ci=test_ci,
-        vs_best=trust.compare(task, y, mean["test"], best.ev.outputs["test"], metric),
+        vs_best=trust.compare(task, y, mean["test"], best.ev.outputs["test"], metric,
+                              partners=partners),
         vs_reference=vs_reference, verdict=judged(mean["test"], test, test_ci, vs_reference),
-        by_identity=trust.by_identity(task, y, mean["test"], identity, metric),
+        by_identity=trust.by_identity(task, y, mean["test"], identity, metric,
+                                      partners=partners),
         uncertainty=Uncertainty(0.9, trust.conformal(task, targets["val"], mean["val"], 0.9)),
         temperature=temperature, ece_averaged=averaged_ece,
         ece=None if temperature is None else ensemble_ece(task, y, mean["test"]))
 
 
+def test_partners(dataset: Dataset) -> np.ndarray | None:
+    """Pairs: each test pair's two indices into the test proteins (what an interval
+    resamples); None for sequences."""
+    return proteins_of(dataset.part("test"))[1] if dataset.pairs else None
+
+
 def test_identity(dataset: Dataset) -> np.ndarray:
     """Each test sequence's identity to its nearest training sequence (stored at split time;
-    computed now for datasets split before that was recorded)."""
+    computed now for datasets split before that was recorded). A pair counts as close as
+    its closer partner: a pair is new only when both proteins are."""
     test = dataset.part("test")
+    if dataset.pairs:
+        return test[["nearest_train_identity", "nearest_train_identity_2"]].max(
+            axis=1).to_numpy(dtype=float)
     if "nearest_train_identity" in test and test["nearest_train_identity"].notna().all():
         return test["nearest_train_identity"].to_numpy(dtype=float)
     return homology.nearest_identity(list(test["sequence"]),

@@ -8,7 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from nas_core.common.metric_names import DIRECTIONS, IGNORE_INDEX
-from nas_core.common.metrics import metric_ci, one_metric, percentile_interval, resamples
+from nas_core.common.metrics import (
+    metric_ci,
+    one_metric,
+    percentile_interval,
+    protein_resamples,
+    resamples,
+)
 from nas_core.common.report import Comparison, HistogramBin, IdentityBin, Leakage
 from nas_core.common.tasks import Task
 from nas_core.data.homology import (
@@ -39,9 +45,10 @@ def leakage_report(identity: np.ndarray) -> Leakage:
 
 
 def by_identity(task: Task, y: np.ndarray, output: np.ndarray, identity: np.ndarray,
-                metric: str, *, n_boot: int = 500) -> list[IdentityBin]:
+                metric: str, *, n_boot: int = 500, partners: np.ndarray | None = None
+                ) -> list[IdentityBin]:
     """Test metric per identity bin (<30%, 30-50%, 50-90%, >=90%), with bootstrap intervals
-    where the bin has at least 10 sequences."""
+    where the bin has at least 10 sequences (pairs: resampling their proteins)."""
     bins = identity_bin(np.asarray(identity, dtype=float))
     rows = []
     for _, _, name in IDENTITY_BINS:
@@ -50,15 +57,17 @@ def by_identity(task: Task, y: np.ndarray, output: np.ndarray, identity: np.ndar
         rows.append(IdentityBin(
             name, count,
             value=one_metric(task, y[mask], output[mask], metric) if count >= 2 else None,
-            ci=metric_ci(task, y[mask], output[mask], metric, n=n_boot) if count >= 10
-            else None))
+            ci=metric_ci(task, y[mask], output[mask], metric, n=n_boot,
+                         partners=None if partners is None else partners[mask])
+            if count >= 10 else None))
     return rows
 
 
 def compare(task: Task, y: np.ndarray, model: np.ndarray, reference: np.ndarray, metric: str,
-            *, n: int = 1000, seed: int = 0) -> Comparison:
-    """Model minus reference on the same bootstrap resamples of the test set; the difference
-    is larger than the noise when its 95% interval excludes zero (in the right direction)."""
+            *, n: int = 1000, seed: int = 0, partners: np.ndarray | None = None) -> Comparison:
+    """Model minus reference on the same bootstrap resamples of the test set (of pairs: of
+    their proteins); the difference is larger than the noise when its 95% interval excludes
+    zero (in the right direction)."""
     y = np.asarray(y)
 
     def difference(idx: np.ndarray) -> float | None:
@@ -67,7 +76,8 @@ def compare(task: Task, y: np.ndarray, model: np.ndarray, reference: np.ndarray,
         return None if a is None or b is None else a - b
 
     interval = percentile_interval(
-        [d for d in map(difference, resamples(len(y), n, seed))
+        [d for d in map(difference, resamples(len(y), n, seed) if partners is None
+                        else protein_resamples(partners, n, seed))
          if d is not None and np.isfinite(d)], n)
     whole = difference(np.arange(len(y)))
     if interval is None or whole is None:

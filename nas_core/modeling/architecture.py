@@ -21,6 +21,15 @@ POOLINGS = ("mean", "cls", "attention")
 RESIDUE_HEADS = ("dense", "conv")
 CONV_KERNEL = 7  # residues a convolutional head sees at once (3 either side)
 ACTIVATIONS = ("gelu", "relu", "tanh")
+# pairs of proteins: a shared (siamese) encoder pools each partner, then the head reads
+# [a + b, |a - b|, a * b] (symmetric: A-B scores as B-A) or [a, b] (order-sensitive); or a
+# cross-encoder reads both sequences joined by PAIR_LINKER, so attention runs between them
+PAIR_HEADS = ("symmetric", "concat", "cross")
+# 25 glycines, as ESMFold joins the chains of a complex (Lin et al., Science 2023): flexible,
+# no structure of its own, and residues ESM-2 has seen (a special token between the chains
+# would be unlike anything in its pretraining); the joined input is as long as both partners
+# and the linker together
+PAIR_LINKER = "G" * 25
 LORA_TARGETS = ("query,value", "query,key,value,dense")
 
 
@@ -51,6 +60,7 @@ class Architecture:
     ffn_kept: float = 1.0  # share of each layer's feed-forward width kept after pruning
     residue_head: str = "dense"  # per-residue tasks: dense or conv (RESIDUE_HEADS)
     class_weighted: bool = False  # classes weighted by inverse frequency in the loss
+    pair_head: str = "symmetric"  # pairs of proteins: PAIR_HEADS
 
     @property
     def compacted(self) -> bool:
@@ -66,9 +76,14 @@ class Architecture:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def describe(self, per_residue: bool = False) -> str:
+    @property
+    def siamese(self) -> bool:
+        """A pair model that encodes each partner alone (not a cross-encoder)."""
+        return self.pair_head != "cross"
+
+    def describe(self, per_residue: bool = False, pairs: bool = False) -> str:
         """The architecture in plain words (``per_residue``: a head on every residue, no
-        pooling)."""
+        pooling; ``pairs``: how the two partners meet)."""
         spec = resolve(self.backbone)
         size = spec.name.split("_")[-1] if spec.name in REGISTRY else human_count(
             spec.n_parameters)
@@ -95,6 +110,8 @@ class Architecture:
             parts = [depth, adapt, head]
         else:
             parts = [depth, adapt, f"{self.pooling} pooling", head]
+        if pairs:
+            parts.insert(0, _PAIR_WORDS[self.pair_head])
         parts.append(f"learning rate {self.lr:.1e}")
         if self.class_weighted:
             parts.append("classes weighted by inverse frequency")
@@ -105,3 +122,10 @@ class Architecture:
         if self.contrastive_weight > 0:
             parts.append(f"contrastive loss weight {self.contrastive_weight:.2f}")
         return ", ".join(parts)
+
+
+_PAIR_WORDS = {
+    "symmetric": "shared encoder per partner, combined symmetrically ([a+b, |a-b|, a*b])",
+    "concat": "shared encoder per partner, combined in order ([a, b])",
+    "cross": f"cross-encoder reading both partners joined by {len(PAIR_LINKER)} glycines",
+}

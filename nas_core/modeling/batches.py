@@ -10,6 +10,8 @@ import torch
 
 from nas_core.backbones.loading import encode
 from nas_core.common.metric_names import IGNORE_INDEX
+from nas_core.data.pair_splits import proteins_of
+from nas_core.modeling.architecture import PAIR_LINKER
 
 # Padded tokens per batch when nothing is trained (prediction, evaluation, caching): a cap
 # that keeps long sequences from running out of memory.
@@ -27,31 +29,64 @@ class Encoded:
     features: np.ndarray | None = None  # (N, hidden) pooled representations
     # per-residue representations: (all tokens, hidden) and each row's start/end offsets
     residues: tuple[np.ndarray, np.ndarray] | None = None
+    # pairs read by a shared encoder: each row's two indices into ``ids`` (then one entry per
+    # protein, as are ``features`` and ``residues``: a protein in many pairs is there once)
+    partners: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.ids) if self.partners is None else len(self.partners)
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.array([len(x) for x in self.ids])
+        """Tokens per row (a pair: both partners')."""
+        lengths = np.array([len(x) for x in self.ids])
+        return lengths if self.partners is None else lengths[self.partners].sum(1)
 
 
 def forward(model, data: Encoded, batch: np.ndarray, pad_id: int, device: torch.device
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, pooled) for the rows ``batch`` of ``data``; skips the backbone when the pooled
     features are given."""
+    if data.partners is not None:
+        return _forward_pairs(model, data, batch, pad_id, device)
     if data.features is not None:
         pooled = torch.from_numpy(data.features[batch]).to(device)
         return model.head(pooled), pooled
     tokens, mask = collate([data.ids[i] for i in batch], pad_id, device)
     if data.residues is not None:
-        table, offsets = data.residues
-        states = torch.zeros((len(batch), tokens.shape[1], table.shape[1]))
-        for row, i in enumerate(batch):  # copied rows: the cache is a read-only memory map
-            start, end = offsets[i], offsets[i + 1]
-            states[row, : end - start] = torch.from_numpy(np.array(table[start:end]))
+        states = _residue_states(data, batch, tokens.shape[1])
         return model.from_states(states.to(device), tokens, mask)
     return model(tokens, mask)
+
+
+def _residue_states(data: Encoded, rows, width: int) -> torch.Tensor:
+    table, offsets = data.residues  # type: ignore[misc]
+    states = torch.zeros((len(rows), width, table.shape[1]))
+    for row, i in enumerate(rows):  # copied rows: the cache is a read-only memory map
+        start, end = offsets[i], offsets[i + 1]
+        states[row, : end - start] = torch.from_numpy(np.array(table[start:end]))
+    return states
+
+
+def _forward_pairs(model, data: Encoded, batch: np.ndarray, pad_id: int, device: torch.device
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of pairs through a shared encoder: each distinct protein of the batch is
+    pooled once (from cached features, cached residues or the backbone), then each pair's
+    two vectors are combined and read by the head."""
+    rows = data.partners[batch]  # type: ignore[index]
+    proteins, inverse = np.unique(rows, return_inverse=True)
+    if data.features is not None:
+        pooled = torch.from_numpy(np.asarray(data.features[proteins])).to(device)
+    else:
+        tokens, mask = collate([data.ids[i] for i in proteins], pad_id, device)
+        if data.residues is not None:
+            states = _residue_states(data, proteins, tokens.shape[1]).to(device)
+            pooled = model.pool_states(states, tokens, mask)
+        else:
+            pooled = model.embed(tokens, mask)
+    index = torch.as_tensor(inverse.reshape(rows.shape), device=pooled.device)
+    combined = model.combine(pooled[index[:, 0]], pooled[index[:, 1]])
+    return model.head(combined), combined
 
 
 def batch_targets(data: Encoded, batch: np.ndarray, width: int, per_residue: bool,
@@ -70,9 +105,30 @@ def batch_targets(data: Encoded, batch: np.ndarray, width: int, per_residue: boo
     return torch.from_numpy(out).to(device)
 
 
-def encode_split(sequences: list[str], targets: np.ndarray, tokenizer) -> Encoded:
+def encode_split(sequences: list[str], targets: np.ndarray, tokenizer,
+                 partners: np.ndarray | None = None) -> Encoded:
+    """Token ids of ``sequences`` with their targets; with ``partners`` the sequences are
+    the distinct proteins and each row a pair of them."""
     return Encoded(encode(sequences, tokenizer), targets if targets.dtype == object
-                   else np.asarray(targets))
+                   else np.asarray(targets), partners=partners)
+
+
+def encode_rows(frame, task, arch, targets: np.ndarray, tokenizer) -> Encoded:
+    """A table's rows ready for a model of ``arch``: each sequence, or for pairs each
+    distinct protein once with the pairs pointing into them (a shared encoder) or each pair
+    joined (a cross-encoder)."""
+    if not task.per_pair:
+        return encode_split(list(frame["sequence"]), targets, tokenizer)
+    if arch.siamese:
+        proteins, partners = proteins_of(frame)
+        return encode_split(proteins, targets, tokenizer, partners)
+    return encode_split(joined_pairs(frame), targets, tokenizer)
+
+
+def joined_pairs(frame) -> list[str]:
+    """Each pair of a table (``sequence``, ``sequence_2``) as one sequence, the partners
+    joined by :data:`PAIR_LINKER`: what a cross-encoder reads."""
+    return [a + PAIR_LINKER + b for a, b in zip(frame["sequence"], frame["sequence_2"])]
 
 
 def effective_batch(batch_size: int, tokens_per_sequence: float,

@@ -46,7 +46,7 @@ class Distillation:
 
 def soft_loss(task: Task, student: torch.Tensor, teacher: torch.Tensor,
               temperature: float) -> torch.Tensor:
-    if task == Task.REGRESSION:
+    if task.label_kind == Task.REGRESSION:
         return F.mse_loss(student.squeeze(-1), teacher.squeeze(-1))
     return F.kl_div(F.log_softmax(student / temperature, dim=-1),
                     F.log_softmax(teacher / temperature, dim=-1), log_target=True,

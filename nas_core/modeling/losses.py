@@ -29,7 +29,7 @@ def supervised_contrastive(embeddings: torch.Tensor, groups: torch.Tensor,
 
 
 def contrastive_groups(task: Task, targets: np.ndarray, edges: np.ndarray | None) -> np.ndarray:
-    if task == Task.REGRESSION:
+    if task.label_kind == Task.REGRESSION:
         return np.digitize(targets, edges) if edges is not None else np.zeros(len(targets))
     return targets
 
@@ -60,7 +60,7 @@ def batch_mae(task: Task, logits: torch.Tensor, targets: torch.Tensor, model) ->
         logits, targets = logits[labelled], targets[labelled]
         if not len(targets):
             return 0.0
-    if task == Task.REGRESSION:
+    if task.label_kind == Task.REGRESSION:
         return float((logits.squeeze(-1) - targets).abs().mean() * model.info.target_std)
     probs = torch.softmax(logits.float(), dim=-1)
     onehot = F.one_hot(targets.long(), probs.shape[-1]).float()

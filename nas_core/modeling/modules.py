@@ -16,6 +16,8 @@ from nas_core.common.tasks import Task
 from nas_core.modeling.architecture import CONV_KERNEL, Architecture
 from nas_core.modeling.pruning import Compaction
 
+# how many pooled vectors wide a siamese pair head's input is
+PAIR_WIDTH = {"symmetric": 3, "concat": 2, "cross": 1}
 # the modules behind the names in nas_core.modeling.architecture.ACTIVATIONS
 ACTIVATION_LAYERS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -49,7 +51,9 @@ class TaskInfo:
             values = values[np.isfinite(values)]
             return cls(task, None, float(values.mean()), float(values.std()) or 1.0)
         names = list(label_names or [])
-        weights = inverse_frequency(train_targets, len(names)) if task.per_residue else None
+        weights = (inverse_frequency(train_targets, len(names)) if task.per_residue else
+                   inverse_frequency([np.asarray(train_targets, dtype=np.int64)], len(names))
+                   if task.per_pair else None)
         return cls(task, names, class_weights=weights)
 
     def standardise(self, targets: np.ndarray) -> np.ndarray:
@@ -86,7 +90,7 @@ class TaskInfo:
 
 
 def inverse_frequency(targets, n_classes: int) -> list[float]:
-    """Per-residue class weights: total / (classes x count), so every class weighs as much
+    """Class weights (per residue, or of pairs: one array of all targets): total / (classes x count), so every class weighs as much
     in the loss as if the classes were balanced (a class with no residue gets weight 1)."""
     labels = np.concatenate([t[t != IGNORE_INDEX] for t in targets])
     counts = np.bincount(labels, minlength=n_classes).astype(float)
@@ -170,9 +174,22 @@ class PooledHead(nn.Module):
         self.arch, self.info, self.eos_id = arch, info, eos_id
         self.pool = (AttentionPooling(hidden) if arch.pooling == "attention"
                      and not info.per_residue else None)
+        width = hidden * PAIR_WIDTH[arch.pair_head] if self.siamese else hidden
         self.head: nn.Module = (ConvHead(hidden, arch, info.n_outputs)
                                 if info.per_residue and arch.residue_head == "conv"
-                                else make_head(hidden, arch, info.n_outputs))
+                                else make_head(width, arch, info.n_outputs))
+
+    @property
+    def siamese(self) -> bool:
+        """A pair model whose partners are encoded apart and meet in :meth:`combine`."""
+        return self.info.task.per_pair and self.arch.siamese
+
+    def combine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The two partners' pooled vectors as the head reads them: [a + b, |a - b|, a * b]
+        (the same for B-A as for A-B) or, order-sensitive, [a, b]."""
+        if self.arch.pair_head == "symmetric":
+            return torch.cat([a + b, (a - b).abs(), a * b], dim=-1)
+        return torch.cat([a, b], dim=-1)
 
     def pool_states(self, states: torch.Tensor, input_ids: torch.Tensor,
                     attention_mask: torch.Tensor) -> torch.Tensor:

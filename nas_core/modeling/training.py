@@ -112,7 +112,7 @@ def predict_outputs(model: PooledHead, data: Encoded | list[np.ndarray], *,
         done += len(batch)
         if progress:
             progress(done, len(data))
-    return out[:, 0] if info.task == Task.REGRESSION else out
+    return out[:, 0] if info.task.label_kind == Task.REGRESSION else out
 
 
 def evaluate(model: PooledHead, data: Encoded, *, device: torch.device, pad_id: int,
@@ -218,7 +218,7 @@ class _EarlyStopping:
 
 def _contrastive_groups(task: Task, targets: np.ndarray) -> np.ndarray:
     """Groups for the contrastive term: classes, or label quartiles for regression."""
-    edges = np.quantile(targets, [0.25, 0.5, 0.75]) if task == Task.REGRESSION else None
+    edges = np.quantile(targets, [0.25, 0.5, 0.75]) if task.label_kind == Task.REGRESSION else None
     return contrastive_groups(task, targets, edges)
 
 

@@ -35,7 +35,10 @@ def base_model(backbone: str) -> str | None:
 
 _TASK_NAMES = {Task.REGRESSION: "Protein property regression",
                Task.RESIDUE_CLASSIFICATION: "Per-residue classification",
-               Task.RESIDUE_REGRESSION: "Per-residue regression"}
+               Task.RESIDUE_REGRESSION: "Per-residue regression",
+               Task.PAIR_BINARY: "Protein-protein interaction classification",
+               Task.PAIR_MULTICLASS: "Protein pair classification",
+               Task.PAIR_REGRESSION: "Protein pair regression (affinity)"}
 
 
 def card_metadata(report: Report, *, license: str = "", model_name: str = "model") -> dict:
@@ -157,7 +160,7 @@ def _summary_section(report: Report) -> list[str]:
                 f"sequence (the labels ranged from {lab.min:.3g} to {lab.max:.3g}, mean "
                 f"{lab.mean:.3g}). Metrics are pooled over all labelled residues of the "
                 "held-out proteins, except 'per protein' ones; intervals resample proteins.")
-    elif task == Task.REGRESSION and lab:
+    elif task.label_kind == Task.REGRESSION and lab:
         what = (f"Predicts a measured protein property (regression; the label ranged from "
                 f"{lab.min:.3g} to {lab.max:.3g}, mean {lab.mean:.3g}) from the "
                 "amino-acid sequence.")

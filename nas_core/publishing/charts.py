@@ -62,7 +62,7 @@ def make_label_chart(frame: pd.DataFrame, task: Task) -> alt.Chart:
                                                     stack=True),
             color=alt.Color("split:N", sort=["train", "valid", "test"])).properties(height=220)
     data = frame[["label", "split"]].copy()
-    if task == Task.REGRESSION:
+    if task.label_kind == Task.REGRESSION:
         return alt.Chart(data, title="Label distribution").mark_bar().encode(
             x=alt.X("label:Q", bin=alt.Bin(maxbins=40), title="label"),
             y=alt.Y("count():Q", title="sequences", stack=True),

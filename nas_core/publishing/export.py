@@ -26,6 +26,8 @@ REMOTE_CLASS = "EsmNasForSequenceClassification"
 REMOTE_TOKEN_CLASS = "EsmNasForTokenClassification"  # per-residue models
 ENSEMBLE_CLASS = "EsmNasEnsembleForSequenceClassification"
 ENSEMBLE_TOKEN_CLASS = "EsmNasEnsembleForTokenClassification"
+REMOTE_PAIR_CLASS = "EsmNasForPairClassification"  # pairs of proteins
+ENSEMBLE_PAIR_CLASS = "EsmNasEnsembleForPairClassification"
 WEIGHTS = "model.safetensors"
 SHAPES_MODULE = "esm_nas_shapes"  # nas_core/modeling/shapes.py, copied beside the modelling file
 
@@ -84,7 +86,8 @@ def export_ensemble(models: list[SequencePredictor], tokenizer, directory: str |
                       if not k.startswith("classifier.")})  # no plain-head copies inside
     first = models[0]
     config = {k: v for k, v in configs[0].items() if k != "esm_nas"}
-    kind = ENSEMBLE_TOKEN_CLASS if first.info.per_residue else ENSEMBLE_CLASS
+    kind = (ENSEMBLE_TOKEN_CLASS if first.info.per_residue else
+            ENSEMBLE_PAIR_CLASS if first.info.task.per_pair else ENSEMBLE_CLASS)
     auto = ("AutoModelForTokenClassification" if first.info.per_residue
             else "AutoModelForSequenceClassification")
     config["architectures"] = [kind]
@@ -120,7 +123,12 @@ def model_files(model: SequencePredictor, extra: dict | None = None
     config["problem_type"] = ("regression" if model.info.regression else
                               "single_label_classification")
     # loadable anywhere with only torch + transformers, through the bundled modelling file
-    if model.info.per_residue:
+    if model.info.task.per_pair:  # the Auto class loads the pair model (remote code)
+        config["architectures"] = [REMOTE_PAIR_CLASS]
+        config["auto_map"] = {"AutoModelForSequenceClassification":
+                              f"{REMOTE_MODULE}.{REMOTE_PAIR_CLASS}",
+                              "AutoModel": f"{REMOTE_MODULE}.{REMOTE_PAIR_CLASS}"}
+    elif model.info.per_residue:
         config["architectures"] = [REMOTE_TOKEN_CLASS]
         config["auto_map"] = {"AutoModelForTokenClassification":
                               f"{REMOTE_MODULE}.{REMOTE_TOKEN_CLASS}"}
@@ -176,7 +184,7 @@ def standard_head_weights(model: SequencePredictor) -> dict[str, torch.Tensor]:
     head: Any = model.head
     info = model.info
     if not is_standard_head(model.arch, config.hidden_size, info.per_residue) or \
-            not plain_shapes(model):
+            not plain_shapes(model) or info.task.per_pair:  # no plain class reads two proteins
         return {}
     if info.per_residue:  # EsmForTokenClassification: dropout, classifier
         linear: Any = head[1]
@@ -189,7 +197,7 @@ def standard_head_weights(model: SequencePredictor) -> dict[str, torch.Tensor]:
     dense: Any = head[1]
     out: Any = head[4]
     weight, bias = out.weight.detach().clone(), out.bias.detach().clone()
-    if model.info.task == Task.REGRESSION:
+    if model.info.task.label_kind == Task.REGRESSION:
         weight, bias = weight * model.info.target_std, bias * model.info.target_std + \
             model.info.target_mean
     else:  # calibrated: the temperature divides the logits

@@ -21,14 +21,17 @@ from nas_core.common.workspace import storage_problem, subdir
 from nas_core.data.dataset import (
     UNLABELLED,
     Problem,
+    invalid_characters,
     label_indices,
+    normalise_sequence,
     residue_targets,
     residue_values,
 )
 from nas_core.data.homology import nearest_identity
+from nas_core.data.pairs import read_pair_list
 from nas_core.data.reading import RawTable, read_bytes, read_raw
 from nas_core.data.validation import validate_for_prediction
-from nas_core.modeling.batches import encode_split
+from nas_core.modeling.batches import Encoded, encode_rows, encode_split
 from nas_core.modeling.training import predict_outputs, resolve_device
 from nas_core.publishing.card import CARD_REPORT
 from nas_core.publishing.export import TRAINING_SEQUENCES, load_models, read_training_set
@@ -40,7 +43,7 @@ def prediction_columns(frame: pd.DataFrame, task: Task, label_names: list[str] |
     """Add ``prediction`` (the value, or the most probable class) and, for classes, one
     ``p_<class>`` probability column each: the table users get from the test set and from
     prediction alike."""
-    if task == Task.REGRESSION:
+    if task.label_kind == Task.REGRESSION:
         frame["prediction"] = output
         return frame
     names = label_names or []
@@ -194,8 +197,8 @@ def _hub_reason(exc: BaseException, token: str | bool | None) -> str:
 # what a reader looks at first, left to right: the call, what was measured, how far the
 # sequence is from the training data and how sure the call is; the probabilities and the
 # sequence itself after them
-FIRST_COLUMNS = ("id", "prediction", "known_label", "nearest_train_identity",
-                 "unlike_training")
+FIRST_COLUMNS = ("rank", "id", "id_2", "prediction", "known_label", "nearest_train_identity",
+                 "unlike_training", "nearest_train_identity_2", "unlike_training_2")
 AFTER_SETS = ("certain", "uncertainty")
 
 
@@ -203,7 +206,7 @@ def reading_order(frame: pd.DataFrame) -> pd.DataFrame:
     first = [c for c in FIRST_COLUMNS if c in frame]
     sets = [c for c in frame if c.startswith(("set_", "low_", "high_"))]
     after = [c for c in AFTER_SETS if c in frame]
-    last = [c for c in ("sequence",) if c in frame]
+    last = [c for c in ("sequence", "sequence_2") if c in frame]
     rest = [c for c in frame if c not in (*first, *sets, *after, *last)]
     return frame[first + sets + after + rest + last]
 
@@ -246,13 +249,63 @@ class Predictor:
         output, spread = self.outputs(sequences, progress=progress)
         if self.info.per_residue:
             return self._residue_frame(sequences, output, ids, labels, spread)
-        frame = pd.DataFrame({"sequence": sequences})
+        frame = self._decorated(pd.DataFrame({"sequence": sequences}), output, spread)
+        if self.training_sequences:
+            identity = nearest_identity(sequences, self.training_sequences)
+            frame["nearest_train_identity"] = np.round(identity, 3)
+            frame["unlike_training"] = identity < self.novelty_identity
+        known = [self.known_labels.get(s) for s in sequences]
+        if any(k is not None for k in known):  # measured, not predicted: said beside it
+            frame["known_label"] = known
+        return reading_order(frame)
+
+    @property
+    def pairs(self) -> bool:
+        """The model reads two proteins and predicts one thing about the pair."""
+        return self.info.task.per_pair
+
+    def predict_pairs(self, first: list[str], second: list[str], *,
+                      progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+        """One row per pair (first[i] with second[i]): the prediction, its conformal set or
+        interval, and each partner's identity to the nearest training protein with its
+        novelty flag (``unlike_training`` for the first partner, ``..._2`` the second)."""
+        output, spread = self.outputs((first, second), progress=progress)
+        frame = self._decorated(pd.DataFrame({"sequence": first, "sequence_2": second}),
+                                output, spread)
+        if self.training_sequences:
+            for suffix, partners in (("", first), ("_2", second)):
+                distinct = list(dict.fromkeys(partners))
+                found = dict(zip(distinct, nearest_identity(distinct,
+                                                            self.training_sequences)))
+                identity = np.array([found[p] for p in partners])
+                frame[f"nearest_train_identity{suffix}"] = np.round(identity, 3)
+                frame[f"unlike_training{suffix}"] = identity < self.novelty_identity
+        return reading_order(frame)
+
+    def screen(self, bait: str, candidates: list[str], ids: list[str] | None = None, *,
+               progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+        """One protein against each of ``candidates``, most likely partners (or highest
+        values) first, ranked from 1."""
+        frame = self.predict_pairs([bait] * len(candidates), candidates, progress=progress)
+        frame.insert(0, "id_2", ids if ids is not None else
+                     [f"candidate {i + 1}" for i in range(len(candidates))])
+        frame = frame.drop(columns=["sequence", "nearest_train_identity", "unlike_training"],
+                           errors="ignore")
+        order = frame["prediction"] if self.info.regression else frame[
+            f"p_{(self.info.label_names or [''])[-1]}"]
+        frame = frame.iloc[np.argsort(-order.to_numpy(dtype=float), kind="stable")]
+        frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+        return frame.reset_index(drop=True)
+
+    def _decorated(self, frame: pd.DataFrame, output: np.ndarray, spread: np.ndarray
+                   ) -> pd.DataFrame:
+        """The prediction columns, the members' spread and the conformal set or interval."""
         q = self.conformal["threshold"] if self.conformal else None
         level = f"{self.conformal['level']:.0%}" if self.conformal else ""
         prediction_columns(frame, self.info.task, self.info.label_names, output)
         if self.ensemble:  # how much the members disagree
             frame["uncertainty"] = chosen_spread(self.info.task, output, spread)
-        if self.info.task == Task.REGRESSION:
+        if self.info.task.label_kind == Task.REGRESSION:
             if q is not None:  # split-conformal interval, calibrated on the validation split
                 frame[f"low_{level}"] = output - q
                 frame[f"high_{level}"] = output + q
@@ -263,30 +316,32 @@ class Predictor:
                 frame[f"set_{level}"] = ["|".join(n for n, k in zip(names, row) if k) or "?"
                                          for row in keep]
                 frame["certain"] = keep.sum(1) == 1
-        if self.training_sequences:
-            identity = nearest_identity(sequences, self.training_sequences)
-            frame["nearest_train_identity"] = np.round(identity, 3)
-            frame["unlike_training"] = identity < self.novelty_identity
-        known = [self.known_labels.get(s) for s in sequences]
-        if any(k is not None for k in known):  # measured, not predicted: said beside it
-            frame["known_label"] = known
-        return reading_order(frame)
+        return frame
 
-    def outputs(self, sequences: list[str], *, progress=None,
+    def outputs(self, sequences: list[str] | tuple[list[str], list[str]], *, progress=None,
                 members: bool = False):
         """The model's (or the ensemble's mean) probabilities or values, and the members'
-        spread (zeros for one model); with ``members``, also each member's outputs."""
-        data = encode_split(sequences, np.zeros(len(sequences)), self.tokenizer)
+        spread (zeros for one model); with ``members``, also each member's outputs. A pair
+        model takes ``(first, second)``: two lists of sequences, pair i being their i-th."""
         each = []
         for n, model in enumerate(self.models):
             step = None if progress is None else (
                 lambda done, total, n=n: progress(n * total + done, total * len(self.models)))
-            each.append(predict_outputs(model, data.ids, device=self.device,
+            each.append(predict_outputs(model, self._inputs(model, sequences),
+                                        device=self.device,
                                         pad_id=self.tokenizer.pad_token_id, progress=step))
         mean, spread = combine(each)
         if self.temperature != 1.0 and not self.info.regression:
             mean = scaled_outputs(self.info.task, mean, self.temperature)
         return (mean, spread, each) if members else (mean, spread)
+
+    def _inputs(self, model, sequences: list[str] | tuple[list[str], list[str]]) -> Encoded:
+        if isinstance(sequences, list):
+            return encode_split(sequences, np.zeros(len(sequences)), self.tokenizer)
+        first, second = sequences
+        frame = pd.DataFrame({"sequence": first, "sequence_2": second})
+        return encode_rows(frame, self.info.task, model.arch, np.zeros(len(frame)),
+                           self.tokenizer)
 
     def _novelty(self, sequences: list[str]) -> pd.DataFrame | None:
         if not self.training_sequences:
@@ -325,10 +380,28 @@ class Predictor:
     def predict_table(self, raw: RawTable, *, progress=None) -> tuple[pd.DataFrame,
                                                                        list[Problem], dict | None]:
         """Validate and predict; with labels in the input, also score the predictions."""
+        if self.pairs != raw.pairs:
+            raise PredictionInputError([Problem(
+                "error", "pair_input",
+                f"{raw.source}: this model predicts for pairs of proteins; give a table with "
+                "two sequence columns (sequence_1, sequence_2), or the pairs file with the "
+                "proteins' FASTA." if self.pairs else
+                f"{raw.source}: holds pairs of proteins (two sequence columns), but this "
+                "model reads one sequence at a time; give one sequence column.")])
         rows, problems = validate_for_prediction(raw)
         errors = [p for p in problems if p.severity == "error"]
         if errors:
             raise PredictionInputError(errors)
+        if self.pairs:
+            frame = self.predict_pairs(list(rows["sequence"]), list(rows["sequence_2"]),
+                                       progress=progress)
+            frame.insert(0, "id", rows["id"].to_numpy())
+            frame.insert(1, "id_2", rows["id_2"].to_numpy())
+            metrics = None
+            if rows["label"].notna().all():
+                frame.insert(3, "label", rows["label"].to_numpy())
+                metrics = self._score(rows["label"], frame)
+            return frame, problems, metrics
         if self.info.per_residue:
             return self._residue_table(rows, problems, progress)
         frame = self.predict_sequences(list(rows["sequence"]), progress=progress)
@@ -361,7 +434,7 @@ class Predictor:
         return frame, problems, metrics
 
     def _score(self, labels: pd.Series, frame: pd.DataFrame) -> dict | None:
-        if self.info.task == Task.REGRESSION:
+        if self.info.task.label_kind == Task.REGRESSION:
             try:
                 y = labels.astype(float).to_numpy()
             except ValueError:
@@ -382,8 +455,33 @@ def _residue_label_fits(text: str, length: int, task: Task) -> bool:
 
 
 def predict_file(model: str | Path, data: str | Path | bytes, *, name: str | None = None,
-                 device: str = "auto", progress=None):
+                 device: str = "auto", progress=None, proteins: str | Path | None = None,
+                 bait: str | None = None):
+    """Predict a file: sequences, pairs (two sequence columns, or with ``proteins`` a pairs
+    file of IDs and the proteins' FASTA), or with ``bait`` one protein (a sequence, or the
+    ID of a record of ``data``) screened against every sequence of ``data``, ranked."""
     predictor = Predictor(model, device=device)
-    raw = (read_bytes(data, name or "upload.csv", require_label=False)
-           if isinstance(data, bytes) else read_raw(data, require_label=False))
-    return predictor.predict_table(raw, progress=progress)
+    if proteins is not None:
+        source = (name or "pairs.tsv", data) if isinstance(data, bytes) else data
+        raw = read_pair_list(source, proteins, require_label=False)
+    else:
+        raw = (read_bytes(data, name or "upload.csv", require_label=False)
+               if isinstance(data, bytes) else read_raw(data, require_label=False))
+    if bait is None:
+        return predictor.predict_table(raw, progress=progress)
+    if not predictor.pairs:
+        raise PredictionInputError([Problem("error", "pair_input",
+                                            "a bait is screened by a model of protein pairs; "
+                                            "this model reads one sequence at a time.")])
+    rows, problems = validate_for_prediction(raw)
+    errors = [p for p in problems if p.severity == "error"]
+    known = dict(zip(rows["id"].astype(str), rows["sequence"]))
+    sequence = known.get(bait, normalise_sequence(bait))
+    if not sequence or invalid_characters(sequence):
+        errors.append(Problem("error", "bait", f"the bait {bait[:40]!r} is neither the ID of a "
+                              "record of the candidates nor a protein sequence."))
+    if errors:
+        raise PredictionInputError(errors)
+    ids = [str(i) if i is not None else f"candidate {n + 1}" for n, i in enumerate(rows["id"])]
+    frame = predictor.screen(sequence, list(rows["sequence"]), ids, progress=progress)
+    return frame, problems, None

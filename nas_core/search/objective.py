@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import torch
 from optuna.trial import TrialState
 
@@ -22,8 +23,9 @@ from nas_core.backbones.registry import resolve
 from nas_core.common.metrics import objective_value
 from nas_core.common.workspace import StorageError, storage_problem
 from nas_core.data.dataset import Dataset
+from nas_core.data.pair_splits import proteins_of
 from nas_core.modeling.architecture import Architecture
-from nas_core.modeling.batches import EVAL_MAX_TOKENS, Encoded, encode_split
+from nas_core.modeling.batches import EVAL_MAX_TOKENS, Encoded, encode_split, joined_pairs
 from nas_core.modeling.build import (
     build_model,
     count_parameters,
@@ -60,13 +62,20 @@ class SearchListener:
 
 @dataclass
 class SearchData:
-    """The splits a search may look at: train and validation. The test split stays out."""
+    """The splits a search may look at: train and validation. The test split stays out.
+
+    Pairs of proteins come two ways: as one joined sequence per pair (``*_sequences``: what a
+    cross-encoder reads), and as the distinct ``proteins`` with each pair's two indices into
+    them (``*_partners``: what a shared encoder reads, each protein encoded once)."""
 
     train_sequences: list[str]
     train_targets: np.ndarray  # class indices, or standardised values
     val_sequences: list[str]
     val_targets: np.ndarray  # class indices, or values in label units
     info: TaskInfo
+    proteins: list[str] | None = None
+    train_partners: np.ndarray | None = None
+    val_partners: np.ndarray | None = None
 
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> SearchData:
@@ -75,8 +84,17 @@ class SearchData:
             raise ValueError("the dataset needs training and validation rows; split it first.")
         y_train = dataset.label_index(train["label"])
         info = TaskInfo.fitted(dataset.task, dataset.label_names, y_train)
-        return cls(list(train["sequence"]), info.standardise(y_train), list(val["sequence"]),
-                   dataset.label_index(val["label"]), info)
+        if not dataset.pairs:
+            return cls(list(train["sequence"]), info.standardise(y_train),
+                       list(val["sequence"]), dataset.label_index(val["label"]), info)
+        proteins, partners = proteins_of(pd.concat([train, val], ignore_index=True))
+        return cls(joined_pairs(train), info.standardise(y_train), joined_pairs(val),
+                   dataset.label_index(val["label"]), info, proteins, partners[: len(train)],
+                   partners[len(train):])
+
+    def siamese(self, arch: Architecture) -> bool:
+        """Pairs read by a shared encoder (each protein alone), not joined."""
+        return self.proteins is not None and arch.siamese
 
 
 @dataclass
@@ -116,7 +134,7 @@ class RepeatedArchitecture(Exception):
 def objective(trial: optuna.Trial, ctx: TrialContext) -> float | tuple[float, float]:
     arch = suggest_architecture(trial, ctx.space, ctx.data.info.task)
     trial.set_user_attr("architecture", arch.to_dict())
-    trial.set_user_attr("description", arch.describe(ctx.data.info.per_residue))
+    trial.set_user_attr("description", arch.describe(ctx.data.info.per_residue, ctx.data.info.task.per_pair))
     _refuse_repeat(trial)
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
@@ -216,27 +234,43 @@ def _prepare(arch: Architecture, ctx: TrialContext) -> PreparedTrial:
     checkpointing = ctx.gradient_checkpointing == "on" or (
         ctx.gradient_checkpointing == "auto" and resolve(arch.backbone).n_parameters >= 1.5e8)
     model, tokenizer = build_model(arch, ctx.data.info, gradient_checkpointing=checkpointing)
-    train_data = encode_split(ctx.data.train_sequences, ctx.data.train_targets, tokenizer)
-    val_data = encode_split(ctx.data.val_sequences, ctx.data.val_targets, tokenizer)
+    train_data, val_data = _encode_splits(ctx.data, arch, tokenizer)
     return PreparedTrial(model, count_parameters(model), train_data, val_data,
                          tokenizer.pad_token_id)
+
+
+def _encode_splits(data: SearchData, arch: Architecture, tokenizer) -> tuple[Encoded, Encoded]:
+    """Token ids of both splits: of each sequence (or joined pair), or for a shared pair
+    encoder of each distinct protein once, both splits pointing into them."""
+    if not data.siamese(arch):
+        return (encode_split(data.train_sequences, data.train_targets, tokenizer),
+                encode_split(data.val_sequences, data.val_targets, tokenizer))
+    assert data.proteins is not None
+    proteins = encode_split(data.proteins, np.zeros(len(data.proteins)), tokenizer)
+    return (Encoded(proteins.ids, np.asarray(data.train_targets), partners=data.train_partners),
+            Encoded(proteins.ids, np.asarray(data.val_targets), partners=data.val_partners))
 
 
 def _prepare_cached(arch: Architecture, ctx: TrialContext,
                     cache: RepresentationCache) -> PreparedTrial:
     """A head-only model on the frozen backbone's cached representations."""
     spec = resolve(arch.backbone)
-    sequences = ctx.data.train_sequences + ctx.data.val_sequences
+    siamese = ctx.data.siamese(arch)
+    # a shared pair encoder: each distinct protein once, both splits pointing into them
+    sequences = (ctx.data.proteins if siamese and ctx.data.proteins is not None
+                 else ctx.data.train_sequences + ctx.data.val_sequences)
     n_train = len(ctx.data.train_sequences)
     tokenizer = esm2_tokenizer()  # ids set the batches (by length) and the masks
-    train_data = encode_split(ctx.data.train_sequences, ctx.data.train_targets, tokenizer)
-    val_data = encode_split(ctx.data.val_sequences, ctx.data.val_targets, tokenizer)
+    train_data, val_data = _encode_splits(ctx.data, arch, tokenizer)
     max_tokens = ctx.training.max_tokens or EVAL_MAX_TOKENS
     if arch.pooling == "attention" or ctx.data.info.per_residue:
         table, offsets = cache.residues(arch.backbone, sequences, arch.n_layers,
                                         device=ctx.device, max_tokens=max_tokens)
-        train_data.residues = (table, offsets[: n_train + 1])
-        val_data.residues = (table, offsets[n_train:])
+        if siamese:
+            train_data.residues = val_data.residues = (table, offsets)
+        else:
+            train_data.residues = (table, offsets[: n_train + 1])
+            val_data.residues = (table, offsets[n_train:])
         hidden = table.shape[1]
     else:
         bounds = ctx.space.depth_bounds(spec)
@@ -245,7 +279,10 @@ def _prepare_cached(arch: Architecture, ctx: TrialContext,
         features = cache.pooled(arch.backbone, sequences, list(range(low, high + 1)),
                                 device=ctx.device, max_tokens=max_tokens)
         pooled = np.asarray(features[(arch.pooling, arch.n_layers)])
-        train_data.features, val_data.features = pooled[:n_train], pooled[n_train:]
+        if siamese:
+            train_data.features = val_data.features = pooled
+        else:
+            train_data.features, val_data.features = pooled[:n_train], pooled[n_train:]
         hidden = pooled.shape[1]
     model = HeadModel(arch, ctx.data.info, hidden, eos_id=tokenizer.eos_token_id)
     return PreparedTrial(model, deployed_parameters(arch, model), train_data, val_data,
@@ -281,7 +318,7 @@ def _train_and_report(trial: optuna.Trial, arch: Architecture, ctx: TrialContext
                    settings, pad_id=prepared.pad_id)
     load_trainable_state(model, result.best_state)
     compaction = None
-    if arch.compacted and isinstance(model, SequencePredictor):
+    if arch.compacted and isinstance(model, SequencePredictor) and not model.siamese:
         trial.set_user_attr("teacher_val_metrics", result.best_val)
         trial.set_user_attr("teacher_n_parameters", n_parameters)
         student = pruned_student(model, for_shares(model, arch.heads_kept, arch.ffn_kept),

@@ -17,6 +17,7 @@ from nas_core.modeling.architecture import (
     ADAPTATIONS,
     LORA_LIKE,
     LORA_TARGETS,
+    PAIR_HEADS,
     POOLINGS,
     RESIDUE_HEADS,
     Architecture,
@@ -83,8 +84,15 @@ class SearchSpace:
         "hidden layers above); conv also reads its neighbours (a convolution over 7 residues, "
         "head_widths channels). Pooling and the contrastive loss do not apply per residue."))
     class_weighting: tuple[bool, ...] = field(default=(False, True), metadata=help_text(
-        "Per-residue classification: weigh each class by its inverse frequency in the loss, "
-        "so rare residue classes (binding sites, modified lysines) are not ignored."))
+        "Per-residue and pair classification: weigh each class by its inverse frequency in "
+        "the loss, so rare classes (binding sites, modified lysines, interacting pairs) are "
+        "not ignored."))
+    pair_heads: tuple[str, ...] = field(default=PAIR_HEADS, metadata=help_text(
+        "Pairs of proteins: symmetric encodes each partner with the shared backbone and "
+        "combines them as [a+b, |a-b|, a*b] (A-B scores as B-A); concat as [a, b] (order "
+        "matters: bait and prey); cross reads both joined by 25 glycines (attention between "
+        "the partners, twice the length, order-sensitive). Frozen symmetric and concat trials "
+        "encode each protein once, whatever number of pairs it is in."))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -95,7 +103,7 @@ class SearchSpace:
             raise ValueError("choose at least one backbone.")
         for name, allowed in (("adaptations", ADAPTATIONS), ("poolings", POOLINGS),
                               ("activations", ACTIVATIONS), ("lora_targets", LORA_TARGETS),
-                              ("residue_heads", RESIDUE_HEADS),
+                              ("residue_heads", RESIDUE_HEADS), ("pair_heads", PAIR_HEADS),
                               ("class_weighting", (False, True))):
             values = getattr(self, name)
             words = ", ".join(map(str, allowed))
@@ -213,7 +221,12 @@ def suggest_architecture(trial, space: SearchSpace, task: Task = Task.BINARY) ->
     elif adaptation == "partial":
         kw["finetune_layers"] = min(n_layers, _int(trial, "finetune_layers",
                                                    space.finetune_layers_range))
-    if adaptation != "frozen" and not per_residue:  # a frozen backbone: nothing to distil
+    if task.per_pair:
+        kw["pair_head"] = _cat(trial, "pair_head", space.pair_heads)
+        if task.is_classification:
+            kw["class_weighted"] = _cat(trial, "class_weighted", space.class_weighting)
+    # a frozen backbone: nothing to distil; a siamese pair model distils no single sequence
+    if adaptation != "frozen" and not per_residue and kw.get("pair_head", "cross") == "cross":
         kw.update(heads_kept=_cat(trial, "heads_kept", space.heads_kept),
                   ffn_kept=_cat(trial, "ffn_kept", space.ffn_kept))
     if per_residue:

@@ -13,7 +13,13 @@ from nas_core.runtime.jobtable import JobState
 def test_each_task_knows_its_level_kind_metrics_and_loss():
     assert [t for t in Task if t.per_residue] == [Task.RESIDUE_CLASSIFICATION,
                                                   Task.RESIDUE_REGRESSION]
-    assert [t for t in Task if t.is_regression] == [Task.REGRESSION, Task.RESIDUE_REGRESSION]
+    assert [t for t in Task if t.is_regression] == [Task.REGRESSION, Task.RESIDUE_REGRESSION,
+                                                    Task.PAIR_REGRESSION]
+    assert [t for t in Task if t.per_pair] == [Task.PAIR_BINARY, Task.PAIR_MULTICLASS,
+                                               Task.PAIR_REGRESSION]
+    for base in (Task.BINARY, Task.MULTICLASS, Task.REGRESSION):
+        assert base.for_pairs().label_kind is base and base.for_pairs().per_pair
+    assert Task.PAIR_BINARY.default_metric == "average_precision"  # 1 positive in 10
     assert all(t.is_classification != t.is_regression for t in Task)
     assert {t.loss for t in Task} == {"cross_entropy", "mse"}
     for task in Task:

@@ -26,11 +26,16 @@ def ingest(args: argparse.Namespace, out=sys.stdout, store: DatasetStore | None 
                                 class_names=args.class_names or ())
         if args.mask and not args.labels:
             raise ValueError("--mask goes with --labels (the FLIP / biotrainer layout).")
+        if args.proteins and args.labels:
+            raise ValueError("--proteins (pairs listed by ID) and --labels (per-residue "
+                             "labels) are two layouts: give one.")
         return import_dataset(args.data, options=options, store=store,
                               split_options=SplitOptions(method=args.method,
                                                          identity=args.identity,
-                                                         seed=args.split_seed),
-                              progress=progress, labels=args.labels, mask=args.mask)
+                                                         seed=args.split_seed,
+                                                         pairs=args.pair_split),
+                              progress=progress, labels=args.labels, mask=args.mask,
+                              proteins=args.proteins)
     except (DataFileError, ValueError) as exc:
         print(f"error: {exc}", file=out)
         return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from nas_core.data.pair_splits import WORDS as PAIR_SPLIT_WORDS
+
 import argparse
 import json
 import sys
@@ -44,7 +46,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def format_summary(summary: DatasetSummary, fingerprint: str | None = None) -> str:
-    lines = [f"{summary.n_sequences} sequences, task: {summary.task}"]
+    lines = [f"{summary.n_sequences} sequences, task: {summary.task}"
+             if summary.n_proteins is None else
+             f"{summary.n_sequences} pairs of {summary.n_proteins} proteins, task: "
+             f"{summary.task}"]
+    if summary.pair_split:
+        lines.append(f"split: {PAIR_SPLIT_WORDS.get(summary.pair_split, summary.pair_split)}")
     if summary.n_labelled_residues is not None:
         lines.append(f"one label per residue: {summary.n_labelled_residues:,} labelled "
                      "residues; proteins stay whole in the splits")

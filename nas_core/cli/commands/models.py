@@ -46,7 +46,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     try:
-        frame, problems, metrics = predict_file(args.model, args.data, device=args.device)
+        frame, problems, metrics = predict_file(args.model, args.data, device=args.device,
+                                                proteins=args.proteins, bait=args.bait)
     except PredictionInputError as exc:
         for p in exc.problems:
             print(p, file=sys.stderr)

@@ -9,6 +9,11 @@ per-residue model with ``AutoModelForTokenClassification`` (one row of logits pe
 token i + 1 is residue i, after ``<cls>``). For regression the single logit is the prediction
 in the label's units.
 
+A pair model (``EsmNasForPairClassification``, loaded by the same Auto class) reads two
+proteins: ``inputs = model.pair_inputs(tokenizer, first_sequences, second_sequences)`` then
+``model(**inputs).logits``. A shared-encoder model pools each partner alone and combines them
+([a+b, |a-b|, a*b], symmetric, or [a, b]); a cross-encoder reads both joined by 25 glycines.
+
 An ensemble directory (``EsmNasEnsemble...``) holds several such models; its logits are the
 log of the members' mean calibrated probabilities divided by the ensemble's own temperature
 (softmax gives the calibrated mean) or, for regression, their mean value; ``spread`` is
@@ -25,6 +30,9 @@ from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassif
 from transformers.utils import ModelOutput
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+_REGRESSION = ("regression", "residue_regression", "pair_regression")
+_PAIR_WIDTH = {"symmetric": 3, "concat": 2, "cross": 1}  # pooled vectors the head reads
+PAIR_LINKER = "G" * 25  # between a cross-encoder's two partners
 
 
 class _AttentionPooling(nn.Module):
@@ -63,8 +71,10 @@ class _EsmNasBase(EsmPreTrainedModel):
         meta = config.esm_nas
         arch = meta["architecture"]
         self.task = meta["task"]
-        self.regression = self.task in ("regression", "residue_regression")
+        self.regression = self.task in _REGRESSION
         self.per_residue = self.task.startswith("residue_")
+        self.pair_head = arch.get("pair_head", "symmetric") if self.task.startswith("pair_") \
+            else None
         self.pooling = arch["pooling"]
         self.esm = EsmModel(config, add_pooling_layer=False)
         self.esm.contact_head = None
@@ -80,7 +90,7 @@ class _EsmNasBase(EsmPreTrainedModel):
         if self.per_residue and arch.get("residue_head") == "conv":
             self.head = _ConvHead(hidden, arch, n_outputs)
         else:
-            layers, width = [], hidden
+            layers, width = [], hidden * _PAIR_WIDTH.get(self.pair_head, 1)
             for _ in range(arch["head_layers"]):
                 layers += [nn.Dropout(arch["dropout"]), nn.Linear(width, arch["head_width"]),
                            _ACTIVATIONS[arch["activation"]]()]
@@ -102,6 +112,32 @@ class _EsmNasBase(EsmPreTrainedModel):
         residues = attention_mask.bool() & (input_ids != eos)
         residues[:, 0] = False
         return residues
+
+    def _pooled(self, input_ids, attention_mask):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        states = self.esm(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            return states[:, 0]
+        residues = self._residues(input_ids, attention_mask)
+        if self.pool is not None:
+            return self.pool(states, residues)
+        w = residues.to(states.dtype).unsqueeze(-1)
+        return (states * w).sum(1) / w.sum(1).clamp(min=1.0)
+
+    def _output(self, pooled, labels):
+        logits = self.head(pooled)
+        if self.regression:
+            logits = logits * self.target_scale[0] + self.target_scale[1]
+        else:
+            logits = logits / self.temperature
+        loss = None
+        if labels is not None:
+            if self.regression:
+                loss = nn.functional.mse_loss(logits.squeeze(-1), labels.float())
+            else:
+                loss = nn.functional.cross_entropy(logits, labels.long())
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 class EsmNasForTokenClassification(_EsmNasBase):
@@ -131,30 +167,34 @@ class EsmNasForTokenClassification(_EsmNasBase):
 class EsmNasForSequenceClassification(_EsmNasBase):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        states = self.esm(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        if self.pooling == "cls":
-            pooled = states[:, 0]
+        return self._output(self._pooled(input_ids, attention_mask), labels)
+
+
+class EsmNasForPairClassification(_EsmNasBase):
+    """One prediction per pair of proteins (interaction, affinity)."""
+
+    def pair_inputs(self, tokenizer, first, second):
+        """The inputs of ``forward`` for two lists of sequences (pair i: first[i] with
+        second[i]); padded, as tensors."""
+        if self.pair_head == "cross":
+            return dict(tokenizer([a + PAIR_LINKER + b for a, b in zip(first, second)],
+                                  padding=True, return_tensors="pt"))
+        one = tokenizer(list(first), padding=True, return_tensors="pt")
+        two = tokenizer(list(second), padding=True, return_tensors="pt")
+        return {"input_ids": one["input_ids"], "attention_mask": one["attention_mask"],
+                "input_ids_2": two["input_ids"], "attention_mask_2": two["attention_mask"]}
+
+    def forward(self, input_ids=None, attention_mask=None, input_ids_2=None,
+                attention_mask_2=None, labels=None, **kwargs):
+        a = self._pooled(input_ids, attention_mask)
+        if self.pair_head == "cross":
+            return self._output(a, labels)
+        b = self._pooled(input_ids_2, attention_mask_2)
+        if self.pair_head == "symmetric":
+            combined = torch.cat([a + b, (a - b).abs(), a * b], dim=-1)
         else:
-            residues = self._residues(input_ids, attention_mask)
-            if self.pool is not None:
-                pooled = self.pool(states, residues)
-            else:
-                w = residues.to(states.dtype).unsqueeze(-1)
-                pooled = (states * w).sum(1) / w.sum(1).clamp(min=1.0)
-        logits = self.head(pooled)
-        if self.task == "regression":
-            logits = logits * self.target_scale[0] + self.target_scale[1]
-        else:
-            logits = logits / self.temperature
-        loss = None
-        if labels is not None:
-            if self.task == "regression":
-                loss = nn.functional.mse_loss(logits.squeeze(-1), labels.float())
-            else:
-                loss = nn.functional.cross_entropy(logits, labels.long())
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+            combined = torch.cat([a, b], dim=-1)
+        return self._output(combined, labels)
 
 
 @dataclass
@@ -177,7 +217,7 @@ class _EsmNasEnsembleBase(EsmPreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         meta = config.esm_nas
-        self.regression = meta["task"] in ("regression", "residue_regression")
+        self.regression = meta["task"] in _REGRESSION
         # classification: the averaged probabilities' own temperature (fitted on the
         # validation split after averaging; each member carries its own as well)
         self.temperature = float(meta.get("temperature", 1.0))
@@ -188,8 +228,12 @@ class _EsmNasEnsembleBase(EsmPreTrainedModel):
     def _init_weights(self, module):
         return  # every weight comes from the checkpoint
 
+    def pair_inputs(self, tokenizer, first, second):
+        return self.members[0].pair_inputs(tokenizer, first, second)
+
     def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
-        outputs = [m(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+        pair = {k: v for k, v in kwargs.items() if k in ("input_ids_2", "attention_mask_2")}
+        outputs = [m(input_ids=input_ids, attention_mask=attention_mask, **pair).logits.float()
                    for m in self.members]
         if self.regression:
             stacked = torch.stack(outputs)  # members' values in the label's units
@@ -219,3 +263,7 @@ class EsmNasEnsembleForSequenceClassification(_EsmNasEnsembleBase):
 
 class EsmNasEnsembleForTokenClassification(_EsmNasEnsembleBase):
     member_class = EsmNasForTokenClassification
+
+
+class EsmNasEnsembleForPairClassification(_EsmNasEnsembleBase):
+    member_class = EsmNasForPairClassification

@@ -143,7 +143,7 @@ def search(features: np.ndarray, y_train: np.ndarray, y_val: np.ndarray, n_train
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x = _standardised(features, n_train, device)
-    regression = task == Task.REGRESSION
+    regression = task.label_kind == Task.REGRESSION
     y = torch.as_tensor(np.concatenate([y_train, y_val]),
                         dtype=torch.float32 if regression else torch.long).to(device)
     net = SuperNet(len(poolings), len(depths), x.shape[-1], ops,
