@@ -8,6 +8,8 @@ from nas_core.common.text import md_sentence, md_text
 from nas_core.common.workspace import StorageError, storage_problem
 from nas_core.data.examples import DEFAULT_EXAMPLE, EXAMPLES
 from nas_core.data.options import IngestOptions, SplitOptions
+from nas_core.data.pair_splits import EXPLANATION as PAIR_EXPLANATION
+from nas_core.data.pairs import sniff_pairs_upload
 from nas_core.data.reading import FASTA_UPLOAD_TYPES, UPLOAD_TYPES, DataFileError
 from nas_core.data.splits import EXPLANATION
 from nas_core.data.store import ImportOutcome, import_dataset
@@ -29,6 +31,12 @@ def _use_upload() -> None:
 
 def _use_flip() -> None:
     state["data_source"] = "flip"
+    state["data_fixes"] = []
+    state["data_class_names"] = ()
+
+
+def _use_pairs() -> None:
+    state["data_source"] = "pairs"
     state["data_fixes"] = []
     state["data_class_names"] = ()
 
@@ -59,6 +67,15 @@ with st.expander("Per-residue labels in the FLIP / biotrainer layout (2 or 3 FAS
         placeholder="the folder's name, e.g. secondary_structure",
         help="Browsers send the files without their folder: the name you give is how the "
         "dataset, its searches and its models are called.")
+with st.expander("Protein pairs listed by ID (a pairs file and the proteins' FASTA)",
+                 expanded=state.get("data_source") == "pairs"):
+    pair_files = st.file_uploader(
+        "The pairs file and the proteins' FASTA", type=[*UPLOAD_TYPES, *FASTA_UPLOAD_TYPES],
+        key="data_pairs_upload", on_change=_use_pairs, accept_multiple_files=True,
+        help="Dropped together, in any order: a table of 'protein_1 protein_2 label' (tab, "
+        "comma or space separated, header optional; D-SCRIPT's layout) and a FASTA whose "
+        "headers are those IDs. A table with both sequences in columns (sequence_1, "
+        "sequence_2, label) goes in the first box instead.")
 left, right = st.columns([3, 1])
 example = left.selectbox("...or try a real example", list(EXAMPLES), key="data_example",
                          format_func=lambda k: EXAMPLES[k].title,
@@ -96,6 +113,14 @@ with st.expander("Split", expanded=False):
                                  __dataclass_fields__["identity"].metadata["help"])
         else:
             st.caption("Threshold: 30% identity for proteins, 50% for short peptides.")
+    pair_split = st.radio(
+        "Pairs of proteins: what the test may share with training", list(PAIR_EXPLANATION)[:3],
+        key="data_pair_split", horizontal=True,
+        format_func=lambda k: {"both_unseen": "Both partners unseen (recommended)",
+                               "one_unseen": "One partner unseen",
+                               "random": "Random pairs"}[k],
+        help=SplitOptions.__dataclass_fields__["pairs"].metadata["help"])
+    st.caption(PAIR_EXPLANATION[pair_split] + " (Pair datasets only.)")
 
 
 
@@ -139,6 +164,22 @@ elif source == "flip" and flip_files:  # the FLIP layout: read in any order, nam
     payload = [(f.name, f.getvalue()) for f in flip_files]
     name = f"{flip_name.strip()}.fasta"
     origin = "flip:" + ",".join(sorted(f.file_id for f in flip_files)) + f":{name}"
+elif source == "pairs" and pair_files and len(pair_files) != 2:
+    st.warning(f"Pairs listed by ID are 2 files (the pairs and the proteins' FASTA); "
+               f"{len(pair_files)} are here: " + (
+                   "add the other one." if len(pair_files) < 2 else
+                   "remove the ones that do not belong."))
+    payload = name = origin = None
+elif source == "pairs" and pair_files and sniff_pairs_upload(
+        [(f.name, f.getvalue()) for f in pair_files]) is None:
+    st.warning("Of the two files, one must be the proteins' FASTA (records starting with "
+               "'>ID') and the other the pairs table (protein_1, protein_2, label).")
+    payload = name = origin = None
+elif source == "pairs" and pair_files:  # read in any order: the FASTA starts with '>'
+    payload = [(f.name, f.getvalue()) for f in pair_files]
+    name = next((f.name for f in pair_files if not f.getvalue()[:4096].lstrip().startswith(
+        b">")), pair_files[0].name)
+    origin = "pairs:" + ",".join(sorted(f.file_id for f in pair_files))
 elif source == "upload" and isinstance(upload, UploadedFile):
     payload, name, origin = upload, upload.name, f"upload:{upload.file_id}"
 elif source == "example":
@@ -160,7 +201,7 @@ if payload is not None:
         st.error(md_sentence(exc))
         state["data_class_names"] = ()
         st.stop()
-    split_options = SplitOptions(method=method, identity=identity)
+    split_options = SplitOptions(method=method, identity=identity, pairs=pair_split)
     key = (origin, options, split_options)
     if state.get("data_outcome", (None,))[0] != key:  # once per upload and choice, not per rerun
         bar = st.empty()

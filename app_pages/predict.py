@@ -2,11 +2,15 @@ import streamlit as st
 
 from nas_core.common.metric_names import metric_name
 from nas_core.common.text import md_sentence, md_text
-from nas_core.data.reading import DataFileError
+from nas_core.data.pairs import read_pair_list
+from nas_core.data.reading import FASTA_UPLOAD_TYPES, DataFileError
 from nas_core.publishing.predict import PredictionInputError, resolve_model_dir
 from nas_core.views.results import results_dir, workspace_models
 from ui import engine, render, resources
 from ui.sequences_input import sequences_input
+
+MODES = {"table": "sequences (or a table of pairs)", "listed": "the pairs file (IDs)",
+         "screen": "the candidates"}
 
 st.title("Predict")
 root = resources.workspace()
@@ -31,11 +35,33 @@ else:
     if not model_ref:
         st.stop()
 
-sequences = sequences_input("predict")
+mode = st.radio("What to predict", list(MODES), key="predict_mode", horizontal=True,
+                format_func={"table": "Sequences, or pairs in two columns",
+                             "listed": "Pairs listed by ID (pair models)",
+                             "screen": "One protein against many (pair models)"}.get,
+                help="Pair models read two proteins: a table with two sequence columns "
+                "(sequence_1, sequence_2), pairs listed by protein ID with the proteins' "
+                "FASTA, or one protein screened against many candidates.")
+bait = proteins = None
+if mode == "screen":
+    bait = st.text_input("The protein to screen (its sequence, or the ID of one of the "
+                         "candidates below)", key="predict_bait")
+sequences = sequences_input("predict", what=MODES[mode])
+if mode == "listed":
+    proteins = st.file_uploader("The proteins' FASTA (its headers are the IDs of the pairs "
+                                "file)", type=FASTA_UPLOAD_TYPES, key="predict_proteins")
 if st.button("Predict", type="primary", key="predict_go"):
     st.session_state.pop("predict_result", None)
     try:
-        raw = sequences.read()
+        if mode == "listed" and (sequences.upload is None or proteins is None):
+            raise ValueError("Upload the pairs file (in 'Upload a file') and the proteins' "
+                             "FASTA.")
+        if mode == "screen" and not (bait or "").strip():
+            raise ValueError("Give the protein to screen: its sequence, or its ID.")
+        raw = (read_pair_list((sequences.upload.name, sequences.upload.getvalue()),
+                              (proteins.name, proteins.getvalue()), require_label=False)
+               if mode == "listed" and proteins is not None and sequences.upload is not None
+               else sequences.read())
         with st.spinner("Loading the model..."):
             # local paths only inside the workspace; Hub downloads with the visitor's token
             directory = resolve_model_dir(model_ref, token=hub_token or None,
@@ -44,9 +70,15 @@ if st.button("Predict", type="primary", key="predict_go"):
             version = (directory / "model.safetensors").stat().st_mtime
             predictor = engine.predictor(str(directory), version)
         bar = st.progress(0.0, text="Predicting...")
-        frame, problems, metrics = predictor.predict_table(
-            raw, progress=lambda done, total: bar.progress(done / total,
-                                                           text=f"{done}/{total} sequences"))
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / total, text=f"{done}/{total}")
+
+        if mode == "screen" and bait is not None:
+            frame, problems, metrics = predictor.screen_table(bait, raw, progress=progress), \
+                [], None
+        else:
+            frame, problems, metrics = predictor.predict_table(raw, progress=progress)
         bar.empty()
     except PredictionInputError as exc:
         st.error(f"{len(exc.problems)} sequence(s) cannot be used; nothing was predicted:")
@@ -76,7 +108,15 @@ if "predict_result" in st.session_state:
         known = int(frame["known_label"].notna().sum())
         st.caption(f"**known_label**: {known} sequence(s) here are in the model's training "
                    "data; this is the label measured for them, beside what the model predicts.")
-    if "unlike_training" in frame:
+    if "rank" in frame:
+        st.caption("**rank**: the candidates as likely partners of the screened protein, most "
+                   "likely (or highest value) first.")
+    if "unlike_training_2" in frame:
+        st.caption("**unlike_training** / **unlike_training_2**: the first / second partner is "
+                   "below the model's novelty threshold of identity to every training protein "
+                   "(MMseqs2; **nearest_train_identity** and **..._2** give the identity): a "
+                   "prediction for a new protein is an extrapolation.")
+    elif "unlike_training" in frame:
         flags = frame.groupby("id")["unlike_training"].first() if per_residue else \
             frame["unlike_training"]
         st.caption(f"**nearest_train_identity**: identity to the most similar training sequence "

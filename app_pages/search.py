@@ -107,8 +107,10 @@ if missing:
 dataset = store.load(record.id)
 kind = "cuda" if gpu else "cpu"
 throughput = Throughput(root)
-sizes = (len(dataset.part("train")), len(dataset.part("valid")),
-         float(dataset.frame["sequence"].str.len().mean()))
+lengths = dataset.frame["sequence"].str.len()
+if dataset.pairs:  # a pair model reads both partners
+    lengths = lengths + dataset.frame["sequence_2"].str.len()
+sizes = (len(dataset.part("train")), len(dataset.part("valid")), float(lengths.mean()))
 
 
 measurer = engine.measurements()
@@ -152,7 +154,9 @@ with st.expander("Advanced"):
     st.caption("How the search chooses the next architecture to try, when it gives up on one, "
                "and what it hands over at the end.")
     c1, c2, c3 = st.columns(3)
-    sampler = c1.selectbox("Strategy", SAMPLERS, key="search_sampler",
+    # DARTS trains one super-network on single sequences: not offered for pairs
+    sampler = c1.selectbox("Strategy", [s for s in SAMPLERS if s != "darts" or not
+                                        dataset.task.per_pair], key="search_sampler",
                            format_func=lambda s: STRATEGIES[s], help=help_for["sampler"])
     pruner = c2.selectbox("Pruner", PRUNERS, key="search_pruner", help=help_for["pruner"])
     objective = c3.selectbox("Objectives", OBJECTIVES, key="search_objective",
@@ -169,7 +173,8 @@ with st.expander("Advanced"):
         st.caption(advice)
     try:
         space = space_editor(preset.space, key=f"adv_{defaults_key}",
-                             per_residue=dataset.task.per_residue)
+                             per_residue=dataset.task.per_residue,
+                             pairs=dataset.task.per_pair)
         if "frozen" not in space.adaptations:
             frozen_first = 0  # nothing frozen to try first
     except ValueError as exc:

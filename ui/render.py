@@ -12,6 +12,8 @@ from nas_core.common.report import Calibration, Comparison, Report, Verdict
 from nas_core.common.tasks import Task
 from nas_core.common.text import md_text
 from nas_core.data.dataset import Dataset, grouped_messages
+from nas_core.data.pair_splits import EXPLANATION as PAIR_SPLIT_EXPLANATION
+from nas_core.data.pair_splits import WORDS as PAIR_SPLIT_WORDS
 from nas_core.data.store import StoredDataset
 from nas_core.data.validation import ValidationResult
 from nas_core.evaluation.trust import leakage_report
@@ -55,11 +57,17 @@ def problems(result: ValidationResult, *, key: str) -> str | None:
 def dataset_overview(dataset: Dataset, notes: list) -> None:
     summary = dataset.summary()
     cols = st.columns(4)
-    cols[0].metric("Sequences", summary.n_sequences)
+    if summary.n_proteins is not None:
+        cols[0].metric("Pairs", f"{summary.n_sequences:,}",
+                       help=f"{summary.n_proteins:,} distinct proteins")
+    else:
+        cols[0].metric("Sequences", summary.n_sequences)
     task = summary.task
     if task.per_residue:  # the long words would not fit the column
         cols[1].metric("Task, per residue", "values" if task.is_regression else "classes",
                        help=task.words)
+    elif task.per_pair:
+        cols[1].metric("Task, per pair", task.label_kind, help=task.words)
     else:
         cols[1].metric("Task", task, help=task.words)
     length = summary.length
@@ -86,10 +94,16 @@ def dataset_overview(dataset: Dataset, notes: list) -> None:
     left, right = st.columns(2)
     left.altair_chart(make_length_histogram(dataset.frame), width="stretch")
     right.altair_chart(make_label_chart(dataset.frame, dataset.task), width="stretch")
+    if summary.pair_split:
+        st.caption(f"Proteins: {summary.n_proteins:,}, lengths counted once each. Split: "
+                   f"**{PAIR_SPLIT_WORDS[summary.pair_split]}**. "
+                   f"{PAIR_SPLIT_EXPLANATION[summary.pair_split]}")
     test = dataset.part("test")
     if "nearest_train_identity" in test and test["nearest_train_identity"].notna().any():
+        columns = ["nearest_train_identity"] + (["nearest_train_identity_2"] if dataset.pairs
+                                                 else [])  # a pair: its closer partner
         st.altair_chart(make_identity_histogram(leakage_report(
-            test["nearest_train_identity"].to_numpy(dtype=float))), width="stretch")
+            test[columns].max(axis=1).to_numpy(dtype=float))), width="stretch")
 
 
 def stored_datasets(records: list[StoredDataset]) -> None:
@@ -125,6 +139,11 @@ def results(report: Report, predictions, metrics_frame) -> None:
     cols[3].metric("Trials complete", f"{report.n_complete} / {report.n_trials}")
     st.caption(f"Reference: {md_text(report.baseline.model)} (fitted in "
                f"{report.baseline.seconds or 0:.2f} s on the same splits).")
+    pair_split = report.dataset.summary.pair_split
+    if pair_split:
+        st.markdown(f"**Split: {PAIR_SPLIT_WORDS.get(pair_split, pair_split)}.** "
+                    f"{PAIR_SPLIT_EXPLANATION.get(pair_split, '')} Intervals resample proteins, "
+                    "not pairs.")
     st.dataframe(metrics_frame, hide_index=True, width="stretch")
     st.caption(mae_meaning(report.task))
     if report.vs_reference:

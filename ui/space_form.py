@@ -11,6 +11,7 @@ from nas_core.modeling.architecture import (
     ADAPTATIONS,
     KEPT_SHARES,
     LORA_TARGETS,
+    PAIR_HEADS,
     POOLINGS,
     RESIDUE_HEADS,
 )
@@ -21,9 +22,11 @@ _CHOICES = {"adaptations": ADAPTATIONS, "poolings": POOLINGS, "activations": ACT
             "lora_targets": LORA_TARGETS, "lora_ranks": (4, 8, 16, 32, 64),
             "lora_alpha_ratios": (0.5, 1.0, 2.0, 4.0), "head_widths": (32, 64, 128, 256, 512),
             "batch_sizes": (4, 8, 16, 32, 64), "heads_kept": KEPT_SHARES,
-            "ffn_kept": KEPT_SHARES}
+            "ffn_kept": KEPT_SHARES, "pair_heads": PAIR_HEADS}
 _FORMATS = {"heads_kept": "{:.0%}".format, "ffn_kept": "{:.0%}".format,
-            "class_weighting": lambda v: "weighted" if v else "unweighted"}
+            "class_weighting": lambda v: "weighted" if v else "unweighted",
+            "pair_heads": {"symmetric": "shared encoder, symmetric", "concat": "shared "
+                           "encoder, in order", "cross": "cross-encoder (joined)"}.get}
 # what only one kind of task samples: per residue a head per residue (no pooling, no
 # contrastive loss, no head/width pruning); per sequence the pooling and the rest
 _PER_RESIDUE = {"residue_heads": RESIDUE_HEADS, "class_weighting": (False, True)}
@@ -52,20 +55,21 @@ GROUPS = (
      ("adaptations", "lora_ranks", "lora_alpha_ratios", "lora_targets", "lora_dropout_range",
       "finetune_layers_range")),
     ("Head", "What turns the backbone's residue embeddings into your label.",
-     ("poolings", "residue_heads", "class_weighting", "head_layers_range", "head_widths",
+     ("pair_heads", "poolings", "residue_heads", "class_weighting", "head_layers_range",
+      "head_widths",
       "activations", "dropout_range", "contrastive_weight_range", "temperature_range")),
     ("Training", "How each architecture is trained.",
      ("lr_range", "weight_decay_range", "batch_sizes", "max_epochs_range")),
 )
 
 
-def space_editor(space: SearchSpace, key: str = "adv", per_residue: bool = False
-                 ) -> SearchSpace:
+def space_editor(space: SearchSpace, key: str = "adv", per_residue: bool = False,
+                 pairs: bool = False) -> SearchSpace:
     """Show the editor (the dimensions the dataset's kind of task samples), in groups; return
     the edited space (raises ValueError for an invalid one)."""
     changes: dict = {}
     for title, sentence, names in GROUPS:
-        shown = [n for n in names if _applies(n, per_residue)]
+        shown = [n for n in names if _applies(n, per_residue, pairs)]
         st.markdown(f"**{title}**")
         st.caption(sentence)
         cols = st.columns(3)
@@ -76,7 +80,11 @@ def space_editor(space: SearchSpace, key: str = "adv", per_residue: bool = False
     return replace(space, **changes)
 
 
-def _applies(name: str, per_residue: bool) -> bool:
+def _applies(name: str, per_residue: bool, pairs: bool = False) -> bool:
+    if name == "pair_heads":
+        return pairs
+    if name == "class_weighting":  # rare residue classes, rare interacting pairs
+        return per_residue or pairs
     if name in _PER_RESIDUE:
         return per_residue
     return not (per_residue and name in _PER_SEQUENCE)

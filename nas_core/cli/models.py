@@ -32,7 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "with a finished search's ensemble (or best model) and pick a diverse "
                        "batch to make and measure")
     p.add_argument("run_dir", help="the search's --out folder (ensemble_model/ or best_model/)")
-    p.add_argument("candidates", help="FASTA, CSV, TSV or Excel file of candidate sequences")
+    p.add_argument("candidates", help="FASTA, CSV, TSV or Excel file of candidate sequences "
+                   "(a pair model: candidate pairs, two sequence columns)")
+    p.add_argument("--proteins", default=None, metavar="FASTA",
+                   help="pair models: CANDIDATES lists pairs by protein ID and this FASTA "
+                   "holds the proteins")
     add_field(p, SuggestConfig, "batch")
     add_field(p, SuggestConfig, "goal")
     add_field(p, SuggestConfig, "target_class", "--class")

@@ -9,14 +9,16 @@ from nas_core.common.tasks import Task
 IGNORE_INDEX = -100  # a residue without a label among per-residue class indices
 
 # metric name -> optimisation direction
-DIRECTIONS = {"roc_auc": "maximize", "average_precision": "maximize", "mcc": "maximize", "accuracy": "maximize",
+DIRECTIONS = {"roc_auc": "maximize", "average_precision": "maximize", "mcc": "maximize",
+              "accuracy": "maximize",
               "f1_macro": "maximize", "spearman": "maximize", "pearson": "maximize",
               "r2": "maximize", "mae": "minimize", "loss": "minimize", "rmse": "minimize",
               "accuracy_per_protein": "maximize", "spearman_per_protein": "maximize"}
 
 
 # what a person reads for each metric, in every table, chart and card
-METRIC_NAMES = {"roc_auc": "ROC-AUC", "average_precision": "Average precision (AUPR)", "mcc": "MCC", "accuracy": "Accuracy",
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "average_precision": "Average precision (AUPR)",
+                "mcc": "MCC", "accuracy": "Accuracy",
                 "f1_macro": "macro F1", "spearman": "Spearman", "pearson": "Pearson",
                 "r2": "R2", "mae": "MAE", "rmse": "RMSE", "loss": "Loss",
                 "accuracy_per_protein": "Accuracy per protein",

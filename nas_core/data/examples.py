@@ -18,6 +18,7 @@ class Example:
     licence: str
     labels: str | None = None  # FLIP layout: the label FASTA beside the sequence FASTA
     mask: str | None = None
+    proteins: str | None = None  # pairs listed by ID: the proteins' FASTA
 
     @property
     def path(self) -> Path:
@@ -26,7 +27,8 @@ class Example:
     @property
     def sources(self) -> dict:
         """Keyword arguments of ``import_dataset`` for the files beside the first."""
-        return {k: ASSETS / v for k, v in (("labels", self.labels), ("mask", self.mask)) if v}
+        return {k: ASSETS / v for k, v in (("labels", self.labels), ("mask", self.mask),
+                                           ("proteins", self.proteins)) if v}
 
 
 _MODLAMP = ("modlAMP 4.3.3 (BSD 3-Clause, ETH Zurich; Müller, Gabernet, Hiss & Schneider, "
@@ -59,6 +61,15 @@ EXAMPLES: dict[str, Example] = {e.key: e for e in (
             "FLIP (Dallago et al. 2021) from NetSurfP-2.0, Academic Free License 3.0, see "
             "assets/LICENSE.flip", labels="secondary_structure/labels.fasta",
             mask="secondary_structure/mask.fasta"),
+    Example("ecoli_pairs", "pairs/ecoli_pairs.tsv",
+            "Protein-protein interactions in E. coli (22,000 pairs of 7,138 proteins)",
+            "Pairs: does protein A interact with protein B? STRING physical interactions "
+            "(2,000) against random pairs (20,000), in D-SCRIPT's layout (a pairs file and "
+            "the proteins' FASTA). Split with both partners unseen by default; the real file "
+            "lists some pairs twice and one pair both ways with two labels: the app says "
+            "which and offers the fix.",
+            "D-SCRIPT (Sledzieski et al., Cell Systems 2021; MIT) from STRING (CC BY 4.0), "
+            "see assets/LICENSE.dscript", proteins="pairs/ecoli_proteins.fasta.gz"),
 )}
 
 

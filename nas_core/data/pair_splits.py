@@ -19,7 +19,7 @@ import pandas as pd
 
 from nas_core.common.tasks import Task
 from nas_core.data import homology
-from nas_core.data.dataset import Dataset, Problem
+from nas_core.data.dataset import Dataset, Problem, Severity
 from nas_core.data.options import SplitOptions
 
 SIDES = ("train", "valid", "test")
@@ -219,7 +219,7 @@ def _leakage_notes(frame: pd.DataFrame, kind: str) -> list[Problem]:
         return []
     words = (f"{both:,} of {len(test):,} test pairs have both partners in training pairs and "
              f"{one:,} one partner")
-    severity = "info" if kind in ("one_unseen", "random") else "warning"
+    severity: Severity = "info" if kind in ("one_unseen", "random") else "warning"
     return [Problem(severity, "seen_partners",
                     f"{words}: their score says how the model does on proteins it has seen."
                     + ("" if kind != "column" else " Choose the app's 'both partners unseen' "

@@ -180,12 +180,12 @@ def reversed_pairs(frame: pd.DataFrame) -> tuple[list[int], list[Problem]]:
             wheres, "drop_conflicts"))
     notes = []
     if drop:
-        wheres = [str(w) for w in frame.loc[drop, "where"]]
+        dropped = [str(w) for w in frame.loc[drop, "where"]]
         notes.append(Problem(
             "warning", "reversed_pairs",
             f"{len(drop)} pair(s) are listed a second time as B-A with the same label; the "
             f"task is symmetric (A with B is B with A), so each is used once: "
-            f"{where_list(wheres)}.", tuple(wheres)))
+            f"{where_list(dropped)}.", tuple(dropped)))
     return drop, conflicts + notes
 
 
@@ -196,7 +196,7 @@ def imbalance(labels: pd.Series) -> Problem | None:
         return None
     rare, share = counts.index[-1], counts.iloc[-1] / counts.sum()
     return Problem(
-        "info", "imbalanced_pairs",
+        "warning", "imbalanced_pairs",
         f"Class {rare!r} is rare: {counts.iloc[-1]:,} of {counts.sum():,} pairs "
         f"({share:.0%}), as in most interaction data (few pairs interact). Accuracy would "
         "reward predicting the common class, so the search optimises average precision "

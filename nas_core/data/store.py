@@ -19,8 +19,8 @@ from nas_core.common.workspace import subdir
 from nas_core.data.dataset import Dataset, Problem
 from nas_core.data.flip import Source, sort_uploads
 from nas_core.data.homology import HomologyError
-from nas_core.data.splits import assign_splits
 from nas_core.data.pairs import sniff_pairs_upload
+from nas_core.data.splits import assign_splits
 from nas_core.data.validation import (
     ValidationResult,
     load_dataset,

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from nas_core.common.tasks import Task
+from nas_core.data import pairs as pair_checks
 from nas_core.data import residue_labels as rl
 from nas_core.data.dataset import (
     UNLABELLED,
@@ -32,7 +33,6 @@ from nas_core.data.dataset import (
     normalise_sequence,
     where_list,
 )
-from nas_core.data import pairs as pair_checks
 from nas_core.data.flip import Source, read_flip
 from nas_core.data.options import ESM2_MAX_RESIDUES, FIXES, IngestOptions
 from nas_core.data.reading import Progress, RawTable, read_raw, read_stream
@@ -299,7 +299,7 @@ class _Check:
                   lambda i: f"{first} is empty. Fill it in or drop the row.")
         self.invalid = df["sequence"].map(invalid_characters)
         self.flag((self.invalid != "") & ~self.empty, "invalid_characters",
-                  lambda i: (f"first partner: " if self.pairs else "")
+                  lambda i: ("first partner: " if self.pairs else "")
                   + invalid_characters_text(self.invalid[i]) + ", or drop the row.")
         if self.pairs:
             self.second_partner()

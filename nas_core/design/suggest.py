@@ -16,10 +16,12 @@ import pandas as pd
 
 from nas_core.common.tasks import Task
 from nas_core.data import homology
+from nas_core.data.pairs import read_pair_list
 from nas_core.data.reading import DataFileError, RawTable, read_bytes, read_raw
 from nas_core.data.validation import validate_for_prediction
 from nas_core.design.acquisition import acquire, select_batch
 from nas_core.design.config import RULES, SuggestConfig
+from nas_core.modeling.batches import joined_pairs
 from nas_core.publishing.predict import Predictor
 
 ENSEMBLE_DIR, BEST_DIR = "ensemble_model", "best_model"
@@ -58,15 +60,20 @@ def model_dir_of(run_dir: str | Path) -> Path:
                        "`python -m nas_core finalise`), and suggest again.")
 
 
-def read_candidates(source: str | Path | bytes | RawTable, name: str | None = None
-                    ) -> pd.DataFrame:
+def read_candidates(source: str | Path | bytes | RawTable, name: str | None = None, *,
+                    proteins: str | Path | None = None) -> pd.DataFrame:
     """Candidate sequences (FASTA / CSV / TSV / Excel, or a table already read; labels
-    ignored), validated like training data; every problem at once."""
+    ignored), validated like training data; every problem at once. Candidate pairs: a table
+    with two sequence columns, or with ``proteins`` a pairs file of IDs and their FASTA."""
     try:
-        raw: RawTable = (source if isinstance(source, RawTable) else
-                         read_bytes(source, name or "candidates.csv", require_label=False)
-                         if isinstance(source, bytes) else read_raw(source,
-                                                                    require_label=False))
+        if proteins is not None:
+            raw: RawTable = read_pair_list(
+                (name or "pairs.tsv", source) if isinstance(source, bytes) else
+                source, proteins, require_label=False)  # type: ignore[arg-type]
+        else:
+            raw = (source if isinstance(source, RawTable) else
+                   read_bytes(source, name or "candidates.csv", require_label=False)
+                   if isinstance(source, bytes) else read_raw(source, require_label=False))
     except DataFileError as exc:
         raise SuggestError(f"candidates: {exc}") from None
     rows, problems = validate_for_prediction(raw)
@@ -81,17 +88,21 @@ def read_candidates(source: str | Path | bytes | RawTable, name: str | None = No
     rows = rows.reset_index(drop=True)
     rows["id"] = [str(i) if i is not None and str(i) and str(i) != "nan" else f"candidate {n + 1}"
                   for n, i in enumerate(rows["id"])]
+    if "id_2" in rows:
+        rows["id_2"] = [str(i) if i is not None and str(i) and str(i) != "nan" else
+                        f"partner {n + 1}" for n, i in enumerate(rows["id_2"])]
     return rows
 
 
 def suggest(run_dir: str | Path, candidates: str | Path | bytes | RawTable | pd.DataFrame,
             config: SuggestConfig = SuggestConfig(), *, name: str | None = None,
-            predictor: Predictor | None = None, progress=None) -> Suggestion:
+            predictor: Predictor | None = None, progress=None,
+            proteins: str | Path | None = None) -> Suggestion:
     """The ranked batch: for each pick its prediction, uncertainty, acquisition score,
     nearest training identity and why it was picked."""
     directory = model_dir_of(run_dir)
     rows = candidates if isinstance(candidates, pd.DataFrame) else read_candidates(
-        candidates, name)
+        candidates, name, proteins=proteins)
     predictor = predictor or Predictor(directory)
     info = predictor.info
     names = info.label_names or []
@@ -101,14 +112,25 @@ def suggest(run_dir: str | Path, candidates: str | Path | bytes | RawTable | pd.
         notes.append("This run has no ensemble, so there is no uncertainty to explore with: "
                      "the batch is ranked by prediction alone. Finalise with an ensemble "
                      "size of 2 or more for the acquisition rules to matter.")
-    rows = _new_candidates(rows, predictor.training_sequences, notes)
+    pairs = predictor.pairs
+    if pairs and "sequence_2" not in rows:
+        raise SuggestError("this model ranks pairs of proteins: give a table with two "
+                           "sequence columns (sequence_1, sequence_2), or a pairs file of IDs "
+                           "with the proteins' FASTA (--proteins in the CLI).")
+    if not pairs and "sequence_2" in rows:
+        raise SuggestError("the candidates are pairs of proteins, but this model reads one "
+                           "sequence at a time: give one sequence per row.")
+    if pairs:  # one key per pair: both partners (joined as a cross-encoder reads them)
+        rows = rows.assign(key=joined_pairs(rows))
+    rows = _new_candidates(rows, None if pairs else predictor.training_sequences, notes)
     batch = config.batch
     if batch > len(rows):
         notes.append(f"You asked for {batch} candidates but only {len(rows)} are left to "
                      f"choose from: all {len(rows)} are ranked.")
         batch = len(rows)
-    sequences = list(rows["sequence"])
-    mean, spread, each = predictor.outputs(sequences, progress=progress, members=True)
+    sequences = list(rows["key"] if pairs else rows["sequence"])
+    inputs = (list(rows["sequence"]), list(rows["sequence_2"])) if pairs else sequences
+    mean, spread, each = predictor.outputs(inputs, progress=progress, members=True)
     sign = -1.0 if config.goal == "minimize" else 1.0
     if target is None:  # a value
         goal_mean, goal_sd = sign * np.asarray(mean, float), np.asarray(spread, float)
@@ -121,25 +143,48 @@ def suggest(run_dir: str | Path, candidates: str | Path | bytes | RawTable | pd.
         members = np.stack([np.asarray(e)[:, target] for e in each])
         best = 0.5  # "improvement" over even odds
     picked = pick_batch(sequences, goal_mean, goal_sd, config, best=best, members=members,
-                        batch=batch, training=predictor.training_sequences)
+                        batch=batch, training=None if pairs else predictor.training_sequences)
     chosen, score, train_identity = picked.chosen, picked.score, picked.train_identity
     frame = pd.DataFrame({"rank": np.arange(1, len(chosen) + 1),
-                          "id": rows["id"].to_numpy()[chosen],
-                          "sequence": [sequences[i] for i in chosen]})
+                          "id": rows["id"].to_numpy()[chosen]})
+    if pairs:
+        frame["id_2"] = rows["id_2"].to_numpy()[chosen]
+        train_identity = _partner_identity(rows.iloc[chosen], predictor.training_sequences,
+                                           frame)
+    frame["sequence"] = rows["sequence"].to_numpy()[chosen]
+    if pairs:
+        frame["sequence_2"] = rows["sequence_2"].to_numpy()[chosen]
     value = np.asarray(mean, float) if target is None else np.asarray(mean)[:, target]
     frame["prediction" if target is None else f"p_{names[target]}"] = value[chosen]
     frame["uncertainty"] = (np.asarray(spread, float) if target is None
                             else np.asarray(spread)[:, target])[chosen]
     frame["acquisition"] = score[chosen]
-    frame["nearest_train_identity"] = (np.round(train_identity, 3)
-                                       if train_identity is not None else np.nan)
+    novelty = (np.round(train_identity, 3) if train_identity is not None
+               else np.full(len(chosen), np.nan))
+    if "nearest_train_identity" not in frame:
+        frame["nearest_train_identity"] = novelty
     frame["identity_to_batch"] = np.round(picked.identity_to_batch, 3)
     frame["why"] = _reasons(config, goal_mean, goal_sd, chosen, picked.penalties,
-                            frame["nearest_train_identity"].to_numpy(),
+                            novelty,
                             predictor.novelty_identity)
     notes.append(order_note(config, goal_mean, goal_sd, chosen, picked.penalties,
                             list(frame["id"]), value[chosen]))
     return Suggestion(frame, notes, directory, predictor.ensemble)
+
+
+def _partner_identity(chosen: pd.DataFrame, training: list[str] | None,
+                      frame: pd.DataFrame) -> np.ndarray | None:
+    """Pairs: each pick's partners' identities to their nearest training protein (as
+    ``nearest_train_identity_2`` for the second); returns the closer one of each pair, what
+    the batch's novelty is judged on (a pair is new only when both proteins are)."""
+    if not training:
+        return None
+    found = []
+    for column in ("sequence", "sequence_2"):
+        found.append(homology.nearest_identity(list(chosen[column]), training))
+    frame["nearest_train_identity"] = np.round(found[0], 3)
+    frame["nearest_train_identity_2"] = np.round(found[1], 3)
+    return np.maximum(found[0], found[1])
 
 
 def order_note(config: SuggestConfig, mean: np.ndarray, sd: np.ndarray, chosen: np.ndarray,
@@ -224,7 +269,7 @@ def _target(config: SuggestConfig, task: Task, names: list[str]) -> int | None:
 def _new_candidates(rows: pd.DataFrame, training: list[str] | None,
                     notes: list[str]) -> pd.DataFrame:
     """Each distinct candidate once, and none the model already learnt from."""
-    repeated = rows["sequence"].duplicated()
+    repeated = rows["key" if "key" in rows else "sequence"].duplicated()
     if repeated.any():
         notes.append(f"{int(repeated.sum())} candidate(s) repeat an earlier row's sequence: "
                      "each sequence is ranked once.")

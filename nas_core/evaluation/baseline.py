@@ -8,6 +8,7 @@ classification, ridge regression for regression (scikit-learn).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -156,6 +157,7 @@ def fit_baseline(dataset: Dataset, *, evaluate_test: bool = True,
     # variants of one protein (deep mutational scans, peptide windows) differ by substitutions
     aligned = (lengths.max() - lengths.min() <= 2 and lengths.max() <= 1022
                and not dataset.pairs)
+    features: Callable[[list[Any]], np.ndarray]
     if dataset.pairs:
         features = pair_composition
         name = ("amino-acid + dipeptide composition of both partners, combined symmetrically "

@@ -39,6 +39,7 @@ from nas_core.common.tasks import Task
 from nas_core.common.workspace import writing
 from nas_core.data import homology
 from nas_core.data.dataset import Dataset
+from nas_core.data.pair_splits import proteins_of
 from nas_core.evaluation import trust
 from nas_core.evaluation.baseline import fit_baseline
 from nas_core.evaluation.calibration import (
@@ -50,7 +51,6 @@ from nas_core.evaluation.calibration import (
 from nas_core.evaluation.ensemble import choose_members, member_row
 from nas_core.evaluation.verdict import judge
 from nas_core.modeling.architecture import Architecture
-from nas_core.data.pair_splits import proteins_of
 from nas_core.modeling.batches import encode_rows
 from nas_core.modeling.build import count_parameters, load_trial_checkpoint
 from nas_core.modeling.modules import SequencePredictor

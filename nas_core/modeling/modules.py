@@ -90,8 +90,9 @@ class TaskInfo:
 
 
 def inverse_frequency(targets, n_classes: int) -> list[float]:
-    """Class weights (per residue, or of pairs: one array of all targets): total / (classes x count), so every class weighs as much
-    in the loss as if the classes were balanced (a class with no residue gets weight 1)."""
+    """Class weights (per residue; of pairs, one array of all targets): total / (classes x
+    count), so every class weighs as much in the loss as if the classes were balanced (a class
+    with no example gets weight 1)."""
     labels = np.concatenate([t[t != IGNORE_INDEX] for t in targets])
     counts = np.bincount(labels, minlength=n_classes).astype(float)
     weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 1.0)

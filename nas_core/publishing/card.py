@@ -16,6 +16,8 @@ from nas_core.common.metric_names import METRIC_NAMES, mae_meaning
 from nas_core.common.report import BestModel, Report
 from nas_core.common.tasks import Task
 from nas_core.common.text import md_text
+from nas_core.data.pair_splits import EXPLANATION as PAIR_SPLIT_EXPLANATION
+from nas_core.data.pair_splits import WORDS as PAIR_SPLIT_WORDS
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.pruning import Compaction
 from nas_core.publishing.charts import make_curves_chart, make_identity_histogram
@@ -160,6 +162,14 @@ def _summary_section(report: Report) -> list[str]:
                 f"sequence (the labels ranged from {lab.min:.3g} to {lab.max:.3g}, mean "
                 f"{lab.mean:.3g}). Metrics are pooled over all labelled residues of the "
                 "held-out proteins, except 'per protein' ones; intervals resample proteins.")
+    elif task.per_pair:
+        measured = (f"a measured value (regression; the label ranged from {lab.min:.3g} to "
+                    f"{lab.max:.3g}, mean {lab.mean:.3g})" if task.is_regression and lab else
+                    "a class: " + ", ".join(f"{md_text(k)} ({v} pairs)"
+                                            for k, v in (data.classes or {}).items()))
+        what = (f"A **pair** model: predicts, for two proteins, {measured}, from their "
+                "amino-acid sequences. Intervals resample proteins, not pairs: pairs that "
+                "share a protein are not independent.")
     elif task.label_kind == Task.REGRESSION and lab:
         what = (f"Predicts a measured protein property (regression; the label ranged from "
                 f"{lab.min:.3g} to {lab.max:.3g}, mean {lab.mean:.3g}) from the "
@@ -167,16 +177,24 @@ def _summary_section(report: Report) -> list[str]:
     else:
         classes = ", ".join(f"{md_text(k)} ({v})" for k, v in (data.classes or {}).items())
         what = f"Classifies protein sequences ({task}) into: {classes}."
+    counted = (f"{data.n_sequences} pairs of {data.n_proteins} proteins"
+               if data.n_proteins is not None else f"{data.n_sequences} sequences")
+    split = ", ".join(f"{k} {v}" for k, v in (data.splits or {}).items())
+    if data.pair_split:
+        split = (f"**{PAIR_SPLIT_WORDS.get(data.pair_split, data.pair_split)}**: {split}. "
+                 f"{PAIR_SPLIT_EXPLANATION.get(data.pair_split, '')} The test split was used "
+                 "once, after the search.")
+    else:
+        split += (". Identical sequences never cross splits; the test split was used once, "
+                  "after the search.")
     return [what, "", "Found by ESM-NAS Studio with a neural architecture "
             "search over ESM-2 protein language model variants.", "",
             "## Data", "",
-            f"- {data.n_sequences} sequences of {data.length.min:g}–"
+            f"- {counted} of {data.length.min:g}–"
             f"{data.length.max:g} residues (median {data.length.median:g}); "
             f"dataset {md_text(report.dataset.name)}, fingerprint "
             f"`{report.dataset.fingerprint[:16]}`.",
-            "- Split: " + ", ".join(f"{k} {v}" for k, v in (data.splits or {}).items())
-            + ". Identical sequences never cross splits; the test split was used once, after "
-            "the search.",
+            "- Split: " + split,
             "- No raw sequences are included in this card.", *lineage_lines(report), ""]
 
 
@@ -353,13 +371,16 @@ def ensemble_sections(report: Report) -> list[str]:
 def _usage_section(task: Task, repo_id: str, ensemble: bool = False) -> list[str]:
     auto = ("AutoModelForTokenClassification" if task.per_residue
             else "AutoModelForSequenceClassification")
+    batch = ('batch = tokenizer(["MKTAYIAKQRQISFVKSHFSRQ"], return_tensors="pt", padding=True)'
+             if not task.per_pair else
+             'batch = model.pair_inputs(tokenizer, ["MKTAYIAKQRQISFVKSHFSRQ"], '
+             '["MSEALKILNNIRTLRAQARE"])  # pair i: first[i] with second[i]')
     lines = ["## How to use", "", "```python", "import torch",
              f"from transformers import {auto}, AutoTokenizer", "",
              f"repo = {json.dumps(repo_id)}",  # escaped: the name may come from a user
              "tokenizer = AutoTokenizer.from_pretrained(repo)",
              f"model = {auto}.from_pretrained(repo, trust_remote_code=True).eval()",
-             'batch = tokenizer(["MKTAYIAKQRQISFVKSHFSRQ"], return_tensors="pt", padding=True)',
-             "with torch.no_grad():", "    logits = model(**batch).logits"]
+             batch, "with torch.no_grad():", "    logits = model(**batch).logits"]
     if task.per_residue:  # token 0 is <cls>: residue i is token i + 1
         lines += ["residues = logits[0, 1:-1]  # one row per residue of the first sequence"]
     lines += (["values = logits.squeeze(-1)  # in the label's units"] if task.is_regression

@@ -297,6 +297,27 @@ class Predictor:
         frame.insert(0, "rank", np.arange(1, len(frame) + 1))
         return frame.reset_index(drop=True)
 
+    def screen_table(self, bait: str, raw: RawTable, *, progress=None) -> pd.DataFrame:
+        """:meth:`screen` for a file of candidates; ``bait`` is a protein sequence or the ID
+        of one of the candidates. Every problem at once, as :class:`PredictionInputError`."""
+        if not self.pairs:
+            raise PredictionInputError([Problem(
+                "error", "pair_input", "one protein is screened against many by a model of "
+                "protein pairs; this model reads one sequence at a time.")])
+        rows, problems = validate_for_prediction(raw)
+        errors = [p for p in problems if p.severity == "error"]
+        known = dict(zip(rows["id"].astype(str), rows["sequence"]))
+        sequence = known.get(bait.strip(), normalise_sequence(bait))
+        if not sequence or invalid_characters(sequence):
+            errors.append(Problem("error", "bait", f"the protein to screen ({bait[:40]!r}) is "
+                                  "neither the ID of one of the candidates nor a protein "
+                                  "sequence."))
+        if errors:
+            raise PredictionInputError(errors)
+        ids = [str(i) if i is not None else f"candidate {n + 1}"
+               for n, i in enumerate(rows["id"])]
+        return self.screen(sequence, list(rows["sequence"]), ids, progress=progress)
+
     def _decorated(self, frame: pd.DataFrame, output: np.ndarray, spread: np.ndarray
                    ) -> pd.DataFrame:
         """The prediction columns, the members' spread and the conformal set or interval."""
@@ -469,19 +490,4 @@ def predict_file(model: str | Path, data: str | Path | bytes, *, name: str | Non
                if isinstance(data, bytes) else read_raw(data, require_label=False))
     if bait is None:
         return predictor.predict_table(raw, progress=progress)
-    if not predictor.pairs:
-        raise PredictionInputError([Problem("error", "pair_input",
-                                            "a bait is screened by a model of protein pairs; "
-                                            "this model reads one sequence at a time.")])
-    rows, problems = validate_for_prediction(raw)
-    errors = [p for p in problems if p.severity == "error"]
-    known = dict(zip(rows["id"].astype(str), rows["sequence"]))
-    sequence = known.get(bait, normalise_sequence(bait))
-    if not sequence or invalid_characters(sequence):
-        errors.append(Problem("error", "bait", f"the bait {bait[:40]!r} is neither the ID of a "
-                              "record of the candidates nor a protein sequence."))
-    if errors:
-        raise PredictionInputError(errors)
-    ids = [str(i) if i is not None else f"candidate {n + 1}" for n, i in enumerate(rows["id"])]
-    frame = predictor.screen(sequence, list(rows["sequence"]), ids, progress=progress)
-    return frame, problems, None
+    return predictor.screen_table(bait, raw, progress=progress), [], None

@@ -134,7 +134,8 @@ class RepeatedArchitecture(Exception):
 def objective(trial: optuna.Trial, ctx: TrialContext) -> float | tuple[float, float]:
     arch = suggest_architecture(trial, ctx.space, ctx.data.info.task)
     trial.set_user_attr("architecture", arch.to_dict())
-    trial.set_user_attr("description", arch.describe(ctx.data.info.per_residue, ctx.data.info.task.per_pair))
+    trial.set_user_attr("description", arch.describe(ctx.data.info.per_residue,
+                                                     ctx.data.info.task.per_pair))
     _refuse_repeat(trial)
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())

@@ -74,6 +74,10 @@ def open_study(config: SearchConfig, dataset: Dataset, *, root=None,
     The study records everything a worker needs to join: the configuration, the task, the
     dataset's fingerprint and where its normalised copy lives (``dataset_path``).
     """
+    if config.sampler == "darts" and dataset.pairs:
+        raise ValueError("The DARTS strategy trains one super-network on single sequences; "
+                         "it does not search pairs of proteins. Choose TPE, random, NSGA-II, "
+                         "GP or the REINFORCE controller for this dataset.")
     store = make_storage(storage, root, heartbeat=heartbeat)
     metric = config.metric_for(dataset.task)
     directions: list[Any] = [DIRECTIONS[metric]] + (["minimize"] if config.multi_objective

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from nas_core.data.pair_splits import WORDS as PAIR_SPLIT_WORDS
-
 import argparse
 import json
 import sys
@@ -14,6 +12,7 @@ from nas_core.backbones.registry import resolve
 from nas_core.cli.commands.common import ingest, print_problems
 from nas_core.cli.flags import EXIT_INVALID, EXIT_OK
 from nas_core.common.report import DatasetSummary
+from nas_core.data.pair_splits import WORDS as PAIR_SPLIT_WORDS
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

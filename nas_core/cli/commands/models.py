@@ -70,7 +70,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     try:
         config = SuggestConfig(batch=args.batch, goal=goal, target_class=args.target_class,
                                rule=args.rule, diversity=args.diversity, seed=args.seed)
-        result = suggest(args.run_dir, args.candidates, config)
+        result = suggest(args.run_dir, args.candidates, config, proteins=args.proteins)
     except (SuggestError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID

@@ -175,20 +175,26 @@ class EsmNasForPairClassification(_EsmNasBase):
 
     def pair_inputs(self, tokenizer, first, second):
         """The inputs of ``forward`` for two lists of sequences (pair i: first[i] with
-        second[i]); padded, as tensors."""
-        if self.pair_head == "cross":
-            return dict(tokenizer([a + PAIR_LINKER + b for a, b in zip(first, second)],
-                                  padding=True, return_tensors="pt"))
+        second[i]), padded tensors: each partner alone (``input_ids``, ``input_ids_2`` and
+        their masks) and both joined by the linker (``joined_*``, what a cross-encoder
+        reads), so every member of an ensemble finds its own."""
         one = tokenizer(list(first), padding=True, return_tensors="pt")
         two = tokenizer(list(second), padding=True, return_tensors="pt")
+        joined = tokenizer([a + PAIR_LINKER + b for a, b in zip(first, second)],
+                           padding=True, return_tensors="pt")
         return {"input_ids": one["input_ids"], "attention_mask": one["attention_mask"],
-                "input_ids_2": two["input_ids"], "attention_mask_2": two["attention_mask"]}
+                "input_ids_2": two["input_ids"], "attention_mask_2": two["attention_mask"],
+                "joined_input_ids": joined["input_ids"],
+                "joined_attention_mask": joined["attention_mask"]}
 
     def forward(self, input_ids=None, attention_mask=None, input_ids_2=None,
-                attention_mask_2=None, labels=None, **kwargs):
+                attention_mask_2=None, joined_input_ids=None, joined_attention_mask=None,
+                labels=None, **kwargs):
+        if self.pair_head == "cross":  # the joined pair (or input_ids already joined)
+            if joined_input_ids is not None:
+                input_ids, attention_mask = joined_input_ids, joined_attention_mask
+            return self._output(self._pooled(input_ids, attention_mask), labels)
         a = self._pooled(input_ids, attention_mask)
-        if self.pair_head == "cross":
-            return self._output(a, labels)
         b = self._pooled(input_ids_2, attention_mask_2)
         if self.pair_head == "symmetric":
             combined = torch.cat([a + b, (a - b).abs(), a * b], dim=-1)
@@ -232,7 +238,8 @@ class _EsmNasEnsembleBase(EsmPreTrainedModel):
         return self.members[0].pair_inputs(tokenizer, first, second)
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
-        pair = {k: v for k, v in kwargs.items() if k in ("input_ids_2", "attention_mask_2")}
+        pair = {k: v for k, v in kwargs.items() if k in (
+            "input_ids_2", "attention_mask_2", "joined_input_ids", "joined_attention_mask")}
         outputs = [m(input_ids=input_ids, attention_mask=attention_mask, **pair).logits.float()
                    for m in self.members]
         if self.regression:
