@@ -48,10 +48,13 @@ def extend_dataset(parent: StoredDataset, measurements: str | os.PathLike[str] |
     Nothing is stored when any row has a problem: every problem is listed at once."""
     out = Extension()
     base = load_stored(parent)
-    if base.task.per_residue:
-        out.problems.append(Problem("error", "per_residue", "adding measurements works for "
-                                    "one label per sequence; for per-residue labels, upload "
-                                    "the extended files on the Data page."))
+    if base.task.per_residue or base.pairs:
+        what = "per-residue labels" if base.task.per_residue else "pairs of proteins"
+        out.problems.append(Problem("error", "per_residue" if base.task.per_residue else
+                                    "pairs", "adding measurements works for one label per "
+                                    f"sequence; for {what}, upload the extended files on the "
+                                    "Data page (a pair split keeps whole proteins apart, so "
+                                    "the dataset is split anew)."))
         return out
     try:
         raw = (read_bytes(measurements, name or "measurements.csv") if isinstance(

@@ -17,7 +17,7 @@ from tests.app.live import (
     streamlit_server,
 )
 from tests.fakehub import FakeHub
-from tests.helpers import ASSETS, flip_subset
+from tests.helpers import ASSETS, flip_subset, pair_subset
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -207,7 +207,7 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
             nav(page, "Predict")
             page.get_by_role("textbox", name="FASTA, or one sequence per line").fill(
                 "pep1,GLFDIIKKIAESF\npep2,AAGAATVLLVIVLLAGSYLAVLA\n")
-            page.get_by_role("button", name="Predict").click()
+            page.get_by_role("button", name="Predict", exact=True).click()
             expect(page.get_by_text("2 prediction(s)")).to_be_visible(timeout=120_000)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
@@ -268,11 +268,70 @@ def test_a_per_residue_dataset_in_a_real_browser(server, tmp_path):
             nav(page, "Predict")
             page.get_by_role("textbox", name="FASTA, or one sequence per line").fill(
                 ">p1\nMKVLAAGIWKKPLLE\n")
-            page.get_by_role("button", name="Predict").click()
+            page.get_by_role("button", name="Predict", exact=True).click()
             expect(page.get_by_text("one row per residue (15 rows)")).to_be_visible(
                 timeout=120_000)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure-per-residue.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def test_protein_pairs_in_a_real_browser(server, tmp_path):
+    """Issue 32: the pairs file and the proteins' FASTA dropped together on Data, a search,
+    Results naming the split (both partners unseen), and Predict for pairs listed by ID."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    expect.set_options(timeout=60_000)
+    pairs, proteins = pair_subset(tmp_path / "pairs")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(f"{server}/data")
+            page.get_by_text("Protein pairs listed by ID").click()
+            page.locator("input[type=file]").nth(2).set_input_files(
+                [str(proteins), str(pairs)])
+            expect(page.get_by_text("is ready and stored")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("Task, per pair")).to_be_visible()
+            expect(page.get_by_text(re.compile("Split: both partners unseen"))).to_be_visible()
+            name = page.get_by_role("textbox", name="Your name")
+            name.fill("dana")
+            name.press("Enter")
+            page.wait_for_load_state("networkidle")
+            nav(page, "Search")
+            expect(page.get_by_role("heading", name="Search")).to_be_visible()
+            trials = page.get_by_role("spinbutton", name="Trials")
+            trials.fill("2")
+            trials.press("Enter")
+            page.get_by_role("button", name="Start").click()
+            expect(page.get_by_text("Follow it live on the Monitor page")).to_be_visible()
+            nav(page, "Monitor")
+            expect(page.get_by_role("button", name="See the results")).to_have_count(
+                1, timeout=300_000)
+            page.get_by_role("button", name="See the results").click()
+            expect(page.get_by_text("Split: both partners unseen.")).to_be_visible(
+                timeout=120_000)
+            expect(page.get_by_text("Best architecture", exact=True)).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "results-pairs.png"), full_page=True)
+            nav(page, "Predict")
+            settled(page)
+            page.get_by_text("Pairs listed by ID (pair models)").click()
+            settled(page)
+            page.get_by_text("Upload a file").click()
+            page.locator("input[type=file]").nth(0).set_input_files(str(pairs))
+            settled(page)
+            page.locator("input[type=file]").nth(1).set_input_files(str(proteins))
+            settled(page)
+            page.get_by_role("button", name="Predict", exact=True).click()
+            lines = len(pairs.read_text().splitlines())
+            expect(page.get_by_text(f"{lines} prediction(s)")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("unlike_training_2").first).to_be_visible()
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure-pairs.png"), full_page=True)
             raise
         finally:
             browser.close()

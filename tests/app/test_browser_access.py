@@ -313,7 +313,7 @@ def test_an_unexpected_hub_error_shows_a_visitor_an_error_id_not_a_traceback(tmp
             box = page.get_by_role("textbox", name="FASTA, or one sequence per line")
             box.fill("MKTAYIAKQRQISFVKSHFSRQ")
             box.press("Control+Enter")
-            page.get_by_role("button", name="Predict").click()
+            page.get_by_role("button", name="Predict", exact=True).click()
             expect(page.get_by_text("Something went wrong")).to_be_visible()
             shown = page.evaluate("() => document.body.innerText")
             error_id = shown.split("(error ")[1][:8]

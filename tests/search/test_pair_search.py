@@ -16,7 +16,7 @@ from nas_core.common.metrics import bootstrap_ci, protein_resamples
 from nas_core.common.tasks import Task
 from nas_core.data.options import IngestOptions, SplitOptions
 from nas_core.data.pair_splits import proteins_of
-from nas_core.data.store import import_dataset
+from nas_core.data.store import DatasetStore, import_dataset
 from nas_core.modeling.architecture import Architecture
 from nas_core.modeling.batches import Encoded, encode_rows
 from nas_core.modeling.build import build_model
@@ -193,3 +193,40 @@ def test_test_these_next_ranks_candidate_pairs(searched, pairs):
     assert frame["why"].str.len().min() > 5
     with pytest.raises(SuggestError, match="ranks pairs of proteins"):
         suggest(out, proteins, SuggestConfig(batch=5, goal="class", target_class="1.0"))
+
+
+def test_an_affinity_per_pair_is_searched_as_pair_regression(tiny_backbone, pairs, tmp_path):
+    """A value per pair (here made from both partners' charge, so it can be learnt): the
+    table layout with two sequence columns, pair regression end to end."""
+    dataset = pairs[0]
+    frame = dataset.frame
+    charge = lambda s: sum(s.count(c) for c in "KR") / len(s)  # noqa: E731
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({
+        "sequence_1": frame["sequence"], "sequence_2": frame["sequence_2"],
+        "affinity": [round(charge(a) + charge(b) + rng.normal(0, 0.01), 4)
+                     for a, b in zip(frame["sequence"], frame["sequence_2"])]})
+    path = tmp_path / "affinity.csv"
+    rows.to_csv(path, index=False)
+    outcome = import_dataset(path, split_options=SplitOptions(pairs="random", method="random"))
+    assert outcome.ok and outcome.dataset.task is Task.PAIR_REGRESSION
+    config = SearchConfig(space=tiny_space(tiny_backbone, adaptations=("frozen",),
+                                           pair_heads=("symmetric",)),
+                          n_trials=2, study_name="affinity", ensemble_size=1, device="cpu")
+    report = run_search(config, outcome.dataset, tmp_path / "run", root=tmp_path / "ws")
+    assert report.metric == "spearman" and report.best.test_ci["spearman"]
+    assert report.dataset.summary.pair_split == "random"
+    assert "ridge regression" in report.baseline.model and "both partners" in \
+        report.baseline.model
+    assert report.baseline.test["spearman"] > 0.5  # the composition reference sees charge
+    frame, _, _ = predict_file(tmp_path / "run" / "best_model", path, device="cpu")
+    assert len(frame) == len(rows) and "prediction" in frame and "low_90%" in frame
+
+
+def test_next_round_says_pairs_are_uploaded_again(pairs, tmp_path):
+    from nas_core.data.extend import extend_dataset
+
+    store = DatasetStore(tmp_path)
+    record = store.save(pairs[0], source="pairs.tsv")
+    result = extend_dataset(record, pairs[1], store=store)
+    assert not result.ok and "pairs of proteins" in result.problems[0].message
