@@ -86,6 +86,13 @@ def teacher_of(run_dir: Path) -> tuple[Report, Path]:
             "per-residue model, search again with a parameter limit (Advanced: 'At most this "
             "many parameters'; --max-parameters headless) or a smaller backbone; the "
             "accuracy-vs-size front of an accuracy-and-size search shows the trade-off.")
+    if report.task.per_pair:
+        raise CompressError(
+            "this is a model of protein pairs: Compress distils a model of one sequence and "
+            "does not yet handle two partners. For a smaller pair model, search again with "
+            "the cross-encoder and fewer heads or a narrower feed-forward block (Advanced: "
+            "'Heads kept', 'Ffn kept'), a parameter limit (--max-parameters headless) or a "
+            "smaller backbone.")
     if report.best.adaptation == "frozen":
         raise CompressError(
             "the chosen model has a frozen backbone: only its head was trained on your data, "

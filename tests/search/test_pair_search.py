@@ -230,3 +230,11 @@ def test_next_round_says_pairs_are_uploaded_again(pairs, tmp_path):
     record = store.save(pairs[0], source="pairs.tsv")
     result = extend_dataset(record, pairs[1], store=store)
     assert not result.ok and "pairs of proteins" in result.problems[0].message
+
+
+def test_compress_says_it_does_not_take_pairs_and_what_to_do(searched):
+    from nas_core.compression.compress import teacher_of
+    from nas_core.compression.config import CompressError
+
+    with pytest.raises(CompressError, match="protein pairs.*cross-encoder"):
+        teacher_of(searched[1])
