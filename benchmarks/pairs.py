@@ -1,14 +1,14 @@
 """Protein pairs on the shipped E. coli interactions (issue 32): what a random pair split
 hides, and what encoding each protein once saves.
 
-1. **Leakage**: the same search (frozen-backbone heads, shared encoder, symmetric or ordered
+1. **Cost of the frozen path**: pooled features of every training and validation pair from
+   one pass per distinct protein (what a frozen trial uses) against one pass per pair partner
+   (each pair encoded on its own); the same head trained on both, to show equal results.
+2. **Leakage**: the same search (frozen-backbone heads, shared encoder, symmetric or ordered
    combination; per-protein cache) on the pairs split with both partners unseen and split at
    random, on the pretrained backbone and on its random-weight twin, beside the reference
    (logistic regression on both partners' composition, combined symmetrically). Held-out
    average precision (AUPR) and ROC-AUC with 95% intervals that resample proteins.
-2. **Cost of the frozen path**: pooled features of every training and validation pair from
-   one pass per distinct protein (what a frozen trial uses) against one pass per pair partner
-   (each pair encoded on its own); the same head trained on both, to show equal results.
 
 ``python -m benchmarks.pairs [--backbone esm2-proteomes-0.8M] [--trials 16] [--write]``
 """
@@ -60,7 +60,7 @@ def interval(ci: dict | None, metric: str) -> str:
 
 
 def leakage(backbones: dict[str, str], trials: int, workdir: Path) -> None:
-    say("1. The same search on two splits of the same pairs (frozen heads on the per-protein "
+    say("2. The same search on two splits of the same pairs (frozen heads on the per-protein "
         f"cache, {trials} trials each; CPU)")
     space_kw = dict(adaptations=("frozen",), pair_heads=("symmetric", "concat"),
                     max_epochs_range=(10, 10), batch_sizes=(64, 128))
@@ -90,7 +90,7 @@ def leakage(backbones: dict[str, str], trials: int, workdir: Path) -> None:
 
 
 def cost(backbone: str, workdir: Path) -> None:
-    say("2. Frozen path: pooled features once per protein vs once per pair partner "
+    say("1. Frozen path: pooled features once per protein vs once per pair partner "
         "(training + validation pairs of the both-unseen split; the same head on both)")
     dataset, _ = load("both_unseen")
     frame = dataset.frame[dataset.frame["split"] != "test"].reset_index(drop=True)

@@ -23,6 +23,8 @@ from nas_core.cli.flags import (
 from nas_core.common.report import REPORT_FILE, Report, load_report
 from nas_core.common.workspace import STORAGE_ENV, workspace_root
 from nas_core.data.extend import extend_dataset
+from nas_core.data.pair_splits import EXPLANATION as PAIR_SPLIT_EXPLANATION
+from nas_core.data.pair_splits import WORDS as PAIR_SPLIT_WORDS
 from nas_core.data.store import DatasetStore
 from nas_core.evaluation.finalise import finalise
 from nas_core.runtime.jobs import default_devices, next_round_name
@@ -60,7 +62,9 @@ class PrintListener(SearchListener):
             value = f"{trial.intermediate_values[last]:.4g} (epoch {last})"
         choices = (f"{Path(arch.get('backbone', '?')).name} layers={arch.get('n_layers')} "
                    f"{arch.get('adaptation')} pool={arch.get('pooling')} "
-                   f"head={arch.get('head_layers')} lr={arch.get('lr', 0):.1e}") if arch else ""
+                   f"head={arch.get('head_layers')} lr={arch.get('lr', 0):.1e}"
+                   + (f" pair={arch['pair_head']}" if "pair_head" in trial.params else "")
+                   ) if arch else ""
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
         line = f"trial {trial.number:3d} {trial.state.name:8s} validation {self.metric}=" \
                f"{value} {choices} ({seconds:.1f} s)"
@@ -120,13 +124,18 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     summary = dataset.summary()
-    print(f"dataset {dataset.name}: {summary.n_sequences} sequences, "
-          f"{summary.task}, split {summary.splits}; study '{config.study_name}'",
-          flush=True)
+    counted = (f"{summary.n_sequences} pairs of {summary.n_proteins} proteins"
+               if summary.n_proteins is not None else f"{summary.n_sequences} sequences")
+    split = (f" ({PAIR_SPLIT_WORDS.get(summary.pair_split, summary.pair_split)})"
+             if summary.pair_split else "")
+    print(f"dataset {dataset.name}: {counted}, {summary.task}, split {summary.splits}{split}; "
+          f"study '{config.study_name}'", flush=True)
+    lengths = dataset.frame["sequence"].str.len()
+    if dataset.pairs:  # a pair model reads both partners
+        lengths = lengths + dataset.frame["sequence_2"].str.len()
     if config.n_trials:
         expected = estimate(config.space, config.n_trials, len(dataset.part("train")),
-                            len(dataset.part("valid")),
-                            float(dataset.frame["sequence"].str.len().mean()),
+                            len(dataset.part("valid")), float(lengths.mean()),
                             "cuda" if default_devices()[0].startswith("cuda") and
                             config.device != "cpu" else "cpu", Throughput(),
                             min_tokens=config.min_batch_tokens,
@@ -167,6 +176,8 @@ def cmd_search(args: argparse.Namespace) -> int:
           f"{fmt((base.test or {}).get(metric))}{interval(base.test_ci, metric)}"
           + (f"; the model minus the reference: {report.vs_reference.verdict}"
              if report.vs_reference else ""))
+    if summary.pair_split:
+        print(f"split: {PAIR_SPLIT_EXPLANATION.get(summary.pair_split, summary.pair_split)}")
     print(f"wrote {Path(args.out) / REPORT_FILE} and {best.model_dir}")
     return EXIT_OK
 
