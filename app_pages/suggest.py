@@ -3,7 +3,8 @@ import streamlit as st
 from nas_core.common.report import load_report
 from nas_core.common.tasks import Task
 from nas_core.common.text import md_sentence, md_text
-from nas_core.data.reading import UPLOAD_TYPES, DataFileError
+from nas_core.data.pairs import read_pair_list
+from nas_core.data.reading import FASTA_UPLOAD_TYPES, UPLOAD_TYPES, DataFileError
 from nas_core.design.config import GOALS, RULES, SuggestConfig
 from nas_core.design.suggest import SuggestError, model_dir_of, suggest
 from nas_core.runtime.jobtable import JobKind
@@ -55,7 +56,15 @@ else:
                "candidates are ranked by prediction alone. Search again with an ensemble "
                "size of 2 or more (Search, Advanced) for the acquisition rules to matter.")
 
+pairs = report.task.per_pair
+if pairs:
+    st.caption("This model ranks **pairs of proteins**: give the candidate pairs as a table with "
+               "two sequence columns (sequence_1, sequence_2), or upload a pairs file of "
+               "protein IDs with the proteins' FASTA below.")
 candidates = sequences_input("suggest", "candidates", height=140)
+proteins = (st.file_uploader("The proteins' FASTA (pairs listed by ID)",
+                             type=FASTA_UPLOAD_TYPES, key="suggest_proteins")
+            if pairs else None)
 c1, c2 = st.columns(2)
 classes = list(report.dataset.summary.classes or {})
 target_class = None
@@ -78,7 +87,10 @@ diversity = c2.slider("Diversity penalty", 0.0, 1.0, 0.5, 0.05, key="suggest_div
 if st.button("Rank the candidates", type="primary", key="suggest_go"):
     st.session_state.pop("suggest_result", None)
     try:
-        raw = candidates.read()
+        raw = (read_pair_list((candidates.upload.name, candidates.upload.getvalue()),
+                              (proteins.name, proteins.getvalue()), require_label=False)
+               if proteins is not None and candidates.upload is not None
+               else candidates.read())
         config = SuggestConfig(batch=int(batch), goal=goal, target_class=target_class,
                                rule=rule, diversity=float(diversity))
         with st.spinner("Loading the models..."):
@@ -105,6 +117,10 @@ if st.session_state.get("suggest_result", (None,))[0] == job.id:
                        key="suggest_download")
 
 st.subheader("The measurements came back")
+if pairs:
+    st.caption("For pairs of proteins, upload the extended pairs on the Data page: a pair "
+               "split keeps whole proteins apart, so the dataset is split anew.")
+    st.stop()
 st.caption("Upload the measured sequences with their labels (the same columns as your "
            "training data). They are added to this search's dataset as a new dataset that "
            "names its parent; validation and test sequences stay as they were, and a new "

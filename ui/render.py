@@ -224,7 +224,8 @@ def suggestion(frame) -> None:
                  column_config={"why": st.column_config.TextColumn("why", width="large")})
     st.caption("**prediction** / **p_…**: the ensemble's mean; **uncertainty**: how much its "
                "members disagree (standard deviation); **acquisition**: the rule's score; "
-               "**nearest_train_identity**: identity to the most similar training sequence; "
+               "**nearest_train_identity**: identity to the most similar training sequence "
+               "(pairs: of the first partner; **..._2** of the second); "
                "**identity_to_batch**: to the most similar candidate ranked above it.")
 
 

@@ -101,3 +101,21 @@ def test_results_name_the_split_and_predict_takes_pairs(finished_pairs):
                                                       "text/plain"))
     at.button(key="predict_go").click().run()
     assert any("predicts for pairs of proteins" in shown(m.value) for m in at.markdown)
+
+
+def test_test_these_next_ranks_candidate_pairs_listed_by_id(finished_pairs):
+    _, pairs, proteins = finished_pairs
+    at = open_page("app_pages/suggest.py", BROWSER)
+    assert not at.exception, at.exception
+    assert any("pairs of proteins" in shown(c.value) for c in at.caption)
+    at.file_uploader(key="suggest_upload").set_value((pairs.name, pairs.read_bytes(),
+                                                      "text/plain"))
+    at.file_uploader(key="suggest_proteins").set_value((proteins.name, proteins.read_bytes(),
+                                                        "text/plain"))
+    at.number_input(key="suggest_batch").set_value(5)
+    at.button(key="suggest_go").click().run()
+    assert not at.exception, at.exception
+    frame = at.dataframe[0].value
+    assert len(frame) == 5 and {"id_2", "sequence_2", "nearest_train_identity_2"} <= set(
+        frame.columns)
+    assert not any(b.key == "suggest_next_round" for b in at.button)
