@@ -13,11 +13,20 @@ from nas_core.common.tasks import Task
 
 
 def make_length_histogram(frame: pd.DataFrame) -> alt.Chart:
-    lengths = pd.DataFrame({"length": frame["sequence"].str.len(),
+    """Lengths per split; of pairs, each protein once (with the split of its first pair)."""
+    lengths = pd.DataFrame({"sequence": frame["sequence"],
                             "split": frame.get("split", "all")})
-    return alt.Chart(lengths, title="Sequence length").mark_bar().encode(
+    pairs = "sequence_2" in frame
+    if pairs:
+        second = pd.DataFrame({"sequence": frame["sequence_2"],
+                               "split": frame.get("split", "all")})
+        lengths = pd.concat([lengths, second]).drop_duplicates("sequence")
+    lengths["length"] = lengths["sequence"].str.len()
+    lengths = lengths.drop(columns="sequence")
+    return alt.Chart(lengths, title="Protein length" if pairs else "Sequence length"
+                     ).mark_bar().encode(
         x=alt.X("length:Q", bin=alt.Bin(maxbins=40), title="residues"),
-        y=alt.Y("count():Q", title="sequences", stack=True),
+        y=alt.Y("count():Q", title="proteins" if pairs else "sequences", stack=True),
         color=alt.Color("split:N", sort=["train", "valid", "test"]),
         tooltip=["split:N", "count():Q"],
     ).properties(height=220)

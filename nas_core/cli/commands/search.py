@@ -20,7 +20,7 @@ from nas_core.cli.flags import (
     EXIT_INVALID,
     EXIT_OK,
 )
-from nas_core.common.report import REPORT_FILE, Report, load_report
+from nas_core.common.report import REPORT_FILE, DatasetSummary, Report, load_report
 from nas_core.common.workspace import STORAGE_ENV, workspace_root
 from nas_core.data.extend import extend_dataset
 from nas_core.data.pair_splits import EXPLANATION as PAIR_SPLIT_EXPLANATION
@@ -95,6 +95,33 @@ def space_from_args(args: argparse.Namespace) -> SearchSpace:
     return SearchSpace.from_dict(kw)
 
 
+def _announce(dataset, config: SearchConfig) -> DatasetSummary:
+    """What is searched (sequences, or pairs of proteins and their split) and the time it
+    should take on this machine."""
+    summary = dataset.summary()
+    counted = (f"{summary.n_sequences} pairs of {summary.n_proteins} proteins"
+               if summary.n_proteins is not None else f"{summary.n_sequences} sequences")
+    split = (f" ({PAIR_SPLIT_WORDS.get(summary.pair_split, summary.pair_split)})"
+             if summary.pair_split else "")
+    print(f"dataset {dataset.name}: {counted}, {summary.task}, split {summary.splits}{split}; "
+          f"study '{config.study_name}'", flush=True)
+    lengths = dataset.frame["sequence"].str.len()
+    if dataset.pairs:  # a pair model reads both partners
+        lengths = lengths + dataset.frame["sequence_2"].str.len()
+    if config.n_trials:
+        expected = estimate(config.space, config.n_trials, len(dataset.part("train")),
+                            len(dataset.part("valid")), float(lengths.mean()),
+                            "cuda" if default_devices()[0].startswith("cuda") and
+                            config.device != "cpu" else "cpu", Throughput(),
+                            min_tokens=config.min_batch_tokens,
+                            frozen_first=config.frozen_first)
+        print(f"estimated run time on this machine: {format_eta(expected.low)} to "
+              f"{format_eta(expected.high)}" + ("" if expected.measured else
+                                                " (rough: a backbone is not downloaded)"),
+              flush=True)
+    return summary
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     try:  # the space and its backbones first: reading and splitting the data take a while
         space = space_from_args(args)
@@ -123,27 +150,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     except (ValueError, BackboneUnavailable, json.JSONDecodeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    summary = dataset.summary()
-    counted = (f"{summary.n_sequences} pairs of {summary.n_proteins} proteins"
-               if summary.n_proteins is not None else f"{summary.n_sequences} sequences")
-    split = (f" ({PAIR_SPLIT_WORDS.get(summary.pair_split, summary.pair_split)})"
-             if summary.pair_split else "")
-    print(f"dataset {dataset.name}: {counted}, {summary.task}, split {summary.splits}{split}; "
-          f"study '{config.study_name}'", flush=True)
-    lengths = dataset.frame["sequence"].str.len()
-    if dataset.pairs:  # a pair model reads both partners
-        lengths = lengths + dataset.frame["sequence_2"].str.len()
-    if config.n_trials:
-        expected = estimate(config.space, config.n_trials, len(dataset.part("train")),
-                            len(dataset.part("valid")), float(lengths.mean()),
-                            "cuda" if default_devices()[0].startswith("cuda") and
-                            config.device != "cpu" else "cpu", Throughput(),
-                            min_tokens=config.min_batch_tokens,
-                            frozen_first=config.frozen_first)
-        print(f"estimated run time on this machine: {format_eta(expected.low)} to "
-              f"{format_eta(expected.high)}" + ("" if expected.measured else
-                                                " (rough: a backbone is not downloaded)"),
-              flush=True)
+    summary = _announce(dataset, config)
     devices = [config.device]
     if config.workers != 1:
         devices = worker_devices(config.workers, default_devices() if config.device == "auto"
