@@ -127,5 +127,6 @@ class Architecture:
 _PAIR_WORDS = {
     "symmetric": "shared encoder per partner, combined symmetrically ([a+b, |a-b|, a*b])",
     "concat": "shared encoder per partner, combined in order ([a, b])",
-    "cross": f"cross-encoder reading both partners joined by {len(PAIR_LINKER)} glycines",
+    "cross": f"cross-encoder reading both partners joined by {len(PAIR_LINKER)} glycines "
+             "(order-sensitive)",
 }

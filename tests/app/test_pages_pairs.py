@@ -61,16 +61,13 @@ def finished_pairs(workspace, tiny_backbone, tmp_path):
     return manager.get(job.id), pairs, proteins
 
 
-def test_search_offers_the_pair_heads_and_no_darts(finished_pairs):
-    at = open_page("app_pages/search.py", BROWSER)
+def test_search_results_and_predict_for_a_pair_dataset(finished_pairs):
+    _, pairs, proteins = finished_pairs
+    at = open_page("app_pages/search.py", BROWSER)  # the pair heads offered, DARTS not
     assert not at.exception
     assert "darts" not in at.selectbox(key="search_sampler").options
     assert any(m.label == "Pair heads" for m in at.multiselect)
     assert any(m.label == "Class weighting" for m in at.multiselect)
-
-
-def test_results_name_the_split_and_predict_takes_pairs(finished_pairs):
-    _, pairs, proteins = finished_pairs
     at = open_page("app_pages/results.py", BROWSER)
     assert not at.exception
     text = " ".join(shown(m.value) for m in at.markdown)
