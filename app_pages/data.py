@@ -150,6 +150,8 @@ payload: Path | UploadedFile | list[tuple[str, bytes]] | None
 name: str | None
 origin: str | None
 beside: dict = {}  # the FLIP layout's label (and mask) files of an example
+listed = (sniff_pairs_upload([(f.name, f.getvalue()) for f in pair_files])
+          if source == "pairs" and pair_files and len(pair_files) == 2 else None)
 if source == "flip" and flip_files and not 2 <= len(flip_files) <= 3:
     st.warning(f"The FLIP / biotrainer layout is 2 or 3 files (sequences, labels, optionally "
                f"a mask); {len(flip_files)} are here: " + (
@@ -170,15 +172,12 @@ elif source == "pairs" and pair_files and len(pair_files) != 2:
                    "add the other one." if len(pair_files) < 2 else
                    "remove the ones that do not belong."))
     payload = name = origin = None
-elif source == "pairs" and pair_files and sniff_pairs_upload(
-        [(f.name, f.getvalue()) for f in pair_files]) is None:
+elif source == "pairs" and pair_files and listed is None:
     st.warning("Of the two files, one must be the proteins' FASTA (records starting with "
                "'>ID') and the other the pairs table (protein_1, protein_2, label).")
     payload = name = origin = None
-elif source == "pairs" and pair_files:  # read in any order: the FASTA starts with '>'
-    payload = [(f.name, f.getvalue()) for f in pair_files]
-    name = next((f.name for f in pair_files if not f.getvalue()[:4096].lstrip().startswith(
-        b">")), pair_files[0].name)
+elif source == "pairs" and listed is not None:  # read in any order: the FASTA starts with '>'
+    payload, name = list(listed), listed[0][0]
     origin = "pairs:" + ",".join(sorted(f.file_id for f in pair_files))
 elif source == "upload" and isinstance(upload, UploadedFile):
     payload, name, origin = upload, upload.name, f"upload:{upload.file_id}"

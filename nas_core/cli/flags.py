@@ -60,11 +60,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask", default=None, metavar="FASTA",
                    help="with --labels: a FASTA of 0/1 strings, 0 where a residue's label is "
                    "to be ignored")
-    p.add_argument("--proteins", default=None, metavar="FASTA",
-                   help="protein pairs listed by ID: DATA is the pairs file (protein_1 "
-                   "protein_2 label, tab, comma or space separated; a header is optional) and "
-                   "this FASTA holds the proteins' sequences (D-SCRIPT's layout). A table with "
-                   "two sequence columns (sequence_1, sequence_2, label) needs no --proteins.")
+    add_proteins_arg(p, "DATA", "protein_1 protein_2 label")
     add_field(p, IngestOptions, "seq_col")
     add_field(p, IngestOptions, "label_col")
     add_field(p, IngestOptions, "task")
@@ -77,6 +73,16 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     add_field(p, SplitOptions, "pairs", "--pair-split", dest="pair_split")
     add_field(p, SplitOptions, "identity")
     add_field(p, SplitOptions, "seed", "--split-seed", dest="split_seed")
+
+
+def add_proteins_arg(p: argparse.ArgumentParser, listing: str, columns: str) -> None:
+    """``--proteins FASTA``: the pairs-file + FASTA layout, where ``listing`` (the positional
+    argument's name) lists pairs by protein ID."""
+    p.add_argument("--proteins", default=None, metavar="FASTA",
+                   help=f"protein pairs listed by ID: {listing} is the pairs file ({columns}; "
+                   "tab, comma or space separated, a header optional) and this FASTA holds "
+                   "the proteins' sequences (D-SCRIPT's layout). A table with two sequence "
+                   "columns (sequence_1, sequence_2) needs no --proteins.")
 
 
 def _class_names(text: str) -> tuple[tuple[str, str], ...]:

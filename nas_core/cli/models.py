@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from nas_core.backbones.registry import REGISTRY
-from nas_core.cli.flags import add_field
+from nas_core.cli.flags import add_field, add_proteins_arg
 from nas_core.compression.config import RESULTS, CompressConfig
 from nas_core.design.config import SuggestConfig
 from nas_core.modeling.compaction_options import DistillConfig
@@ -18,9 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="model directory (or Hub repository id)")
     p.add_argument("data", help="CSV/TSV/Excel/FASTA with a sequence column (a pair model: "
                    "two, sequence_1 and sequence_2); labels optional")
-    p.add_argument("--proteins", default=None, metavar="FASTA",
-                   help="pair models: DATA lists pairs by protein ID (protein_1 protein_2) "
-                   "and this FASTA holds the proteins")
+    add_proteins_arg(p, "DATA", "protein_1 protein_2, labels optional")
     p.add_argument("--bait", default=None, metavar="SEQUENCE_OR_ID",
                    help="pair models: screen this protein (a sequence, or the ID of a record "
                    "of DATA) against every sequence of DATA, most likely partners first")
@@ -34,9 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="the search's --out folder (ensemble_model/ or best_model/)")
     p.add_argument("candidates", help="FASTA, CSV, TSV or Excel file of candidate sequences "
                    "(a pair model: candidate pairs, two sequence columns)")
-    p.add_argument("--proteins", default=None, metavar="FASTA",
-                   help="pair models: CANDIDATES lists pairs by protein ID and this FASTA "
-                   "holds the proteins")
+    add_proteins_arg(p, "CANDIDATES", "protein_1 protein_2")
     add_field(p, SuggestConfig, "batch")
     add_field(p, SuggestConfig, "goal")
     add_field(p, SuggestConfig, "target_class", "--class")

@@ -32,7 +32,7 @@ class Task(StrEnum):
 
     def for_pairs(self) -> Task:
         """The pair task with this kind of label (binary -> pair_binary)."""
-        return {base: pair for pair, base in _PAIR_BASE.items()}.get(self, self)
+        return _FOR_PAIRS.get(self, self)
 
     @property
     def per_residue(self) -> bool:
@@ -87,6 +87,7 @@ class Task(StrEnum):
 
 _PAIR_BASE = {Task.PAIR_BINARY: Task.BINARY, Task.PAIR_MULTICLASS: Task.MULTICLASS,
               Task.PAIR_REGRESSION: Task.REGRESSION}
+_FOR_PAIRS = {base: pair for pair, base in _PAIR_BASE.items()}
 _WORDS = {Task.BINARY: "binary classification", Task.MULTICLASS: "multiclass classification",
           Task.REGRESSION: "regression",
           Task.RESIDUE_CLASSIFICATION: "per-residue classification",

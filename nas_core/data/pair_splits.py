@@ -101,28 +101,15 @@ def _positive_ends(frame: pd.DataFrame, task: Task, pairs: np.ndarray, n: int) -
     return np.bincount(pairs[rare].ravel(), minlength=n).astype(float)
 
 
-def _random_pairs(frame: pd.DataFrame, task: Task, opts: SplitOptions) -> np.ndarray:
-    from sklearn.model_selection import train_test_split  # 0.6 s: not for listing pages
-
-    idx = np.arange(len(frame))
-    strata = (None if task.label_kind is Task.REGRESSION else frame["label"].to_numpy())
-    rest, test = train_test_split(idx, test_size=opts.test_fraction, random_state=opts.seed,
-                                  stratify=strata)
-    share = opts.valid_fraction / (1.0 - opts.test_fraction)
-    train, valid = train_test_split(rest, test_size=share, random_state=opts.seed + 1,
-                                    stratify=None if strata is None else strata[rest])
-    split = np.empty(len(frame), dtype=object)
-    split[train], split[valid], split[test] = "train", "valid", "test"
-    return split
-
-
-def assign_pair_splits(dataset: Dataset, options: SplitOptions | None = None, *,
+def assign_pair_splits(dataset: Dataset, options: SplitOptions, *,
+                       random_rows: Callable[[pd.DataFrame, Task, SplitOptions], Problem],
                        progress: Callable[[str, float], None] | None = None
                        ) -> tuple[Dataset, list[Problem]]:
     """A copy of a dataset of pairs with every kept pair's split, each partner's identity to
     its nearest training protein (``nearest_train_identity`` and ``..._2``, the leakage
-    report), and notes naming the split kind and what was dropped."""
-    opts = options or SplitOptions()
+    report), and notes naming the split kind and what was dropped. ``random_rows`` is the
+    stratified random split of rows that sequences use (the random pair split is that)."""
+    opts = options
     frame = dataset.frame.copy().reset_index(drop=True)
     proteins, pairs = proteins_of(frame)
     n = len(proteins)
@@ -138,7 +125,7 @@ def assign_pair_splits(dataset: Dataset, options: SplitOptions | None = None, *,
     else:
         kind = opts.pairs
     if kind == "random":
-        frame["split"] = _random_pairs(frame, dataset.task, opts)
+        notes.append(random_rows(frame, dataset.task.label_kind, opts))
         notes.append(Problem("info", "random_pair_split", (
             f"Random pair split (seed {opts.seed}): the same proteins are in training and "
             "test pairs, so the test score includes what the model memorised about each "

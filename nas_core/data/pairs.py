@@ -42,7 +42,6 @@ def read_pair_list(pairs: Source, proteins: Source, *, limits: ReadLimits | None
         if ident is not None:
             lookup.setdefault(str(ident), seq)
     name, table = _pair_table(pairs, limits, set(lookup), require_label)
-    problems: list[Problem] = []
     if not len(table):
         raise DataFileError(f"{name}: no pairs found.")
     first = table.attrs["first_row"]
@@ -63,7 +62,7 @@ def read_pair_list(pairs: Source, proteins: Source, *, limits: ReadLimits | None
         "absent": [absent(i) for i in range(len(table))],
     })
     frame.attrs["proteins"] = fasta_name
-    return RawTable(frame, name, "pairs", "protein_1 + protein_2", "label", tuple(problems))
+    return RawTable(frame, name, "pairs", "protein_1 + protein_2", "label")
 
 
 def _pair_table(source: Source, limits: ReadLimits, known: set[str], require_label: bool
@@ -96,9 +95,9 @@ def _pair_table(source: Source, limits: ReadLimits, known: set[str], require_lab
                                             else (lambda s: re.split(r"\s+", s.strip())))
     cells = [[c.strip() for c in splitter(line)] for line in lines]
     header = [c.lower() for c in cells[0]]
-    has_header = (any(c in _HEADER_WORDS for c in header)
-                  or not (cells[0][0] in known or (len(cells[0]) > 1 and cells[0][1] in known))
-                  and not _looks_like_label(cells[0]))
+    first_ids_known = cells[0][0] in known or (len(cells[0]) > 1 and cells[0][1] in known)
+    has_header = any(c in _HEADER_WORDS for c in header) or (
+        not first_ids_known and not _looks_like_label(cells[0]))
     width = len(cells[0])
     bad = [i for i, row in enumerate(cells) if len(row) != width]
     if bad:

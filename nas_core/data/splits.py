@@ -156,7 +156,7 @@ def assign_splits(dataset: Dataset, options: SplitOptions | None = None, *,
     rows, the identity to the nearest training sequence), and notes on what was done."""
     opts = options or SplitOptions()
     if dataset.pairs:
-        return assign_pair_splits(dataset, opts, progress=progress)
+        return assign_pair_splits(dataset, opts, random_rows=_random_split, progress=progress)
     frame = dataset.frame.copy()
     notes: list[Problem] = []
     hits = None

@@ -413,23 +413,18 @@ class Predictor:
         errors = [p for p in problems if p.severity == "error"]
         if errors:
             raise PredictionInputError(errors)
+        if self.info.per_residue:
+            return self._residue_table(rows, problems, progress)
         if self.pairs:
             frame = self.predict_pairs(list(rows["sequence"]), list(rows["sequence_2"]),
                                        progress=progress)
-            frame.insert(0, "id", rows["id"].to_numpy())
-            frame.insert(1, "id_2", rows["id_2"].to_numpy())
-            metrics = None
-            if rows["label"].notna().all():
-                frame.insert(3, "label", rows["label"].to_numpy())
-                metrics = self._score(rows["label"], frame)
-            return frame, problems, metrics
-        if self.info.per_residue:
-            return self._residue_table(rows, problems, progress)
-        frame = self.predict_sequences(list(rows["sequence"]), progress=progress)
+            frame.insert(0, "id_2", rows["id_2"].to_numpy())
+        else:
+            frame = self.predict_sequences(list(rows["sequence"]), progress=progress)
         frame.insert(0, "id", rows["id"].to_numpy())
         metrics = None
-        if rows["label"].notna().all():
-            frame.insert(2, "label", rows["label"].to_numpy())
+        if rows["label"].notna().all():  # after the IDs and the prediction
+            frame.insert(3 if self.pairs else 2, "label", rows["label"].to_numpy())
             metrics = self._score(rows["label"], frame)
         return frame, problems, metrics
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -64,6 +65,55 @@ def choose(page, label: str, option: str) -> None:
 def nav(page, name: str) -> None:
     """Click a page in the sidebar navigation (keeps the browser session)."""
     page.get_by_test_id("stSidebarNavLink").filter(has_text=name).click()
+
+
+def sign_in(page, who: str) -> None:
+    name = page.get_by_role("textbox", name="Your name")
+    name.fill(who)
+    name.press("Enter")
+    page.wait_for_load_state("networkidle")
+
+
+def search_and_open_results(page) -> None:
+    """Search the dataset just stored with two trials, wait on Monitor, open its results."""
+    nav(page, "Search")
+    expect_ = _expect()
+    expect_(page.get_by_role("heading", name="Search")).to_be_visible()
+    trials = page.get_by_role("spinbutton", name="Trials")
+    trials.fill("2")
+    trials.press("Enter")
+    page.get_by_role("button", name="Start").click()
+    expect_(page.get_by_text("Follow it live on the Monitor page")).to_be_visible()
+    nav(page, "Monitor")
+    expect_(page.get_by_role("button", name="See the results")).to_have_count(
+        1, timeout=300_000)
+    page.get_by_role("button", name="See the results").click()
+
+
+@contextmanager
+def chromium_page(failure: str):
+    """A page of headless Chromium; a screenshot ``failure`` in test-artifacts/ on error."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    _expect().set_options(timeout=60_000)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        try:
+            yield page
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / failure), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def _expect():
+    from playwright.sync_api import expect
+
+    return expect
 
 
 COLOURED_PIXELS = """(el) => {
@@ -221,117 +271,69 @@ def test_upload_search_and_watch_it_in_a_real_browser(server, hub):
 def test_a_per_residue_dataset_in_a_real_browser(server, tmp_path):
     """The FLIP files dropped together, a search, the residue-by-residue results with the
     track plot drawn, and a prediction one row per residue."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    expect.set_options(timeout=60_000)
     files = flip_subset(tmp_path / "flip", (80, 20, 30))  # the shipped layout, fewer chains
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        try:
-            page.goto(f"{server}/data")
-            page.get_by_text("Per-residue labels in the FLIP / biotrainer layout").click()
-            page.locator("input[type=file]").nth(1).set_input_files(
-                [str(f) for f in reversed(files)])
-            expect(page.get_by_text("Name this dataset")).to_be_visible()
-            flip_name = page.get_by_role("textbox", name="Name of this dataset")
-            flip_name.fill("ss3-walk")
-            flip_name.press("Enter")
-            expect(page.get_by_text("is ready and stored")).to_be_visible(timeout=120_000)
-            expect(page.get_by_text("Task, per residue")).to_be_visible()
-            expect(page.get_by_text("Class balance (residues)")).to_be_attached()
-            name = page.get_by_role("textbox", name="Your name")
-            name.fill("carol")
-            name.press("Enter")
-            page.wait_for_load_state("networkidle")
-            nav(page, "Search")
-            trials = page.get_by_role("spinbutton", name="Trials")
-            trials.fill("2")
-            trials.press("Enter")
-            page.get_by_role("button", name="Start").click()
-            expect(page.get_by_text("Follow it live on the Monitor page")).to_be_visible()
-            nav(page, "Monitor")
-            expect(page.get_by_role("button", name="See the results")).to_have_count(
-                1, timeout=300_000)
-            page.get_by_role("button", name="See the results").click()
-            expect(page.get_by_text("Held-out proteins, residue by residue")).to_be_visible(
-                timeout=120_000)
-            track = page.locator("[data-testid='stVegaLiteChart']").last
-            expect(track).to_be_visible()
-            deadline = time.monotonic() + 60
-            while track.evaluate(COLOURED_PIXELS) < 100:  # coloured class tracks are drawn
-                assert time.monotonic() < deadline, "the track plot stayed empty"
-                page.wait_for_timeout(500)
-            page.screenshot(path=str(ARTIFACTS / "results-per-residue.png"), full_page=True)
-            nav(page, "Predict")
-            page.get_by_role("textbox", name="FASTA, or one sequence per line").fill(
-                ">p1\nMKVLAAGIWKKPLLE\n")
-            page.get_by_role("button", name="Predict", exact=True).click()
-            expect(page.get_by_text("one row per residue (15 rows)")).to_be_visible(
-                timeout=120_000)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "failure-per-residue.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with chromium_page("failure-per-residue.png") as page:
+        page.goto(f"{server}/data")
+        page.get_by_text("Per-residue labels in the FLIP / biotrainer layout").click()
+        page.locator("input[type=file]").nth(1).set_input_files(
+            [str(f) for f in reversed(files)])
+        expect(page.get_by_text("Name this dataset")).to_be_visible()
+        flip_name = page.get_by_role("textbox", name="Name of this dataset")
+        flip_name.fill("ss3-walk")
+        flip_name.press("Enter")
+        expect(page.get_by_text("is ready and stored")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Task, per residue")).to_be_visible()
+        expect(page.get_by_text("Class balance (residues)")).to_be_attached()
+        sign_in(page, "carol")
+        search_and_open_results(page)
+        expect(page.get_by_text("Held-out proteins, residue by residue")).to_be_visible(
+            timeout=120_000)
+        track = page.locator("[data-testid='stVegaLiteChart']").last
+        expect(track).to_be_visible()
+        deadline = time.monotonic() + 60
+        while track.evaluate(COLOURED_PIXELS) < 100:  # coloured class tracks are drawn
+            assert time.monotonic() < deadline, "the track plot stayed empty"
+            page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "results-per-residue.png"), full_page=True)
+        nav(page, "Predict")
+        page.get_by_role("textbox", name="FASTA, or one sequence per line").fill(
+            ">p1\nMKVLAAGIWKKPLLE\n")
+        page.get_by_role("button", name="Predict", exact=True).click()
+        expect(page.get_by_text("one row per residue (15 rows)")).to_be_visible(
+            timeout=120_000)
 
 
 def test_protein_pairs_in_a_real_browser(server, tmp_path):
     """Issue 32: the pairs file and the proteins' FASTA dropped together on Data, a search,
     Results naming the split (both partners unseen), and Predict for pairs listed by ID."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    expect.set_options(timeout=60_000)
     pairs, proteins = pair_subset(tmp_path / "pairs")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        try:
-            page.goto(f"{server}/data")
-            page.get_by_text("Protein pairs listed by ID").click()
-            page.locator("input[type=file]").nth(2).set_input_files(
-                [str(proteins), str(pairs)])
-            expect(page.get_by_text("is ready and stored")).to_be_visible(timeout=120_000)
-            expect(page.get_by_text("Task, per pair")).to_be_visible()
-            expect(page.get_by_text(re.compile("Split: both partners unseen"))).to_be_visible()
-            name = page.get_by_role("textbox", name="Your name")
-            name.fill("dana")
-            name.press("Enter")
-            page.wait_for_load_state("networkidle")
-            nav(page, "Search")
-            expect(page.get_by_role("heading", name="Search")).to_be_visible()
-            trials = page.get_by_role("spinbutton", name="Trials")
-            trials.fill("2")
-            trials.press("Enter")
-            page.get_by_role("button", name="Start").click()
-            expect(page.get_by_text("Follow it live on the Monitor page")).to_be_visible()
-            nav(page, "Monitor")
-            expect(page.get_by_role("button", name="See the results")).to_have_count(
-                1, timeout=300_000)
-            page.get_by_role("button", name="See the results").click()
-            expect(page.get_by_text("Split: both partners unseen.")).to_be_visible(
-                timeout=120_000)
-            expect(page.get_by_text("Best architecture", exact=True)).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "results-pairs.png"), full_page=True)
-            nav(page, "Predict")
-            settled(page)
-            page.get_by_text("Pairs listed by ID (pair models)").click()
-            settled(page)
-            page.get_by_text("Upload a file").click()
-            page.locator("input[type=file]").nth(0).set_input_files(str(pairs))
-            settled(page)
-            page.locator("input[type=file]").nth(1).set_input_files(str(proteins))
-            settled(page)
-            page.get_by_role("button", name="Predict", exact=True).click()
-            lines = len(pairs.read_text().splitlines())
-            expect(page.get_by_text(f"{lines} prediction(s)")).to_be_visible(timeout=120_000)
-            expect(page.get_by_text("unlike_training_2").first).to_be_visible()
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "failure-pairs.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with chromium_page("failure-pairs.png") as page:
+        page.goto(f"{server}/data")
+        page.get_by_text("Protein pairs listed by ID").click()
+        page.locator("input[type=file]").nth(2).set_input_files([str(proteins), str(pairs)])
+        expect(page.get_by_text("is ready and stored")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Task, per pair")).to_be_visible()
+        expect(page.get_by_text(re.compile("Split: both partners unseen"))).to_be_visible()
+        sign_in(page, "dana")
+        search_and_open_results(page)
+        expect(page.get_by_text("Split: both partners unseen.")).to_be_visible(
+            timeout=120_000)
+        expect(page.get_by_text("Best architecture", exact=True)).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "results-pairs.png"), full_page=True)
+        nav(page, "Predict")
+        settled(page)
+        page.get_by_text("Pairs listed by ID (pair models)").click()
+        settled(page)
+        page.get_by_text("Upload a file").click()
+        page.locator("input[type=file]").nth(0).set_input_files(str(pairs))
+        settled(page)
+        page.locator("input[type=file]").nth(1).set_input_files(str(proteins))
+        settled(page)
+        page.get_by_role("button", name="Predict", exact=True).click()
+        lines = len(pairs.read_text().splitlines())
+        expect(page.get_by_text(f"{lines} prediction(s)")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("unlike_training_2").first).to_be_visible()

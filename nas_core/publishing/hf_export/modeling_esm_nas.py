@@ -170,22 +170,31 @@ class EsmNasForSequenceClassification(_EsmNasBase):
         return self._output(self._pooled(input_ids, attention_mask), labels)
 
 
+def pair_inputs(tokenizer, first, second, heads):
+    """What pair models with these ``heads`` read: each partner alone (``input_ids``,
+    ``input_ids_2`` and their masks) for a shared encoder, both joined by the linker
+    (``joined_*``) for a cross-encoder; an ensemble mixing the two gets both."""
+    out = {}
+    if heads - {"cross"}:
+        one = tokenizer(list(first), padding=True, return_tensors="pt")
+        two = tokenizer(list(second), padding=True, return_tensors="pt")
+        out.update(input_ids=one["input_ids"], attention_mask=one["attention_mask"],
+                   input_ids_2=two["input_ids"], attention_mask_2=two["attention_mask"])
+    if "cross" in heads:
+        joined = tokenizer([a + PAIR_LINKER + b for a, b in zip(first, second)],
+                           padding=True, return_tensors="pt")
+        out.update(joined_input_ids=joined["input_ids"],
+                   joined_attention_mask=joined["attention_mask"])
+    return out
+
+
 class EsmNasForPairClassification(_EsmNasBase):
     """One prediction per pair of proteins (interaction, affinity)."""
 
     def pair_inputs(self, tokenizer, first, second):
         """The inputs of ``forward`` for two lists of sequences (pair i: first[i] with
-        second[i]), padded tensors: each partner alone (``input_ids``, ``input_ids_2`` and
-        their masks) and both joined by the linker (``joined_*``, what a cross-encoder
-        reads), so every member of an ensemble finds its own."""
-        one = tokenizer(list(first), padding=True, return_tensors="pt")
-        two = tokenizer(list(second), padding=True, return_tensors="pt")
-        joined = tokenizer([a + PAIR_LINKER + b for a, b in zip(first, second)],
-                           padding=True, return_tensors="pt")
-        return {"input_ids": one["input_ids"], "attention_mask": one["attention_mask"],
-                "input_ids_2": two["input_ids"], "attention_mask_2": two["attention_mask"],
-                "joined_input_ids": joined["input_ids"],
-                "joined_attention_mask": joined["attention_mask"]}
+        second[i]), padded tensors."""
+        return pair_inputs(tokenizer, first, second, {self.pair_head})
 
     def forward(self, input_ids=None, attention_mask=None, input_ids_2=None,
                 attention_mask_2=None, joined_input_ids=None, joined_attention_mask=None,
@@ -235,7 +244,7 @@ class _EsmNasEnsembleBase(EsmPreTrainedModel):
         return  # every weight comes from the checkpoint
 
     def pair_inputs(self, tokenizer, first, second):
-        return self.members[0].pair_inputs(tokenizer, first, second)
+        return pair_inputs(tokenizer, first, second, {m.pair_head for m in self.members})
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
         pair = {k: v for k, v in kwargs.items() if k in (
